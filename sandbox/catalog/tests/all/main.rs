@@ -1,0 +1,1 @@
+//! Integration tests of the catalog: one binary, one module per concern.

@@ -1,0 +1,48 @@
+//! `sandbox`: the data sandbox's command line (数据沙箱命令行).
+//!
+//! A thin shell over the libraries: it parses arguments, calls one library function per command,
+//! and prints for people (tables, in Chinese and English) or for programs (`--json`).
+
+mod catalog;
+mod datagen;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sandbox",
+    version,
+    about = "数据沙箱：公共数据授权运营，原始数据不出域、数据可用不可见\n\
+             Data sandbox for public-data authorized operation: raw data never leaves the domain",
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// 生成合成公共数据及目录条目 / Generate synthetic public data with catalog entries
+    Datagen(datagen::Args),
+    /// 公共数据资源目录 / The public data resource catalog
+    #[command(subcommand)]
+    Catalog(catalog::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Datagen(args) => datagen::run(args),
+        Command::Catalog(command) => catalog::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

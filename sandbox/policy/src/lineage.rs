@@ -1,0 +1,146 @@
+//! Column lineage: which view columns flow into a value, and in what form.
+//!
+//! The checker computes a [`Lineage`] for every column of every plan node and judges each use of
+//! a value against the constraints of the columns it came from. This module only names things.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use sandbox_catalog::Constraint;
+
+/// Where a value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// A column of a policy view.
+    Column { view: String, column: String, constraint: Constraint },
+    /// Values that vary from row to row of a derived relation (a union, VALUES, an aggregate,
+    /// a window function, an unnest) without coming from a view column. Carries no constraint;
+    /// it exists so that comparisons across rows of different relations can be seen.
+    Rows,
+}
+
+/// The form a source's value has reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Flow {
+    /// The value itself, or a row-by-row function of it.
+    Value,
+    /// The value as a GROUP BY key (or DISTINCT): one per group.
+    GroupKey,
+    /// Reduced by an aggregate function.
+    Aggregated,
+}
+
+impl Flow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::Value => "value",
+            Flow::GroupKey => "group key",
+            Flow::Aggregated => "aggregated",
+        }
+    }
+
+    pub fn zh(self) -> &'static str {
+        match self {
+            Flow::Value => "原值",
+            Flow::GroupKey => "分组键",
+            Flow::Aggregated => "聚合值",
+        }
+    }
+}
+
+/// Identifies the rows a value was read from: each scan, and each relation a plan derives
+/// (union, aggregate, VALUES ...), has its own. [`Origin::CONSTANT`] marks values that are the same
+/// for every row they are compared with (an uncorrelated subquery's result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Origin(pub(crate) usize);
+
+impl Origin {
+    pub(crate) const CONSTANT: Origin = Origin(0);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Item {
+    pub(crate) source: Source,
+    pub(crate) flow: Flow,
+    pub(crate) origin: Origin,
+}
+
+/// Everything that flows into one value. Empty for constants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Lineage {
+    pub(crate) items: BTreeSet<Item>,
+}
+
+impl Lineage {
+    pub(crate) fn column(view: &str, column: &str, constraint: Constraint, origin: Origin) -> Lineage {
+        let source = Source::Column { view: view.to_owned(), column: column.to_owned(), constraint };
+        Lineage { items: BTreeSet::from([Item { source, flow: Flow::Value, origin }]) }
+    }
+
+    pub(crate) fn rows(origin: Origin) -> Lineage {
+        Lineage { items: BTreeSet::from([Item { source: Source::Rows, flow: Flow::Value, origin }]) }
+    }
+
+    pub(crate) fn extend(&mut self, other: Lineage) {
+        self.items.extend(other.items);
+    }
+
+    /// The same sources after a step that turns raw values into `flow` (grouping, aggregating),
+    /// now read from the rows `origin`.
+    pub(crate) fn became(self, flow: Flow, origin: Origin) -> Lineage {
+        let items = self
+            .items
+            .into_iter()
+            .map(|i| {
+                let flow = if i.flow == Flow::Value || flow == Flow::Aggregated { flow } else { i.flow };
+                Item { flow, origin, ..i }
+            })
+            .collect();
+        Lineage { items }
+    }
+
+    /// The same sources, read from the rows `origin`.
+    pub(crate) fn at(self, origin: Origin) -> Lineage {
+        Lineage { items: self.items.into_iter().map(|i| Item { origin, ..i }).collect() }
+    }
+}
+
+/// What `sandbox policy check` reports for an accepted query: where each output column's values
+/// come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputColumn {
+    pub name: String,
+    /// View columns behind the values, with the form they arrive in. Empty: constants or counts.
+    pub sources: Vec<(Source, Flow)>,
+}
+
+impl OutputColumn {
+    pub(crate) fn new(name: &str, lineage: &Lineage) -> OutputColumn {
+        let sources: BTreeSet<(Source, Flow)> = lineage
+            .items
+            .iter()
+            .filter(|i| matches!(i.source, Source::Column { .. }))
+            .map(|i| (i.source.clone(), i.flow))
+            .collect();
+        OutputColumn { name: name.to_owned(), sources: sources.into_iter().collect() }
+    }
+}
+
+impl fmt::Display for OutputColumn {
+    /// `name: view.column [constraint, flow], ...` or `name: (no view column)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.name)?;
+        if self.sources.is_empty() {
+            return f.write_str("(no view column)");
+        }
+        for (i, (source, flow)) in self.sources.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            if let Source::Column { view, column, constraint } = source {
+                write!(f, "{view}.{column} [{constraint}, {}]", flow.as_str())?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,313 @@
+//! The views on real (generated) Parquet and CSV: what a query actually sees, and every limit.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::time::Duration;
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sandbox_catalog::{Catalog, Level, Sharing, Variant};
+use sandbox_policy::{DomainSecret, ErrorKind, KeyError, PolicyConfig, PolicyContext, PolicyError, Reason};
+
+use crate::fixture::{self, ALL};
+
+fn secret() -> DomainSecret {
+    DomainSecret::from_bytes([7; 32])
+}
+
+fn context(datasets: &[&str], config: PolicyConfig) -> PolicyContext {
+    let key = secret().licence_key("licence-1");
+    PolicyContext::new(fixture::catalog(), datasets, Variant::Real, Some(key), config).unwrap()
+}
+
+fn strings(batches: &[RecordBatch], column: usize) -> Vec<String> {
+    batches.iter().flat_map(|b| b.column(column).as_string::<i32>().iter().map(|v| v.unwrap().to_owned())).collect()
+}
+
+fn int(batches: &[RecordBatch]) -> i64 {
+    batches[0].column(0).as_primitive::<Int64Type>().value(0)
+}
+
+/// The raw values of one string column of a generated Parquet file, read without the views.
+fn raw_column(dataset: &str, column: &str) -> Vec<String> {
+    let ds = fixture::catalog().dataset(dataset).unwrap();
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(File::open(&ds.files[0].path).unwrap()).unwrap().build().unwrap();
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let array = batch.column_by_name(column).unwrap().as_string::<i32>().clone();
+        out.extend(array.iter().map(|v| v.unwrap().to_owned()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn pseudonymized_columns_show_keyed_hashes_of_the_raw_values() {
+    let ctx = context(&["persons"], PolicyConfig::default());
+    let seen: HashSet<String> =
+        strings(&ctx.collect("SELECT citizen_id FROM persons").await.unwrap(), 0).into_iter().collect();
+    let raw = raw_column("persons", "citizen_id");
+    assert_eq!(seen.len(), raw.len(), "one distinct pseudonym per person");
+    let key = secret().licence_key("licence-1");
+    for id in &raw {
+        assert!(!seen.contains(id), "a raw ID number reached the query");
+        assert!(seen.contains(&key.pseudonym(id)));
+    }
+    // Independent of our code: HMAC-SHA256 from the hmac crate, keyed with the derived key.
+    let expected = {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut derive = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&[7; 32]).unwrap();
+        derive.update(b"sandbox pseudonym key v1\0licence-1");
+        let licence_key = derive.finalize().into_bytes();
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&licence_key).unwrap();
+        mac.update(raw[0].as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    assert!(seen.contains(&expected));
+}
+
+#[tokio::test]
+async fn pseudonyms_join_across_datasets_and_differ_between_licences() {
+    let ctx = context(&["persons", "social_insurance"], PolicyConfig::default());
+    let sql =
+        "SELECT count(DISTINCT p.citizen_id) FROM persons p JOIN social_insurance s ON s.person_id = p.citizen_id";
+    let joined = int(&ctx.collect(sql).await.unwrap());
+    let insured: HashSet<String> = raw_column("social_insurance", "person_id").into_iter().collect();
+    assert_eq!(joined as usize, insured.len(), "every insured person joins to the register");
+
+    let other = PolicyContext::new(
+        fixture::catalog(),
+        &["persons"],
+        Variant::Real,
+        Some(secret().licence_key("licence-2")),
+        PolicyConfig::default(),
+    )
+    .unwrap();
+    let a: HashSet<String> =
+        strings(&ctx.collect("SELECT citizen_id FROM persons").await.unwrap(), 0).into_iter().collect();
+    let b: HashSet<String> =
+        strings(&other.collect("SELECT citizen_id FROM persons").await.unwrap(), 0).into_iter().collect();
+    assert!(a.is_disjoint(&b), "two licences cannot link their results through pseudonyms");
+}
+
+#[tokio::test]
+async fn filters_on_pseudonyms_are_applied_to_pseudonyms() {
+    let ctx = context(&["persons"], PolicyConfig::default());
+    let raw = raw_column("persons", "citizen_id");
+    let by_raw = format!("SELECT count(*) FROM persons WHERE citizen_id = '{}'", raw[0]);
+    assert_eq!(int(&ctx.collect(&by_raw).await.unwrap()), 0, "a raw ID matches nothing");
+    let pseudonym = secret().licence_key("licence-1").pseudonym(&raw[0]);
+    let by_pseudonym = format!("SELECT count(*) FROM persons WHERE citizen_id = '{pseudonym}'");
+    assert_eq!(int(&ctx.collect(&by_pseudonym).await.unwrap()), 1);
+}
+
+#[tokio::test]
+async fn aggregates_match_the_files() {
+    let ctx = context(ALL, PolicyConfig::default());
+    let rows = |id: &str| fixture::catalog().dataset(id).unwrap().row_count(Variant::Real).unwrap().unwrap() as i64;
+    for id in ALL {
+        let n = int(&ctx.collect(&format!("SELECT count(*) FROM {id}")).await.unwrap());
+        assert_eq!(n, rows(id), "{id}");
+    }
+    let districts = ctx.collect("SELECT district, count(*) AS n FROM persons GROUP BY district").await.unwrap();
+    let total: i64 =
+        districts.iter().map(|b| b.column(1).as_primitive::<Int64Type>().iter().flatten().sum::<i64>()).sum();
+    assert_eq!(total, rows("persons"));
+}
+
+#[tokio::test]
+async fn checking_needs_no_key_but_reading_pseudonyms_does() {
+    let ctx =
+        PolicyContext::new(fixture::catalog(), &["persons"], Variant::Real, None, PolicyConfig::default()).unwrap();
+    assert!(ctx.check("SELECT citizen_id FROM persons").await.is_ok());
+    assert!(ctx.collect("SELECT count(*) FROM persons").await.is_ok(), "no pseudonym read");
+    let err = ctx.collect("SELECT citizen_id FROM persons").await.unwrap_err();
+    assert!(matches!(err, PolicyError::QueryFailed(ref m) if m.contains("pseudonymization key not loaded")), "{err}");
+}
+
+#[tokio::test]
+async fn rejected_queries_do_not_run() {
+    let ctx = context(&["persons"], PolicyConfig::default());
+    let err = ctx.execute("SELECT mobile FROM persons").await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Denied);
+    assert!(err.zh().contains("禁止使用"), "{}", err.zh());
+}
+
+/// The deadline is checked each time the query yields, which DataFusion does between batches:
+/// small batches make the check frequent. (A hard wall-clock limit is the runner process's job.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_its_deadline_is_stopped() {
+    let config = PolicyConfig { query_timeout: Duration::from_millis(300), batch_size: 256, ..PolicyConfig::default() };
+    let ctx = context(&["persons", "utility_usage"], config);
+    // 41 million pairs compared: seconds of work, in little memory.
+    let started = std::time::Instant::now();
+    let sql = "SELECT count(*) FROM persons a JOIN utility_usage u ON a.citizen_id <> u.household_key";
+    let err = ctx.collect(sql).await.unwrap_err();
+    assert!(matches!(err, PolicyError::ResourcesExhausted(ref m) if m.contains("time")), "{err}");
+    assert_eq!(err.kind(), ErrorKind::ResourcesExhausted);
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped near the deadline: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_query_over_its_memory_pool_fails_without_spilling() {
+    let config = PolicyConfig { memory_limit: 64 << 10, ..PolicyConfig::default() };
+    let ctx = context(&["social_insurance"], config);
+    let err = ctx
+        .collect("SELECT person_id, month, count(*) FROM social_insurance GROUP BY person_id, month ORDER BY 1")
+        .await;
+    let err = err.unwrap_err();
+    assert!(matches!(err, PolicyError::ResourcesExhausted(_)), "{err}");
+    // The same query fits in the default pool.
+    let ctx = context(&["social_insurance"], PolicyConfig::default());
+    assert!(
+        ctx.collect("SELECT person_id, month, count(*) FROM social_insurance GROUP BY person_id, month").await.is_ok()
+    );
+}
+
+#[tokio::test]
+async fn sql_text_and_nesting_are_bounded() {
+    let config = PolicyConfig { max_sql_bytes: 100, ..PolicyConfig::default() };
+    let ctx = context(&["persons"], config);
+    let long = format!("SELECT count(*) FROM persons WHERE citizen_id <> '{}'", "x".repeat(100));
+    let err = ctx.check(&long).await.unwrap_err();
+    assert!(
+        matches!(err, PolicyError::Rejected(ref r) if matches!(r.reason, Reason::TooLong { limit: 100, .. })),
+        "{err}"
+    );
+    let ctx = context(&["persons"], PolicyConfig::default());
+    assert!(ctx.check("SELECT count(*) FROM persons WHERE citizen_id <> 'x'").await.is_ok());
+
+    let nested = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
+    let err = ctx.check(&nested).await.unwrap_err();
+    assert!(matches!(err, PolicyError::Rejected(ref r) if r.reason == Reason::TooDeep { limit: 50 }), "{err}");
+    let shallow = format!("SELECT {}1{}", "(".repeat(10), ")".repeat(10));
+    assert!(ctx.check(&shallow).await.is_ok());
+}
+
+#[tokio::test]
+async fn twins_back_the_views_in_development() {
+    let key = secret().licence_key("dev:licence-1");
+    let ctx = PolicyContext::new(fixture::catalog(), &["persons"], Variant::Twin, Some(key), PolicyConfig::default())
+        .unwrap();
+    assert_eq!(int(&ctx.collect("SELECT count(*) FROM persons").await.unwrap()), 500);
+}
+
+#[tokio::test]
+async fn datasets_that_may_not_be_licensed_are_refused() {
+    let mut catalog: Catalog = fixture::catalog().clone();
+    let refused = |catalog: &Catalog, id: &str, variant| {
+        let err = PolicyContext::new(catalog, &[id], variant, None, PolicyConfig::default()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+        err.to_string()
+    };
+    assert!(refused(&catalog, "no_such_dataset", Variant::Real).contains("not in the catalog"));
+    let err = PolicyContext::new(&catalog, &["persons", "persons"], Variant::Real, None, PolicyConfig::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("listed twice"));
+
+    catalog.datasets.iter_mut().find(|d| d.id == "persons").unwrap().sharing = Sharing::None;
+    assert!(refused(&catalog, "persons", Variant::Real).contains("不予共享"));
+    let ds = catalog.datasets.iter_mut().find(|d| d.id == "enterprises").unwrap();
+    ds.level = Level::Core;
+    assert!(refused(&catalog, "enterprises", Variant::Real).contains("core data"));
+    let ds = catalog.datasets.iter_mut().find(|d| d.id == "utility_usage").unwrap();
+    ds.twin_files.clear();
+    assert!(refused(&catalog, "utility_usage", Variant::Twin).contains("twin"));
+}
+
+#[tokio::test]
+async fn views_show_only_the_declared_columns_with_forbidden_ones_as_null() {
+    let ctx = context(&["persons"], PolicyConfig::default());
+    let views = ctx.views();
+    let (name, schema) = &views[0];
+    assert_eq!(name, "persons");
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        columns,
+        ["citizen_id", "name", "gender", "birth_date", "district", "hukou_type", "education", "mobile"]
+    );
+}
+
+#[tokio::test]
+async fn csv_datasets_are_views_too() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("clinics.toml"),
+        r#"id = "clinics"
+title = { zh = "诊所", en = "Clinics" }
+provider = { zh = "市卫生健康委员会", en = "Municipal Health Commission" }
+level = "一般"
+sub_level = 1
+sharing = "无条件共享"
+open = "无条件开放"
+update_frequency = "每年"
+privacy_unit = "clinic_id"
+format = "csv"
+files = ["clinics.csv"]
+twin_files = ["clinics.csv"]
+
+[[columns]]
+name = "clinic_id"
+type = "string"
+constraint = "pseudonymized"
+description = { zh = "编号", en = "Clinic id" }
+
+[[columns]]
+name = "district"
+type = "string"
+constraint = "group_by_only"
+description = { zh = "区", en = "District" }
+
+[[columns]]
+name = "beds"
+type = "int64"
+constraint = "aggregate_only"
+description = { zh = "床位", en = "Beds" }
+"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("clinics.csv"), "clinic_id,district,beds\nc1,150202,10\nc2,150202,5\nc3,150203,7\n")
+        .unwrap();
+    let catalog = Catalog::open(dir.path()).unwrap();
+    let ctx = PolicyContext::new(
+        &catalog,
+        &["clinics"],
+        Variant::Real,
+        Some(secret().licence_key("l")),
+        PolicyConfig::default(),
+    )
+    .unwrap();
+    let batches = ctx
+        .collect("SELECT district, sum(beds) AS beds FROM clinics GROUP BY district ORDER BY district")
+        .await
+        .unwrap();
+    assert_eq!(strings(&batches, 0), ["150202", "150203"]);
+    let beds: Vec<i64> = batches[0].column(1).as_primitive::<Int64Type>().iter().flatten().collect();
+    assert_eq!(beds, [15, 7]);
+    assert!(ctx.check("SELECT beds FROM clinics").await.is_err());
+    let ids = strings(&ctx.collect("SELECT clinic_id FROM clinics").await.unwrap(), 0);
+    assert!(ids.iter().all(|id| id.len() == 64), "pseudonyms, not c1..c3: {ids:?}");
+}
+
+#[test]
+fn domain_secrets_come_from_private_key_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pseudonym.key");
+    std::fs::write(&path, format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let secret = DomainSecret::load(&path).unwrap();
+    assert_eq!(secret, DomainSecret::from_bytes([0xab; 32]));
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(DomainSecret::load(&path), Err(KeyError::Permissions { mode: 0o644, .. })));
+
+    std::fs::write(&path, "not hex").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(matches!(DomainSecret::load(&path), Err(KeyError::Format { found: 7, .. })));
+    assert!(matches!(DomainSecret::load(&dir.path().join("missing.key")), Err(KeyError::Io { .. })));
+    assert!(!format!("{secret:?}").contains("ab"), "secrets are not printed");
+}

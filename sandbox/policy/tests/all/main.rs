@@ -1,0 +1,6 @@
+//! Integration tests of the policy views: the data-driven policy cases and the views' behaviour
+//! on generated data.
+
+mod cases;
+mod execution;
+mod fixture;
