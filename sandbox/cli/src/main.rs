@@ -5,6 +5,7 @@
 
 mod catalog;
 mod datagen;
+mod policy;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ enum Command {
     /// 公共数据资源目录 / The public data resource catalog
     #[command(subcommand)]
     Catalog(catalog::Command),
+    /// 策略视图与列约束 / Policy views and column constraints
+    #[command(subcommand)]
+    Policy(policy::Command),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Datagen(args) => datagen::run(args),
         Command::Catalog(command) => catalog::run(command),
+        Command::Policy(command) => policy::run(command),
     };
     match result {
         Ok(code) => code,
