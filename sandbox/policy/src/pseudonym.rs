@@ -9,6 +9,7 @@
 //! licence's key is derived from the domain secret and the licence id.
 
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -48,16 +49,10 @@ impl DomainSecret {
     pub fn load(path: &Path) -> Result<DomainSecret, KeyError> {
         let shown = path.display().to_string();
         let io = |source| KeyError::Io { path: shown.clone(), source };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(KeyError::Permissions { path: shown, mode });
-            }
+        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions { path: shown, mode });
         }
-        let _ = meta;
         let text = std::fs::read_to_string(path).map_err(io)?;
         let text = text.trim();
         let mut bytes = [0u8; 32];
