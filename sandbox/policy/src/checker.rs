@@ -11,6 +11,8 @@
 //! or let a `compare_only` value be compared across rows of different relations (the rows that
 //! match would reveal it).
 
+use std::collections::BTreeSet;
+
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, JoinType};
 use datafusion::logical_expr::utils::{grouping_set_to_exprlist, split_conjunction};
@@ -222,14 +224,24 @@ impl Checker<'_> {
                 })
             }
             LogicalPlan::Union(u) => {
+                // A union's rows are rows of a new relation. A branch whose rows combine several
+                // relations (a join) keeps their origins, so the union cannot hide that two of
+                // its columns came from different rows.
                 let origin = self.fresh();
-                let mut out = vec![Lineage::default(); u.schema.fields().len()];
+                let mut out = vec![Lineage::rows(origin); u.schema.fields().len()];
                 for input in &u.inputs {
-                    for (o, l) in out.iter_mut().zip(self.plan(input, outer)?) {
-                        o.extend(l);
+                    let branch = self.plan(input, outer)?;
+                    let origins: BTreeSet<Origin> = branch
+                        .iter()
+                        .flat_map(|l| &l.items)
+                        .map(|i| i.origin)
+                        .filter(|&o| o != Origin::CONSTANT)
+                        .collect();
+                    for (o, l) in out.iter_mut().zip(branch) {
+                        o.extend(if origins.len() <= 1 { l.at(origin) } else { l });
                     }
                 }
-                Ok(out.into_iter().map(|l| with_rows(&mut l.at(origin), origin)).collect())
+                Ok(out)
             }
             LogicalPlan::Distinct(Distinct::All(input)) => {
                 let lineage = self.plan(input, outer)?;
@@ -321,7 +333,8 @@ impl Checker<'_> {
             Expr::AggregateFunction(a) => {
                 let name = a.func.name().to_owned();
                 self.deterministic(a.func.signature().volatility, &name)?;
-                let place = Place::Aggregate(name.clone());
+                // grouping() takes GROUP BY keys and says which ones a row is grouped by.
+                let place = if name == "grouping" { Place::GroupBy } else { Place::Aggregate(name.clone()) };
                 let mut out = Lineage::default();
                 for arg in a.params.args.iter().chain(a.params.order_by.iter().map(|s| &s.expr)) {
                     let l = self.expr(arg, scope)?;
@@ -391,16 +404,19 @@ impl Checker<'_> {
         Ok(out)
     }
 
-    /// The lineage of a subquery's single result column, as a value per outer row.
+    /// The lineage of a subquery's result column. What it returns counts as one value per outer
+    /// row, except `compare_only` values: those stay values of the subquery's rows, so comparing
+    /// them with the outer row is a comparison across rows.
     fn subquery(&mut self, s: &Subquery, scope: &Scope<'_>) -> Result<Lineage, Rejection> {
         self.within.push("subquery".to_owned());
         let lineage = self.plan(&s.subquery, Some(scope))?;
         self.within.pop();
-        let mut out = Lineage::default();
-        for l in lineage {
-            out.extend(l.at(Origin::CONSTANT));
-        }
-        Ok(out)
+        let items = lineage.into_iter().flat_map(|l| l.items).map(|i| {
+            let compared =
+                i.flow == Flow::Value && matches!(i.source, Source::Column { constraint: Constraint::CompareOnly, .. });
+            if compared { i } else { Item { origin: Origin::CONSTANT, ..i } }
+        });
+        Ok(Lineage { items: items.collect() })
     }
 
     /// The outer columns a subquery is correlated on: its result depends on them.
@@ -409,7 +425,8 @@ impl Checker<'_> {
         for e in &s.outer_ref_columns {
             if let Expr::OuterReferenceColumn(_, c) = e {
                 let found = scope.resolve(c).or_else(|| scope.resolve_outer(c));
-                out.extend(found.cloned().ok_or_else(|| self.internal("a correlated column"))?);
+                let lineage = found.cloned().ok_or_else(|| self.internal("a correlated column"))?;
+                out.items.extend(lineage.items.into_iter().map(|i| Item { correlated: true, ..i }));
             }
         }
         Ok(out)
@@ -422,33 +439,25 @@ impl Checker<'_> {
         for conjunct in split_conjunction(e) {
             let lineage = self.expr(conjunct, scope)?;
             self.consume(&lineage, place)?;
-            self.same_row(conjunct, scope, place)?;
+            self.same_row(&lineage, place)?;
             all.extend(lineage);
         }
         Ok(all)
     }
 
     /// A `compare_only` value may be compared only with constants and values of its own row: a
-    /// comparison across the rows of two relations says, through which rows match, what it is.
-    fn same_row(&self, conjunct: &Expr, scope: &Scope<'_>, place: &Place) -> Result<(), Rejection> {
-        let mut items: Vec<&Item> = Vec::new();
-        // `apply` does not enter subqueries: their results count as one value per outer row.
-        let _ = conjunct.apply(|e| {
-            if let Expr::Column(c) = e {
-                items.extend(scope.resolve(c).into_iter().flat_map(|l| &l.items));
-            }
-            Ok(TreeNodeRecursion::Continue)
+    /// comparison with other rows' values (another table's, another scan's, a subquery's set or
+    /// an aggregate over other rows) says, through which rows match or how many, what it is.
+    fn same_row(&self, lineage: &Lineage, place: &Place) -> Result<(), Rejection> {
+        let items: Vec<&Item> = lineage.items.iter().filter(|i| !i.correlated).collect();
+        let compared = items.iter().find(|i| {
+            i.flow == Flow::Value && matches!(i.source, Source::Column { constraint: Constraint::CompareOnly, .. })
         });
-        for compared in items.iter().filter(|i| i.flow == Flow::Value) {
-            let Source::Column { view, column, constraint: Constraint::CompareOnly } = &compared.source else {
-                continue;
-            };
-            let elsewhere = items.iter().any(|i| i.origin != Origin::CONSTANT && i.origin != compared.origin);
-            if elsewhere {
-                let reason =
-                    Reason::CrossRowComparison { view: view.clone(), column: column.clone(), place: place.clone() };
-                return Err(self.reject(reason));
-            }
+        let Some(Item { source: Source::Column { view, column, .. }, origin, .. }) = compared else { return Ok(()) };
+        if items.iter().any(|i| i.origin != Origin::CONSTANT && i.origin != *origin) {
+            let reason =
+                Reason::CrossRowComparison { view: view.clone(), column: column.clone(), place: place.clone() };
+            return Err(self.reject(reason));
         }
         Ok(())
     }

@@ -63,6 +63,9 @@ pub(crate) struct Item {
     pub(crate) source: Source,
     pub(crate) flow: Flow,
     pub(crate) origin: Origin,
+    /// Reached the value only as an outer column a subquery is correlated on. Every comparison
+    /// of it inside the subquery was checked there; it still counts for where the value is used.
+    pub(crate) correlated: bool,
 }
 
 /// Everything that flows into one value. Empty for constants.
@@ -74,11 +77,12 @@ pub(crate) struct Lineage {
 impl Lineage {
     pub(crate) fn column(view: &str, column: &str, constraint: Constraint, origin: Origin) -> Lineage {
         let source = Source::Column { view: view.to_owned(), column: column.to_owned(), constraint };
-        Lineage { items: BTreeSet::from([Item { source, flow: Flow::Value, origin }]) }
+        Lineage { items: BTreeSet::from([Item { source, flow: Flow::Value, origin, correlated: false }]) }
     }
 
     pub(crate) fn rows(origin: Origin) -> Lineage {
-        Lineage { items: BTreeSet::from([Item { source: Source::Rows, flow: Flow::Value, origin }]) }
+        let item = Item { source: Source::Rows, flow: Flow::Value, origin, correlated: false };
+        Lineage { items: BTreeSet::from([item]) }
     }
 
     pub(crate) fn extend(&mut self, other: Lineage) {
