@@ -28,6 +28,7 @@ pub(crate) struct CheckArgs {
     #[arg(long)]
     json: bool,
     /// 要检查的 SQL；"-" 表示从标准输入读取 / The SQL to check; "-" reads it from standard input
+    #[arg(allow_hyphen_values = true)]
     sql: String,
 }
 

@@ -113,6 +113,8 @@ impl Checker<'_> {
     }
 
     /// The lineage of each output column of `plan`, checking every use of a value on the way.
+    /// Grows the stack as it recurses: a long chain of `a + b + c ...` is a deep tree.
+    #[recursive::recursive]
     fn plan(&mut self, plan: &LogicalPlan, outer: Option<&Scope<'_>>) -> Result<Vec<Lineage>, Rejection> {
         match plan {
             LogicalPlan::TableScan(scan) => {
@@ -266,13 +268,26 @@ impl Checker<'_> {
                     let l = self.expr(&e.expr, &scope)?;
                     self.consume(&l, &Place::OrderBy)?;
                 }
-                d.select_expr.iter().map(|e| self.expr(e, &scope)).collect()
+                let origin = self.fresh();
+                let mut out = Vec::new();
+                for e in &d.select_expr {
+                    let l = self.expr(e, &scope)?;
+                    // Selecting a DISTINCT ON key selects the group's key.
+                    let key = d.on_expr.iter().any(|k| k == e || matches!(e, Expr::Alias(a) if *a.expr == *k));
+                    out.push(if key { l.became(Flow::GroupKey, origin) } else { l });
+                }
+                Ok(out)
             }
             LogicalPlan::SubqueryAlias(a) => {
                 self.within.push(format!("`{}`", a.alias));
                 let lineage = self.plan(&a.input, outer)?;
                 self.within.pop();
                 Ok(lineage)
+            }
+            // A subquery as a relation is correlated only in a LATERAL join, on a sibling relation
+            // that no enclosing scope holds: refuse rather than resolve its references wrongly.
+            LogicalPlan::Subquery(s) if !s.outer_ref_columns.is_empty() => {
+                Err(self.reject(Reason::Unsupported("LATERAL subqueries (correlated on a sibling relation)")))
             }
             LogicalPlan::Subquery(s) => self.plan(&s.subquery, outer),
             LogicalPlan::Values(v) => {
@@ -288,11 +303,17 @@ impl Checker<'_> {
             }
             LogicalPlan::EmptyRelation(e) => Ok(vec![Lineage::default(); e.schema.fields().len()]),
             LogicalPlan::Unnest(u) => {
+                // How many rows an unnested list makes depends on its values: unnesting uses them.
                 let input = self.plan(&u.input, outer)?;
+                let unnested: BTreeSet<usize> =
+                    u.list_type_columns.iter().map(|(i, _)| *i).chain(u.struct_type_columns.iter().copied()).collect();
+                for &i in &unnested {
+                    self.consume(input.get(i).ok_or_else(|| self.internal("an unnest column"))?, &Place::Unnest)?;
+                }
                 let origin = self.fresh();
                 let out = u.dependency_indices.iter().map(|&i| {
                     let mut l = input.get(i).cloned().unwrap_or_default();
-                    with_rows(&mut l, origin)
+                    if unnested.contains(&i) { with_rows(&mut l, origin) } else { l }
                 });
                 Ok(out.collect())
             }
@@ -313,6 +334,7 @@ impl Checker<'_> {
 
     /// The lineage of an expression's value, checking the uses inside it (aggregate and window
     /// arguments, subqueries).
+    #[recursive::recursive]
     fn expr(&mut self, e: &Expr, scope: &Scope<'_>) -> Result<Lineage, Rejection> {
         match e {
             Expr::Column(c) => scope.resolve(c).cloned().ok_or_else(|| self.internal("an unresolved column")),
@@ -419,14 +441,29 @@ impl Checker<'_> {
         Ok(Lineage { items: items.collect() })
     }
 
-    /// The outer columns a subquery is correlated on: its result depends on them.
+    /// The outer columns a subquery is correlated on, at any depth of nesting: its result
+    /// depends on them. (`outer_ref_columns` lists only the subquery's own references; one made
+    /// by a subquery inside it would be missed.) References to the subquery's own levels do not
+    /// resolve here and are skipped.
     fn correlation(&mut self, s: &Subquery, scope: &Scope<'_>) -> Result<Lineage, Rejection> {
+        let mut columns = Vec::new();
+        let _ = s.subquery.apply_with_subqueries(|node| {
+            node.apply_expressions(|e| {
+                e.apply(|e| {
+                    if let Expr::OuterReferenceColumn(_, c) = e {
+                        columns.push(c.clone());
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        });
         let mut out = Lineage::default();
-        for e in &s.outer_ref_columns {
-            if let Expr::OuterReferenceColumn(_, c) = e {
-                let found = scope.resolve(c).or_else(|| scope.resolve_outer(c));
-                let lineage = found.cloned().ok_or_else(|| self.internal("a correlated column"))?;
-                out.items.extend(lineage.items.into_iter().map(|i| Item { correlated: true, ..i }));
+        for c in columns.iter().chain(s.outer_ref_columns.iter().filter_map(|e| match e {
+            Expr::OuterReferenceColumn(_, c) => Some(c),
+            _ => None,
+        })) {
+            if let Some(lineage) = scope.resolve(c).or_else(|| scope.resolve_outer(c)) {
+                out.items.extend(lineage.items.iter().cloned().map(|i| Item { correlated: true, ..i }));
             }
         }
         Ok(out)

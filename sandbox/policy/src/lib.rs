@@ -47,8 +47,11 @@ pub struct PolicyConfig {
     /// Wall-clock time from planning to the last batch.
     pub query_timeout: Duration,
     pub max_sql_bytes: usize,
-    /// How deeply SQL may nest (parentheses, subqueries, expressions).
+    /// How deeply SQL may nest (parentheses, subqueries), as the parser counts.
     pub max_sql_nesting: usize,
+    /// How deep an expression tree may be, a chain `a + b + c ...` counting one level a term.
+    /// Bounds the recursion of everything downstream that walks expressions.
+    pub max_expr_depth: usize,
     pub target_partitions: usize,
     pub batch_size: usize,
 }
@@ -60,6 +63,7 @@ impl Default for PolicyConfig {
             query_timeout: Duration::from_secs(60),
             max_sql_bytes: 64 << 10,
             max_sql_nesting: 50,
+            max_expr_depth: 200,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             batch_size: 8192,
         }

@@ -49,6 +49,8 @@ pub enum Place {
     DistinctOn,
     OrderBy,
     Limit,
+    /// A list turned into rows: its values decide how many.
+    Unnest,
     /// As an argument (or in the ORDER BY) of an aggregate function.
     Aggregate(String),
     AggregateFilter(String),
@@ -81,6 +83,7 @@ impl Place {
             Place::DistinctOn => "DISTINCT ON".to_owned(),
             Place::OrderBy => "ORDER BY".to_owned(),
             Place::Limit => "LIMIT/OFFSET".to_owned(),
+            Place::Unnest => "UNNEST 展开".to_owned(),
             Place::Aggregate(f) => format!("聚合函数 {f}()"),
             Place::AggregateFilter(f) => format!("聚合函数 {f}() 的 FILTER 条件"),
             Place::Window(f) => format!("窗口函数 {f}()"),
@@ -101,6 +104,7 @@ impl fmt::Display for Place {
             Place::DistinctOn => f.write_str("DISTINCT ON"),
             Place::OrderBy => f.write_str("ORDER BY"),
             Place::Limit => f.write_str("LIMIT/OFFSET"),
+            Place::Unnest => f.write_str("UNNEST"),
             Place::Aggregate(n) => write!(f, "aggregate {n}()"),
             Place::AggregateFilter(n) => write!(f, "the FILTER of aggregate {n}()"),
             Place::Window(n) => write!(f, "window function {n}()"),

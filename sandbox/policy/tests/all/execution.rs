@@ -188,6 +188,22 @@ async fn sql_text_and_nesting_are_bounded() {
 }
 
 #[tokio::test]
+async fn deep_expressions_are_refused_before_they_can_overflow_a_stack() {
+    // 8 000 terms, 16 KB of SQL: an expression tree 8 000 deep, on a 2 MiB test-thread stack.
+    // DataFusion's planner would overflow cloning it.
+    let ctx = context(&["persons"], PolicyConfig::default());
+    let too_deep = |r: &Result<_, PolicyError>| matches!(r, Err(PolicyError::Rejected(r)) if r.reason == Reason::TooDeep { limit: 200 });
+    assert!(too_deep(&ctx.check(&format!("SELECT 1{} AS n", "+1".repeat(8_000))).await));
+    let ors = format!("SELECT count(*) FROM persons WHERE citizen_id = '1'{}", " OR citizen_id = '1'".repeat(3_000));
+    assert!(too_deep(&ctx.check(&ors).await));
+    // Under the limit, the query plans and runs.
+    let batches = ctx.collect(&format!("SELECT 1{} AS n", "+1".repeat(150))).await.unwrap();
+    assert_eq!(int(&batches), 151);
+    let ors = format!("SELECT count(*) FROM persons WHERE citizen_id = '1'{}", " OR citizen_id = '1'".repeat(150));
+    assert_eq!(int(&ctx.collect(&ors).await.unwrap()), 0);
+}
+
+#[tokio::test]
 async fn twins_back_the_views_in_development() {
     let key = secret().licence_key("dev:licence-1");
     let ctx = PolicyContext::new(fixture::catalog(), &["persons"], Variant::Twin, Some(key), PolicyConfig::default())
