@@ -13,6 +13,7 @@ mod gate;
 mod lineage;
 mod pseudonym;
 mod rejection;
+mod threshold;
 mod views;
 
 use std::pin::Pin;
@@ -52,6 +53,9 @@ pub struct PolicyConfig {
     /// How deep an expression tree may be, a chain `a + b + c ...` counting one level a term.
     /// Bounds the recursion of everything downstream that walks expressions.
     pub max_expr_depth: usize,
+    /// Groups keyed by raw `group_by_only` values with fewer distinct privacy units than this
+    /// are dropped from query results (DESIGN.md section 4; the audit's default threshold).
+    pub min_group_units: usize,
     pub target_partitions: usize,
     pub batch_size: usize,
 }
@@ -64,6 +68,7 @@ impl Default for PolicyConfig {
             max_sql_bytes: 64 << 10,
             max_sql_nesting: 50,
             max_expr_depth: 200,
+            min_group_units: 10,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             batch_size: 8192,
         }
@@ -126,10 +131,12 @@ impl PolicyError {
     }
 }
 
-/// An admitted query: its plan and where each output column comes from.
+/// An admitted query: where each output column comes from, and the plan that runs it.
 #[derive(Debug, Clone)]
 pub struct CheckedQuery {
     pub columns: Vec<OutputColumn>,
+    /// Whether some grouping drops groups under the threshold.
+    pub drops_small_groups: bool,
     plan: LogicalPlan,
 }
 
@@ -199,11 +206,20 @@ impl PolicyContext {
         self.views.views.iter().map(|v| (v.name.clone(), v.provider.schema())).collect()
     }
 
-    /// Gates, plans and checks `sql` without running it.
+    /// Gates, plans and checks `sql` without running it, and prepares the plan that will run:
+    /// the same query with groups under the threshold dropped.
     pub async fn check(&self, sql: &str) -> Result<CheckedQuery, PolicyError> {
         let plan = gate::plan(&self.ctx.state(), sql, &self.config).await?;
         let columns = checker::check(&self.views, &plan).map_err(PolicyError::Rejected)?;
-        Ok(CheckedQuery { columns, plan })
+        let (plan, drops_small_groups) =
+            threshold::apply(&plan, &self.views, self.config.min_group_units).map_err(|e| {
+                let detail = match e {
+                    DataFusionError::Plan(message) => message,
+                    other => other.strip_backtrace(),
+                };
+                PolicyError::Rejected(Rejection::new(Reason::SmallGroups(detail)))
+            })?;
+        Ok(CheckedQuery { columns, drops_small_groups, plan })
     }
 
     /// Checks `sql` and, if admitted, runs it. The stream ends with an error once the query's

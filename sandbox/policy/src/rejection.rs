@@ -32,6 +32,8 @@ pub enum Reason {
     Unsupported(&'static str),
     /// A column used where its constraint does not allow.
     Constraint { view: String, column: String, constraint: Constraint, place: Place },
+    /// A grouping whose groups under the threshold could not be dropped.
+    SmallGroups(String),
     /// A `compare_only` column compared with values from other rows or another table.
     CrossRowComparison { view: String, column: String, place: Place },
 }
@@ -162,6 +164,7 @@ impl Rejection {
             Reason::NotAView(name) => format!("{name} 不是本授权的策略视图：只能查询策略视图"),
             Reason::Volatile(name) => format!("函数 {name}() 的结果不可复现：分析代码不能获取时间、随机数等外部输入"),
             Reason::Unsupported(what) => format!("不支持：{what}"),
+            Reason::SmallGroups(what) => format!("无法剔除低于阈值的分组：{what}"),
             Reason::Constraint { view, column, constraint, place } => {
                 format!("列 {view}.{column}（{}）被用于{}：{}", constraint.zh(), place.zh(), rule_zh(*constraint))
             }
@@ -190,6 +193,7 @@ impl fmt::Display for Rejection {
                 "function {name}() is not reproducible: analysis code gets no clock, randomness or other outside input"
             )?,
             Reason::Unsupported(what) => write!(f, "not supported: {what}")?,
+            Reason::SmallGroups(what) => write!(f, "{what}")?,
             Reason::Constraint { view, column, constraint, place } => {
                 let what = match constraint {
                     Constraint::Forbidden => format!("column {view}.{column} is forbidden and is used in {place}"),

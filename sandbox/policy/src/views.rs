@@ -34,6 +34,8 @@ use crate::pseudonym::{self, PseudonymKey};
 pub(crate) struct View {
     pub(crate) name: String,
     pub(crate) provider: Arc<dyn TableProvider>,
+    /// The column whose distinct values count the people or firms in a group.
+    pub(crate) privacy_unit: String,
     constraints: HashMap<String, Constraint>,
 }
 
@@ -109,7 +111,7 @@ pub(crate) fn view(dataset: &Dataset, variant: Variant, key: Option<&PseudonymKe
     let schema = Arc::clone(plan.schema().inner());
     let provider: Arc<dyn TableProvider> = Arc::new(PolicyView { plan, schema });
     let constraints = dataset.columns.iter().map(|c| (c.name.clone(), c.constraint)).collect();
-    Ok(View { name: dataset.id.clone(), provider, constraints })
+    Ok(View { name: dataset.id.clone(), provider, privacy_unit: dataset.privacy_unit.clone(), constraints })
 }
 
 /// A view as one relation: planned from its hidden logical plan only when a query runs.

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::time::Duration;
 
-use datafusion::arrow::array::AsArray;
+use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -288,14 +288,13 @@ description = { zh = "床位", en = "Beds" }
     std::fs::write(dir.path().join("clinics.csv"), "clinic_id,district,beds\nc1,150202,10\nc2,150202,5\nc3,150203,7\n")
         .unwrap();
     let catalog = Catalog::open(dir.path()).unwrap();
-    let ctx = PolicyContext::new(
-        &catalog,
-        &["clinics"],
-        Variant::Real,
-        Some(secret().licence_key("l")),
-        PolicyConfig::default(),
-    )
-    .unwrap();
+    let key = || Some(secret().licence_key("l"));
+    // Three clinics: under the default threshold every district group is dropped.
+    let ctx = PolicyContext::new(&catalog, &["clinics"], Variant::Real, key(), PolicyConfig::default()).unwrap();
+    let batches = ctx.collect("SELECT district, sum(beds) AS beds FROM clinics GROUP BY district").await.unwrap();
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+    let config = PolicyConfig { min_group_units: 1, ..PolicyConfig::default() };
+    let ctx = PolicyContext::new(&catalog, &["clinics"], Variant::Real, key(), config).unwrap();
     let batches = ctx
         .collect("SELECT district, sum(beds) AS beds FROM clinics GROUP BY district ORDER BY district")
         .await
@@ -326,4 +325,108 @@ fn domain_secrets_come_from_private_key_files() {
     assert!(matches!(DomainSecret::load(&path), Err(KeyError::Format { found: 7, .. })));
     assert!(matches!(DomainSecret::load(&dir.path().join("missing.key")), Err(KeyError::Io { .. })));
     assert!(!format!("{secret:?}").contains("ab"), "secrets are not printed");
+}
+
+/// Residents per district, read from the file without the views.
+fn residents_by_district() -> std::collections::BTreeMap<String, i64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for d in raw_column("persons", "district") {
+        *counts.entry(d).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn pairs(batches: &[RecordBatch]) -> std::collections::BTreeMap<String, i64> {
+    let keys = strings(batches, 0);
+    let counts = batches.iter().flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec());
+    keys.into_iter().zip(counts).collect()
+}
+
+#[tokio::test]
+async fn groups_keyed_by_group_by_only_values_under_the_threshold_are_dropped() {
+    let config = PolicyConfig { min_group_units: 100, ..PolicyConfig::default() };
+    let ctx = context(ALL, config);
+    let all = residents_by_district();
+    let kept: std::collections::BTreeMap<String, i64> =
+        all.iter().filter(|(_, n)| **n >= 100).map(|(d, n)| (d.clone(), *n)).collect();
+    assert!(kept.len() < all.len() && !kept.is_empty(), "the fixture has small and large districts: {all:?}");
+
+    let sql = "SELECT district, count(*) AS n FROM persons GROUP BY district";
+    let checked = ctx.check(sql).await.unwrap();
+    assert!(checked.drops_small_groups);
+    assert_eq!(pairs(&ctx.collect(sql).await.unwrap()), kept);
+
+    // Grouping by a pseudonym as well makes every group one person: all are dropped.
+    let per_person = "SELECT citizen_id, district, gender FROM persons GROUP BY citizen_id, district, gender";
+    assert_eq!(ctx.collect(per_person).await.unwrap().iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+
+    // SELECT DISTINCT is grouping too.
+    let distinct = strings(&ctx.collect("SELECT DISTINCT district FROM persons").await.unwrap(), 0);
+    assert_eq!(distinct.into_iter().collect::<std::collections::BTreeSet<_>>(), kept.keys().cloned().collect());
+
+    // Through a CTE's SELECT *, a HAVING, and a subquery.
+    let sql =
+        "WITH t AS (SELECT * FROM persons) SELECT district, count(*) AS n FROM t GROUP BY district HAVING count(*) > 0";
+    assert_eq!(pairs(&ctx.collect(sql).await.unwrap()), kept);
+    let sql = "SELECT count(*) FROM (SELECT district FROM persons GROUP BY district) AS g";
+    assert_eq!(int(&ctx.collect(sql).await.unwrap()), kept.len() as i64);
+    let sql = "SELECT (SELECT count(*) FROM (SELECT district FROM persons GROUP BY district) AS g) AS districts";
+    assert_eq!(int(&ctx.collect(sql).await.unwrap()), kept.len() as i64);
+}
+
+#[tokio::test]
+async fn the_threshold_counts_distinct_people_not_rows() {
+    // A person contributes up to twelve rows of social insurance: grouping contributions by
+    // district must count people. With 12 rows a person, a row count would keep groups of one.
+    let config = PolicyConfig { min_group_units: 13, ..PolicyConfig::default() };
+    let ctx = context(&["persons", "social_insurance"], config);
+    let sql = "SELECT p.district, count(DISTINCT p.citizen_id) AS people, count(*) AS months \
+               FROM persons p JOIN social_insurance s ON s.person_id = p.citizen_id \
+               WHERE p.citizen_id = (SELECT min(citizen_id) FROM persons) GROUP BY p.district";
+    let rows: usize = ctx.collect(sql).await.unwrap().iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(rows, 0, "one person's twelve months are one unit");
+    let sql = "SELECT p.district, count(DISTINCT p.citizen_id) AS people FROM persons p \
+               JOIN social_insurance s ON s.person_id = p.citizen_id GROUP BY p.district";
+    let batches = ctx.collect(sql).await.unwrap();
+    assert!(batches.iter().flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec()).all(|n| n >= 13));
+}
+
+#[tokio::test]
+async fn groups_by_other_keys_and_unions_keep_their_meaning() {
+    let config = PolicyConfig { min_group_units: 100, ..PolicyConfig::default() };
+    let ctx = context(ALL, config);
+    // No group_by_only key: nothing is dropped, even groups of one firm.
+    let sql = "SELECT status, count(*) AS n FROM enterprises GROUP BY status";
+    assert!(!ctx.check(sql).await.unwrap().drops_small_groups);
+    let statuses = pairs(&ctx.collect(sql).await.unwrap());
+    assert_eq!(statuses.values().sum::<i64>(), 200);
+
+    // A union of two datasets: each group needs enough units of each.
+    let sql = "SELECT district, count(*) AS n FROM (SELECT district FROM persons UNION ALL SELECT district FROM utility_usage) AS t GROUP BY district";
+    let groups = pairs(&ctx.collect(sql).await.unwrap());
+    let residents = residents_by_district();
+    for district in groups.keys() {
+        assert!(residents[district] >= 100, "{district}");
+    }
+    assert!(!groups.is_empty());
+
+    // ROLLUP: the grand total row survives with every district's rows behind it.
+    let sql = "SELECT district, count(*) AS n FROM persons GROUP BY ROLLUP (district)";
+    let batches = ctx.collect(sql).await.unwrap();
+    let total: i64 = batches
+        .iter()
+        .flat_map(|b| {
+            let keys = b.column(0).clone();
+            let counts = b.column(1).as_primitive::<Int64Type>().clone();
+            (0..b.num_rows()).filter(move |&i| keys.is_null(i)).map(move |i| counts.value(i))
+        })
+        .sum();
+    assert_eq!(total, 3_000);
+}
+
+#[tokio::test]
+async fn distinct_on_a_group_by_only_key_is_refused() {
+    let ctx = context(&["persons"], PolicyConfig::default());
+    let err = ctx.check("SELECT DISTINCT ON (district) citizen_id FROM persons ORDER BY district").await.unwrap_err();
+    assert!(matches!(err, PolicyError::Rejected(ref r) if matches!(r.reason, Reason::SmallGroups(_))), "{err}");
 }
