@@ -430,3 +430,45 @@ async fn distinct_on_a_group_by_only_key_is_refused() {
     let err = ctx.check("SELECT DISTINCT ON (district) citizen_id FROM persons ORDER BY district").await.unwrap_err();
     assert!(matches!(err, PolicyError::Rejected(ref r) if matches!(r.reason, Reason::SmallGroups(_))), "{err}");
 }
+
+#[tokio::test]
+async fn aggregates_of_aggregate_only_values_need_enough_units_behind_them() {
+    let ctx = context(&["persons", "social_insurance", "enterprises"], PolicyConfig::default());
+    let rows = |sql: &'static str| {
+        let ctx = &ctx;
+        async move { ctx.collect(sql).await.unwrap().iter().map(RecordBatch::num_rows).sum::<usize>() }
+    };
+    // One person's total is that person's value: every per-person group is dropped.
+    assert_eq!(rows("SELECT person_id, sum(amount) AS total FROM social_insurance GROUP BY person_id").await, 0);
+    assert_eq!(
+        rows("SELECT sum(amount) AS total FROM social_insurance WHERE person_id = (SELECT min(person_id) FROM social_insurance)").await,
+        0
+    );
+    // Counting rows per person uses no aggregate_only value: kept.
+    assert!(rows("SELECT person_id, count(*) AS months FROM social_insurance GROUP BY person_id").await > 100);
+    // Over everyone, the statistic is released.
+    assert_eq!(rows("SELECT sum(amount) AS total, avg(contribution_base) AS base FROM social_insurance").await, 1);
+    // A FILTER that keeps one person makes the aggregate that person's value, whatever the group.
+    let one = "SELECT month, sum(amount) FILTER (WHERE person_id = (SELECT min(person_id) FROM social_insurance)) AS x \
+               FROM social_insurance GROUP BY month";
+    assert_eq!(rows(one).await, 0);
+    let one = "SELECT district, count(*) FILTER (WHERE citizen_id = (SELECT min(citizen_id) FROM persons)) AS x \
+               FROM persons GROUP BY district";
+    assert_eq!(rows(one).await, 0, "a FILTER on a grouping by district would place one person");
+    // The control: with a threshold of one, the same queries return what they asked for.
+    let open =
+        context(&["persons", "social_insurance"], PolicyConfig { min_group_units: 1, ..PolicyConfig::default() });
+    let per_person =
+        open.collect("SELECT person_id, sum(amount) AS total FROM social_insurance GROUP BY person_id").await;
+    assert!(per_person.unwrap().iter().map(RecordBatch::num_rows).sum::<usize>() > 100);
+    let placed = "SELECT district, count(*) FILTER (WHERE citizen_id = (SELECT min(citizen_id) FROM persons)) AS x \
+                  FROM persons GROUP BY district";
+    assert_eq!(open.collect(placed).await.unwrap().iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    // Industries with fewer than ten firms lose their capital statistics; the others keep them.
+    let sql =
+        "SELECT industry, count(*) AS firms, sum(registered_capital) AS capital FROM enterprises GROUP BY industry";
+    let batches = ctx.collect(sql).await.unwrap();
+    let firms: Vec<i64> =
+        batches.iter().flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec()).collect();
+    assert!(!firms.is_empty() && firms.iter().all(|&n| n >= 10), "{firms:?}");
+}
