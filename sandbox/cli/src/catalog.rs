@@ -178,6 +178,10 @@ fn level(d: &Dataset) -> String {
 
 /// A table for people: CJK characters count as two columns wide, so Chinese lines up.
 pub(crate) fn table<const N: usize>(header: [&str; N]) -> Table {
+    table_of(header.into_iter().map(str::to_owned).collect())
+}
+
+pub(crate) fn table_of(header: Vec<String>) -> Table {
     let mut t = Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Disabled).set_header(header);
     t

@@ -205,3 +205,39 @@ fn unusable_input_exits_2_with_a_clear_error() {
     assert!(stderr(&o).contains("scale must be between 1 and"), "{}", stderr(&o));
     assert!(!dir.path().join("c").exists());
 }
+
+#[test]
+fn policy_run_queries_the_twins_and_drops_small_groups() {
+    let dir = city().to_str().unwrap();
+    let sql = "SELECT district, count(*) AS n FROM persons GROUP BY district ORDER BY district";
+    let o = sandbox(&["policy", "run", "--catalog", dir, "--datasets", "persons", sql]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("district") && out.contains("150203"), "{out}");
+    assert!(out.contains("(synthetic twins)"), "{out}");
+    // The twin has 200 residents: the two small districts have a handful each.
+    assert!(!out.contains("150205") && !out.contains("150206"), "small districts dropped:\n{out}");
+    let o = sandbox(&["policy", "run", "--catalog", dir, "--datasets", "persons", "--min-group-units", "1", sql]);
+    let all = stdout(&o);
+    let districts = |t: &str| t.lines().filter(|l| l.contains("│ 1502")).count();
+    assert!(districts(&all) > districts(&out), "a threshold of one keeps them:\n{all}");
+
+    let o = sandbox(&[
+        "policy",
+        "run",
+        "--catalog",
+        dir,
+        "--datasets",
+        "persons",
+        "--max-rows",
+        "3",
+        "SELECT citizen_id FROM persons",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(out.lines().filter(|l| l.starts_with("│ ") && !l.contains("citizen_id")).count(), 3, "{out}");
+    assert!(out.contains("200 row(s)"), "{out}");
+
+    let o = sandbox(&["policy", "run", "--catalog", dir, "--datasets", "persons", "SELECT mobile FROM persons"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).starts_with("rejected: column persons.mobile is forbidden"));
+}
