@@ -60,6 +60,9 @@ const REDUCING_AGGREGATES: &[&str] = &[
     "bool_or",
 ];
 
+/// Column names the sandbox keeps for itself.
+pub(crate) const RESERVED: &str = "__sandbox_";
+
 /// Checks `plan` and returns the lineage of each output column.
 pub(crate) fn check(views: &Views, plan: &LogicalPlan) -> Result<Vec<OutputColumn>, Rejection> {
     let mut checker = Checker { views, origins: 0, within: Vec::new() };
@@ -116,6 +119,10 @@ impl Checker<'_> {
     /// Grows the stack as it recurses: a long chain of `a + b + c ...` is a deep tree.
     #[recursive::recursive]
     fn plan(&mut self, plan: &LogicalPlan, outer: Option<&Scope<'_>>) -> Result<Vec<Lineage>, Rejection> {
+        // The threshold rewrite names its hidden columns so; a query must not.
+        if plan.schema().fields().iter().any(|f| f.name().starts_with(RESERVED)) {
+            return Err(self.reject(Reason::Unsupported("names starting with __sandbox_, which are reserved")));
+        }
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let Some(view) = self.views.find(&scan.source) else {
@@ -168,7 +175,7 @@ impl Checker<'_> {
                 for e in &a.aggr_expr {
                     out.push(self.expr(e, &scope)?.became(Flow::Aggregated, origin));
                 }
-                Ok(out.into_iter().map(|mut l| with_rows(&mut l, origin)).collect())
+                Ok(out.into_iter().map(|l| with_rows(l, origin)).collect())
             }
             LogicalPlan::Window(w) => {
                 let input = self.plan(&w.input, outer)?;
@@ -177,8 +184,7 @@ impl Checker<'_> {
                 let origin = self.fresh();
                 let mut out = input.clone();
                 for e in &w.window_expr {
-                    let mut l = self.expr(e, &scope)?;
-                    out.push(with_rows(&mut l, origin));
+                    out.push(with_rows(self.expr(e, &scope)?, origin));
                 }
                 Ok(out)
             }
@@ -251,7 +257,7 @@ impl Checker<'_> {
                 let mut out = Vec::new();
                 for l in lineage {
                     self.consume(&l, &Place::Distinct)?;
-                    out.push(with_rows(&mut l.became(Flow::GroupKey, origin), origin));
+                    out.push(with_rows(l.became(Flow::GroupKey, origin), origin));
                 }
                 Ok(out)
             }
@@ -312,8 +318,8 @@ impl Checker<'_> {
                 }
                 let origin = self.fresh();
                 let out = u.dependency_indices.iter().map(|&i| {
-                    let mut l = input.get(i).cloned().unwrap_or_default();
-                    if unnested.contains(&i) { with_rows(&mut l, origin) } else { l }
+                    let l = input.get(i).cloned().unwrap_or_default();
+                    if unnested.contains(&i) { with_rows(l, origin) } else { l }
                 });
                 Ok(out.collect())
             }
@@ -529,9 +535,9 @@ impl Checker<'_> {
 }
 
 /// Marks a derived relation's values as varying with its own rows.
-fn with_rows(lineage: &mut Lineage, origin: Origin) -> Lineage {
+fn with_rows(mut lineage: Lineage, origin: Origin) -> Lineage {
     lineage.extend(Lineage::rows(origin));
-    std::mem::take(lineage)
+    lineage
 }
 
 /// The constraint table of DESIGN.md section 4, for one source in one form at one place.
