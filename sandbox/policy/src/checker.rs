@@ -60,6 +60,21 @@ const REDUCING_AGGREGATES: &[&str] = &[
     "bool_or",
 ];
 
+/// Functions whose output can be far larger than their input (`repeat(s, 2000000)`): memory a
+/// scalar function allocates is outside the query's memory pool, so one call could exhaust the
+/// process. What remains is bounded by the SQL text's size times the batch size.
+const AMPLIFYING_FUNCTIONS: &[&str] = &[
+    "repeat",
+    "lpad",
+    "rpad",
+    "replace",
+    "regexp_replace",
+    "array_repeat",
+    "array_resize",
+    "range",
+    "generate_series",
+];
+
 /// Column names the sandbox keeps for itself.
 pub(crate) const RESERVED: &str = "__sandbox_";
 
@@ -356,6 +371,9 @@ impl Checker<'_> {
             Expr::GroupingSet(_) => Err(self.internal("a grouping set outside GROUP BY")),
             Expr::ScalarFunction(f) => {
                 self.deterministic(f.func.signature().volatility, f.func.name())?;
+                if AMPLIFYING_FUNCTIONS.contains(&f.func.name()) {
+                    return Err(self.reject(Reason::Amplifying(f.func.name().to_owned())));
+                }
                 self.children(e, scope)
             }
             Expr::AggregateFunction(a) => {
@@ -369,6 +387,7 @@ impl Checker<'_> {
                     self.consume(&l, &place)?;
                     out.extend(l);
                 }
+                self.unidentified(&out, &name)?;
                 if let Some(filter) = &a.params.filter {
                     self.predicate(filter, scope, &Place::AggregateFilter(name))?;
                 }
@@ -391,25 +410,25 @@ impl Checker<'_> {
                 Ok(out)
             }
             Expr::ScalarSubquery(s) => {
-                let mut out = self.subquery(s, scope)?;
+                let mut out = self.subquery(s, scope, true)?;
                 out.extend(self.correlation(s, scope)?);
                 Ok(out)
             }
             Expr::Exists(x) => {
                 // Only whether rows exist comes out: that depends on the outer values it is
                 // correlated on, whose use inside was checked.
-                self.subquery(&x.subquery, scope)?;
+                self.subquery(&x.subquery, scope, false)?;
                 self.correlation(&x.subquery, scope)
             }
             Expr::InSubquery(i) => {
                 let mut out = self.expr(&i.expr, scope)?;
-                out.extend(self.subquery(&i.subquery, scope)?);
+                out.extend(self.subquery(&i.subquery, scope, true)?);
                 out.extend(self.correlation(&i.subquery, scope)?);
                 Ok(out)
             }
             Expr::SetComparison(s) => {
                 let mut out = self.expr(&s.expr, scope)?;
-                out.extend(self.subquery(&s.subquery, scope)?);
+                out.extend(self.subquery(&s.subquery, scope, true)?);
                 out.extend(self.correlation(&s.subquery, scope)?);
                 Ok(out)
             }
@@ -435,9 +454,17 @@ impl Checker<'_> {
     /// The lineage of a subquery's result column. What it returns counts as one value per outer
     /// row, except `compare_only` values: those stay values of the subquery's rows, so comparing
     /// them with the outer row is a comparison across rows.
-    fn subquery(&mut self, s: &Subquery, scope: &Scope<'_>) -> Result<Lineage, Rejection> {
+    ///
+    /// A result that is `used` (a scalar subquery's value, the set of IN or ANY/ALL) is a use like
+    /// the query's own result: one row's raw restricted value must not come out of it.
+    fn subquery(&mut self, s: &Subquery, scope: &Scope<'_>, used: bool) -> Result<Lineage, Rejection> {
         self.within.push("subquery".to_owned());
         let lineage = self.plan(&s.subquery, Some(scope))?;
+        if used {
+            for l in &lineage {
+                self.consume(l, &Place::SubqueryResult)?;
+            }
+        }
         self.within.pop();
         let items = lineage.into_iter().flat_map(|l| l.items).map(|i| {
             let compared =
@@ -518,6 +545,25 @@ impl Checker<'_> {
                 };
                 return Err(self.reject(reason));
             }
+        }
+        Ok(())
+    }
+
+    /// An aggregate may not reduce raw `aggregate_only` values together with an identifier: `min`
+    /// of `person_id || amount` is one person's amount with their pseudonym, and a sum of
+    /// `CASE WHEN person_id = ... THEN amount END` is one person's total.
+    fn unidentified(&self, arguments: &Lineage, function: &str) -> Result<(), Rejection> {
+        let raw = |c: Constraint| {
+            arguments.items.iter().find_map(move |i| match &i.source {
+                Source::Column { view, column, constraint } if *constraint == c && i.flow == Flow::Value => {
+                    Some(format!("{view}.{column}"))
+                }
+                _ => None,
+            })
+        };
+        if let (Some(value), Some(identifier)) = (raw(Constraint::AggregateOnly), raw(Constraint::Pseudonymized)) {
+            let reason = Reason::IdentifiedAggregate { value, identifier, function: function.to_owned() };
+            return Err(self.reject(reason));
         }
         Ok(())
     }

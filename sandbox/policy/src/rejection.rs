@@ -32,6 +32,10 @@ pub enum Reason {
     Unsupported(&'static str),
     /// A column used where its constraint does not allow.
     Constraint { view: String, column: String, constraint: Constraint, place: Place },
+    /// A function that can build values far larger than its input.
+    Amplifying(String),
+    /// An aggregate over raw `aggregate_only` values together with an identifier.
+    IdentifiedAggregate { value: String, identifier: String, function: String },
     /// A grouping whose groups under the threshold could not be dropped.
     SmallGroups(String),
     /// A `compare_only` column compared with values from other rows or another table.
@@ -43,6 +47,8 @@ pub enum Reason {
 pub enum Place {
     /// Returned by the query.
     Output,
+    /// Returned by a subquery to the query around it.
+    SubqueryResult,
     Where,
     Having,
     JoinOn,
@@ -77,6 +83,7 @@ impl Place {
     fn zh(&self) -> String {
         match self {
             Place::Output => "查询结果".to_owned(),
+            Place::SubqueryResult => "子查询结果".to_owned(),
             Place::Where => "WHERE 条件".to_owned(),
             Place::Having => "HAVING 条件".to_owned(),
             Place::JoinOn => "JOIN ON 条件".to_owned(),
@@ -98,6 +105,7 @@ impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Place::Output => f.write_str("the query result"),
+            Place::SubqueryResult => f.write_str("a subquery's result"),
             Place::Where => f.write_str("WHERE"),
             Place::Having => f.write_str("HAVING"),
             Place::JoinOn => f.write_str("JOIN ON"),
@@ -165,6 +173,12 @@ impl Rejection {
             Reason::Volatile(name) => format!("函数 {name}() 的结果不可复现：分析代码不能获取时间、随机数等外部输入"),
             Reason::Unsupported(what) => format!("不支持：{what}"),
             Reason::SmallGroups(what) => format!("无法剔除低于阈值的分组：{what}"),
+            Reason::Amplifying(name) => format!("函数 {name}() 可生成远大于输入的值，分析代码不可使用"),
+            Reason::IdentifiedAggregate { value, identifier, function } => {
+                format!(
+                    "聚合函数 {function}() 将仅限聚合的列 {value} 与标识符 {identifier} 一同聚合：结果会是某个人的值"
+                )
+            }
             Reason::Constraint { view, column, constraint, place } => {
                 format!("列 {view}.{column}（{}）被用于{}：{}", constraint.zh(), place.zh(), rule_zh(*constraint))
             }
@@ -194,6 +208,14 @@ impl fmt::Display for Rejection {
             )?,
             Reason::Unsupported(what) => write!(f, "not supported: {what}")?,
             Reason::SmallGroups(what) => write!(f, "{what}")?,
+            Reason::Amplifying(name) => {
+                write!(f, "function {name}() can build values far larger than its input; it is not available")?
+            }
+            Reason::IdentifiedAggregate { value, identifier, function } => write!(
+                f,
+                "aggregate {function}() combines the aggregate_only column {value} with the identifier {identifier}: \
+                 the result would be one person's value"
+            )?,
             Reason::Constraint { view, column, constraint, place } => {
                 let what = match constraint {
                     Constraint::Forbidden => format!("column {view}.{column} is forbidden and is used in {place}"),

@@ -431,44 +431,90 @@ async fn distinct_on_a_group_by_only_key_is_refused() {
     assert!(matches!(err, PolicyError::Rejected(ref r) if matches!(r.reason, Reason::SmallGroups(_))), "{err}");
 }
 
+/// Rows of a result, and how many values of column `column` are not NULL.
+async fn shape(ctx: &PolicyContext, sql: &str, column: usize) -> (usize, usize) {
+    let batches = ctx.collect(sql).await.unwrap();
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    let values = batches.iter().map(|b| b.num_rows() - b.column(column).null_count()).sum();
+    (rows, values)
+}
+
 #[tokio::test]
 async fn aggregates_of_aggregate_only_values_need_enough_units_behind_them() {
     let ctx = context(&["persons", "social_insurance", "enterprises"], PolicyConfig::default());
-    let rows = |sql: &'static str| {
-        let ctx = &ctx;
-        async move { ctx.collect(sql).await.unwrap().iter().map(RecordBatch::num_rows).sum::<usize>() }
-    };
-    // One person's total is that person's value: every per-person group is dropped.
-    assert_eq!(rows("SELECT person_id, sum(amount) AS total FROM social_insurance GROUP BY person_id").await, 0);
+    let open =
+        context(&["persons", "social_insurance"], PolicyConfig { min_group_units: 1, ..PolicyConfig::default() });
+    // One person's total is that person's value: each per-person total is NULL. (With a
+    // threshold of one, the control, they are all there.)
+    let per_person = "SELECT person_id, sum(amount) AS total FROM social_insurance GROUP BY person_id";
+    let (people, totals) = shape(&ctx, per_person, 1).await;
+    assert!(people > 100 && totals == 0, "{people} people, {totals} totals");
+    assert_eq!(shape(&open, per_person, 1).await, (people, people));
+    let one = "SELECT sum(amount) AS total FROM social_insurance WHERE person_id = (SELECT min(person_id) FROM social_insurance)";
+    assert_eq!(shape(&ctx, one, 0).await, (1, 0));
+    // Counting rows per person uses no aggregate_only value.
     assert_eq!(
-        rows("SELECT sum(amount) AS total FROM social_insurance WHERE person_id = (SELECT min(person_id) FROM social_insurance)").await,
-        0
+        shape(&ctx, "SELECT person_id, count(*) AS months FROM social_insurance GROUP BY person_id", 1).await,
+        (people, people)
     );
-    // Counting rows per person uses no aggregate_only value: kept.
-    assert!(rows("SELECT person_id, count(*) AS months FROM social_insurance GROUP BY person_id").await > 100);
     // Over everyone, the statistic is released.
-    assert_eq!(rows("SELECT sum(amount) AS total, avg(contribution_base) AS base FROM social_insurance").await, 1);
+    assert_eq!(
+        shape(&ctx, "SELECT sum(amount) AS total, avg(contribution_base) AS base FROM social_insurance", 0).await,
+        (1, 1)
+    );
     // A FILTER that keeps one person makes the aggregate that person's value, whatever the group.
     let one = "SELECT month, sum(amount) FILTER (WHERE person_id = (SELECT min(person_id) FROM social_insurance)) AS x \
                FROM social_insurance GROUP BY month";
-    assert_eq!(rows(one).await, 0);
-    let one = "SELECT district, count(*) FILTER (WHERE citizen_id = (SELECT min(citizen_id) FROM persons)) AS x \
-               FROM persons GROUP BY district";
-    assert_eq!(rows(one).await, 0, "a FILTER on a grouping by district would place one person");
-    // The control: with a threshold of one, the same queries return what they asked for.
-    let open =
-        context(&["persons", "social_insurance"], PolicyConfig { min_group_units: 1, ..PolicyConfig::default() });
-    let per_person =
-        open.collect("SELECT person_id, sum(amount) AS total FROM social_insurance GROUP BY person_id").await;
-    assert!(per_person.unwrap().iter().map(RecordBatch::num_rows).sum::<usize>() > 100);
+    assert_eq!(shape(&ctx, one, 1).await.1, 0);
     let placed = "SELECT district, count(*) FILTER (WHERE citizen_id = (SELECT min(citizen_id) FROM persons)) AS x \
                   FROM persons GROUP BY district";
-    assert_eq!(open.collect(placed).await.unwrap().iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
-    // Industries with fewer than ten firms lose their capital statistics; the others keep them.
+    let (districts, placed_values) = shape(&ctx, placed, 1).await;
+    assert!(districts > 5 && placed_values == 0, "a FILTER on a grouping by district would place one person");
+    assert_eq!(shape(&open, placed, 1).await.1, 1, "the control places the person");
+    // A small FILTERed cell is nulled; the row and its other cells stay.
+    let sql = "SELECT industry, count(*) FILTER (WHERE established < DATE '1992-01-01') AS oldest, \
+               avg(registered_capital) AS capital FROM enterprises GROUP BY industry";
+    let (industries, oldest) = shape(&ctx, sql, 1).await;
+    assert_eq!(shape(&ctx, sql, 2).await, (industries, industries), "every kept industry has its capital");
+    assert!(oldest < industries, "few firms are that old: {oldest} of {industries}");
+    // Industries with fewer than ten firms lose their rows (industry is a group_by_only key).
     let sql =
         "SELECT industry, count(*) AS firms, sum(registered_capital) AS capital FROM enterprises GROUP BY industry";
     let batches = ctx.collect(sql).await.unwrap();
     let firms: Vec<i64> =
         batches.iter().flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec()).collect();
     assert!(!firms.is_empty() && firms.iter().all(|&n| n >= 10), "{firms:?}");
+}
+
+/// The red team's second round: small groups reached through subqueries inside aggregates, and
+/// through DISTINCT ON.
+#[tokio::test]
+async fn small_groups_do_not_survive_inside_aggregates_or_distinct_on() {
+    let ctx = context(&["persons", "social_insurance"], PolicyConfig::default());
+    let inside = "SELECT gender, count(*) AS n, max((SELECT sum(amount) FROM social_insurance \
+                  WHERE person_id = (SELECT min(person_id) FROM social_insurance))) AS x FROM persons GROUP BY gender";
+    let (genders, values) = shape(&ctx, inside, 2).await;
+    assert!(genders == 2 && values == 0, "{genders} {values}");
+    let listed = "SELECT gender, max((SELECT string_agg(citizen_id || ':' || n, ',') FROM (SELECT citizen_id, \
+                  CAST(count(*) AS VARCHAR) AS n FROM persons GROUP BY citizen_id, district) u)) AS x FROM persons GROUP BY gender";
+    assert_eq!(shape(&ctx, listed, 1).await.1, 0, "every inner group is one person");
+    let distinct_on = "SELECT citizen_id, d FROM (SELECT DISTINCT ON (citizen_id) citizen_id, district AS d FROM persons) t \
+                       GROUP BY citizen_id, d";
+    assert_eq!(shape(&ctx, distinct_on, 0).await.0, 0);
+    let months = "SELECT person_id, month, sum(a) AS total FROM (SELECT DISTINCT ON (person_id, month) person_id, month, \
+                  amount AS a FROM social_insurance) t GROUP BY person_id, month";
+    assert_eq!(shape(&ctx, months, 2).await.1, 0);
+}
+
+/// The red team's wrong refusals: grouping() under the threshold, and memory for unit counts.
+#[tokio::test]
+async fn legitimate_statistics_run_under_the_threshold() {
+    let ctx = context(&["social_insurance", "utility_usage"], PolicyConfig::default());
+    let rollup = "SELECT month, grouping(month) AS total_row, sum(amount) AS total FROM social_insurance GROUP BY ROLLUP (month)";
+    assert_eq!(shape(&ctx, rollup, 2).await, (13, 13));
+    let residuals = "WITH g AS (SELECT district, month, sum(electricity_kwh) AS e, count(*) AS n FROM utility_usage \
+                     GROUP BY district, month), d AS (SELECT district, avg(e / n) AS de FROM g GROUP BY district) \
+                     SELECT g.district, g.month, g.e / g.n - d.de AS residual FROM g JOIN d ON g.district = d.district";
+    let (cells, residuals) = shape(&ctx, residuals, 2).await;
+    assert!(cells > 50 && residuals == cells, "{cells} {residuals}");
 }
