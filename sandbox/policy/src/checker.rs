@@ -80,7 +80,7 @@ pub(crate) const RESERVED: &str = "__sandbox_";
 
 /// Checks `plan` and returns the lineage of each output column.
 pub(crate) fn check(views: &Views, plan: &LogicalPlan) -> Result<Vec<OutputColumn>, Rejection> {
-    let mut checker = Checker { views, origins: 0, within: Vec::new() };
+    let mut checker = Checker { views, origins: 0, within: Vec::new(), grouping_restricted: false };
     let lineage = checker.plan(plan, None)?;
     for l in &lineage {
         checker.consume(l, &Place::Output)?;
@@ -94,6 +94,8 @@ struct Checker<'v> {
     origins: usize,
     /// Names of the subqueries being walked, for messages.
     within: Vec<String>,
+    /// Whether the aggregates being walked are those of a grouping by raw `group_by_only` values.
+    grouping_restricted: bool,
 }
 
 /// The columns an expression can name: one or more input relations, then enclosing queries.
@@ -179,17 +181,25 @@ impl Checker<'_> {
                 let origin = self.fresh();
                 let mut out = Vec::new();
                 let groups = grouping_set_to_exprlist(&a.group_expr).map_err(|_| self.internal("grouping sets"))?;
+                let mut restricted = false;
                 for g in groups {
                     let l = self.expr(g, &scope)?;
                     self.consume(&l, &Place::GroupBy)?;
+                    restricted |= l.items.iter().any(|i| {
+                        i.flow == Flow::Value
+                            && matches!(i.source, Source::Column { constraint: Constraint::GroupByOnly, .. })
+                    });
                     out.push(l.became(Flow::GroupKey, origin));
                 }
                 if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
                     out.push(Lineage::default()); // the internal grouping id
                 }
+                // (A rejection ends the whole check, so the flag needs restoring only on success.)
+                let enclosing = std::mem::replace(&mut self.grouping_restricted, restricted);
                 for e in &a.aggr_expr {
                     out.push(self.expr(e, &scope)?.became(Flow::Aggregated, origin));
                 }
+                self.grouping_restricted = enclosing;
                 Ok(out.into_iter().map(|l| with_rows(l, origin)).collect())
             }
             LogicalPlan::Window(w) => {
@@ -364,6 +374,7 @@ impl Checker<'_> {
                     "a correlated subquery that refers to a sibling relation (LATERAL joins)",
                 ))
             }),
+            Expr::Literal(..) => Ok(Lineage::constant()),
             Expr::Placeholder(_) => Err(self.reject(Reason::Unsupported("parameter placeholders ($1)"))),
             Expr::ScalarVariable(..) => Err(self.reject(Reason::Unsupported("session variables (@name)"))),
             #[allow(deprecated)] // The planner expands wildcards; one left over would hide columns.
@@ -388,9 +399,14 @@ impl Checker<'_> {
                     out.extend(l);
                 }
                 self.unidentified(&out, &name)?;
+                if self.grouping_restricted {
+                    self.no_members(a, &out, &name)?;
+                }
                 if let Some(filter) = &a.params.filter {
                     self.predicate(filter, scope, &Place::AggregateFilter(name))?;
                 }
+                // An aggregate's value is held by its accumulator, inside the memory pool.
+                out.weight = 1;
                 Ok(out.became(Flow::Aggregated, Origin::CONSTANT))
             }
             Expr::WindowFunction(w) => {
@@ -445,8 +461,17 @@ impl Checker<'_> {
         })
         .map_err(|_| self.internal("an expression"))?;
         let mut out = Lineage::default();
+        let mut parts = 0u64;
         for c in children {
-            out.extend(self.expr(c, scope)?);
+            let l = self.expr(c, scope)?;
+            parts = parts.saturating_add(l.weight);
+            out.extend(l);
+        }
+        if concatenates(e) {
+            out.weight = parts;
+            if parts > MAX_VALUE_WEIGHT {
+                return Err(self.reject(Reason::TooLarge { parts, limit: MAX_VALUE_WEIGHT }));
+            }
         }
         Ok(out)
     }
@@ -466,12 +491,13 @@ impl Checker<'_> {
             }
         }
         self.within.pop();
+        let weight = lineage.iter().map(|l| l.weight).max().unwrap_or(0);
         let items = lineage.into_iter().flat_map(|l| l.items).map(|i| {
             let compared =
                 i.flow == Flow::Value && matches!(i.source, Source::Column { constraint: Constraint::CompareOnly, .. });
             if compared { i } else { Item { origin: Origin::CONSTANT, ..i } }
         });
-        Ok(Lineage { items: items.collect() })
+        Ok(Lineage { items: items.collect(), weight })
     }
 
     /// The outer columns a subquery is correlated on, at any depth of nesting: its result
@@ -552,20 +578,39 @@ impl Checker<'_> {
     /// An aggregate may not reduce raw `aggregate_only` values together with an identifier: `min`
     /// of `person_id || amount` is one person's amount with their pseudonym, and a sum of
     /// `CASE WHEN person_id = ... THEN amount END` is one person's total.
+    /// An identifier counts in any form: raw, or made a group key or aggregate on the way.
     fn unidentified(&self, arguments: &Lineage, function: &str) -> Result<(), Rejection> {
-        let raw = |c: Constraint| {
-            arguments.items.iter().find_map(move |i| match &i.source {
-                Source::Column { view, column, constraint } if *constraint == c && i.flow == Flow::Value => {
-                    Some(format!("{view}.{column}"))
-                }
-                _ => None,
-            })
-        };
-        if let (Some(value), Some(identifier)) = (raw(Constraint::AggregateOnly), raw(Constraint::Pseudonymized)) {
+        let value = arguments.items.iter().find_map(|i| match &i.source {
+            Source::Column { view, column, constraint: Constraint::AggregateOnly } if i.flow == Flow::Value => {
+                Some(format!("{view}.{column}"))
+            }
+            _ => None,
+        });
+        if let (Some(value), Some(identifier)) = (value, identifier(arguments)) {
             let reason = Reason::IdentifiedAggregate { value, identifier, function: function.to_owned() };
             return Err(self.reject(reason));
         }
         Ok(())
+    }
+
+    /// In a grouping by raw `group_by_only` values, an aggregate of identifiers would name the
+    /// members of each group (`array_agg(citizen_id)` per district, or `max(CASE WHEN
+    /// citizen_id = ... THEN 1 END)`); joining such lists rebuilds each person's values. Only
+    /// counting the identifiers themselves is allowed: `count(DISTINCT citizen_id)`.
+    fn no_members(
+        &self,
+        a: &datafusion::logical_expr::expr::AggregateFunction,
+        arguments: &Lineage,
+        function: &str,
+    ) -> Result<(), Rejection> {
+        let Some(identifier) = identifier(arguments) else { return Ok(()) };
+        let counting = matches!(function, "count" | "approx_distinct")
+            && a.params.order_by.is_empty()
+            && matches!(a.params.args.as_slice(), [Expr::Column(_)]);
+        if counting {
+            return Ok(());
+        }
+        Err(self.reject(Reason::GroupMembers { identifier, function: function.to_owned() }))
     }
 
     fn deterministic(&self, volatility: Volatility, name: &str) -> Result<(), Rejection> {
@@ -577,6 +622,42 @@ impl Checker<'_> {
 
     fn internal(&self, what: &'static str) -> Rejection {
         self.reject(Reason::Unsupported(what))
+    }
+}
+
+/// A pseudonymized column among a value's sources, in any form.
+fn identifier(lineage: &Lineage) -> Option<String> {
+    lineage.items.iter().find_map(|i| match &i.source {
+        Source::Column { view, column, constraint: Constraint::Pseudonymized } => Some(format!("{view}.{column}")),
+        _ => None,
+    })
+}
+
+/// The most stored values or constants one value may be assembled from. Concatenating a value
+/// with itself through nested queries doubles it each level (`concat(s, s)` 34 times is 2^34
+/// times the input); other expressions are no larger than their largest part, so a value stays
+/// within this many times the largest input.
+const MAX_VALUE_WEIGHT: u64 = 256;
+
+/// Whether an expression's value holds all of its parts (rather than one of them, or a number).
+fn concatenates(e: &Expr) -> bool {
+    match e {
+        Expr::BinaryExpr(b) => b.op == datafusion::logical_expr::Operator::StringConcat,
+        Expr::ScalarFunction(f) => matches!(
+            f.func.name(),
+            "concat"
+                | "concat_ws"
+                | "make_array"
+                | "array_concat"
+                | "array_append"
+                | "array_prepend"
+                | "array_union"
+                | "named_struct"
+                | "struct"
+                | "map"
+                | "overlay"
+        ),
+        _ => false,
     }
 }
 

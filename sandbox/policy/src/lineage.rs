@@ -72,21 +72,31 @@ pub(crate) struct Item {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Lineage {
     pub(crate) items: BTreeSet<Item>,
+    /// How many stored values or constants the value is assembled from, at most: 1 for a column
+    /// or constant, the sum of the parts for a concatenation, the largest part otherwise. It
+    /// bounds how much larger than its inputs a value can grow.
+    pub(crate) weight: u64,
 }
 
 impl Lineage {
     pub(crate) fn column(view: &str, column: &str, constraint: Constraint, origin: Origin) -> Lineage {
         let source = Source::Column { view: view.to_owned(), column: column.to_owned(), constraint };
-        Lineage { items: BTreeSet::from([Item { source, flow: Flow::Value, origin, correlated: false }]) }
+        Lineage { items: BTreeSet::from([Item { source, flow: Flow::Value, origin, correlated: false }]), weight: 1 }
     }
 
     pub(crate) fn rows(origin: Origin) -> Lineage {
         let item = Item { source: Source::Rows, flow: Flow::Value, origin, correlated: false };
-        Lineage { items: BTreeSet::from([item]) }
+        Lineage { items: BTreeSet::from([item]), weight: 0 }
     }
 
+    pub(crate) fn constant() -> Lineage {
+        Lineage { items: BTreeSet::new(), weight: 1 }
+    }
+
+    /// Adds the sources of `other`; the value is as large as the larger of the two.
     pub(crate) fn extend(&mut self, other: Lineage) {
         self.items.extend(other.items);
+        self.weight = self.weight.max(other.weight);
     }
 
     /// The same sources after a step that turns raw values into `flow` (grouping, aggregating),
@@ -100,12 +110,12 @@ impl Lineage {
                 Item { flow, origin, ..i }
             })
             .collect();
-        Lineage { items }
+        Lineage { items, weight: self.weight }
     }
 
     /// The same sources, read from the rows `origin`.
     pub(crate) fn at(self, origin: Origin) -> Lineage {
-        Lineage { items: self.items.into_iter().map(|i| Item { origin, ..i }).collect() }
+        Lineage { items: self.items.into_iter().map(|i| Item { origin, ..i }).collect(), weight: self.weight }
     }
 }
 

@@ -36,6 +36,10 @@ pub enum Reason {
     Amplifying(String),
     /// An aggregate over raw `aggregate_only` values together with an identifier.
     IdentifiedAggregate { value: String, identifier: String, function: String },
+    /// An aggregate of identifiers in a grouping by `group_by_only` values.
+    GroupMembers { identifier: String, function: String },
+    /// A value assembled from more parts than allowed.
+    TooLarge { parts: u64, limit: u64 },
     /// A grouping whose groups under the threshold could not be dropped.
     SmallGroups(String),
     /// A `compare_only` column compared with values from other rows or another table.
@@ -174,6 +178,10 @@ impl Rejection {
             Reason::Unsupported(what) => format!("不支持：{what}"),
             Reason::SmallGroups(what) => format!("无法剔除低于阈值的分组：{what}"),
             Reason::Amplifying(name) => format!("函数 {name}() 可生成远大于输入的值，分析代码不可使用"),
+            Reason::GroupMembers { identifier, function } => format!(
+                "在按仅限分组的列分组时，聚合函数 {function}() 使用了标识符 {identifier}：会列出各组的成员；只能用 count(DISTINCT 标识符) 计数"
+            ),
+            Reason::TooLarge { parts, limit } => format!("一个值由 {parts} 个部分拼接而成，超过上限 {limit}"),
             Reason::IdentifiedAggregate { value, identifier, function } => {
                 format!(
                     "聚合函数 {function}() 将仅限聚合的列 {value} 与标识符 {identifier} 一同聚合：结果会是某个人的值"
@@ -211,6 +219,16 @@ impl fmt::Display for Rejection {
             Reason::Amplifying(name) => {
                 write!(f, "function {name}() can build values far larger than its input; it is not available")?
             }
+            Reason::GroupMembers { identifier, function } => write!(
+                f,
+                "aggregate {function}() of the identifier {identifier} in a grouping by group_by_only columns would name \
+                 the members of each group; only count(DISTINCT {identifier}) is allowed there"
+            )?,
+            Reason::TooLarge { parts, limit } => write!(
+                f,
+                "a value would be assembled from {parts} parts, over the limit of {limit}: repeated concatenation \
+                 can make values larger than memory"
+            )?,
             Reason::IdentifiedAggregate { value, identifier, function } => write!(
                 f,
                 "aggregate {function}() combines the aggregate_only column {value} with the identifier {identifier}: \
