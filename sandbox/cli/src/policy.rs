@@ -1,4 +1,5 @@
-//! `sandbox policy check`: lints SQL against a licence's policy views without running it.
+//! `sandbox policy check|run`: lints SQL against a licence's policy views without running it,
+//! or runs it on the synthetic twins (never on real data).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use sandbox_catalog::{Catalog, Variant};
-use sandbox_policy::{DomainSecret, PolicyConfig, PolicyContext, PolicyError, Source};
+use sandbox_policy::{DomainSecret, PolicyConfig, PolicyContext, PolicyError, PseudonymKey, Source};
 use serde_json::json;
 
 #[derive(clap::Subcommand)]
@@ -21,39 +22,60 @@ pub(crate) enum Command {
     Run(RunArgs),
 }
 
+/// What both subcommands take: a licence's datasets and one query.
 #[derive(clap::Args)]
-pub(crate) struct RunArgs {
+pub(crate) struct Query {
     /// 目录文件夹 / Catalog folder
     #[arg(long)]
     catalog: PathBuf,
     /// 授权的数据集，逗号分隔 / The licence's datasets, comma-separated
     #[arg(long, value_delimiter = ',', required = true)]
     datasets: Vec<String>,
+    /// SQL；"-" 表示从标准输入读取 / The SQL; "-" reads it from standard input
+    #[arg(allow_hyphen_values = true)]
+    sql: String,
+}
+
+impl Query {
+    /// The licence's views over `variant` files, and the SQL text.
+    fn open(
+        self,
+        variant: Variant,
+        key: Option<PseudonymKey>,
+        config: PolicyConfig,
+    ) -> anyhow::Result<(PolicyContext, String)> {
+        let sql = if self.sql == "-" {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            text
+        } else {
+            self.sql
+        };
+        let catalog = Catalog::open(&self.catalog)?;
+        let datasets: Vec<&str> = self.datasets.iter().map(|d| d.trim()).collect();
+        Ok((PolicyContext::new(&catalog, &datasets, variant, key, config)?, sql))
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    query: Query,
+    /// 机器可读输出 / Machine-readable output
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    query: Query,
     /// 最多打印的行数 / Most rows to print
     #[arg(long, default_value_t = 50)]
     max_rows: usize,
     /// 低于此隐私单元数的分组被剔除 / Groups with fewer privacy units are dropped
     #[arg(long, default_value_t = PolicyConfig::default().min_group_units)]
     min_group_units: usize,
-    /// 要执行的 SQL；"-" 表示从标准输入读取 / The SQL to run; "-" reads it from standard input
-    #[arg(allow_hyphen_values = true)]
-    sql: String,
-}
-
-#[derive(clap::Args)]
-pub(crate) struct CheckArgs {
-    /// 目录文件夹 / Catalog folder
-    #[arg(long)]
-    catalog: PathBuf,
-    /// 授权的数据集，逗号分隔 / The licence's datasets, comma-separated
-    #[arg(long, value_delimiter = ',', required = true)]
-    datasets: Vec<String>,
-    /// 机器可读输出 / Machine-readable output
-    #[arg(long)]
-    json: bool,
-    /// 要检查的 SQL；"-" 表示从标准输入读取 / The SQL to check; "-" reads it from standard input
-    #[arg(allow_hyphen_values = true)]
-    sql: String,
 }
 
 pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -63,26 +85,14 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn sql_text(sql: String) -> anyhow::Result<String> {
-    if sql != "-" {
-        return Ok(sql);
-    }
-    let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text)?;
-    Ok(text)
-}
-
 /// Twins are invented data: their pseudonyms need no secret, and a fixed one keeps runs
 /// reproducible. Real data is never opened here.
 const TWIN_SECRET: [u8; 32] = *b"synthetic twins: no secret here.";
 
 fn run_on_twins(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let sql = sql_text(args.sql)?;
-    let catalog = Catalog::open(&args.catalog)?;
-    let datasets: Vec<&str> = args.datasets.iter().map(|d| d.trim()).collect();
     let key = DomainSecret::from_bytes(TWIN_SECRET).licence_key("dev");
     let config = PolicyConfig { min_group_units: args.min_group_units, ..PolicyConfig::default() };
-    let ctx = PolicyContext::new(&catalog, &datasets, Variant::Twin, Some(key), config)?;
+    let (ctx, sql) = args.query.open(Variant::Twin, Some(key), config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match runtime.block_on(ctx.collect(&sql)) {
         Ok(batches) => {
@@ -92,8 +102,7 @@ fn run_on_twins(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ (PolicyError::Rejected(_) | PolicyError::InvalidSql(_))) => {
-            println!("rejected: {}", rejection(&e));
-            println!("{}", e.zh());
+            println!("rejected: {}\n{}", rejection(&e), e.zh());
             Ok(ExitCode::FAILURE)
         }
         Err(e) => Err(e.into()),
@@ -126,11 +135,8 @@ fn rejection(e: &PolicyError) -> String {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let sql = sql_text(args.sql)?;
-    let catalog = Catalog::open(&args.catalog)?;
-    let datasets: Vec<&str> = args.datasets.iter().map(|d| d.trim()).collect();
     // Checking plans the query and never runs it: no pseudonymization key is needed.
-    let ctx = PolicyContext::new(&catalog, &datasets, Variant::Real, None, PolicyConfig::default())?;
+    let (ctx, sql) = args.query.open(Variant::Real, None, PolicyConfig::default())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let checked = runtime.block_on(ctx.check(&sql));
     match checked {
@@ -168,8 +174,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 let out = json!({ "verdict": "rejected", "reason": en, "reason_zh": e.zh() });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("rejected: {en}");
-                println!("{}", e.zh());
+                println!("rejected: {en}\n{}", e.zh());
             }
             Ok(ExitCode::FAILURE)
         }

@@ -3,8 +3,8 @@
 //!
 //! It judges values where they are used, not where they are named: a `group_by_only` column may
 //! pass through a CTE's `SELECT *` as long as what reaches the result is a group key. The uses are
-//! the result itself, predicates (WHERE, HAVING, JOIN ON, FILTER), GROUP BY and DISTINCT,
-//! aggregate arguments, window functions, ORDER BY and LIMIT.
+//! the result itself (and a subquery's result), predicates (WHERE, HAVING, JOIN ON, FILTER), GROUP
+//! BY and DISTINCT, aggregate arguments, window functions, ORDER BY, LIMIT and UNNEST.
 //!
 //! Three things it must never do: accept a plan node it does not understand (it rejects the
 //! unknown), let a subquery's result lose the lineage of the outer columns it was correlated on,

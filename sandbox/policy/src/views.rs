@@ -75,9 +75,9 @@ pub(crate) fn view(dataset: &Dataset, variant: Variant, key: Option<&PseudonymKe
         return Err(refuse("it has no synthetic twin files for development runs"));
     }
 
-    let (format, extension): (Arc<dyn FileFormat>, &str) = match dataset.format {
-        CatalogFormat::Parquet => (Arc::new(ParquetFormat::default()), ""),
-        CatalogFormat::Csv => (Arc::new(CsvFormat::default().with_has_header(true)), ""),
+    let format: Arc<dyn FileFormat> = match dataset.format {
+        CatalogFormat::Parquet => Arc::new(ParquetFormat::default()),
+        CatalogFormat::Csv => Arc::new(CsvFormat::default().with_has_header(true)),
     };
     let mut urls = Vec::new();
     for file in files {
@@ -87,7 +87,8 @@ pub(crate) fn view(dataset: &Dataset, variant: Variant, key: Option<&PseudonymKe
         urls.push(url);
     }
     let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(ListingOptions::new(format).with_file_extension(extension))
+        // The entry names each file, so no extension filter: "" matches them all.
+        .with_listing_options(ListingOptions::new(format).with_file_extension(""))
         .with_schema(Arc::new(dataset.arrow_schema()));
     let raw = ListingTable::try_new(config).map_err(|e| refuse(&e.to_string()))?;
 
