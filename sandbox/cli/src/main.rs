@@ -5,7 +5,9 @@
 
 mod catalog;
 mod datagen;
+mod examples;
 mod policy;
+mod run;
 
 use std::process::ExitCode;
 
@@ -34,6 +36,11 @@ enum Command {
     /// 策略视图与列约束 / Policy views and column constraints
     #[command(subcommand)]
     Policy(policy::Command),
+    /// 运行分析模块（--dev：合成孪生数据）/ Run an analysis module (--dev: on synthetic twins)
+    Run(run::Args),
+    /// 内置示例分析模块 / The built-in example analysis modules
+    #[command(subcommand)]
+    Examples(examples::Command),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +49,8 @@ fn main() -> ExitCode {
         Command::Datagen(args) => datagen::run(args),
         Command::Catalog(command) => catalog::run(command),
         Command::Policy(command) => policy::run(command),
+        Command::Run(args) => run::run(args),
+        Command::Examples(command) => examples::run(command),
     };
     match result {
         Ok(code) => code,

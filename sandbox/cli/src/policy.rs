@@ -87,7 +87,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 /// Twins are invented data: their pseudonyms need no secret, and a fixed one keeps runs
 /// reproducible. Real data is never opened here.
-const TWIN_SECRET: [u8; 32] = *b"synthetic twins: no secret here.";
+pub(crate) const TWIN_SECRET: [u8; 32] = *b"synthetic twins: no secret here.";
 
 fn run_on_twins(args: RunArgs) -> anyhow::Result<ExitCode> {
     let key = DomainSecret::from_bytes(TWIN_SECRET).licence_key("dev");
@@ -110,7 +110,7 @@ fn run_on_twins(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The first `max_rows` rows as a table for people (CJK-width aware, like every CLI table).
-fn result_table(batches: &[RecordBatch], max_rows: usize) -> anyhow::Result<comfy_table::Table> {
+pub(crate) fn result_table(batches: &[RecordBatch], max_rows: usize) -> anyhow::Result<comfy_table::Table> {
     let names: Vec<String> =
         batches.first().map_or_else(Vec::new, |b| b.schema().fields().iter().map(|f| f.name().clone()).collect());
     let mut table = crate::catalog::table_of(names);

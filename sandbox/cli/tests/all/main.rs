@@ -212,3 +212,44 @@ fn policy_run_queries_the_twins_and_drops_small_groups() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).starts_with("rejected: column persons.mobile is forbidden"));
 }
+
+#[test]
+fn run_dev_runs_the_written_examples_on_the_twins() {
+    let dir = city().parent().unwrap().join(format!("examples-{}", std::process::id()));
+    let written = sandbox(&["examples", "write", dir.to_str().unwrap()]);
+    assert!(written.status.success(), "{}", stderr(&written));
+    let catalog = city().to_str().unwrap();
+    let module = |name: &str, file: &str| dir.join(name).join(file).to_str().unwrap().to_owned();
+    let (wasm, toml) = (module("population", "module.wasm"), module("population", "module.toml"));
+
+    let ok = sandbox(&["run", "--dev", "--catalog", catalog, "--module", &wasm, "--manifest", &toml]);
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+    let text = stdout(&ok);
+    assert!(text.contains("output table population"), "{text}");
+    assert!(text.contains("run succeeded"), "{text}");
+    assert!(text.contains("[query] SELECT district"), "the development log is shown: {text}");
+
+    let json = sandbox(&["run", "--dev", "--json", "--catalog", catalog, "--module", &wasm, "--manifest", &toml]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(value["record"]["error"], serde_json::Value::Null);
+    assert_eq!(value["tables"][0]["name"], "population");
+
+    let bad = sandbox(&[
+        "run",
+        "--dev",
+        "--catalog",
+        catalog,
+        "--module",
+        &wasm,
+        "--manifest",
+        &toml,
+        "--param",
+        "reference_date=soon",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stdout(&bad).contains("invalid-manifest"), "{}", stdout(&bad));
+
+    let production = sandbox(&["run", "--catalog", catalog, "--module", &wasm, "--manifest", &toml]);
+    assert_eq!(production.status.code(), Some(2));
+    assert!(stderr(&production).contains("production runs go through"));
+}

@@ -1,0 +1,153 @@
+//! `sandbox-runner`: runs one module for the server, in a process of its own.
+//!
+//! The request comes on stdin as one JSON object (with the licence's pseudonym key, which never
+//! appears in arguments or the environment); the answer goes to stdout as one JSON line (the run
+//! record and each table's name, SHA-256 and byte length) followed by the tables' Arrow IPC
+//! bytes, in that order. Before reading anything the process confines itself, where Linux
+//! allows: a new user and network namespace (no network at all), no new privileges, and
+//! resource limits. It never holds a signing key and cannot reach the log.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use nix::sys::resource::{Resource, setrlimit};
+use sandbox_catalog::Catalog;
+use sandbox_policy::DomainSecret;
+use sandbox_runner::{RunLimits, RunMode, RunRequest, Runner};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    catalog: PathBuf,
+    module: PathBuf,
+    manifest: PathBuf,
+    #[serde(default)]
+    parameters: Vec<(String, String)>,
+    mode: Mode,
+    /// 64 hex digits: the secret the licence's pseudonym key is derived from is not sent; this
+    /// is the derived key's seed, scoped to the licence by the server.
+    key: Option<String>,
+    /// Scope of the licence key.
+    #[serde(default)]
+    licence: String,
+    cache_dir: Option<PathBuf>,
+    /// Refuse to run if the network cannot be cut off.
+    #[serde(default)]
+    require_isolation: bool,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    Development,
+    Production,
+}
+
+/// Cuts the process off from the network: a new user namespace (so no privilege is needed) and
+/// a new network namespace with nothing but a down loopback. Must run while single-threaded.
+fn isolate_network() -> Result<(), String> {
+    use nix::sched::{CloneFlags, unshare};
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())
+}
+
+fn set_limits(limits: &RunLimits) -> Result<(), String> {
+    let data = (limits.memory_bytes + limits.policy.memory_limit) as u64 + (2 << 30);
+    let cpu = limits.wall_time.as_secs() * 4 + 10;
+    for (resource, value) in [
+        (Resource::RLIMIT_CORE, 0),
+        (Resource::RLIMIT_NOFILE, 1024),
+        (Resource::RLIMIT_DATA, data),
+        (Resource::RLIMIT_CPU, cpu),
+    ] {
+        setrlimit(resource, value, value).map_err(|e| format!("{resource:?}: {e}"))?;
+    }
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sandbox-runner: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    // First, while the process has one thread.
+    let isolation = isolate_network();
+    let limits = RunLimits::default();
+    set_limits(&limits).map_err(anyhow::Error::msg).context("setting resource limits")?;
+
+    // `sandbox-runner --probe-network ADDR`: try to reach ADDR from inside the confinement, so
+    // that tests can show the network is gone.
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, addr] = args.as_slice()
+        && flag == "--probe-network"
+    {
+        match std::net::TcpStream::connect(addr) {
+            Ok(_) => println!("connected"),
+            Err(e) => println!("unreachable: {e}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let mut input = String::new();
+    std::io::stdin().take(1 << 20).read_to_string(&mut input).context("reading the request")?;
+    let request: Request = serde_json::from_str(&input).context("parsing the request")?;
+    if let (Err(e), true) = (&isolation, request.require_isolation) {
+        anyhow::bail!("cannot isolate the network: {e}");
+    }
+    let key = match &request.key {
+        Some(hex_key) => {
+            let bytes: [u8; 32] =
+                hex::decode(hex_key).ok().and_then(|b| b.try_into().ok()).context("key must be 64 hex digits")?;
+            Some(DomainSecret::from_bytes(bytes).licence_key(&request.licence))
+        }
+        None => None,
+    };
+    let catalog = Catalog::open(&request.catalog).context("opening the catalog")?;
+    let module = std::fs::read(&request.module).context("reading the module")?;
+    let manifest = std::fs::read_to_string(&request.manifest).context("reading the manifest")?;
+    let mode = match request.mode {
+        Mode::Development => RunMode::Development,
+        Mode::Production => RunMode::Production,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runner = Runner::new(limits, request.cache_dir.clone())?;
+    let outcome = runtime.block_on(runner.run(RunRequest {
+        module: &module,
+        manifest: &manifest,
+        parameters: &request.parameters,
+        catalog: &catalog,
+        mode,
+        key,
+        limits: None,
+    }));
+
+    let tables: Vec<_> = outcome
+        .tables
+        .iter()
+        .map(|t| json!({ "name": t.name, "sha256": t.sha256, "rows": t.batch.num_rows(), "bytes": t.ipc.len() }))
+        .collect();
+    let header = json!({
+        "record": outcome.record,
+        "tables": tables,
+        "dev_log": outcome.dev_log.map(|(text, _)| text),
+        "network_isolated": isolation.is_ok(),
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{header}")?;
+    for table in &outcome.tables {
+        out.write_all(&table.ipc)?;
+    }
+    out.flush()?;
+    Ok(if outcome.record.error.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

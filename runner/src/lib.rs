@@ -1,0 +1,23 @@
+//! The runner: analysis modules (WebAssembly components of the `sandbox:analysis` world in
+//! `wit/`) run in wasmtime against policy views, and their declared output tables come back.
+//!
+//! This crate runs untrusted code. It must never hold a signing key or write the log; the
+//! `sandbox-runner` binary over it is what the server spawns for production runs, in a process
+//! of its own with no network. What reaches a module is only what `host.rs` serves: policy views
+//! through the gate and checker, output tables checked against the manifest, a development log,
+//! and WASI with nothing real behind it (`wasi.rs`).
+
+mod engine;
+mod host;
+mod ipc;
+mod limits;
+pub mod manifest;
+mod run;
+mod wasi;
+
+pub use engine::Runner;
+pub use host::sandbox::analysis::types::ErrorCode;
+pub use limits::RunLimits;
+pub use manifest::{Manifest, ManifestError};
+pub use run::{OutputTable, RunError, RunMode, RunOutcome, RunRecord, RunRequest};
+pub use wasi::DevLog;

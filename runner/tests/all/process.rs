@@ -1,0 +1,67 @@
+//! The `sandbox-runner` process: request on stdin, record and tables on stdout, no network.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::fixture::{catalog_dir, tmp};
+
+fn runner_binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sandbox-runner"))
+}
+
+#[test]
+fn the_process_runs_a_module_and_returns_its_tables() {
+    let ex = sandbox_examples::find("population").unwrap();
+    let dir = tmp().join(format!("runner-process-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("module.wasm"), ex.wasm).unwrap();
+    std::fs::write(dir.join("module.toml"), ex.manifest).unwrap();
+    let request = serde_json::json!({
+        "catalog": catalog_dir(),
+        "module": dir.join("module.wasm"),
+        "manifest": dir.join("module.toml"),
+        "parameters": [["reference_date", "2024-12-31"]],
+        "mode": "production",
+        "key": hex::encode([5u8; 32]),
+        "licence": "L-1",
+        "cache_dir": tmp().join("module-cache"),
+    });
+    let mut child = runner_binary().stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let newline = out.stdout.iter().position(|&b| b == b'\n').unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&out.stdout[..newline]).unwrap();
+    assert_eq!(header["record"]["error"], serde_json::Value::Null);
+    assert_eq!(header["record"]["mode"], "production");
+    assert_eq!(header["dev_log"], serde_json::Value::Null, "production keeps no log");
+    let table = &header["tables"][0];
+    let bytes = &out.stdout[newline + 1..];
+    assert_eq!(bytes.len() as u64, table["bytes"].as_u64().unwrap());
+    assert_eq!(hex::encode(sha2::Sha256::digest(bytes)), table["sha256"].as_str().unwrap());
+    let reader = arrow_ipc::reader::StreamReader::try_new(bytes, None).unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows as u64, table["rows"].as_u64().unwrap());
+}
+
+#[test]
+fn a_bad_request_is_refused_with_exit_2() {
+    let mut child = runner_binary().stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"{\"catalog\": 1}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("parsing the request"));
+}
+
+#[test]
+fn the_process_has_no_network() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // From here the listener is reachable.
+    assert!(std::net::TcpStream::connect(&addr).is_ok());
+    let out = runner_binary().args(["--probe-network", &addr]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("unreachable"), "the runner reached {addr}: {text}");
+}
+
+use sha2::Digest as _;

@@ -1,0 +1,109 @@
+//! `sandbox run --dev`: the operator's development loop — a module on the synthetic twins, with
+//! its output tables and development log printed in full. Production runs go through the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use sandbox_catalog::Catalog;
+use sandbox_policy::DomainSecret;
+use sandbox_runner::{RunLimits, RunMode, RunRequest, Runner};
+use serde_json::json;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// 在合成孪生数据上运行（开发调试）/ Run on the synthetic twins (development)
+    #[arg(long)]
+    dev: bool,
+    /// 目录所在文件夹 / Catalog folder
+    #[arg(long)]
+    catalog: PathBuf,
+    /// 分析模块（wasm32-wasip2 组件）/ Analysis module (a wasm32-wasip2 component)
+    #[arg(long)]
+    module: PathBuf,
+    /// 模块清单 module.toml / The module's manifest
+    #[arg(long)]
+    manifest: PathBuf,
+    /// 参数 name=value，可重复 / A parameter name=value (repeatable)
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// 每张表最多显示的行数 / Rows shown per table
+    #[arg(long, default_value_t = 50)]
+    max_rows: usize,
+    /// 以 JSON 输出 / Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !args.dev {
+        bail!(
+            "only development runs (--dev, on synthetic twins) run from the command line; production runs go through \
+             the server / 命令行只能在合成孪生数据上运行（--dev），生产运行须经服务端"
+        );
+    }
+    let catalog =
+        Catalog::open(&args.catalog).with_context(|| format!("opening catalog {}", args.catalog.display()))?;
+    let module = std::fs::read(&args.module).with_context(|| format!("reading {}", args.module.display()))?;
+    let manifest =
+        std::fs::read_to_string(&args.manifest).with_context(|| format!("reading {}", args.manifest.display()))?;
+    let mut parameters = Vec::new();
+    for param in &args.params {
+        let Some((name, value)) = param.split_once('=') else {
+            bail!("--param {param:?} is not NAME=VALUE / 参数格式应为 NAME=VALUE");
+        };
+        parameters.push((name.to_owned(), value.to_owned()));
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runner = Runner::new(RunLimits::default(), None)?;
+    let key = DomainSecret::from_bytes(crate::policy::TWIN_SECRET).licence_key("dev");
+    let request = RunRequest {
+        module: &module,
+        manifest: &manifest,
+        parameters: &parameters,
+        catalog: &catalog,
+        mode: RunMode::Development,
+        key: Some(key),
+        limits: None,
+    };
+    let outcome = runtime.block_on(runner.run(request));
+    let (log, truncated) = outcome.dev_log.clone().unwrap_or_default();
+    let ok = outcome.record.error.is_none();
+
+    if args.json {
+        let tables: Vec<_> = outcome
+            .tables
+            .iter()
+            .map(|t| json!({ "name": t.name, "sha256": t.sha256, "rows": t.batch.num_rows() }))
+            .collect();
+        let out = json!({ "record": outcome.record, "tables": tables, "log": log, "log_truncated": truncated });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for table in &outcome.tables {
+            let rows = table.batch.num_rows();
+            println!("输出表 / output table {}  ({rows} 行 / rows, sha256 {})", table.name, table.sha256);
+            println!("{}", crate::policy::result_table(std::slice::from_ref(&table.batch), args.max_rows)?);
+        }
+        if !log.is_empty() {
+            println!("开发日志 / development log:");
+            print!("{log}");
+            if truncated {
+                println!("…（日志已截断 / log truncated）");
+            }
+        }
+        let r = &outcome.record;
+        println!(
+            "燃料 / fuel {}  用时 / wall {} ms  内存峰值 / peak memory {} MiB  查询 / queries {}",
+            r.fuel_used,
+            r.wall_time_ms,
+            r.peak_memory_bytes >> 20,
+            r.queries
+        );
+        match &r.error {
+            None => println!("运行成功（合成孪生数据）/ run succeeded (synthetic twins)"),
+            Some(err) => println!("运行失败 / run failed [{}]: {}", err.code(), err.explain()),
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
