@@ -313,19 +313,7 @@ impl Manifest {
     }
 
     fn check_parameter(&self, param: &ParameterSpec, place: &str, p: &mut Problems) {
-        let typed = |v: &toml::Value| -> Option<ParameterValue> {
-            match (param.kind, v) {
-                (ParameterType::Integer, toml::Value::Integer(i)) => Some(ParameterValue::Integer(*i)),
-                (ParameterType::Number, toml::Value::Float(f)) => Some(ParameterValue::Number(*f)),
-                (ParameterType::Number, toml::Value::Integer(i)) => Some(ParameterValue::Number(*i as f64)),
-                (ParameterType::Text, toml::Value::String(s)) => Some(ParameterValue::Text(s.clone())),
-                (ParameterType::Boolean, toml::Value::Boolean(b)) => Some(ParameterValue::Boolean(*b)),
-                (ParameterType::Date, toml::Value::String(s)) if parse_date(s).is_some() => {
-                    Some(ParameterValue::Text(s.clone()))
-                }
-                _ => None,
-            }
-        };
+        let typed = |v: &toml::Value| typed(param.kind, v);
         for (what, value) in [("min", &param.min), ("max", &param.max), ("default", &param.default)] {
             if let Some(v) = value
                 && typed(v).is_none()
@@ -367,14 +355,7 @@ impl Manifest {
     }
 
     fn in_range(&self, param: &ParameterSpec, value: &ParameterValue) -> Result<(), String> {
-        let bound = |v: &Option<toml::Value>| match (param.kind, v) {
-            (_, None) => None,
-            (ParameterType::Integer, Some(toml::Value::Integer(i))) => Some(ParameterValue::Integer(*i)),
-            (ParameterType::Number, Some(toml::Value::Integer(i))) => Some(ParameterValue::Number(*i as f64)),
-            (ParameterType::Number, Some(toml::Value::Float(f))) => Some(ParameterValue::Number(*f)),
-            (ParameterType::Date, Some(toml::Value::String(s))) => Some(ParameterValue::Text(s.clone())),
-            _ => None,
-        };
+        let bound = |v: &Option<toml::Value>| v.as_ref().and_then(|v| typed(param.kind, v));
         if let Some(min) = bound(&param.min)
             && compare(value, &min) == Some(std::cmp::Ordering::Less)
         {
@@ -517,11 +498,7 @@ impl Manifest {
     /// against their columns' types.
     pub fn check_views(&self, views: &[(String, SchemaRef)]) -> Result<(), ManifestError> {
         let mut p = Problems::default();
-        let column_type = |source: &str| -> Option<DataType> {
-            let (dataset, column) = source.split_once('.')?;
-            let (_, schema) = views.iter().find(|(name, _)| name == dataset)?;
-            schema.field_with_name(column).ok().map(|f| f.data_type().clone())
-        };
+        let column_type = |source: &str| view_column_type(views, source);
         for dataset in &self.datasets {
             if !views.iter().any(|(name, _)| name == dataset) {
                 p.add(
@@ -602,7 +579,7 @@ impl Manifest {
                         continue;
                     }
                 },
-                None => match param.default.as_ref().and_then(|d| toml_value(param.kind, d)) {
+                None => match param.default.as_ref().and_then(|d| typed(param.kind, d)) {
                     Some(v) => v,
                     None => {
                         p.add(&place, "required, and has no default", "必填参数，且没有默认值");
@@ -636,12 +613,27 @@ fn parse_value(kind: ParameterType, text: &str) -> Option<ParameterValue> {
     }
 }
 
-fn toml_value(kind: ParameterType, value: &toml::Value) -> Option<ParameterValue> {
-    match value {
-        toml::Value::String(s) => parse_value(kind, s),
-        toml::Value::Integer(i) if kind == ParameterType::Number => Some(ParameterValue::Number(*i as f64)),
-        other => parse_value(kind, &other.to_string()),
+/// A manifest value (min, max, default) as a value of the parameter's type; `None` when it is not
+/// one.
+fn typed(kind: ParameterType, value: &toml::Value) -> Option<ParameterValue> {
+    match (kind, value) {
+        (ParameterType::Integer, toml::Value::Integer(i)) => Some(ParameterValue::Integer(*i)),
+        (ParameterType::Number, toml::Value::Float(f)) => Some(ParameterValue::Number(*f)),
+        (ParameterType::Number, toml::Value::Integer(i)) => Some(ParameterValue::Number(*i as f64)),
+        (ParameterType::Text, toml::Value::String(s)) => Some(ParameterValue::Text(s.clone())),
+        (ParameterType::Boolean, toml::Value::Boolean(b)) => Some(ParameterValue::Boolean(*b)),
+        (ParameterType::Date, toml::Value::String(s)) if parse_date(s).is_some() => {
+            Some(ParameterValue::Text(s.clone()))
+        }
+        _ => None,
     }
+}
+
+/// The type of `dataset.column` among the views.
+fn view_column_type(views: &[(String, SchemaRef)], source: &str) -> Option<DataType> {
+    let (dataset, column) = source.split_once('.')?;
+    let (_, schema) = views.iter().find(|(name, _)| name == dataset)?;
+    schema.field_with_name(column).ok().map(|f| f.data_type().clone())
 }
 
 fn compare(a: &ParameterValue, b: &ParameterValue) -> Option<std::cmp::Ordering> {
@@ -700,16 +692,11 @@ impl OutputSpec {
         if names != expected_names {
             return Err(format!("table {} must have columns {expected_names:?}, not {names:?}", self.name));
         }
-        let view_type = |source: &str| {
-            let (dataset, column) = source.split_once('.')?;
-            let (_, schema) = views.iter().find(|(name, _)| name == dataset)?;
-            schema.field_with_name(column).ok().map(|f| f.data_type().clone())
-        };
         let expected = self
             .dimensions
             .iter()
             .map(|d| match (&d.source, &d.banding) {
-                (Some(source), None) => view_type(source).map_or(Expected::String, Expected::Like),
+                (Some(source), None) => view_column_type(views, source).map_or(Expected::String, Expected::Like),
                 _ => Expected::String,
             })
             .chain(

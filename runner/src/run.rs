@@ -232,7 +232,6 @@ fn classify(err: &wasmtime::Error, limiter: &Limiter) -> RunError {
         _ => match limiter.hit {
             Some(LimitHit::Memory) => RunError::MemoryLimit,
             Some(LimitHit::Table) => RunError::ResourceLimit,
-            None if err.downcast_ref::<Trap>().is_some() => RunError::Trap,
             None => RunError::Trap,
         },
     }

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use nix::sys::resource::{Resource, setrlimit};
 use sandbox_catalog::Catalog;
-use sandbox_policy::DomainSecret;
+use sandbox_policy::PseudonymKey;
 use sandbox_runner::{RunLimits, RunMode, RunRequest, Runner};
 use serde::Deserialize;
 use serde_json::json;
@@ -28,12 +28,9 @@ struct Request {
     #[serde(default)]
     parameters: Vec<(String, String)>,
     mode: Mode,
-    /// 64 hex digits: the secret the licence's pseudonym key is derived from is not sent; this
-    /// is the derived key's seed, scoped to the licence by the server.
+    /// The licence's pseudonym key, 64 hex digits. The server derives it from the domain
+    /// secret; the secret itself never reaches this process.
     key: Option<String>,
-    /// Scope of the licence key.
-    #[serde(default)]
-    licence: String,
     cache_dir: Option<PathBuf>,
     /// Refuse to run if the network cannot be cut off.
     #[serde(default)]
@@ -108,7 +105,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Some(hex_key) => {
             let bytes: [u8; 32] =
                 hex::decode(hex_key).ok().and_then(|b| b.try_into().ok()).context("key must be 64 hex digits")?;
-            Some(DomainSecret::from_bytes(bytes).licence_key(&request.licence))
+            Some(PseudonymKey::from_bytes(bytes))
         }
         None => None,
     };

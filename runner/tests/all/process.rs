@@ -22,8 +22,7 @@ fn the_process_runs_a_module_and_returns_its_tables() {
         "manifest": dir.join("module.toml"),
         "parameters": [["reference_date", "2024-12-31"]],
         "mode": "production",
-        "key": hex::encode([5u8; 32]),
-        "licence": "L-1",
+        "key": hex::encode(crate::fixture::key().to_bytes()),
         "cache_dir": tmp().join("module-cache"),
     });
     let mut child = runner_binary().stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();

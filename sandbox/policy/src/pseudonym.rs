@@ -81,6 +81,17 @@ impl fmt::Debug for PseudonymKey {
 }
 
 impl PseudonymKey {
+    /// A licence key handed over as bytes (to the runner process, which must not hold the
+    /// domain secret every licence's key derives from).
+    pub fn from_bytes(bytes: [u8; 32]) -> PseudonymKey {
+        PseudonymKey(bytes)
+    }
+
+    /// The key's bytes, for handing it to the runner process.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     /// The pseudonym of one value: what a view shows instead of it.
     pub fn pseudonym(&self, value: &str) -> String {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("any key length");
