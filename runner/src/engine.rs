@@ -80,7 +80,7 @@ fn config(limits: &RunLimits) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
-        .consume_fuel(true)
+        .consume_fuel(limits.meter_fuel)
         .epoch_interruption(true)
         .max_wasm_stack(1 << 20)
         // Without the `threads` feature there are no threads or shared memories to turn off.
@@ -153,7 +153,7 @@ impl Runner {
             ));
         }
         let Some(dir) = &self.cache_dir else {
-            return Component::new(&self.engine, wasm).map_err(|e| RunError::invalid_module(format!("{e:#}")));
+            return Component::new(&self.engine, wasm).map_err(refused_at_compile);
         };
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -168,7 +168,7 @@ impl Runner {
                 return Ok(component);
             }
         }
-        let component = Component::new(&self.engine, wasm).map_err(|e| RunError::invalid_module(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, wasm).map_err(refused_at_compile)?;
         if let Ok(bytes) = component.serialize() {
             // Write then rename, so a reader never sees half a file.
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -177,6 +177,20 @@ impl Runner {
             }
         }
         Ok(component)
+    }
+}
+
+/// Why a module does not compile. The pooling allocator checks declared minimum sizes when the
+/// module is compiled, so a module asking for a 4 GiB memory or a huge table is refused here,
+/// before anything is allocated, and gets the code of the limit it asked past.
+fn refused_at_compile(err: wasmtime::Error) -> RunError {
+    let outer = err.to_string();
+    if outer.starts_with("module memory does not fit") {
+        RunError::MemoryLimit
+    } else if outer.starts_with("module table does not fit") || outer.contains("instance size does not fit") {
+        RunError::ResourceLimit
+    } else {
+        RunError::invalid_module(format!("{err:#}"))
     }
 }
 

@@ -93,6 +93,8 @@ pub(crate) struct HostState {
     pub(crate) log: DevLog,
     pub(crate) live_queries: usize,
     pub(crate) queries: u32,
+    /// Bytes of Arrow IPC handed to the guest by `next`.
+    pub(crate) query_bytes: u64,
     pub(crate) outputs: BTreeMap<String, OutputState>,
     pub(crate) output_rows: u64,
     pub(crate) output_bytes: u64,
@@ -220,6 +222,7 @@ impl data::HostQueryResult for HostState {
             match ipc::encode_chunk(&batch, cap)? {
                 Some((bytes, rest)) => {
                     query.pending = rest;
+                    self.query_bytes += bytes.len() as u64;
                     return Ok(Ok(Some(bytes)));
                 }
                 None => {

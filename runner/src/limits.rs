@@ -10,6 +10,10 @@ use sandbox_policy::PolicyConfig;
 pub struct RunLimits {
     /// Fuel: a deterministic budget of wasm instructions.
     pub fuel: u64,
+    /// Whether fuel is counted at all. An engine setting: a runner's own limits decide it, a
+    /// run's cannot. Off only to measure what metering costs (the runner benchmark); without it
+    /// a run is bounded by wall time alone and `fuel_used` is 0.
+    pub meter_fuel: bool,
     /// Wall-clock time for the whole run, host calls included.
     pub wall_time: Duration,
     /// Linear memory of the guest.
@@ -38,6 +42,7 @@ impl Default for RunLimits {
     fn default() -> Self {
         RunLimits {
             fuel: 50_000_000_000,
+            meter_fuel: true,
             wall_time: Duration::from_secs(300),
             memory_bytes: 256 << 20,
             table_elements: 100_000,

@@ -94,6 +94,59 @@ pub struct OutputSpec {
     pub en: String,
     pub dimensions: Vec<Dimension>,
     pub measures: Vec<Measure>,
+    /// Which rows the table counts: every condition holds. The host's audit reads the same rows.
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+    /// How the counted dataset (the one the measures are `of`) reaches a second dataset whose
+    /// columns the dimensions or filters use. Many rows to one: each counted row meets at most
+    /// one row of the other dataset.
+    pub join: Option<Join>,
+}
+
+/// One condition on the rows a table counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// `dataset.column`.
+    pub column: String,
+    /// Compare the `YYYY`, `YYYYQn` or `YYYY-MM` label of a date column instead of the date.
+    pub part: Option<DatePart>,
+    pub op: FilterOp,
+    /// The value compared with: a literal, or a parameter's value (exactly one of the two).
+    pub value: Option<toml::Value>,
+    pub parameter: Option<String>,
+}
+
+/// A date's label, as the year, quarter and month bandings write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatePart {
+    Year,
+    Quarter,
+    Month,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// Text that starts with the value.
+    StartsWith,
+}
+
+/// An equi-join from the counted dataset to another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    /// `dataset.column` of the counted dataset.
+    pub from: String,
+    /// `dataset.column` of the other dataset.
+    pub to: String,
 }
 
 /// A column that says which cell a row is: a view column, a banding of one, or a model's terms.
@@ -308,8 +361,76 @@ impl Manifest {
             for (j, measure) in out.measures.iter().enumerate() {
                 self.check_measure(measure, &format!("{place}.measures[{j}]"), &mut p);
             }
+            self.check_rows(out, &place, &mut p);
         }
         p.finish()
+    }
+
+    /// The counted dataset, the join and the filters: the host must be able to read the rows
+    /// the table counts.
+    fn check_rows(&self, out: &OutputSpec, place: &str, p: &mut Problems) {
+        let counted: BTreeSet<&str> = out.measures.iter().map(|m| dataset_of(&m.of)).collect();
+        if counted.len() > 1 {
+            p.add(
+                place,
+                format!("the measures count more than one dataset: {counted:?}"),
+                "同一输出表的度量必须来自同一数据集",
+            );
+        }
+        let Some(&counted) = counted.iter().next() else { return };
+        let mut reachable = vec![counted];
+        if let Some(join) = &out.join {
+            self.check_source(&join.from, &format!("{place}.join"), p);
+            self.check_source(&join.to, &format!("{place}.join"), p);
+            if dataset_of(&join.from) != counted || dataset_of(&join.to) == counted {
+                p.add(
+                    format!("{place}.join"),
+                    format!("join.from must be a column of {counted} and join.to one of another dataset"),
+                    format!("join.from 必须是 {counted} 的列，join.to 必须是另一数据集的列"),
+                );
+            }
+            reachable.push(dataset_of(&join.to));
+        }
+        let sources = out
+            .dimensions
+            .iter()
+            .flat_map(|d| d.source.iter().chain(d.terms.iter().flatten()))
+            .chain(out.measures.iter().flat_map(|m| m.per.iter()))
+            .chain(out.filters.iter().map(|f| &f.column));
+        for source in sources {
+            if !reachable.contains(&dataset_of(source)) {
+                p.add(
+                    place,
+                    format!("{source:?} is not a column of {counted}, nor reached by the table's join"),
+                    format!("{source} 既不属于 {counted}，也无法通过 join 关联"),
+                );
+            }
+        }
+        for (k, filter) in out.filters.iter().enumerate() {
+            let place = format!("{place}.filters[{k}]");
+            self.check_source(&filter.column, &place, p);
+            match (&filter.value, &filter.parameter) {
+                (Some(_), None) => {}
+                (None, Some(name)) => {
+                    if !self.parameters.iter().any(|q| &q.name == name) {
+                        p.add(&place, format!("parameter {name:?} is not declared"), format!("参数 {name} 未声明"));
+                    }
+                }
+                _ => p.add(
+                    &place,
+                    "a filter needs exactly one of value and parameter",
+                    "过滤条件必须且只能指定 value 或 parameter 之一",
+                ),
+            }
+            if let Some(v) = &filter.value
+                && !matches!(
+                    v,
+                    toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
+                )
+            {
+                p.add(&place, "a filter value is text, a number or a boolean", "过滤值必须是文本、数值或布尔值");
+            }
+        }
     }
 
     fn check_parameter(&self, param: &ParameterSpec, place: &str, p: &mut Problems) {
@@ -535,6 +656,29 @@ impl Manifest {
                     }
                 }
             }
+            let row_columns = out
+                .filters
+                .iter()
+                .map(|f| (&f.column, f.part.is_some()))
+                .chain(out.join.iter().flat_map(|j| [(&j.from, false), (&j.to, false)]));
+            for (source, dated) in row_columns {
+                let place = format!("outputs[{i}]");
+                match column_type(source) {
+                    None => p.add(
+                        &place,
+                        format!("{source:?} is not a column of the views"),
+                        format!("{source} 不是视图中的列"),
+                    ),
+                    Some(t) if dated && !matches!(t, DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)) => {
+                        p.add(
+                            &place,
+                            format!("{source:?} is not a date, so it has no part"),
+                            format!("{source} 不是日期列"),
+                        )
+                    }
+                    Some(_) => {}
+                }
+            }
             for (j, m) in out.measures.iter().enumerate() {
                 let place = format!("outputs[{i}].measures[{j}]");
                 for source in std::iter::once(&m.of).chain(m.per.iter()).filter(|s| s.contains('.')) {
@@ -627,6 +771,11 @@ fn typed(kind: ParameterType, value: &toml::Value) -> Option<ParameterValue> {
         }
         _ => None,
     }
+}
+
+/// The dataset of `dataset` or `dataset.column`.
+pub fn dataset_of(source: &str) -> &str {
+    source.split_once('.').map_or(source, |(dataset, _)| dataset)
 }
 
 /// The type of `dataset.column` among the views.

@@ -180,6 +180,8 @@ pub struct RunRecord {
     /// The guest's largest linear memory.
     pub peak_memory_bytes: u64,
     pub queries: u32,
+    /// Bytes of Arrow IPC the guest read from its queries.
+    pub query_bytes: u64,
     pub output_rows: u64,
     pub error: Option<RunError>,
 }
@@ -250,6 +252,7 @@ impl Runner {
             wall_time_ms: 0,
             peak_memory_bytes: 0,
             queries: 0,
+            query_bytes: 0,
             output_rows: 0,
             error: None,
         };
@@ -316,6 +319,7 @@ impl Runner {
             log: log.clone(),
             live_queries: 0,
             queries: 0,
+            query_bytes: 0,
             outputs: Default::default(),
             output_rows: 0,
             output_bytes: 0,
@@ -323,7 +327,9 @@ impl Runner {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.set_fuel(limits.fuel).map_err(|e| RunError::internal(e.to_string()))?;
+        if self.limits.meter_fuel {
+            store.set_fuel(limits.fuel).map_err(|e| RunError::internal(e.to_string()))?;
+        }
         let ticks = (limits.wall_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -350,11 +356,14 @@ impl Runner {
         })
         .await;
 
-        let remaining = store.get_fuel().unwrap_or(0);
-        record.fuel_used = limits.fuel.saturating_sub(remaining);
+        if self.limits.meter_fuel {
+            let remaining = store.get_fuel().unwrap_or(0);
+            record.fuel_used = limits.fuel.saturating_sub(remaining);
+        }
         let state = store.data();
         record.peak_memory_bytes = state.limiter.peak_memory as u64;
         record.queries = state.queries;
+        record.query_bytes = state.query_bytes;
 
         match outcome {
             Err(_elapsed) => return Err(RunError::Timeout),

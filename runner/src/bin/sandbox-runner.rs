@@ -82,17 +82,31 @@ fn run() -> anyhow::Result<ExitCode> {
     let limits = RunLimits::default();
     set_limits(&limits).map_err(anyhow::Error::msg).context("setting resource limits")?;
 
-    // `sandbox-runner --probe-network ADDR`: try to reach ADDR from inside the confinement, so
-    // that tests can show the network is gone.
+    // `sandbox-runner --probe-network ADDR` tries to reach ADDR, and `--probe-memory BYTES` to
+    // allocate BYTES, from inside the confinement, so that tests can show the limits hold.
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, addr] = args.as_slice()
-        && flag == "--probe-network"
-    {
-        match std::net::TcpStream::connect(addr) {
-            Ok(_) => println!("connected"),
-            Err(e) => println!("unreachable: {e}"),
+    match args.as_slice() {
+        [_, flag, addr] if flag == "--probe-network" => {
+            match std::net::TcpStream::connect(addr) {
+                Ok(_) => println!("connected"),
+                Err(e) => println!("unreachable: {e}"),
+            }
+            return Ok(ExitCode::SUCCESS);
         }
-        return Ok(ExitCode::SUCCESS);
+        [_, flag, bytes] if flag == "--probe-memory" => {
+            let bytes: usize = bytes.parse().context("--probe-memory takes a byte count")?;
+            let mut hoard: Vec<u8> = Vec::new();
+            match hoard.try_reserve_exact(bytes) {
+                Ok(()) => {
+                    // Touch every page, so the memory is really there.
+                    hoard.resize(bytes, 1);
+                    println!("allocated {}", std::hint::black_box(&hoard).len());
+                }
+                Err(e) => println!("refused: {e}"),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
 
     let mut input = String::new();

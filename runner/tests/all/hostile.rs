@@ -223,3 +223,57 @@ fn socket_and_http_imports_are_refused_at_load() {
     // The runner is fine afterwards.
     assert_eq!(code(&attack("valid").go()), "ok");
 }
+
+/// A component of the `sandbox:analysis` world around a hand-written core module, for attacks a
+/// Rust guest cannot express. `run` returns the empty list's `ok` without doing anything.
+fn world_component(core_items: &str) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/wit")).unwrap();
+    let world = resolve.select_world(&[package], Some("analysis")).unwrap();
+    let wat = format!(
+        r#"(module
+            {core_items}
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 1024)
+            (func (export "run") (param i32 i32) (result i32) i32.const 2048))"#
+    );
+    let mut core = wat::parse_str(&wat).unwrap();
+    wit_component::embed_component_metadata(&mut core, &resolve, world, wit_component::StringEncoding::UTF8).unwrap();
+    wit_component::ComponentEncoder::default().module(&core).unwrap().validate(true).encode().unwrap()
+}
+
+#[test]
+fn a_hand_written_component_of_the_world_runs() {
+    // The control for the two attacks below: the same shell with sane sizes loads and runs (and
+    // fails only because it wrote no output).
+    let bytes = world_component(r#"(memory (export "memory") 1) (table 10 funcref)"#);
+    let outcome = Run::new(&bytes, hostile().manifest).param("attack", "valid").go();
+    assert_eq!(code(&outcome), "missing-output", "{}", log(&outcome));
+}
+
+#[test]
+fn a_huge_table_is_refused_at_instantiation() {
+    let bytes = world_component(r#"(memory (export "memory") 1) (table 50000000 funcref)"#);
+    let outcome = Run::new(&bytes, hostile().manifest).param("attack", "valid").go();
+    assert_eq!(code(&outcome), "resource-limit", "{}", log(&outcome));
+    assert_eq!(code(&attack("valid").go()), "ok");
+}
+
+#[test]
+fn a_huge_initial_memory_is_refused_at_instantiation() {
+    // 60 000 pages = 3.7 GiB, far past the 256 MiB limit.
+    let bytes = world_component(r#"(memory (export "memory") 60000)"#);
+    let outcome = Run::new(&bytes, hostile().manifest).param("attack", "valid").go();
+    assert_eq!(code(&outcome), "memory-limit", "{}", log(&outcome));
+    assert_eq!(outcome.record.peak_memory_bytes, 0, "nothing was allocated");
+    assert_eq!(code(&attack("valid").go()), "ok");
+}
+
+#[test]
+fn query_results_stream_into_the_guest_in_bounded_chunks() {
+    let limits = RunLimits { chunk_bytes: 4096, ..RunLimits::default() };
+    let outcome = attack("read-all").param("payload", "SELECT citizen_id, name FROM persons").limits(limits).go();
+    assert_eq!(code(&outcome), "ok", "{}", log(&outcome));
+    assert!(log(&outcome).contains("read 6000 rows"), "{}", log(&outcome));
+    // 6000 rows of two pseudonyms cannot fit in a few 4 KiB chunks; every byte was counted.
+    assert!(outcome.record.query_bytes > 40_000, "{}", outcome.record.query_bytes);
+}

@@ -55,6 +55,33 @@ fn mistakes_are_named_with_their_place() {
             ),
             "age edges must be positive and increase",
         ),
+        (
+            GOOD.replace("zh = \"表\"", "zh = \"表\"\nfilters = [{ column = \"persons.gender\", op = \"eq\" }]"),
+            "a filter needs exactly one of value and parameter",
+        ),
+        (
+            GOOD.replace("zh = \"表\"", "zh = \"表\"\nfilters = [{ column = \"persons.gender\", op = \"eq\", parameter = \"sex\" }]"),
+            "parameter \"sex\" is not declared",
+        ),
+        (
+            GOOD.replace("zh = \"表\"", "zh = \"表\"\nfilters = [{ column = \"persons.gender\", op = \"like\", value = \"x\" }]"),
+            "unknown variant `like`",
+        ),
+        (
+            GOOD.replace("source = \"persons.district\"", "source = \"enterprises.district\"")
+                .replace("[\"persons\"]", "[\"persons\", \"enterprises\"]"),
+            "is not a column of persons, nor reached by the table's join",
+        ),
+        (
+            GOOD.replace("zh = \"表\"", "zh = \"表\"\njoin = { from = \"enterprises.uscc\", to = \"persons.citizen_id\" }")
+                .replace("[\"persons\"]", "[\"persons\", \"enterprises\"]"),
+            "join.from must be a column of persons",
+        ),
+        (
+            GOOD.replace("of = \"persons\"", "of = \"persons\" }, { name = \"m\", statistic = \"sum\", of = \"enterprises.registered_capital\"")
+                .replace("[\"persons\"]", "[\"persons\", \"enterprises\"]"),
+            "the measures count more than one dataset",
+        ),
     ];
     for (text, expected) in cases {
         let got = problems(&text);

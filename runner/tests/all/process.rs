@@ -63,4 +63,20 @@ fn the_process_has_no_network() {
     assert!(text.starts_with("unreachable"), "the runner reached {addr}: {text}");
 }
 
+#[test]
+fn the_process_cannot_allocate_past_its_data_limit() {
+    // The limit is the guest's memory, the query pool and 2 GiB for the host itself.
+    let limits = sandbox_runner::RunLimits::default();
+    let limit = limits.memory_bytes + limits.policy.memory_limit + (2 << 30);
+    let probe = |bytes: usize| {
+        let out = runner_binary().args(["--probe-memory", &bytes.to_string()]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let small = probe(64 << 20);
+    assert!(small.starts_with("allocated"), "{small}");
+    let past = probe(limit + (1 << 30));
+    assert!(past.starts_with("refused"), "allocated {} bytes past the data limit: {past}", limit + (1 << 30));
+}
+
 use sha2::Digest as _;

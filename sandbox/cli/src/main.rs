@@ -3,6 +3,7 @@
 //! A thin shell over the libraries: it parses arguments, calls one library function per command,
 //! and prints for people (tables, in Chinese and English) or for programs (`--json`).
 
+mod audit;
 mod catalog;
 mod datagen;
 mod examples;
@@ -38,6 +39,9 @@ enum Command {
     Policy(policy::Command),
     /// 运行分析模块（--dev：合成孪生数据）/ Run an analysis module (--dev: on synthetic twins)
     Run(run::Args),
+    /// 出域审核：运行模块并只输出审核报告和可出域的表 / Output audit: run a module, print only the audit
+    /// report and the tables that may leave
+    Audit(audit::Args),
     /// 内置示例分析模块 / The built-in example analysis modules
     #[command(subcommand)]
     Examples(examples::Command),
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Catalog(command) => catalog::run(command),
         Command::Policy(command) => policy::run(command),
         Command::Run(args) => run::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Examples(command) => examples::run(command),
     };
     match result {

@@ -10,11 +10,9 @@ use sandbox_policy::DomainSecret;
 use sandbox_runner::{RunLimits, RunMode, RunRequest, Runner};
 use serde_json::json;
 
+/// What names a run: the catalog, the module, its manifest and parameters.
 #[derive(clap::Args)]
-pub(crate) struct Args {
-    /// 在合成孪生数据上运行（开发调试）/ Run on the synthetic twins (development)
-    #[arg(long)]
-    dev: bool,
+pub(crate) struct ModuleArgs {
     /// 目录所在文件夹 / Catalog folder
     #[arg(long)]
     catalog: PathBuf,
@@ -27,6 +25,41 @@ pub(crate) struct Args {
     /// 参数 name=value，可重复 / A parameter name=value (repeatable)
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
+}
+
+/// The files a run reads, opened.
+pub(crate) struct Loaded {
+    pub(crate) catalog: Catalog,
+    pub(crate) module: Vec<u8>,
+    pub(crate) manifest: String,
+    pub(crate) parameters: Vec<(String, String)>,
+}
+
+impl ModuleArgs {
+    pub(crate) fn load(&self) -> anyhow::Result<Loaded> {
+        let catalog =
+            Catalog::open(&self.catalog).with_context(|| format!("opening catalog {}", self.catalog.display()))?;
+        let module = std::fs::read(&self.module).with_context(|| format!("reading {}", self.module.display()))?;
+        let manifest =
+            std::fs::read_to_string(&self.manifest).with_context(|| format!("reading {}", self.manifest.display()))?;
+        let mut parameters = Vec::new();
+        for param in &self.params {
+            let Some((name, value)) = param.split_once('=') else {
+                bail!("--param {param:?} is not NAME=VALUE / 参数格式应为 NAME=VALUE");
+            };
+            parameters.push((name.to_owned(), value.to_owned()));
+        }
+        Ok(Loaded { catalog, module, manifest, parameters })
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// 在合成孪生数据上运行（开发调试）/ Run on the synthetic twins (development)
+    #[arg(long)]
+    dev: bool,
+    #[command(flatten)]
+    module: ModuleArgs,
     /// 每张表最多显示的行数 / Rows shown per table
     #[arg(long, default_value_t = 50)]
     max_rows: usize,
@@ -42,18 +75,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
              the server / 命令行只能在合成孪生数据上运行（--dev），生产运行须经服务端"
         );
     }
-    let catalog =
-        Catalog::open(&args.catalog).with_context(|| format!("opening catalog {}", args.catalog.display()))?;
-    let module = std::fs::read(&args.module).with_context(|| format!("reading {}", args.module.display()))?;
-    let manifest =
-        std::fs::read_to_string(&args.manifest).with_context(|| format!("reading {}", args.manifest.display()))?;
-    let mut parameters = Vec::new();
-    for param in &args.params {
-        let Some((name, value)) = param.split_once('=') else {
-            bail!("--param {param:?} is not NAME=VALUE / 参数格式应为 NAME=VALUE");
-        };
-        parameters.push((name.to_owned(), value.to_owned()));
-    }
+    let Loaded { catalog, module, manifest, parameters } = args.module.load()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let runner = Runner::new(RunLimits::default(), None)?;

@@ -38,6 +38,7 @@ use tokio::time::{Instant, Sleep};
 pub use lineage::{Flow, OutputColumn, Source};
 pub use pseudonym::{DomainSecret, KeyError, PseudonymKey};
 pub use rejection::{Place, Reason, Rejection};
+pub use views::files_table;
 
 /// Limits on what one query may take.
 #[derive(Debug, Clone)]

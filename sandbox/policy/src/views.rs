@@ -70,11 +70,44 @@ pub(crate) fn view(dataset: &Dataset, variant: Variant, key: Option<&PseudonymKe
     if dataset.sharing == Sharing::None {
         return Err(refuse("its sharing type is 不予共享 (no sharing): it cannot be licensed"));
     }
+    let raw = files_table(dataset, variant)?;
+
+    let pseudonymize = pseudonym::udf(key.cloned());
+    let columns: Vec<Expr> = dataset
+        .columns
+        .iter()
+        .map(|c| match c.constraint {
+            Constraint::Pseudonymized => pseudonymize.call(vec![cast(ident(&c.name), DataType::Utf8)]).alias(&c.name),
+            Constraint::Forbidden => {
+                lit(ScalarValue::try_from(&c.data_type.to_arrow()).unwrap_or(ScalarValue::Null)).alias(&c.name)
+            }
+            _ => ident(&c.name),
+        })
+        .collect();
+    let plan = LogicalPlanBuilder::scan(format!("{}__files", dataset.id), provider_as_source(raw), None)
+        .and_then(|b| b.project(columns))
+        .and_then(|b| b.alias(dataset.id.as_str()))
+        .and_then(|b| b.build())
+        .map_err(|e| refuse(&e.to_string()))?;
+    let schema = Arc::clone(plan.schema().inner());
+    let provider: Arc<dyn TableProvider> = Arc::new(PolicyView { plan, schema });
+    let constraints = dataset.columns.iter().map(|c| (c.name.clone(), c.constraint)).collect();
+    Ok(View { name: dataset.id.clone(), provider, privacy_unit: dataset.privacy_unit.clone(), constraints })
+}
+
+/// The dataset's files as one table, with every column as it is: raw identifiers included.
+/// For the host's own evidence queries (the output audit) only; never registered in a session
+/// that runs analysis SQL.
+pub fn files_table(dataset: &Dataset, variant: Variant) -> Result<Arc<dyn TableProvider>, PolicyError> {
+    let refuse = |reason: &str| PolicyError::Dataset { dataset: dataset.id.clone(), reason: reason.to_owned() };
     let files = dataset.files(variant);
     if files.is_empty() {
-        return Err(refuse("it has no synthetic twin files for development runs"));
+        let missing = match variant {
+            Variant::Real => "it has no data files",
+            Variant::Twin => "it has no synthetic twin files for development runs",
+        };
+        return Err(refuse(missing));
     }
-
     let format: Arc<dyn FileFormat> = match dataset.format {
         CatalogFormat::Parquet => Arc::new(ParquetFormat::default()),
         CatalogFormat::Csv => Arc::new(CsvFormat::default().with_has_header(true)),
@@ -90,29 +123,7 @@ pub(crate) fn view(dataset: &Dataset, variant: Variant, key: Option<&PseudonymKe
         // The entry names each file, so no extension filter: "" matches them all.
         .with_listing_options(ListingOptions::new(format).with_file_extension(""))
         .with_schema(Arc::new(dataset.arrow_schema()));
-    let raw = ListingTable::try_new(config).map_err(|e| refuse(&e.to_string()))?;
-
-    let pseudonymize = pseudonym::udf(key.cloned());
-    let columns: Vec<Expr> = dataset
-        .columns
-        .iter()
-        .map(|c| match c.constraint {
-            Constraint::Pseudonymized => pseudonymize.call(vec![cast(ident(&c.name), DataType::Utf8)]).alias(&c.name),
-            Constraint::Forbidden => {
-                lit(ScalarValue::try_from(&c.data_type.to_arrow()).unwrap_or(ScalarValue::Null)).alias(&c.name)
-            }
-            _ => ident(&c.name),
-        })
-        .collect();
-    let plan = LogicalPlanBuilder::scan(format!("{}__files", dataset.id), provider_as_source(Arc::new(raw)), None)
-        .and_then(|b| b.project(columns))
-        .and_then(|b| b.alias(dataset.id.as_str()))
-        .and_then(|b| b.build())
-        .map_err(|e| refuse(&e.to_string()))?;
-    let schema = Arc::clone(plan.schema().inner());
-    let provider: Arc<dyn TableProvider> = Arc::new(PolicyView { plan, schema });
-    let constraints = dataset.columns.iter().map(|c| (c.name.clone(), c.constraint)).collect();
-    Ok(View { name: dataset.id.clone(), provider, privacy_unit: dataset.privacy_unit.clone(), constraints })
+    Ok(Arc::new(ListingTable::try_new(config).map_err(|e| refuse(&e.to_string()))?))
 }
 
 /// A view as one relation: planned from its hidden logical plan only when a query runs.

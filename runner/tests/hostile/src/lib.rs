@@ -124,6 +124,16 @@ impl Analysis for Hostile {
                     table.append(&batch)?;
                 }
             }
+            "read-all" => {
+                // Reads and decodes every batch of the payload's query, then emits nothing: what
+                // it costs to move query results into the guest.
+                let mut rows = 0;
+                for batch in sandbox_sdk::query(payload)? {
+                    rows += std::hint::black_box(batch?).num_rows();
+                }
+                sandbox_sdk::info(&format!("read {rows} rows"));
+                Table::begin("probe", probe_schema())?.finish()
+            }
             "sql" => {
                 let rows = sandbox_sdk::query(payload)?;
                 sandbox_sdk::emit("probe", &rows.collect_batches()?)

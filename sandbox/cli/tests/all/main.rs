@@ -253,3 +253,42 @@ fn run_dev_runs_the_written_examples_on_the_twins() {
     assert_eq!(production.status.code(), Some(2));
     assert!(stderr(&production).contains("production runs go through"));
 }
+
+#[test]
+fn audit_prints_only_the_report_and_the_released_tables() {
+    let dir = city().parent().unwrap().join(format!("audit-examples-{}", std::process::id()));
+    let written = sandbox(&["examples", "write", dir.to_str().unwrap()]);
+    assert!(written.status.success(), "{}", stderr(&written));
+    let catalog = city().to_str().unwrap();
+    let wasm = dir.join("contributions/module.wasm");
+    let toml = dir.join("contributions/module.toml");
+    let (wasm, toml) = (wasm.to_str().unwrap(), toml.to_str().unwrap());
+
+    let ok = sandbox(&["audit", "--catalog", catalog, "--module", wasm, "--manifest", toml]);
+    let text = stdout(&ok);
+    assert!(ok.status.success(), "{text}{}", stderr(&ok));
+    assert!(text.contains("Output audit report") && text.contains("released table contributions"), "{text}");
+    assert!(!text.contains("[query]"), "no development log leaves a production run: {text}");
+
+    let json = sandbox(&["audit", "--json", "--twin", "--catalog", catalog, "--module", wasm, "--manifest", toml]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(value["report"]["tables"][0]["name"], "contributions");
+    assert_eq!(value["report_sha256"].as_str().unwrap().len(), 64);
+
+    // A policy that loosens a rule is refused before anything runs.
+    let loose = dir.join("loose.toml");
+    std::fs::write(&loose, "[defaults]\nmin_units = 3\n").unwrap();
+    let refused = sandbox(&[
+        "audit",
+        "--catalog",
+        catalog,
+        "--module",
+        wasm,
+        "--manifest",
+        toml,
+        "--policy",
+        loose.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("may only tighten"), "{}", stderr(&refused));
+}

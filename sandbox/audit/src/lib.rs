@@ -1,0 +1,629 @@
+//! The output audit (出域审核): the only gate between a module's output tables and the outside.
+//!
+//! It trusts the module for nothing. For every output table the host computes its own evidence
+//! from the raw data (`evidence`), with the output contract's dimensions, filters and join, and
+//! judges every cell against the rules of DESIGN.md section 5 with the bureau's policy
+//! (`policy`): declared counts and sums must match the evidence, every cell needs enough privacy
+//! units and no dominant contributor, dimension values must come from their column's domain, and
+//! no text or number may carry an identifier or a sensitive column's value. What passes is
+//! released with suppressed cells blanked and counts rounded; the report says which rule decided
+//! each cell, in English and Chinese, and its SHA-256 is what the release signs.
+
+mod evidence;
+pub mod identifiers;
+mod policy;
+mod report;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use sandbox_catalog::{Catalog, Constraint, Variant};
+use sandbox_runner::manifest::{Manifest, OutputSpec, Statistic, dataset_of};
+use sandbox_runner::{OutputTable, RunRecord};
+use serde::Serialize;
+
+use crate::evidence::{Cell, Evidence, Key, numbers, text};
+pub use crate::policy::{AuditPolicy, PolicyFileError, Rules};
+pub use crate::report::{AuditReport, CellFinding, TableReport};
+
+/// How a cell or a table fares, from best to worst; a table takes its worst cell's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    /// Blanked in the release; the rest of the table goes out.
+    Suppressed,
+    /// Held until two different bureau reviewers approve.
+    Review,
+    /// Nothing of the table leaves.
+    Fail,
+}
+
+impl Verdict {
+    pub fn zh(self) -> &'static str {
+        match self {
+            Verdict::Pass => "通过",
+            Verdict::Suppressed => "抑制",
+            Verdict::Review => "人工复核",
+            Verdict::Fail => "不通过",
+        }
+    }
+}
+
+/// Which rule decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    Threshold,
+    Dominance,
+    PRatio,
+    Zero,
+    NegativeValues,
+    Extremes,
+    ModelDf,
+    Identifier,
+    Membership,
+    DimensionDomain,
+    Inconsistent,
+    Size,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Threshold => "threshold",
+            Rule::Dominance => "dominance",
+            Rule::PRatio => "p-ratio",
+            Rule::Zero => "zero",
+            Rule::NegativeValues => "negative-values",
+            Rule::Extremes => "extremes",
+            Rule::ModelDf => "model-df",
+            Rule::Identifier => "identifier",
+            Rule::Membership => "membership",
+            Rule::DimensionDomain => "dimension-domain",
+            Rule::Inconsistent => "inconsistent",
+            Rule::Size => "size",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The host could not compute its evidence: the audit cannot decide, so nothing is released.
+    #[error("the audit could not compute its evidence: {0}")]
+    Evidence(String),
+}
+
+/// A table as it may leave: suppressed cells blank, counts rounded.
+#[derive(Debug, Clone)]
+pub struct ReleasedTable {
+    pub name: String,
+    pub batch: RecordBatch,
+}
+
+/// The audit of one run.
+#[derive(Debug)]
+pub struct Audit {
+    pub report: AuditReport,
+    /// The tables that pass or pass with suppressions. Tables held for review or failed are not
+    /// here.
+    pub released: Vec<ReleasedTable>,
+}
+
+/// What an audit needs.
+#[derive(Debug)]
+pub struct AuditRequest<'a> {
+    pub catalog: &'a Catalog,
+    /// The data the module read: the audit recomputes on the same files.
+    pub variant: Variant,
+    pub manifest: &'a Manifest,
+    pub record: &'a RunRecord,
+    pub tables: &'a [OutputTable],
+    pub policy: &'a AuditPolicy,
+}
+
+/// Audits a run's output tables.
+pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
+    let manifest = request.manifest;
+    let mut evidence = Evidence::new(request.catalog, request.variant, &manifest.datasets, &request.record.parameters)?;
+    let sensitive = sensitive_columns(request.catalog, &manifest.datasets);
+    let mut tables = Vec::new();
+    let mut released = Vec::new();
+    for table in request.tables {
+        let Some(spec) = manifest.output(&table.name) else {
+            return Err(AuditError::Evidence(format!("table {} is not in the manifest", table.name)));
+        };
+        let datasets: BTreeSet<&str> = manifest_datasets(spec);
+        let rules = request.policy.rules_for(datasets.iter().copied());
+        let mut judge = Judge {
+            spec,
+            table,
+            rules: &rules,
+            findings: Vec::new(),
+            cells: vec![Verdict::Pass; table.batch.num_rows()],
+        };
+        judge.size();
+        if spec.dimensions.iter().any(|d| d.terms.is_some()) {
+            judge.model(&mut evidence).await?;
+        } else {
+            judge.cells(&mut evidence).await?;
+        }
+        judge.texts(&mut evidence, &sensitive).await?;
+        let outcome = judge
+            .cells
+            .iter()
+            .copied()
+            .chain(judge.findings.iter().filter(|f| f.row.is_none()).map(|f| f.verdict))
+            .max()
+            .unwrap_or(Verdict::Pass);
+        let suppressed = judge.cells.iter().filter(|v| **v == Verdict::Suppressed).count();
+        if outcome <= Verdict::Suppressed {
+            released.push(ReleasedTable {
+                name: table.name.clone(),
+                batch: release(spec, &table.batch, &judge.cells, &rules)?,
+            });
+        }
+        tables.push(TableReport {
+            name: table.name.clone(),
+            outcome,
+            rows: table.batch.num_rows(),
+            suppressed_cells: suppressed,
+            rules: rules.clone(),
+            findings: judge.findings,
+        });
+    }
+    let report = AuditReport::new(request.record, request.policy.sha256(), tables);
+    Ok(Audit { report, released })
+}
+
+/// Every dataset a table reads.
+fn manifest_datasets(spec: &OutputSpec) -> BTreeSet<&str> {
+    let mut datasets: BTreeSet<&str> = spec.measures.iter().map(|m| dataset_of(&m.of)).collect();
+    datasets.extend(spec.join.iter().map(|j| dataset_of(&j.to)));
+    datasets
+}
+
+/// The string columns no output may quote: pseudonymized, aggregate-only and forbidden ones.
+fn sensitive_columns(catalog: &Catalog, datasets: &[String]) -> Vec<String> {
+    let mut columns = Vec::new();
+    for id in datasets {
+        let Ok(dataset) = catalog.dataset(id) else { continue };
+        for c in &dataset.columns {
+            let sensitive =
+                matches!(c.constraint, Constraint::Pseudonymized | Constraint::AggregateOnly | Constraint::Forbidden);
+            if sensitive && matches!(c.data_type.to_arrow(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            {
+                columns.push(format!("{id}.{}", c.name));
+            }
+        }
+    }
+    columns
+}
+
+/// Judges one table's cells and texts, collecting findings.
+struct Judge<'a> {
+    spec: &'a OutputSpec,
+    table: &'a OutputTable,
+    rules: &'a Rules,
+    findings: Vec<CellFinding>,
+    /// Each row's verdict so far.
+    cells: Vec<Verdict>,
+}
+
+/// Two numbers agree when they differ by rounding only.
+fn agrees(declared: f64, host: f64) -> bool {
+    (declared - host).abs() <= 1e-9 * host.abs().max(1.0)
+}
+
+impl Judge<'_> {
+    fn find(&mut self, row: Option<usize>, column: Option<&str>, rule: Rule, verdict: Verdict, en: String, zh: String) {
+        if let Some(r) = row {
+            self.cells[r] = self.cells[r].max(verdict);
+        }
+        self.findings.push(CellFinding { row, column: column.map(str::to_owned), rule, verdict, en, zh });
+    }
+
+    fn size(&mut self) {
+        let (rows, bytes) = (self.table.batch.num_rows() as u64, self.table.ipc.len() as u64);
+        if rows > self.rules.max_rows || bytes > self.rules.max_bytes {
+            self.find(
+                None,
+                None,
+                Rule::Size,
+                Verdict::Fail,
+                format!(
+                    "{rows} rows, {bytes} bytes: more than {} rows or {} bytes",
+                    self.rules.max_rows, self.rules.max_bytes
+                ),
+                format!(
+                    "{rows} 行、{bytes} 字节，超过 {} 行或 {} 字节的上限",
+                    self.rules.max_rows, self.rules.max_bytes
+                ),
+            );
+        }
+    }
+
+    /// The key of every output row, as the evidence writes keys.
+    fn keys(&self) -> Result<Vec<Key>, AuditError> {
+        let columns: Vec<Vec<Option<String>>> =
+            (0..self.spec.dimensions.len()).map(|i| text(self.table.batch.column(i))).collect::<Result<_, _>>()?;
+        Ok((0..self.table.batch.num_rows()).map(|r| columns.iter().map(|c| c[r].clone()).collect()).collect())
+    }
+
+    fn measure(&self, index: usize) -> Result<Vec<Option<f64>>, AuditError> {
+        numbers(self.table.batch.column(self.spec.dimensions.len() + index))
+    }
+
+    async fn cells(&mut self, evidence: &mut Evidence<'_>) -> Result<(), AuditError> {
+        let host = evidence.cells(self.spec).await?;
+        let keys = self.keys()?;
+        let measures: Vec<Vec<Option<f64>>> =
+            (0..self.spec.measures.len()).map(|j| self.measure(j)).collect::<Result<_, _>>()?;
+        let rules = self.rules.clone();
+        let mut seen = HashMap::new();
+        for (r, key) in keys.iter().enumerate() {
+            if let Some(first) = seen.insert(key.clone(), r) {
+                self.find(
+                    Some(r),
+                    None,
+                    Rule::Inconsistent,
+                    Verdict::Fail,
+                    format!("row {r} repeats the cell of row {first}"),
+                    format!("第 {r} 行与第 {first} 行是同一单元格"),
+                );
+            }
+            for (i, (value, domain)) in key.iter().zip(&host.domains).enumerate() {
+                let name = &self.spec.dimensions[i].name;
+                if let Some(v) = value
+                    && !domain.contains(v)
+                {
+                    self.find(
+                        Some(r),
+                        Some(name),
+                        Rule::DimensionDomain,
+                        Verdict::Fail,
+                        format!("{name} = {v:?} is not a value of its source column"),
+                        format!("{name} 的值不属于其来源列的取值范围"),
+                    );
+                }
+            }
+            let empty = Cell::default();
+            let cell = host.cells.get(key).unwrap_or(&empty);
+            for (j, m) in self.spec.measures.iter().enumerate() {
+                let declared = measures[j][r];
+                let name = m.name.as_str();
+                let magnitude = cell.magnitudes.get(&m.of).cloned().unwrap_or_default();
+                let host_value = match m.statistic {
+                    Statistic::Count => Some(cell.units as f64),
+                    Statistic::Sum => Some(magnitude.total),
+                    Statistic::Mean if magnitude.values > 0 => Some(magnitude.total / magnitude.values as f64),
+                    _ => None,
+                };
+                if let (Some(host_value), Some(declared)) = (host_value, declared)
+                    && !agrees(declared, host_value)
+                {
+                    self.find(
+                        Some(r),
+                        Some(name),
+                        Rule::Inconsistent,
+                        Verdict::Fail,
+                        format!("{name} declares {declared} where the host computes {host_value}"),
+                        format!("{name} 声明值 {declared} 与主机重算值 {host_value} 不一致"),
+                    );
+                }
+                if m.statistic == Statistic::Count && declared == Some(0.0) {
+                    self.find(
+                        Some(r),
+                        Some(name),
+                        Rule::Zero,
+                        Verdict::Review,
+                        "a zero count".to_owned(),
+                        "计数为零".to_owned(),
+                    );
+                }
+                if matches!(m.statistic, Statistic::Min | Statistic::Max | Statistic::Quantile)
+                    && cell.units < rules.min_units_extremes
+                {
+                    self.find(
+                        Some(r),
+                        Some(name),
+                        Rule::Extremes,
+                        Verdict::Fail,
+                        format!(
+                            "{name} shows one value of {} privacy units, fewer than {}",
+                            cell.units, rules.min_units_extremes
+                        ),
+                        format!(
+                            "{name} 给出的极值或分位数背后只有 {} 个隐私单元，少于 {}",
+                            cell.units, rules.min_units_extremes
+                        ),
+                    );
+                }
+                if matches!(m.statistic, Statistic::Sum | Statistic::Mean | Statistic::Ratio) {
+                    self.dominance(r, name, &magnitude, &rules);
+                }
+            }
+            if cell.units < rules.min_units {
+                self.find(
+                    Some(r),
+                    None,
+                    Rule::Threshold,
+                    Verdict::Suppressed,
+                    format!("{} privacy units, fewer than {}", cell.units, rules.min_units),
+                    format!("隐私单元数 {} 少于 {}", cell.units, rules.min_units),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// nk-dominance and p-ratio on a magnitude (sum, mean, ratio numerator).
+    fn dominance(&mut self, r: usize, name: &str, m: &evidence::Magnitude, rules: &Rules) {
+        if m.negatives > 0 {
+            self.find(
+                Some(r),
+                Some(name),
+                Rule::NegativeValues,
+                Verdict::Review,
+                format!("{} negative values: dominance cannot be judged", m.negatives),
+                format!("存在 {} 个负值，无法判断支配性", m.negatives),
+            );
+            return;
+        }
+        if m.total <= 0.0 {
+            return;
+        }
+        let top = if rules.dominance_n >= 2 { m.largest + m.second } else { m.largest };
+        if top > rules.dominance_k * m.total {
+            self.find(
+                Some(r),
+                Some(name),
+                Rule::Dominance,
+                Verdict::Suppressed,
+                format!(
+                    "the {} largest contributors hold {:.1}% of {name}, more than {:.0}%",
+                    rules.dominance_n,
+                    100.0 * top / m.total,
+                    100.0 * rules.dominance_k
+                ),
+                format!(
+                    "最大的 {} 个贡献者占 {name} 的 {:.1}%，超过 {:.0}%",
+                    rules.dominance_n,
+                    100.0 * top / m.total,
+                    100.0 * rules.dominance_k
+                ),
+            );
+        }
+        let rest = m.total - m.largest - m.second;
+        if rest < rules.p_ratio * m.largest {
+            self.find(
+                Some(r),
+                Some(name),
+                Rule::PRatio,
+                Verdict::Suppressed,
+                format!(
+                    "without its two largest contributors {name} is less than {:.0}% of the largest",
+                    100.0 * rules.p_ratio
+                ),
+                format!("去掉最大的两个贡献者后，{name} 的其余部分不足最大贡献者的 {:.0}%", 100.0 * rules.p_ratio),
+            );
+        }
+    }
+
+    async fn model(&mut self, evidence: &mut Evidence<'_>) -> Result<(), AuditError> {
+        let terms: Vec<String> = self.spec.dimensions.iter().flat_map(|d| d.terms.iter().flatten().cloned()).collect();
+        let host = evidence.model(self.spec, &terms).await?;
+        let rules = self.rules.clone();
+        let keys = self.keys()?;
+        let rows = keys.len();
+        for (r, key) in keys.iter().enumerate() {
+            let Some(Some(term)) = key.first() else { continue };
+            let known = term == "intercept"
+                || term
+                    .split_once('=')
+                    .is_some_and(|(c, v)| host.domains.iter().any(|(name, d)| name == c && d.contains(v)));
+            if !known {
+                self.find(
+                    Some(r),
+                    Some(&self.spec.dimensions[0].name.clone()),
+                    Rule::DimensionDomain,
+                    Verdict::Fail,
+                    format!("term {term:?} is neither intercept nor column=value of the model's term columns"),
+                    "模型项既不是 intercept，也不是模型列的“列=值”".to_owned(),
+                );
+            }
+        }
+        for (j, m) in self.spec.measures.iter().enumerate() {
+            let values = self.measure(j)?;
+            for (r, declared) in values.iter().enumerate() {
+                let Some(declared) = *declared else { continue };
+                match m.statistic {
+                    Statistic::ResidualDf if declared < rules.min_residual_df as f64 => self.find(
+                        Some(r),
+                        Some(&m.name),
+                        Rule::ModelDf,
+                        Verdict::Fail,
+                        format!("{declared} residual degrees of freedom, fewer than {}", rules.min_residual_df),
+                        format!("残差自由度 {declared} 少于 {}", rules.min_residual_df),
+                    ),
+                    Statistic::ResidualDf if declared > host.rows as f64 - rows as f64 => self.find(
+                        Some(r),
+                        Some(&m.name),
+                        Rule::Inconsistent,
+                        Verdict::Fail,
+                        format!(
+                            "{declared} residual degrees of freedom, but {} rows and {rows} terms leave at most {}",
+                            host.rows,
+                            host.rows as f64 - rows as f64
+                        ),
+                        format!(
+                            "声明残差自由度 {declared}，但 {} 行数据和 {rows} 个模型项至多留下 {}",
+                            host.rows,
+                            host.rows as f64 - rows as f64
+                        ),
+                    ),
+                    Statistic::Count if declared > host.rows as f64 => self.find(
+                        Some(r),
+                        Some(&m.name),
+                        Rule::Inconsistent,
+                        Verdict::Fail,
+                        format!("n = {declared}, but only {} rows fit the model's filters", host.rows),
+                        format!("n = {declared}，但符合条件的数据只有 {} 行", host.rows),
+                    ),
+                    Statistic::Coefficient
+                    | Statistic::Ratio
+                    | Statistic::Min
+                    | Statistic::Max
+                    | Statistic::Quantile => {}
+                    _ => {}
+                }
+            }
+        }
+        if host.units < rules.min_units {
+            self.find(
+                None,
+                None,
+                Rule::Threshold,
+                Verdict::Fail,
+                format!("the model rests on {} privacy units, fewer than {}", host.units, rules.min_units),
+                format!("模型仅基于 {} 个隐私单元，少于 {}", host.units, rules.min_units),
+            );
+        }
+        Ok(())
+    }
+
+    /// Identifiers in any text or unverified number, and values of sensitive columns.
+    async fn texts(&mut self, evidence: &mut Evidence<'_>, sensitive: &[String]) -> Result<(), AuditError> {
+        let batch = &self.table.batch;
+        let mut strings: BTreeSet<String> = BTreeSet::new();
+        let mut where_found: Vec<(usize, String, String)> = Vec::new();
+        for (i, field) in batch.schema().fields().iter().enumerate() {
+            let column = batch.column(i);
+            if matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+                for (r, value) in text(column)?.into_iter().enumerate() {
+                    let Some(value) = value else { continue };
+                    if let Some(kind) = identifiers::find(&value) {
+                        self.identifier(r, field.name(), kind);
+                    }
+                    strings.insert(value.clone());
+                    where_found.push((r, field.name().clone(), value));
+                }
+            } else if i >= self.spec.dimensions.len() {
+                // Counts, sums and means are checked against the host's own figures; other
+                // numbers could be anything the module chose.
+                let statistic = self.spec.measures[i - self.spec.dimensions.len()].statistic;
+                if matches!(statistic, Statistic::Count | Statistic::Sum | Statistic::Mean | Statistic::ResidualDf) {
+                    continue;
+                }
+                for (r, value) in numbers(column)?.into_iter().enumerate() {
+                    if let Some(kind) = value.and_then(identifiers::find_in_number) {
+                        self.identifier(r, field.name(), kind);
+                    }
+                }
+            }
+        }
+        // Also each `column=value` term's value.
+        strings.extend(where_found.iter().filter_map(|(_, _, v)| v.split_once('=').map(|(_, x)| x.to_owned())));
+        for source in sensitive {
+            let found = evidence.members(source, &strings).await?;
+            for (r, name, value) in &where_found {
+                let inner = value.split_once('=').map(|(_, x)| x);
+                if found.contains(value) || inner.is_some_and(|x| found.contains(x)) {
+                    self.find(
+                        Some(*r),
+                        Some(name),
+                        Rule::Membership,
+                        Verdict::Fail,
+                        format!("{name} holds a value of {source}, a column that may not be shown"),
+                        format!("{name} 含有不得展示的列 {source} 的值"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn identifier(&mut self, r: usize, column: &str, kind: identifiers::Identifier) {
+        self.find(
+            Some(r),
+            Some(column),
+            Rule::Identifier,
+            Verdict::Fail,
+            format!("{column} contains {}", kind.en()),
+            format!("{column} 含有{}", kind.zh()),
+        );
+    }
+}
+
+/// The table as released: suppressed rows' measures blank, counts rounded to the base.
+fn release(
+    spec: &OutputSpec,
+    batch: &RecordBatch,
+    verdicts: &[Verdict],
+    rules: &Rules,
+) -> Result<RecordBatch, AuditError> {
+    let dims = spec.dimensions.len();
+    let mut fields: Vec<Field> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let failed = |e: datafusion::arrow::error::ArrowError| AuditError::Evidence(e.to_string());
+    for (i, field) in batch.schema().fields().iter().enumerate() {
+        let column = batch.column(i);
+        if i < dims {
+            fields.push(field.as_ref().clone());
+            columns.push(Arc::clone(column));
+            continue;
+        }
+        let shown = |r: usize| verdicts[r] == Verdict::Pass;
+        let statistic = spec.measures[i - dims].statistic;
+        if statistic == Statistic::Count {
+            let values = cast(column, &DataType::Int64).map_err(failed)?;
+            let values =
+                values.as_any().downcast_ref::<Int64Array>().ok_or_else(|| AuditError::Evidence("count".to_owned()))?;
+            let base = rules.rounding_base as i64;
+            let rounded: Int64Array = (0..values.len())
+                .map(|r| (shown(r) && values.is_valid(r)).then(|| round_to(values.value(r), base)))
+                .collect();
+            fields.push(Field::new(field.name(), DataType::Int64, true));
+            columns.push(Arc::new(rounded));
+        } else {
+            let values = numbers(column)?;
+            let kept: Float64Array = values.iter().enumerate().map(|(r, v)| if shown(r) { *v } else { None }).collect();
+            fields.push(Field::new(field.name(), DataType::Float64, true));
+            columns.push(Arc::new(kept));
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(failed)
+}
+
+/// The nearest multiple of `base`, halves rounding up.
+fn round_to(value: i64, base: i64) -> i64 {
+    if base <= 1 {
+        return value;
+    }
+    (value + base / 2).div_euclid(base) * base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_round_to_the_nearest_multiple_of_five() {
+        let cases = [(0, 0), (2, 0), (3, 5), (7, 5), (8, 10), (10, 10), (12, 10), (13, 15)];
+        for (value, rounded) in cases {
+            assert_eq!(round_to(value, 5), rounded, "{value}");
+        }
+    }
+
+    #[test]
+    fn verdicts_order_from_best_to_worst() {
+        assert!(
+            Verdict::Pass < Verdict::Suppressed
+                && Verdict::Suppressed < Verdict::Review
+                && Verdict::Review < Verdict::Fail
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! The audit's parameters: DESIGN.md section 5's defaults, which the bureau may tighten per
+//! dataset in a policy file and nobody may loosen.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// One set of rule parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Fewest distinct privacy units behind a released cell.
+    pub min_units: u64,
+    /// nk-dominance: a cell is sensitive when its `dominance_n` largest contributors hold more
+    /// than `dominance_k` of its total.
+    pub dominance_n: usize,
+    pub dominance_k: f64,
+    /// p-ratio: a cell is sensitive when the rest, after its two largest contributors, is less
+    /// than `p_ratio` times the largest (the second could then estimate the largest too well).
+    pub p_ratio: f64,
+    /// Fewest privacy units behind a minimum, maximum or quantile.
+    pub min_units_extremes: u64,
+    /// Fewest residual degrees of freedom of a model.
+    pub min_residual_df: i64,
+    pub max_rows: u64,
+    pub max_bytes: u64,
+    /// Released counts are rounded to a multiple of this.
+    pub rounding_base: u64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            min_units: 10,
+            dominance_n: 2,
+            dominance_k: 0.90,
+            p_ratio: 0.10,
+            min_units_extremes: 10,
+            min_residual_df: 10,
+            max_rows: 5000,
+            max_bytes: 16 << 20,
+            rounding_base: 5,
+        }
+    }
+}
+
+/// Changes to the defaults, for one dataset or all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tightening {
+    min_units: Option<u64>,
+    dominance_n: Option<usize>,
+    dominance_k: Option<f64>,
+    p_ratio: Option<f64>,
+    min_units_extremes: Option<u64>,
+    min_residual_df: Option<i64>,
+    max_rows: Option<u64>,
+    max_bytes: Option<u64>,
+    rounding_base: Option<u64>,
+}
+
+/// The bureau's audit policy: the defaults and any per-dataset tightening.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditPolicy {
+    #[serde(default)]
+    defaults: Tightening,
+    #[serde(default)]
+    datasets: BTreeMap<String, Tightening>,
+}
+
+/// A policy file that cannot be used: it does not parse or it loosens a rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("audit policy: {en} / 审核策略：{zh}")]
+pub struct PolicyFileError {
+    pub en: String,
+    pub zh: String,
+}
+
+impl AuditPolicy {
+    /// Parses a policy file. Every value must be at least as strict as the default.
+    pub fn parse(text: &str) -> Result<AuditPolicy, PolicyFileError> {
+        let policy: AuditPolicy = toml::from_str(text)
+            .map_err(|e| PolicyFileError {
+                en: e.message().to_owned(), zh: format!("无法解析：{}", e.message())
+            })?;
+        let base = Rules::default();
+        for (scope, t) in std::iter::once(("defaults", &policy.defaults))
+            .chain(policy.datasets.iter().map(|(name, t)| (name.as_str(), t)))
+        {
+            let tightened = t.apply(&base);
+            if let Some(rule) = loosened(&base, &tightened) {
+                return Err(PolicyFileError {
+                    en: format!("{scope}: {rule} is looser than the default; a policy may only tighten"),
+                    zh: format!("{scope}：{rule} 比默认值宽松；策略只能收紧，不能放宽"),
+                });
+            }
+        }
+        Ok(policy)
+    }
+
+    /// The rules for a table that reads `datasets`: the strictest of their settings.
+    pub fn rules_for<'a>(&self, datasets: impl IntoIterator<Item = &'a str>) -> Rules {
+        let mut rules = self.defaults.apply(&Rules::default());
+        for dataset in datasets {
+            if let Some(t) = self.datasets.get(dataset) {
+                rules = strictest(&rules, &t.apply(&rules));
+            }
+        }
+        rules
+    }
+
+    /// SHA-256 of the policy's canonical JSON form, for every audit report.
+    pub fn sha256(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(json))
+    }
+}
+
+impl Tightening {
+    fn apply(&self, base: &Rules) -> Rules {
+        Rules {
+            min_units: self.min_units.unwrap_or(base.min_units),
+            dominance_n: self.dominance_n.unwrap_or(base.dominance_n),
+            dominance_k: self.dominance_k.unwrap_or(base.dominance_k),
+            p_ratio: self.p_ratio.unwrap_or(base.p_ratio),
+            min_units_extremes: self.min_units_extremes.unwrap_or(base.min_units_extremes),
+            min_residual_df: self.min_residual_df.unwrap_or(base.min_residual_df),
+            max_rows: self.max_rows.unwrap_or(base.max_rows),
+            max_bytes: self.max_bytes.unwrap_or(base.max_bytes),
+            rounding_base: self.rounding_base.unwrap_or(base.rounding_base),
+        }
+    }
+}
+
+/// The first rule `b` sets looser than `a`.
+fn loosened(a: &Rules, b: &Rules) -> Option<&'static str> {
+    let checks = [
+        (b.min_units < a.min_units, "min_units"),
+        (b.dominance_n < a.dominance_n, "dominance_n"),
+        (!(b.dominance_k > 0.0 && b.dominance_k <= a.dominance_k), "dominance_k"),
+        (!(b.p_ratio >= a.p_ratio && b.p_ratio < 1.0), "p_ratio"),
+        (b.min_units_extremes < a.min_units_extremes, "min_units_extremes"),
+        (b.min_residual_df < a.min_residual_df, "min_residual_df"),
+        (b.max_rows > a.max_rows, "max_rows"),
+        (b.max_bytes > a.max_bytes, "max_bytes"),
+        (b.rounding_base < a.rounding_base || !b.rounding_base.is_multiple_of(a.rounding_base), "rounding_base"),
+    ];
+    checks.into_iter().find(|(looser, _)| *looser).map(|(_, rule)| rule)
+}
+
+fn strictest(a: &Rules, b: &Rules) -> Rules {
+    Rules {
+        min_units: a.min_units.max(b.min_units),
+        dominance_n: a.dominance_n.max(b.dominance_n),
+        dominance_k: a.dominance_k.min(b.dominance_k),
+        p_ratio: a.p_ratio.max(b.p_ratio),
+        min_units_extremes: a.min_units_extremes.max(b.min_units_extremes),
+        min_residual_df: a.min_residual_df.max(b.min_residual_df),
+        max_rows: a.max_rows.min(b.max_rows),
+        max_bytes: a.max_bytes.min(b.max_bytes),
+        rounding_base: a.rounding_base.max(b.rounding_base),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datasets_tighten_and_nobody_loosens() {
+        let policy = AuditPolicy::parse("[datasets.persons]\nmin_units = 20\ndominance_k = 0.8\n").unwrap();
+        let rules = policy.rules_for(["enterprises", "persons"]);
+        assert_eq!((rules.min_units, rules.dominance_k), (20, 0.8));
+        assert_eq!(policy.rules_for(["enterprises"]), Rules::default());
+
+        for loose in ["[defaults]\nmin_units = 5", "[datasets.x]\ndominance_k = 0.95", "[defaults]\nrounding_base = 3"]
+        {
+            let err = AuditPolicy::parse(loose).unwrap_err();
+            assert!(err.to_string().contains("looser than the default"), "{loose}: {err}");
+        }
+        assert!(AuditPolicy::parse("[defaults]\nthreshold = 5").unwrap_err().en.contains("unknown field"));
+        assert_ne!(policy.sha256(), AuditPolicy::default().sha256());
+    }
+}

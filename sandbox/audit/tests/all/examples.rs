@@ -1,0 +1,92 @@
+//! The example modules and the hostile module, run on a generated city and audited.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use sandbox_audit::{Audit, AuditPolicy, AuditRequest, Rule, Verdict};
+use sandbox_catalog::{Catalog, Variant};
+use sandbox_policy::DomainSecret;
+use sandbox_runner::{Manifest, RunLimits, RunMode, RunOutcome, RunRequest, Runner};
+
+fn tmp() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// A city of 6 000 residents, generated once per test process.
+fn catalog() -> &'static Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        let out = tmp().join(format!("audit-city-{}", std::process::id()));
+        let config = sandbox_datagen::Config {
+            out: out.clone(),
+            scale: 6_000,
+            seed: 7,
+            twin_scale: Some(2_000),
+            progress: false,
+        };
+        sandbox_datagen::generate(&config).expect("generate the test city");
+        Catalog::open(&out).expect("the generated catalog is valid")
+    })
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap())
+}
+
+fn runner() -> &'static Runner {
+    static RUNNER: OnceLock<Runner> = OnceLock::new();
+    RUNNER.get_or_init(|| Runner::new(RunLimits::default(), Some(tmp().join("module-cache"))).unwrap())
+}
+
+/// Runs a module in production mode on the real files and audits what it wrote.
+fn run_and_audit(wasm: &[u8], manifest: &str, params: &[(&str, &str)]) -> (RunOutcome, Audit) {
+    let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let outcome = runtime().block_on(runner().run(RunRequest {
+        module: wasm,
+        manifest,
+        parameters: &params,
+        catalog: catalog(),
+        mode: RunMode::Production,
+        key: Some(DomainSecret::from_bytes([9; 32]).licence_key("test-licence")),
+        limits: None,
+    }));
+    assert!(outcome.record.error.is_none(), "the run failed: {:?}", outcome.record.error);
+    let manifest = Manifest::parse(manifest).unwrap();
+    let policy = AuditPolicy::default();
+    let audit = runtime()
+        .block_on(sandbox_audit::audit(AuditRequest {
+            catalog: catalog(),
+            variant: Variant::Real,
+            manifest: &manifest,
+            record: &outcome.record,
+            tables: &outcome.tables,
+            policy: &policy,
+        }))
+        .expect("the audit computes its evidence");
+    (outcome, audit)
+}
+
+fn rules(audit: &Audit) -> Vec<Rule> {
+    audit.report.tables.iter().flat_map(|t| t.findings.iter().map(|f| f.rule)).collect()
+}
+
+#[test]
+fn the_examples_pass_or_get_suppressions_that_make_sense() {
+    for example in sandbox_examples::examples() {
+        let (outcome, audit) = run_and_audit(example.wasm, example.manifest, &[]);
+        let text = audit.report.text();
+        println!("{text}");
+        assert!(
+            !rules(&audit).contains(&Rule::Inconsistent),
+            "{}: the host disagrees with the module:\n{text}",
+            example.name
+        );
+        assert!(audit.report.outcome <= Verdict::Suppressed, "{}: {:?}\n{text}", example.name, audit.report.outcome);
+        assert_eq!(audit.released.len(), outcome.tables.len());
+        // Every released count is a multiple of 5; suppressed cells are blank.
+        for (table, report) in audit.released.iter().zip(&audit.report.tables) {
+            assert_eq!(table.batch.num_rows(), report.rows);
+        }
+    }
+}

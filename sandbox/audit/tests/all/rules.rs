@@ -1,0 +1,267 @@
+//! Every rule at its boundary, on a hand-made dataset of shops whose cells have exactly the unit
+//! counts and contributions each rule turns on. The output tables are built by hand: the audit
+//! must not care whether a module or anything else wrote them.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use sandbox_audit::{Audit, AuditPolicy, AuditRequest, Rule, Verdict};
+use sandbox_catalog::{Catalog, Variant};
+use sandbox_runner::{Manifest, OutputTable, RunMode, RunRecord};
+
+/// District → the revenue of each of its shops.
+fn shops() -> Vec<(&'static str, Vec<f64>)> {
+    vec![
+        ("A", vec![10.0; 9]),
+        ("B", vec![10.0; 10]),
+        ("C", vec![10.0; 11]),
+        // The two largest hold exactly 90%: not more than k, so it passes.
+        ("D", [vec![45.0, 45.0], vec![1.0; 10]].concat()),
+        // 91%: dominated.
+        ("E", [vec![46.0, 45.0], vec![0.9; 10]].concat()),
+        // 77% for the two largest, but the rest (15) is under half the largest (40).
+        ("F", [vec![40.0, 10.0], vec![1.5; 10]].concat()),
+        ("G", [vec![-5.0], vec![10.0; 11]].concat()),
+    ]
+}
+
+/// A catalog with one CSV dataset, `shops`, written once per test process.
+fn catalog() -> &'static Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("audit-shops-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let mut csv = String::from("shop_id,district,revenue,owner\n");
+        let mut n = 0;
+        for (district, revenues) in shops() {
+            for revenue in revenues {
+                n += 1;
+                writeln!(csv, "S{n:04},{district},{revenue},店主{n}").unwrap();
+            }
+        }
+        std::fs::write(dir.join("data/shops.csv"), csv).unwrap();
+        std::fs::write(dir.join("shops.toml"), SHOPS_ENTRY).unwrap();
+        Catalog::open(&dir).unwrap()
+    })
+}
+
+const SHOPS_ENTRY: &str = r#"
+id = "shops"
+title = { zh = "商户", en = "Shops" }
+provider = { zh = "测试", en = "Test" }
+level = "general"
+sub_level = 2
+sharing = "unconditional"
+open = "conditional"
+update_frequency = "daily"
+privacy_unit = "shop_id"
+format = "csv"
+files = ["data/shops.csv"]
+twin_files = ["data/shops.csv"]
+
+[[columns]]
+name = "shop_id"
+type = "string"
+constraint = "pseudonymized"
+description = { zh = "商户编号", en = "Shop" }
+
+[[columns]]
+name = "district"
+type = "string"
+constraint = "group_by_only"
+description = { zh = "区", en = "District" }
+
+[[columns]]
+name = "revenue"
+type = "float64"
+constraint = "aggregate_only"
+description = { zh = "营业额", en = "Revenue" }
+
+[[columns]]
+name = "owner"
+type = "string"
+constraint = "forbidden"
+description = { zh = "店主", en = "Owner" }
+"#;
+
+const MANIFEST: &str = r#"
+name = "shops-test"
+version = "1"
+datasets = ["shops"]
+purpose = { zh = "测试", en = "test" }
+[[outputs]]
+name = "t"
+zh = "表"
+en = "table"
+dimensions = [{ name = "district", source = "shops.district" }]
+measures = [
+    { name = "shops", statistic = "count", of = "shops" },
+    { name = "revenue", statistic = "sum", of = "shops.revenue" },
+]
+"#;
+
+/// The true row of a district, as an honest module would write it.
+fn truth(district: &str) -> (String, i64, f64) {
+    let (_, revenues) = shops().into_iter().find(|(d, _)| *d == district).unwrap();
+    (district.to_owned(), revenues.len() as i64, revenues.iter().sum())
+}
+
+fn audit_rows(rows: &[(String, i64, f64)], policy: &AuditPolicy) -> Audit {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("district", DataType::Utf8, true),
+        Field::new("shops", DataType::Int64, true),
+        Field::new("revenue", DataType::Float64, true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+        Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+    ];
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+    let table = OutputTable { name: "t".to_owned(), schema, batch, ipc: Vec::new(), sha256: String::new() };
+    let record = RunRecord {
+        module_sha256: "00".repeat(32),
+        manifest_sha256: "00".repeat(32),
+        mode: RunMode::Production,
+        parameters: Vec::new(),
+        fuel_used: 0,
+        wall_time_ms: 0,
+        peak_memory_bytes: 0,
+        queries: 0,
+        query_bytes: 0,
+        output_rows: rows.len() as u64,
+        error: None,
+    };
+    let manifest = Manifest::parse(MANIFEST).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime
+        .block_on(sandbox_audit::audit(AuditRequest {
+            catalog: catalog(),
+            variant: Variant::Real,
+            manifest: &manifest,
+            record: &record,
+            tables: std::slice::from_ref(&table),
+            policy,
+        }))
+        .unwrap()
+}
+
+/// Each row's verdict and the rules that found something in it.
+fn verdicts(audit: &Audit) -> Vec<(Verdict, Vec<Rule>)> {
+    let table = &audit.report.tables[0];
+    (0..table.rows)
+        .map(|r| {
+            let found: Vec<_> = table.findings.iter().filter(|f| f.row == Some(r)).collect();
+            (found.iter().map(|f| f.verdict).max().unwrap_or(Verdict::Pass), found.iter().map(|f| f.rule).collect())
+        })
+        .collect()
+}
+
+#[test]
+fn threshold_suppresses_nine_units_and_passes_ten_and_eleven() {
+    let audit = audit_rows(&[truth("A"), truth("B"), truth("C")], &AuditPolicy::default());
+    let v = verdicts(&audit);
+    assert_eq!(v[0], (Verdict::Suppressed, vec![Rule::Threshold]));
+    assert_eq!(v[1], (Verdict::Pass, vec![]));
+    assert_eq!(v[2], (Verdict::Pass, vec![]));
+    assert_eq!(audit.report.outcome, Verdict::Suppressed);
+
+    // Released: the suppressed row blank, counts rounded to 5, sums as they are.
+    let released = &audit.released[0].batch;
+    let shops = released.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+    let revenue = released.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+    assert!(shops.is_null(0) && revenue.is_null(0));
+    assert_eq!((shops.value(1), shops.value(2)), (10, 10));
+    assert_eq!(revenue.value(2), 110.0);
+}
+
+#[test]
+fn dominance_at_exactly_k_passes_and_above_it_is_suppressed() {
+    let audit = audit_rows(&[truth("D"), truth("E")], &AuditPolicy::default());
+    let v = verdicts(&audit);
+    assert_eq!(v[0], (Verdict::Pass, vec![]));
+    assert_eq!(v[1].0, Verdict::Suppressed);
+    assert!(v[1].1.contains(&Rule::Dominance), "{:?}", v[1]);
+}
+
+#[test]
+fn p_ratio_catches_what_dominance_misses_under_a_tightened_policy() {
+    let defaults = audit_rows(&[truth("F")], &AuditPolicy::default());
+    assert_eq!(verdicts(&defaults)[0], (Verdict::Pass, vec![]));
+    let tight = AuditPolicy::parse("[datasets.shops]\np_ratio = 0.5\n").unwrap();
+    let audit = audit_rows(&[truth("F")], &tight);
+    assert_eq!(verdicts(&audit)[0], (Verdict::Suppressed, vec![Rule::PRatio]));
+    assert_ne!(audit.report.policy_sha256, defaults.report.policy_sha256);
+}
+
+#[test]
+fn negative_contributions_go_to_review() {
+    let audit = audit_rows(&[truth("G")], &AuditPolicy::default());
+    assert_eq!(verdicts(&audit)[0], (Verdict::Review, vec![Rule::NegativeValues]));
+    assert!(audit.released.is_empty(), "a table held for review is not released");
+}
+
+#[test]
+fn a_module_lying_about_its_counts_fails_the_table() {
+    let (district, shops, revenue) = truth("C");
+    for lie in [(district.clone(), shops + 1, revenue), (district.clone(), shops, revenue - 10.0)] {
+        let audit = audit_rows(&[truth("B"), lie], &AuditPolicy::default());
+        assert_eq!(audit.report.outcome, Verdict::Fail);
+        assert!(verdicts(&audit)[1].1.contains(&Rule::Inconsistent));
+        assert!(audit.released.is_empty(), "nothing of a failed table leaves");
+    }
+}
+
+#[test]
+fn dimension_values_outside_the_domain_fail() {
+    let audit = audit_rows(&[truth("B"), ("Z".to_owned(), 0, 0.0)], &AuditPolicy::default());
+    assert!(verdicts(&audit)[1].1.contains(&Rule::DimensionDomain));
+    assert_eq!(audit.report.outcome, Verdict::Fail);
+}
+
+#[test]
+fn identifiers_and_sensitive_values_smuggled_as_dimensions_fail() {
+    for (smuggled, rule) in [
+        ("13800138000", Rule::Identifier),
+        ("B-11010519491231002X", Rule::Identifier),
+        ("店主3", Rule::Membership),
+        ("S0003", Rule::Membership),
+    ] {
+        let audit = audit_rows(&[truth("B"), (smuggled.to_owned(), 0, 0.0)], &AuditPolicy::default());
+        let (verdict, rules) = &verdicts(&audit)[1];
+        assert_eq!(*verdict, Verdict::Fail, "{smuggled}");
+        assert!(rules.contains(&rule), "{smuggled}: {rules:?}");
+    }
+}
+
+#[test]
+fn a_zero_cell_goes_to_review_and_repeated_cells_fail() {
+    let zero = audit_rows(&[truth("B"), ("A".to_owned(), 0, 0.0)], &AuditPolicy::default());
+    assert!(verdicts(&zero)[1].1.contains(&Rule::Zero));
+    let twice = audit_rows(&[truth("B"), truth("B")], &AuditPolicy::default());
+    assert_eq!(verdicts(&twice)[1].0, Verdict::Fail);
+}
+
+#[test]
+fn tables_over_the_size_cap_fail() {
+    let small = AuditPolicy::parse("[defaults]\nmax_rows = 1\n").unwrap();
+    let audit = audit_rows(&[truth("B"), truth("C")], &small);
+    let table = &audit.report.tables[0];
+    assert!(table.findings.iter().any(|f| f.rule == Rule::Size && f.row.is_none()));
+    assert_eq!(table.outcome, Verdict::Fail);
+}
+
+#[test]
+fn the_report_names_rule_cell_and_remedy_in_both_languages() {
+    let audit = audit_rows(&[truth("A"), truth("E")], &AuditPolicy::default());
+    let text = audit.report.text();
+    for expected in ["[threshold]", "row 0", "第 0 行", "[dominance]", "建议 / what to change", &audit.report.sha256()]
+    {
+        assert!(text.contains(expected), "{expected:?} in\n{text}");
+    }
+    let json: serde_json::Value = serde_json::from_slice(&audit.report.to_json()).unwrap();
+    assert_eq!(json["tables"][0]["findings"][0]["rule"], "threshold");
+}
