@@ -1,0 +1,350 @@
+//! Our log entries, version 1. Every entry is a signed note (c2sp.org/signed-note) whose text is
+//!
+//! ```text
+//! sandbox.log/entry/v1
+//! kind <kind>
+//! time <YYYY-MM-DDTHH:MM:SSZ>
+//! actor <principal id>
+//! <field> <value>
+//! ...
+//! ```
+//!
+//! Keys are `[a-z0-9_.-]+`, each used once; values are non-empty printable UTF-8 without
+//! surrounding spaces; fields stay in the order the writer gave. The leaf of an entry is its exact
+//! note bytes, at most [`MAX_ENTRY_SIZE`]. Who must sign depends on the kind ([`SignedBy`]).
+//! Entries carry hashes and identifiers only, never data values. Kinds this version does not
+//! know are accepted if well formed, so old verifiers can read newer logs.
+
+use crate::error::{Error, Format};
+use crate::merkle::Hash;
+use crate::note::{Note, SignerKey, VerifierKey, is_valid_name};
+use crate::time::Timestamp;
+
+/// The first line of every entry of this version.
+pub const ENTRY_HEADER: &str = "sandbox.log/entry/v1";
+/// The largest entry, signatures included.
+pub const MAX_ENTRY_SIZE: usize = 16 * 1024;
+
+/// The kinds of entry the sandbox writes.
+pub mod kind {
+    /// A dataset version entered in the catalog (公共数据资源目录登记).
+    pub const DATASET_REGISTERED: &str = "dataset.registered";
+    /// Fields `principal`, `role`, `key` (a verifier key string named as the principal).
+    pub const PRINCIPAL_REGISTERED: &str = "principal.registered";
+    /// Fields `principal`, `key`: the principal's new key, from this entry on.
+    pub const KEY_ROTATED: &str = "key.rotated";
+    /// An operation licence (授权运营协议) granted.
+    pub const LICENCE_GRANTED: &str = "licence.granted";
+    /// A licence suspended, effective at once.
+    pub const LICENCE_SUSPENDED: &str = "licence.suspended";
+    /// Signed by the operator (the actor). Fields include `module`, `manifest`.
+    pub const MODULE_SUBMITTED: &str = "module.submitted";
+    /// Signed by the reviewer (the actor). Fields include `module`.
+    pub const MODULE_APPROVED: &str = "module.approved";
+    /// Signed by the reviewer (the actor). Fields include `module`.
+    pub const MODULE_REJECTED: &str = "module.rejected";
+    /// A production run of an approved module started.
+    pub const RUN_STARTED: &str = "run.started";
+    /// A production run finished, with its record's hash.
+    pub const RUN_FINISHED: &str = "run.finished";
+    /// The output audit's (出域审核) outcome for a run.
+    pub const AUDIT_OUTCOME: &str = "audit.outcome";
+    /// Signed by the sandbox release key; see [`crate::release`] for its fields.
+    pub const RELEASE: &str = "release";
+    /// A released result delivered to the application unit.
+    pub const DELIVERY: &str = "delivery";
+    /// An application unit's feedback on a product.
+    pub const FEEDBACK: &str = "feedback";
+    /// A periodic operation report (年度运营报告) filed.
+    pub const REPORT: &str = "report";
+    /// A request the sandbox refused, with the reason's code.
+    pub const REQUEST_REFUSED: &str = "request.refused";
+
+    /// Every kind above.
+    pub const ALL: &[&str] = &[
+        DATASET_REGISTERED,
+        PRINCIPAL_REGISTERED,
+        KEY_ROTATED,
+        LICENCE_GRANTED,
+        LICENCE_SUSPENDED,
+        MODULE_SUBMITTED,
+        MODULE_APPROVED,
+        MODULE_REJECTED,
+        RUN_STARTED,
+        RUN_FINISHED,
+        AUDIT_OUTCOME,
+        RELEASE,
+        DELIVERY,
+        FEEDBACK,
+        REPORT,
+        REQUEST_REFUSED,
+    ];
+}
+
+/// The role a principal must have registered to act as the actor of a kind, if any.
+pub fn actor_role(kind: &str) -> Option<&'static str> {
+    match kind {
+        kind::MODULE_SUBMITTED => Some("operator"),
+        kind::MODULE_APPROVED | kind::MODULE_REJECTED => Some("reviewer"),
+        _ => None,
+    }
+}
+
+/// Whose signature an entry needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedBy {
+    /// The actor's own principal key, as registered in the log (the key's name is the actor).
+    Actor,
+    /// A trusted sandbox release key.
+    ReleaseKey,
+    /// A trusted log key: the writer vouches for entries no principal signs.
+    LogKey,
+}
+
+impl SignedBy {
+    /// Who signs entries of `kind`; unknown kinds are the log's.
+    pub fn of(kind: &str) -> SignedBy {
+        match kind {
+            kind::MODULE_SUBMITTED | kind::MODULE_APPROVED | kind::MODULE_REJECTED => SignedBy::Actor,
+            kind::RELEASE => SignedBy::ReleaseKey,
+            _ => SignedBy::LogKey,
+        }
+    }
+}
+
+/// The fields a known kind cannot do without (beyond `kind`, `time`, `actor`).
+fn required_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        kind::PRINCIPAL_REGISTERED => &["principal", "role", "key"],
+        kind::KEY_ROTATED => &["principal", "key"],
+        kind::MODULE_SUBMITTED => &["module", "manifest"],
+        kind::MODULE_APPROVED | kind::MODULE_REJECTED => &["module"],
+        kind::RELEASE => &["module", "manifest", "datasets", "audit_report", "policy", "recipient", "agreement"],
+        _ => &[],
+    }
+}
+
+/// One log entry's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    kind: String,
+    time: Timestamp,
+    actor: String,
+    fields: Vec<(String, String)>,
+}
+
+fn malformed(en: impl Into<String>, zh: impl Into<String>) -> Error {
+    Error::malformed(Format::Entry, en, zh)
+}
+
+fn is_key(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
+}
+
+fn check_value(key: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || value.contains(char::is_control) || value.trim() != value {
+        return Err(malformed(
+            format!("field {key:?}: value {value:?} must be non-empty printable text without surrounding spaces"),
+            format!("字段 {key:?}：值 {value:?} 必须是非空、可打印、前后无空格的文本"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks everything an entry must satisfy, wherever it came from.
+fn check(entry: &Entry) -> Result<(), Error> {
+    if !is_key(&entry.kind) {
+        return Err(malformed(
+            format!("kind {:?} is not [a-z0-9_.-]+", entry.kind),
+            format!("类型 {:?} 不符合 [a-z0-9_.-]+", entry.kind),
+        ));
+    }
+    if !is_valid_name(&entry.actor) || entry.actor.contains(char::is_control) {
+        return Err(malformed(
+            format!("actor {:?} is not a principal id (non-empty, no spaces or '+')", entry.actor),
+            format!("行为人 {:?} 不是有效的主体标识（非空，不含空白或 '+'）", entry.actor),
+        ));
+    }
+    let mut seen: Vec<&str> = vec!["kind", "time", "actor"];
+    for (key, value) in &entry.fields {
+        if !is_key(key) {
+            return Err(malformed(
+                format!("field name {key:?} is not [a-z0-9_.-]+"),
+                format!("字段名 {key:?} 不符合 [a-z0-9_.-]+"),
+            ));
+        }
+        if seen.contains(&key.as_str()) {
+            return Err(malformed(format!("field {key:?} appears twice"), format!("字段 {key:?} 出现了两次")));
+        }
+        seen.push(key);
+        check_value(key, value)?;
+    }
+    if let Some(missing) = required_fields(&entry.kind).iter().find(|f| !seen.contains(f)) {
+        return Err(malformed(
+            format!("a {} entry needs the field {missing:?}", entry.kind),
+            format!("{} 条目缺少字段 {missing:?}", entry.kind),
+        ));
+    }
+    if matches!(entry.kind.as_str(), kind::PRINCIPAL_REGISTERED | kind::KEY_ROTATED) {
+        entry.principal_key()?;
+    }
+    if entry.kind == kind::RELEASE {
+        let results = entry.results();
+        if results.is_empty() {
+            return Err(malformed("a release names no result.<file> field", "发布条目没有任何 result.<文件名> 字段"));
+        }
+        for (name, hash) in results {
+            if name.is_empty() || name == "." || name == ".." {
+                return Err(malformed(
+                    format!("result file name {name:?} is not a file name"),
+                    format!("结果文件名 {name:?} 无效"),
+                ));
+            }
+            Hash::from_hex(hash)?;
+        }
+    }
+    Ok(())
+}
+
+impl Entry {
+    /// Starts an entry; add fields in the order they should appear, then [`EntryBuilder::build`].
+    pub fn builder(kind: &str, time: Timestamp, actor: &str) -> EntryBuilder {
+        EntryBuilder { entry: Entry { kind: kind.to_owned(), time, actor: actor.to_owned(), fields: Vec::new() } }
+    }
+
+    /// Parses an entry's note text.
+    pub fn parse(text: &str) -> Result<Entry, Error> {
+        let Some(body) = text.strip_suffix('\n') else {
+            return Err(malformed("the text must end in a newline", "正文必须以换行结尾"));
+        };
+        let mut lines = body.split('\n');
+        if lines.next() != Some(ENTRY_HEADER) {
+            return Err(malformed(
+                format!("the first line must be {ENTRY_HEADER}"),
+                format!("第一行必须是 {ENTRY_HEADER}"),
+            ));
+        }
+        let mut header = |key: &str| {
+            lines
+                .next()
+                .and_then(|line| line.strip_prefix(key)?.strip_prefix(' '))
+                .ok_or_else(|| malformed(format!("expected the line `{key} <value>`"), format!("缺少 `{key} <值>` 行")))
+        };
+        let kind = header("kind")?.to_owned();
+        let time = Timestamp::parse(header("time")?)?;
+        let actor = header("actor")?.to_owned();
+        let fields = lines
+            .map(|line| match line.split_once(' ') {
+                Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+                None => Err(malformed(
+                    format!("line {line:?} is not `key value`"),
+                    format!("行 {line:?} 不是 `键 值` 格式"),
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        let entry = Entry { kind, time, actor, fields };
+        check(&entry)?;
+        Ok(entry)
+    }
+
+    /// The note text.
+    pub fn to_text(&self) -> String {
+        let mut text = format!("{ENTRY_HEADER}\nkind {}\ntime {}\nactor {}\n", self.kind, self.time, self.actor);
+        for (key, value) in &self.fields {
+            text.push_str(&format!("{key} {value}\n"));
+        }
+        text
+    }
+
+    /// The signed note: the text signed by `keys`, at most [`MAX_ENTRY_SIZE`] bytes. These are
+    /// the exact bytes to log.
+    pub fn sign(&self, keys: &[&SignerKey]) -> Result<Vec<u8>, Error> {
+        let mut note = Note::new(&self.to_text())?;
+        for key in keys {
+            note.sign(key);
+        }
+        let bytes = note.to_bytes();
+        if bytes.len() > MAX_ENTRY_SIZE {
+            return Err(Error::TooLarge {
+                format: Format::Entry,
+                size: bytes.len() as u64,
+                limit: MAX_ENTRY_SIZE as u64,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// What happened: one of [`kind`], or a kind of a later version.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// When it happened.
+    pub fn time(&self) -> Timestamp {
+        self.time
+    }
+
+    /// The principal who did what the entry records.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// The fields after `actor`, in order.
+    pub fn fields(&self) -> &[(String, String)] {
+        &self.fields
+    }
+
+    /// The value of field `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// For `principal.registered` and `key.rotated`: the principal and its key, whose name must
+    /// be the principal's id.
+    pub fn principal_key(&self) -> Result<(&str, VerifierKey), Error> {
+        let principal = self.get("principal").unwrap_or_default();
+        let key = VerifierKey::parse(self.get("key").unwrap_or_default())?;
+        if key.name() != principal {
+            return Err(malformed(
+                format!("the key is named {:?}, not after the principal {principal:?}", key.name()),
+                format!("密钥名为 {:?}，与主体 {principal:?} 不符", key.name()),
+            ));
+        }
+        Ok((principal, key))
+    }
+
+    /// For a `release`: each `result.<file name>` field's file name and hex SHA-256.
+    pub fn results(&self) -> Vec<(&str, &str)> {
+        self.fields.iter().filter_map(|(k, v)| Some((k.strip_prefix("result.")?, v.as_str()))).collect()
+    }
+}
+
+/// Builds an [`Entry`] field by field; everything is checked once, in `build`.
+#[derive(Debug, Clone)]
+pub struct EntryBuilder {
+    entry: Entry,
+}
+
+impl EntryBuilder {
+    /// Adds a field after those already added.
+    pub fn field(mut self, key: &str, value: &str) -> EntryBuilder {
+        self.entry.fields.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The entry, if it is well formed (see the module's rules).
+    pub fn build(self) -> Result<Entry, Error> {
+        check(&self.entry)?;
+        Ok(self.entry)
+    }
+}
+
+/// Reads a logged entry: its note (signatures not yet verified) and its content.
+pub fn open(bytes: &[u8]) -> Result<(Note, Entry), Error> {
+    if bytes.len() > MAX_ENTRY_SIZE {
+        return Err(Error::TooLarge { format: Format::Entry, size: bytes.len() as u64, limit: MAX_ENTRY_SIZE as u64 });
+    }
+    let note = Note::parse(bytes)?;
+    let entry = Entry::parse(note.text())?;
+    Ok((note, entry))
+}
