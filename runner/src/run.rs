@@ -186,6 +186,25 @@ pub struct RunRecord {
     pub error: Option<RunError>,
 }
 
+impl RunRecord {
+    /// The record of a run of `module` with `manifest` that has not started: nothing used yet.
+    pub fn new(module: &[u8], manifest: &str, mode: RunMode) -> RunRecord {
+        RunRecord {
+            module_sha256: sha256_hex(module),
+            manifest_sha256: sha256_hex(manifest.as_bytes()),
+            mode,
+            parameters: Vec::new(),
+            fuel_used: 0,
+            wall_time_ms: 0,
+            peak_memory_bytes: 0,
+            queries: 0,
+            query_bytes: 0,
+            output_rows: 0,
+            error: None,
+        }
+    }
+}
+
 /// An output table after the run: rows in canonical order, its IPC bytes and their SHA-256.
 #[derive(Debug, Clone)]
 pub struct OutputTable {
@@ -243,19 +262,7 @@ impl Runner {
     /// Runs a module. Never panics on bad input: every failure is in the record.
     pub async fn run(&self, request: RunRequest<'_>) -> RunOutcome {
         let started = Instant::now();
-        let mut record = RunRecord {
-            module_sha256: sha256_hex(request.module),
-            manifest_sha256: sha256_hex(request.manifest.as_bytes()),
-            mode: request.mode,
-            parameters: Vec::new(),
-            fuel_used: 0,
-            wall_time_ms: 0,
-            peak_memory_bytes: 0,
-            queries: 0,
-            query_bytes: 0,
-            output_rows: 0,
-            error: None,
-        };
+        let mut record = RunRecord::new(request.module, request.manifest, request.mode);
         let limits = request.limits.clone().unwrap_or_else(|| self.limits.clone());
         let dev_log = DevLog::new(limits.dev_log_bytes, request.mode == RunMode::Development);
         let tables = match self.run_inner(&request, &limits, &mut record, &dev_log).await {

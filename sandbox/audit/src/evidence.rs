@@ -136,12 +136,7 @@ impl<'a> Evidence<'a> {
 
     /// `FROM ... WHERE ...` for the rows a table counts.
     fn rows(&self, spec: &OutputSpec) -> Result<String, AuditError> {
-        let counted = counted(spec);
-        let mut sql = format!("FROM {}", quote(counted));
-        if let Some(join) = &spec.join {
-            let other = dataset_of(&join.to);
-            sql += &format!(" JOIN {} ON {} = {}", quote(other), column(&join.from), column(&join.to));
-        }
+        let mut sql = from(spec);
         let mut conditions = Vec::new();
         for filter in &spec.filters {
             let mut lhs = column(&filter.column);
@@ -218,11 +213,7 @@ impl<'a> Evidence<'a> {
             return Ok(labels.iter().cloned().collect());
         }
         let expr = self.dimension(dim)?;
-        let mut from = format!("FROM {}", quote(counted(spec)));
-        if let Some(join) = &spec.join {
-            from += &format!(" JOIN {} ON {} = {}", quote(dataset_of(&join.to)), column(&join.from), column(&join.to));
-        }
-        let batches = self.query(format!("SELECT DISTINCT {expr} AS v {from}")).await?;
+        let batches = self.query(format!("SELECT DISTINCT {expr} AS v {}", from(spec))).await?;
         Ok(strings(&batches, 0)?.into_iter().flatten().collect())
     }
 
@@ -364,6 +355,15 @@ impl<'a> Evidence<'a> {
     fn privacy_unit(&self, dataset: &str) -> Result<String, AuditError> {
         self.catalog.dataset(dataset).map(|d| d.privacy_unit.clone()).map_err(|e| AuditError::Evidence(e.to_string()))
     }
+}
+
+/// `FROM` the counted dataset, joined as the contract says; no filters.
+fn from(spec: &OutputSpec) -> String {
+    let mut sql = format!("FROM {}", quote(counted(spec)));
+    if let Some(join) = &spec.join {
+        sql += &format!(" JOIN {} ON {} = {}", quote(dataset_of(&join.to)), column(&join.from), column(&join.to));
+    }
+    sql
 }
 
 /// The dataset a table's measures are `of`.

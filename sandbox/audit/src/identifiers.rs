@@ -65,13 +65,13 @@ pub fn find_in_number(value: f64) -> Option<Identifier> {
     if !value.is_finite() {
         return None;
     }
-    // Rust prints the shortest text that reads back as the same number.
+    // Rust prints the shortest text that reads back as the same number, so a fraction's digits
+    // end in a non-zero one and their count is its significant digits.
     let text = format!("{}", value.abs()).replace('.', "");
-    let digits: Vec<char> = text.trim_start_matches('0').trim_end_matches('0').chars().collect();
+    let digits: Vec<char> = text.trim_start_matches('0').chars().collect();
     if value.fract() != 0.0 && digits.len() > 15 {
         return None;
     }
-    let digits: Vec<char> = format!("{}", value.abs()).replace('.', "").trim_start_matches('0').chars().collect();
     for run in runs(&digits, |c| c.is_ascii_digit()) {
         if let Some(found) = in_digit_run(run) {
             return Some(found);

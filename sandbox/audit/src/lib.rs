@@ -473,11 +473,6 @@ impl Judge<'_> {
                         format!("n = {declared}, but only {} rows fit the model's filters", host.rows),
                         format!("n = {declared}，但符合条件的数据只有 {} 行", host.rows),
                     ),
-                    Statistic::Coefficient
-                    | Statistic::Ratio
-                    | Statistic::Min
-                    | Statistic::Max
-                    | Statistic::Quantile => {}
                     _ => {}
                 }
             }

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use arrow_array::{Array, Int64Array};
 use sandbox_audit::{Audit, AuditPolicy, AuditRequest, Rule, Verdict};
 use sandbox_catalog::{Catalog, Variant};
 use sandbox_policy::DomainSecret;
+use sandbox_runner::manifest::Statistic;
 use sandbox_runner::{Manifest, RunLimits, RunMode, RunOutcome, RunRequest, Runner};
 
 fn tmp() -> PathBuf {
@@ -84,9 +86,23 @@ fn the_examples_pass_or_get_suppressions_that_make_sense() {
         );
         assert!(audit.report.outcome <= Verdict::Suppressed, "{}: {:?}\n{text}", example.name, audit.report.outcome);
         assert_eq!(audit.released.len(), outcome.tables.len());
-        // Every released count is a multiple of 5; suppressed cells are blank.
+        // Every row is released; counts are multiples of 5, blank exactly where suppressed.
+        let manifest = Manifest::parse(example.manifest).unwrap();
         for (table, report) in audit.released.iter().zip(&audit.report.tables) {
             assert_eq!(table.batch.num_rows(), report.rows);
+            let spec = manifest.output(&table.name).unwrap();
+            let suppressed: Vec<usize> =
+                report.findings.iter().filter(|f| f.verdict == Verdict::Suppressed).filter_map(|f| f.row).collect();
+            for (j, measure) in spec.measures.iter().enumerate() {
+                let column = table.batch.column(spec.dimensions.len() + j);
+                for r in 0..table.batch.num_rows() {
+                    assert_eq!(column.is_null(r), suppressed.contains(&r), "{} row {r}", example.name);
+                }
+                if measure.statistic == Statistic::Count {
+                    let counts = column.as_any().downcast_ref::<Int64Array>().unwrap();
+                    assert!(counts.iter().flatten().all(|n| n % 5 == 0), "{}: {counts:?}", example.name);
+                }
+            }
         }
     }
 }

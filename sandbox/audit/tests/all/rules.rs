@@ -122,19 +122,7 @@ fn audit_rows(rows: &[(String, i64, f64)], policy: &AuditPolicy) -> Audit {
     ];
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
     let table = OutputTable { name: "t".to_owned(), schema, batch, ipc: Vec::new(), sha256: String::new() };
-    let record = RunRecord {
-        module_sha256: "00".repeat(32),
-        manifest_sha256: "00".repeat(32),
-        mode: RunMode::Production,
-        parameters: Vec::new(),
-        fuel_used: 0,
-        wall_time_ms: 0,
-        peak_memory_bytes: 0,
-        queries: 0,
-        query_bytes: 0,
-        output_rows: rows.len() as u64,
-        error: None,
-    };
+    let record = RunRecord::new(b"", MANIFEST, RunMode::Production);
     let manifest = Manifest::parse(MANIFEST).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     runtime
