@@ -50,42 +50,33 @@ impl Bench {
         (started.elapsed(), outcome)
     }
 
-    /// Median wall time of `n` runs after one warm-up, and the last outcome.
-    fn median_of(
-        &self,
-        n: usize,
-        runner: &Runner,
-        example: &sandbox_examples::Example,
-        params: &[(&str, &str)],
-    ) -> (Duration, RunOutcome) {
-        let mut last = self.run(runner, example, params).1;
-        let mut times = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (time, outcome) = self.run(runner, example, params);
-            times.push(time);
-            last = outcome;
-        }
-        (median(times), last)
+    /// The wall time of one direct run of `sql` through the policy views, no module.
+    fn direct(&self, datasets: &[&str], sql: &str) -> Duration {
+        let started = Instant::now();
+        let policy = PolicyContext::new(
+            &self.catalog,
+            datasets,
+            Variant::Real,
+            Some(self.key.clone()),
+            RunLimits::default().policy,
+        )
+        .unwrap();
+        self.runtime.block_on(policy.collect(sql)).unwrap();
+        started.elapsed()
     }
+}
 
-    /// Median wall time of `n` direct runs of `sql` through the policy views, no module.
-    fn direct(&self, n: usize, datasets: &[&str], sql: &str) -> Duration {
-        let once = || {
-            let started = Instant::now();
-            let policy = PolicyContext::new(
-                &self.catalog,
-                datasets,
-                Variant::Real,
-                Some(self.key.clone()),
-                RunLimits::default().policy,
-            )
-            .unwrap();
-            self.runtime.block_on(policy.collect(sql)).unwrap();
-            started.elapsed()
-        };
-        once();
-        median((0..n).map(|_| once()).collect())
+/// Medians of `n` rounds of `a` then `b`, after one warm-up of each. Alternating keeps a drift
+/// in the machine's speed (other tenants of the VM) from favouring either side.
+fn interleaved(n: usize, mut a: impl FnMut() -> Duration, mut b: impl FnMut() -> Duration) -> (Duration, Duration) {
+    a();
+    b();
+    let (mut times_a, mut times_b) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        times_a.push(a());
+        times_b.push(b());
     }
+    (median(times_a), median(times_b))
 }
 
 fn main() {
@@ -100,8 +91,28 @@ fn main() {
     let hostile = sandbox_examples::hostile();
 
     // 1. A trivial run.
-    let (trivial, _) = bench.median_of(200, &metered, hostile, &[("attack", "emit-empty")]);
+    let empty = [("attack", "emit-empty")];
+    bench.run(&metered, hostile, &empty);
+    let trivial = median((0..200).map(|_| bench.run(&metered, hostile, &empty).0).collect());
     println!("1. trivial run (cached module), median of 200: {trivial:?}");
+    let policy_context = median(
+        (0..50)
+            .map(|_| {
+                let started = Instant::now();
+                let policy = PolicyContext::new(
+                    &bench.catalog,
+                    &["persons"],
+                    Variant::Real,
+                    Some(bench.key.clone()),
+                    RunLimits::default().policy,
+                )
+                .unwrap();
+                drop(policy);
+                started.elapsed()
+            })
+            .collect(),
+    );
+    println!("   of which building the policy context (views of one dataset), median of 50: {policy_context:?}");
 
     // 2. IPC into the guest. The month column is plaintext, so rows may leave a query as they are;
     // the hostile module decodes every batch and emits nothing.
@@ -116,21 +127,27 @@ fn main() {
         ),
         ..*hostile
     };
-    let (with_fuel, outcome) = bench.median_of(3, &metered, &hostile_si, &read);
+    let outcome = bench.run(&metered, &hostile_si, &read).1;
     let bytes = outcome.record.query_bytes;
-    let direct = bench.direct(3, &["social_insurance"], read_sql);
+    let (whole, direct) =
+        interleaved(7, || bench.run(&metered, &hostile_si, &read).0, || bench.direct(&["social_insurance"], read_sql));
+    let transfer = whole.saturating_sub(direct);
     println!(
-        "2. IPC into the guest: {:.1} MB in {with_fuel:?} (median of 3) = {:.2} GB/s over the whole run, \
-         query included (the query alone, collected directly: {direct:?})",
+        "2. IPC into the guest: {:.1} MB in {whole:?} (median of 7) = {:.2} GB/s over the whole run, query \
+         included; the query alone, collected directly: {direct:?}; the rest, moving and decoding the \
+         batches in the guest: {transfer:?} = {:.2} GB/s",
         bytes as f64 / 1e6,
-        bytes as f64 / with_fuel.as_secs_f64() / 1e9,
+        bytes as f64 / whole.as_secs_f64() / 1e9,
+        bytes as f64 / transfer.as_secs_f64() / 1e9,
     );
 
     // 3. Fuel on and off, on the same guest-heavy run.
     let unmetered = Runner::new(RunLimits { meter_fuel: false, ..RunLimits::default() }, None).unwrap();
-    let (without_fuel, _) = bench.median_of(3, &unmetered, &hostile_si, &read);
+    let (with_fuel, without_fuel) =
+        interleaved(7, || bench.run(&metered, &hostile_si, &read).0, || bench.run(&unmetered, &hostile_si, &read).0);
     println!(
-        "3. fuel: read-all with fuel {with_fuel:?}, without {without_fuel:?}, ratio {:.3} (fuel used {})",
+        "3. fuel: read-all with fuel {with_fuel:?}, without {without_fuel:?} (medians of 7), ratio {:.3} \
+         (fuel used {})",
         with_fuel.as_secs_f64() / without_fuel.as_secs_f64(),
         outcome.record.fuel_used,
     );
@@ -138,14 +155,14 @@ fn main() {
 
     // 4. A GROUP BY through a module vs the same SQL directly.
     let population = sandbox_examples::find("population").unwrap();
-    let (module, _) = bench.median_of(5, &metered, population, &[]);
-    let sql = "SELECT district,
+    const SQL: &str = "SELECT district,
         CASE WHEN birth_date > DATE '2025-12-31' - INTERVAL '18 years' THEN '0-17'
              WHEN birth_date > DATE '2025-12-31' - INTERVAL '35 years' THEN '18-34'
              WHEN birth_date > DATE '2025-12-31' - INTERVAL '60 years' THEN '35-59'
              ELSE '60+' END AS age_band, gender, count(*) AS residents
         FROM persons GROUP BY 1, 2, 3";
-    let direct = bench.direct(5, &["persons"], sql);
-    println!("4. population via module, median of 5: {module:?}; same SQL directly: {direct:?}");
+    let (module, direct) =
+        interleaved(5, || bench.run(&metered, population, &[]).0, || bench.direct(&["persons"], SQL));
+    println!("4. population via module: {module:?}; same SQL directly: {direct:?} (medians of 5, alternating)");
     println!("   ratio module / direct: {:.3}", module.as_secs_f64() / direct.as_secs_f64());
 }

@@ -26,11 +26,22 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 const ALLOWED_IMPORTS: &[&str] =
     &["sandbox:analysis/", "wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/"];
 
+/// A compiled module, ready to instantiate.
+#[derive(Clone)]
+pub(crate) struct Loaded {
+    bytes: Arc<[u8]>,
+    pub(crate) sha256: [u8; 32],
+    pub(crate) pre: Arc<AnalysisPre<HostState>>,
+}
+
 /// Compiles and keeps modules, and runs them (see `run.rs`). One per process; cheap to share.
 pub struct Runner {
     pub(crate) engine: Engine,
     linker: Linker<HostState>,
-    modules: Mutex<HashMap<[u8; 32], Arc<AnalysisPre<HostState>>>>,
+    /// Compiled modules, found by their exact bytes: by length, then compared byte for byte. A
+    /// comparison costs a fraction of the SHA-256 that names a module (for 2 MB, about 0.2 ms
+    /// against 1.5 ms), and a cached run must cost well under a millisecond.
+    modules: Mutex<HashMap<usize, Vec<Loaded>>>,
     cache_dir: Option<PathBuf>,
     pub(crate) limits: RunLimits,
     _ticker: EpochTicker,
@@ -127,11 +138,17 @@ impl Runner {
 
     /// Compiles `wasm` (or finds it compiled), checks its imports and exports, and prepares it
     /// for instantiation.
-    pub(crate) fn load(&self, wasm: &[u8]) -> Result<Arc<AnalysisPre<HostState>>, RunError> {
-        let hash: [u8; 32] = Sha256::digest(wasm).into();
-        if let Some(pre) = self.modules.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
-            return Ok(Arc::clone(pre));
+    pub(crate) fn load(&self, wasm: &[u8]) -> Result<Loaded, RunError> {
+        let cached = self
+            .modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&wasm.len())
+            .and_then(|same_length| same_length.iter().find(|loaded| *loaded.bytes == *wasm).cloned());
+        if let Some(loaded) = cached {
+            return Ok(loaded);
         }
+        let hash: [u8; 32] = Sha256::digest(wasm).into();
         let component = self.compile(wasm, &hash)?;
         check_imports(&self.engine, &component)?;
         let instance_pre = self
@@ -141,9 +158,9 @@ impl Runner {
         let pre = AnalysisPre::new(instance_pre).map_err(|e| {
             RunError::invalid_module(format!("the module does not export the sandbox:analysis world: {e}"))
         })?;
-        let pre = Arc::new(pre);
-        self.modules.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, Arc::clone(&pre));
-        Ok(pre)
+        let loaded = Loaded { bytes: Arc::from(wasm), sha256: hash, pre: Arc::new(pre) };
+        self.modules.lock().unwrap_or_else(|e| e.into_inner()).entry(wasm.len()).or_default().push(loaded.clone());
+        Ok(loaded)
     }
 
     fn compile(&self, wasm: &[u8], hash: &[u8; 32]) -> Result<Component, RunError> {

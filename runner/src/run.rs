@@ -19,7 +19,7 @@ use wasmtime::{Store, Trap};
 
 use crate::engine::{EPOCH_TICK, Runner};
 use crate::host::sandbox::analysis::data;
-use crate::host::{Failure, HostState, Parameter, Value};
+use crate::host::{AnalysisPre, Failure, HostState, Parameter, Value};
 use crate::ipc;
 use crate::limits::{LimitHit, Limiter, RunLimits};
 use crate::manifest::{Manifest, ParameterValue};
@@ -189,8 +189,12 @@ pub struct RunRecord {
 impl RunRecord {
     /// The record of a run of `module` with `manifest` that has not started: nothing used yet.
     pub fn new(module: &[u8], manifest: &str, mode: RunMode) -> RunRecord {
+        RunRecord::of(sha256_hex(module), manifest, mode)
+    }
+
+    fn of(module_sha256: String, manifest: &str, mode: RunMode) -> RunRecord {
         RunRecord {
-            module_sha256: sha256_hex(module),
+            module_sha256,
             manifest_sha256: sha256_hex(manifest.as_bytes()),
             mode,
             parameters: Vec::new(),
@@ -262,10 +266,19 @@ impl Runner {
     /// Runs a module. Never panics on bad input: every failure is in the record.
     pub async fn run(&self, request: RunRequest<'_>) -> RunOutcome {
         let started = Instant::now();
-        let mut record = RunRecord::new(request.module, request.manifest, request.mode);
+        let loaded = self.load(request.module);
+        let module_sha256 = match &loaded {
+            Ok(loaded) => hex::encode(loaded.sha256),
+            Err(_) => sha256_hex(request.module),
+        };
+        let mut record = RunRecord::of(module_sha256, request.manifest, request.mode);
         let limits = request.limits.clone().unwrap_or_else(|| self.limits.clone());
         let dev_log = DevLog::new(limits.dev_log_bytes, request.mode == RunMode::Development);
-        let tables = match self.run_inner(&request, &limits, &mut record, &dev_log).await {
+        let result = match loaded {
+            Ok(loaded) => self.run_inner(&request, &loaded.pre, &limits, &mut record, &dev_log).await,
+            Err(err) => Err(err),
+        };
+        let tables = match result {
             Ok(tables) => tables,
             Err(err) => {
                 if request.mode == RunMode::Development {
@@ -283,6 +296,7 @@ impl Runner {
     async fn run_inner(
         &self,
         request: &RunRequest<'_>,
+        pre: &AnalysisPre<HostState>,
         limits: &RunLimits,
         record: &mut RunRecord,
         log: &DevLog,
@@ -291,7 +305,6 @@ impl Runner {
         let manifest = Arc::new(Manifest::parse(request.manifest).map_err(bad_manifest)?);
         let bound = manifest.bind(request.parameters).map_err(bad_manifest)?;
         record.parameters = bound.iter().map(|(n, v)| (n.clone(), v.to_string())).collect();
-        let pre = self.load(request.module)?;
 
         let variant = match request.mode {
             RunMode::Development => Variant::Twin,
