@@ -15,7 +15,7 @@ fn tmp() -> PathBuf {
 }
 
 /// A city of 6 000 residents, generated once per test process.
-fn catalog() -> &'static Catalog {
+pub(crate) fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
         let out = tmp().join(format!("audit-city-{}", std::process::id()));

@@ -1,5 +1,6 @@
-//! The output audit: each rule at its boundary on a hand-made dataset, and real module runs on
-//! a generated city.
+//! The output audit: each rule at its boundary on a hand-made dataset, real module runs on a
+//! generated city, and the cross-check against ACRO on both.
 
+mod acro;
 mod examples;
 mod rules;

@@ -13,7 +13,7 @@ use sandbox_catalog::{Catalog, Variant};
 use sandbox_runner::{Manifest, OutputTable, RunMode, RunRecord};
 
 /// District → the revenue of each of its shops.
-fn shops() -> Vec<(&'static str, Vec<f64>)> {
+pub(crate) fn shops() -> Vec<(&'static str, Vec<f64>)> {
     vec![
         ("A", vec![10.0; 9]),
         ("B", vec![10.0; 10]),
@@ -104,12 +104,12 @@ measures = [
 "#;
 
 /// The true row of a district, as an honest module would write it.
-fn truth(district: &str) -> (String, i64, f64) {
+pub(crate) fn truth(district: &str) -> (String, i64, f64) {
     let (_, revenues) = shops().into_iter().find(|(d, _)| *d == district).unwrap();
     (district.to_owned(), revenues.len() as i64, revenues.iter().sum())
 }
 
-fn audit_rows(rows: &[(String, i64, f64)], policy: &AuditPolicy) -> Audit {
+pub(crate) fn audit_rows(rows: &[(String, i64, f64)], policy: &AuditPolicy) -> Audit {
     let schema = Arc::new(Schema::new(vec![
         Field::new("district", DataType::Utf8, true),
         Field::new("shops", DataType::Int64, true),
@@ -138,7 +138,7 @@ fn audit_rows(rows: &[(String, i64, f64)], policy: &AuditPolicy) -> Audit {
 }
 
 /// Each row's verdict and the rules that found something in it.
-fn verdicts(audit: &Audit) -> Vec<(Verdict, Vec<Rule>)> {
+pub(crate) fn verdicts(audit: &Audit) -> Vec<(Verdict, Vec<Rule>)> {
     let table = &audit.report.tables[0];
     (0..table.rows)
         .map(|r| {
