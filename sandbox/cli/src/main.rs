@@ -7,6 +7,7 @@ mod audit;
 mod catalog;
 mod datagen;
 mod examples;
+mod keys;
 mod policy;
 mod run;
 
@@ -45,6 +46,9 @@ enum Command {
     /// 内置示例分析模块 / The built-in example analysis modules
     #[command(subcommand)]
     Examples(examples::Command),
+    /// 签名密钥：生成与轮换 / Signing keys: generate and rotate
+    #[command(subcommand)]
+    Keys(keys::Command),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Examples(command) => examples::run(command),
+        Command::Keys(command) => keys::run(command),
     };
     match result {
         Ok(code) => code,

@@ -42,6 +42,12 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 }
 
 impl Timestamp {
+    /// The current time, to the second.
+    pub fn now() -> Timestamp {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        Timestamp(since.map_or(0, |d| d.as_secs() as i64))
+    }
+
     /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ` (years 0000–9999, no leap second).
     pub fn parse(text: &str) -> Result<Timestamp, Error> {
         let bad = || {

@@ -292,3 +292,66 @@ fn audit_prints_only_the_report_and_the_released_tables() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr(&refused).contains("may only tighten"), "{}", stderr(&refused));
 }
+
+#[test]
+fn keys_generate_a_private_key_a_trust_line_and_rotate_through_the_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let name = "log.sandbox.example/cli";
+    let o = sandbox(&[
+        "keys",
+        "generate",
+        "--name",
+        name,
+        "--out",
+        &at("log.key"),
+        "--role",
+        "log",
+        "--trust",
+        &at("trust"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let verifier = stdout(&o).trim().to_owned();
+    assert!(verifier.starts_with("log.sandbox.example/cli+"), "{verifier}");
+    let mode = std::fs::metadata(at("log.key")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(std::fs::read_to_string(at("log.key.pub")).unwrap().trim(), verifier);
+    let trust = std::fs::read_to_string(at("trust")).unwrap();
+    assert!(trust.starts_with(&format!("log {verifier} ")) && trust.trim_end().ends_with(" -"), "{trust}");
+
+    // Never over an existing key.
+    let o = sandbox(&["keys", "generate", "--name", name, "--out", &at("log.key")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("log.key"), "{}", stderr(&o));
+
+    // A log written with the key, then rotated: the trust file follows, the log verifies.
+    {
+        let key = sandbox_log::keys::read_key_file(Path::new(&at("log.key"))).unwrap();
+        drop(sandbox_log::Log::open(at("log"), sandbox_log::LogOptions::new(key)).unwrap());
+    }
+    let o = sandbox(&["keys", "generate", "--name", name, "--out", &at("new.key")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = sandbox(&[
+        "keys",
+        "rotate",
+        "--log",
+        &at("log"),
+        "--old",
+        &at("log.key"),
+        "--new",
+        &at("new.key"),
+        "--trust",
+        &at("trust"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("index 1"), "{}", stdout(&o));
+    let trust = sandbox_verify::trust::Trust::parse(&std::fs::read_to_string(at("trust")).unwrap()).unwrap();
+    assert!(sandbox_verify::audit::audit(Path::new(&at("log")), &trust).verified());
+
+    // A key file others can read is refused, and nothing is appended.
+    std::fs::set_permissions(at("new.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = sandbox(&["keys", "rotate", "--log", &at("log"), "--old", &at("new.key"), "--new", &at("log.key")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+}
