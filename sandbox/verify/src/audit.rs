@@ -180,6 +180,43 @@ fn read_checkpoints(storage: &DirStorage, trust: &Trust, report: &mut AuditRepor
     signed
 }
 
+/// Entries checked together: enough to keep every core busy, few enough to hold in memory.
+const BATCH: usize = 4096;
+
+/// An entry as far as it can be checked without the entries before it.
+struct Prechecked {
+    leaf: Hash,
+    opened: Result<(Entry, Signature), Error>,
+}
+
+/// An entry's signature check: done, or waiting for the actor's key.
+enum Signature {
+    Checked(Result<(), ProblemKind>),
+    ByActor(Note),
+}
+
+fn precheck(trust: &Trust, bytes: &[u8]) -> Prechecked {
+    let leaf = merkle::leaf_hash(bytes);
+    let opened = entry::open(bytes).map(|(note, entry)| {
+        let role = match SignedBy::of(entry.kind()) {
+            SignedBy::Actor => return (entry, Signature::ByActor(note)),
+            SignedBy::ReleaseKey => Role::Release,
+            SignedBy::LogKey => Role::Log,
+        };
+        let keys: Vec<VerifierKey> = trust.keys(role).map(|k| k.key.clone()).collect();
+        let checked = note.verify(&keys).map_err(ProblemKind::Invalid).and_then(|signers| {
+            if trust.valid_at(role, entry.time()).iter().any(|k| signers.contains(&k)) {
+                Ok(())
+            } else {
+                let key = signers.first().map(|k| k.label()).unwrap_or_default();
+                Err(ProblemKind::KeyNotValid { key, time: entry.time() })
+            }
+        });
+        (entry, Signature::Checked(checked))
+    });
+    Prechecked { leaf, opened }
+}
+
 /// The state rebuilt by replaying the entries in order.
 struct Replay<'t> {
     trust: &'t Trust,
@@ -202,6 +239,7 @@ impl<'t> Replay<'t> {
     /// or unreadable. Returns the path read for each bundle index.
     fn read_entries(&mut self, storage: &DirStorage, size: u64, problems: &mut Vec<Problem>) -> BTreeMap<u64, String> {
         let mut used = BTreeMap::new();
+        let mut batch = Vec::new();
         let width = u64::from(TILE_WIDTH);
         // Bundle by bundle, stopping at the first gap: a checkpoint of absurd size costs nothing.
         for index in 0..size.div_ceil(width) {
@@ -237,59 +275,68 @@ impl<'t> Replay<'t> {
             if found < expected || (found > expected && !stand_in) {
                 problems.push(Problem::new(&path, ProblemKind::EntryCount { found: entries.len(), expected }));
             }
-            for bytes in entries.iter().take(tile.width.into()) {
-                self.check_entry(bytes, &path, problems);
-                self.tree.push(merkle::leaf_hash(bytes));
+            batch.extend(entries.iter().take(tile.width.into()).map(|bytes| (path.clone(), bytes.to_vec())));
+            if batch.len() >= BATCH {
+                self.check_batch(&mut batch, problems);
             }
             used.insert(tile.index, path);
             if found < expected {
                 break;
             }
         }
+        self.check_batch(&mut batch, problems);
         used
     }
 
-    fn check_entry(&mut self, bytes: &[u8], bundle: &str, problems: &mut Vec<Problem>) {
-        let at = format!("entry {} ({bundle})", self.tree.size());
-        let (note, entry) = match entry::open(bytes) {
-            Ok(opened) => opened,
-            Err(e) => {
-                self.times.push(None);
-                return problems.push(Problem::new(at, ProblemKind::Invalid(e)));
+    /// Checks a batch of entries in log order. What needs only the trust file (parsing, leaf
+    /// hashes, signatures by log and release keys: nearly all the work) runs on every core;
+    /// what depends on the entries before (principals' keys) runs in order after.
+    fn check_batch(&mut self, batch: &mut Vec<(String, Vec<u8>)>, problems: &mut Vec<Problem>) {
+        let trust = self.trust;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let prechecked: Vec<Prechecked> = std::thread::scope(|scope| {
+            let chunk = batch.len().div_ceil(threads).max(1);
+            let workers: Vec<_> = batch
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || part.iter().map(|(_, bytes)| precheck(trust, bytes)).collect::<Vec<_>>())
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().expect("a precheck does not panic")).collect()
+        });
+        for ((bundle, _), pre) in batch.drain(..).zip(prechecked) {
+            let at = format!("entry {} ({bundle})", self.tree.size());
+            self.tree.push(pre.leaf);
+            let (entry, signed) = match pre.opened {
+                Ok(opened) => opened,
+                Err(e) => {
+                    self.times.push(None);
+                    problems.push(Problem::new(at, ProblemKind::Invalid(e)));
+                    continue;
+                }
+            };
+            self.times.push(Some(entry.time()));
+            let signed = match signed {
+                Signature::Checked(result) => result,
+                Signature::ByActor(note) => self.check_actor(&note, &entry),
+            };
+            if let Err(kind) = signed.and_then(|()| self.register(&entry)) {
+                problems.push(Problem::new(at, kind));
             }
-        };
-        self.times.push(Some(entry.time()));
-        if let Err(kind) = self.check_signer(&note, &entry).and_then(|()| self.register(&entry)) {
-            problems.push(Problem::new(at, kind));
         }
     }
 
-    /// Checks that the entry carries the signature its kind needs.
-    fn check_signer(&self, note: &Note, entry: &Entry) -> Result<(), ProblemKind> {
-        let role = match SignedBy::of(entry.kind()) {
-            SignedBy::Actor => {
-                let Some(principal) = self.principals.get(entry.actor()) else {
-                    return Err(ProblemKind::UnknownActor { actor: entry.actor().to_owned() });
-                };
-                if let (Some(needed), Some(role)) = (actor_role(entry.kind()), &principal.role)
-                    && role != needed
-                {
-                    return Err(ProblemKind::WrongRole { actor: entry.actor().to_owned(), role: role.clone(), needed });
-                }
-                return note.verify(std::slice::from_ref(&principal.key)).map(|_| ()).map_err(ProblemKind::Invalid);
-            }
-            SignedBy::ReleaseKey => Role::Release,
-            SignedBy::LogKey => Role::Log,
+    /// Checks an entry its actor must sign, with the actor's key as the log registered it.
+    fn check_actor(&self, note: &Note, entry: &Entry) -> Result<(), ProblemKind> {
+        let Some(principal) = self.principals.get(entry.actor()) else {
+            return Err(ProblemKind::UnknownActor { actor: entry.actor().to_owned() });
         };
-        let keys: Vec<VerifierKey> = self.trust.keys(role).map(|k| k.key.clone()).collect();
-        let signers = note.verify(&keys).map_err(ProblemKind::Invalid)?;
-        let valid = self.trust.valid_at(role, entry.time());
-        if valid.iter().any(|k| signers.contains(&k)) {
-            Ok(())
-        } else {
-            let key = signers.first().map(|k| k.label()).unwrap_or_default();
-            Err(ProblemKind::KeyNotValid { key, time: entry.time() })
+        if let (Some(needed), Some(role)) = (actor_role(entry.kind()), &principal.role)
+            && role != needed
+        {
+            return Err(ProblemKind::WrongRole { actor: entry.actor().to_owned(), role: role.clone(), needed });
         }
+        note.verify(std::slice::from_ref(&principal.key)).map(|_| ()).map_err(ProblemKind::Invalid)
     }
 
     /// Learns principal keys from a valid entry.
