@@ -3,13 +3,14 @@
 //!
 //! Every identifier in the generated SQL is a catalog column the manifest check has matched,
 //! quoted; every value is a manifest literal or bound parameter, quoted as a string literal. The
-//! session holds nothing but the datasets' raw tables and one aggregate function; nothing it
-//! computes leaves the host except as a verdict.
+//! session holds nothing but the datasets' raw tables and two aggregate functions (the second
+//! largest value; a cell's unit sketch for differencing); nothing it computes leaves the host
+//! except as a verdict.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Float64Array};
+use datafusion::arrow::array::{ArrayRef, AsArray, BinaryArray, Float64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -20,6 +21,7 @@ use sandbox_catalog::{Catalog, Variant};
 use sandbox_runner::manifest::{AgeAt, Banding, DatePart, Dimension, FilterOp, Measure, OutputSpec, dataset_of};
 
 use crate::AuditError;
+use crate::differencing::{Sketch, UnitHasher};
 
 /// A cell's key: its dimension values as text (NULL as `None`).
 pub(crate) type Key = Vec<Option<String>>;
@@ -44,6 +46,8 @@ pub(crate) struct Cell {
     pub(crate) rows: u64,
     /// By `dataset.column`.
     pub(crate) magnitudes: HashMap<String, Magnitude>,
+    /// The cell's privacy units, for differencing.
+    pub(crate) sketch: Option<Sketch>,
 }
 
 /// For a table of cells: each cell's evidence, and each dimension's domain.
@@ -103,6 +107,7 @@ impl<'a> Evidence<'a> {
         variant: Variant,
         datasets: &[String],
         parameters: &'a [(String, String)],
+        hasher: &UnitHasher,
     ) -> Result<Evidence<'a>, AuditError> {
         // One partition: float sums then add in one order, as in the module's own run.
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
@@ -113,6 +118,7 @@ impl<'a> Evidence<'a> {
             ctx.register_table(id.as_str(), table).map_err(|e| AuditError::Evidence(e.strip_backtrace()))?;
         }
         ctx.register_udaf(second_largest());
+        ctx.register_udaf(unit_sketch(hasher.clone()));
         Ok(Evidence { ctx, catalog, parameters, answers: HashMap::new() })
     }
 
@@ -234,6 +240,7 @@ impl<'a> Evidence<'a> {
         inner.push("count(*) AS rows".to_owned());
         outer.push("count(*) AS units".to_owned());
         outer.push("sum(rows) AS rows".to_owned());
+        outer.push("unit_sketch(arrow_cast(unit, 'Utf8')) AS sketch".to_owned());
         for (j, m) in magnitudes.iter().enumerate() {
             let x = column(m);
             inner.push(format!("sum(CAST({x} AS DOUBLE)) AS s{j}"));
@@ -266,6 +273,10 @@ impl<'a> Evidence<'a> {
             let float = |name: &str| -> Result<Vec<f64>, AuditError> { floats(batch, name) };
             let units = int("units")?;
             let rows = int("rows")?;
+            let sketches = batch
+                .column_by_name("sketch")
+                .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+                .ok_or_else(|| AuditError::Evidence("no sketch column".to_owned()))?;
             let mut columns = Vec::new();
             for j in 0..magnitudes.len() {
                 columns.push((
@@ -279,7 +290,8 @@ impl<'a> Evidence<'a> {
             }
             for r in 0..batch.num_rows() {
                 let key: Key = keys.iter().map(|k| k[r].clone()).collect();
-                let mut cell = Cell { units: units[r], rows: rows[r], magnitudes: HashMap::new() };
+                let sketch = Sketch::from_bytes(sketches.value(r));
+                let mut cell = Cell { units: units[r], rows: rows[r], magnitudes: HashMap::new(), sketch };
                 for (m, c) in magnitudes.iter().zip(&columns) {
                     cell.magnitudes.insert(
                         m.clone(),
@@ -479,6 +491,65 @@ impl Accumulator for TopTwo {
     fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::error::Result<()> {
         self.push_all(&states[0]);
         self.push_all(&states[1]);
+        Ok(())
+    }
+}
+
+/// `unit_sketch(unit)`: the [`Sketch`] of the distinct units of a group (each unit comes once:
+/// the inner query groups by unit), as [`Sketch::to_bytes`].
+fn unit_sketch(hasher: UnitHasher) -> datafusion::logical_expr::AggregateUDF {
+    create_udaf(
+        "unit_sketch",
+        vec![DataType::Utf8],
+        Arc::new(DataType::Binary),
+        Volatility::Immutable,
+        Arc::new(move |_| Ok(Box::new(Sketching { hasher: hasher.clone(), sketch: Sketch::default() }))),
+        Arc::new(vec![DataType::Binary]),
+    )
+}
+
+#[derive(Debug)]
+struct Sketching {
+    hasher: UnitHasher,
+    sketch: Sketch,
+}
+
+impl Sketching {
+    fn encoded(&self) -> ScalarValue {
+        ScalarValue::Binary(Some(self.sketch.to_bytes()))
+    }
+}
+
+impl Accumulator for Sketching {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::error::Result<()> {
+        for unit in values[0].as_string::<i32>().iter().flatten() {
+            self.sketch.insert(&self.hasher, unit.as_bytes());
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> datafusion::error::Result<ScalarValue> {
+        Ok(self.encoded())
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.sketch.evaluations.len() * 8
+    }
+
+    fn state(&mut self) -> datafusion::error::Result<Vec<ScalarValue>> {
+        Ok(vec![self.encoded()])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::error::Result<()> {
+        let states = states[0].as_any().downcast_ref::<BinaryArray>().ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal("unit_sketch state is not binary".to_owned())
+        })?;
+        for state in states.iter().flatten() {
+            let other = Sketch::from_bytes(state).ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal("unit_sketch state is malformed".to_owned())
+            })?;
+            self.sketch.merge(&other);
+        }
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 //! released with suppressed cells blanked and counts rounded; the report says which rule decided
 //! each cell, in English and Chinese, and its SHA-256 is what the release signs.
 
+pub mod differencing;
 mod evidence;
 pub mod identifiers;
 mod policy;
@@ -25,6 +26,7 @@ use sandbox_runner::manifest::{Manifest, OutputSpec, Statistic, dataset_of};
 use sandbox_runner::{OutputTable, RunRecord};
 use serde::Serialize;
 
+pub use crate::differencing::{Sketch, UnitHasher};
 use crate::evidence::{Cell, Evidence, Key, numbers, text};
 pub use crate::policy::{AuditPolicy, PolicyFileError, Rules};
 pub use crate::report::{AuditReport, CellFinding, TableReport};
@@ -69,6 +71,7 @@ pub enum Rule {
     DimensionDomain,
     Inconsistent,
     Size,
+    Differencing,
 }
 
 impl Rule {
@@ -86,6 +89,7 @@ impl Rule {
             Rule::DimensionDomain => "dimension-domain",
             Rule::Inconsistent => "inconsistent",
             Rule::Size => "size",
+            Rule::Differencing => "differencing",
         }
     }
 }
@@ -104,6 +108,17 @@ pub struct ReleasedTable {
     pub batch: RecordBatch,
 }
 
+/// A released cell's privacy units, as differencing keeps them: a sketch, never the units.
+/// The caller keeps every audit's [`Audit::cells`] and passes them to later audits.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReleasedCell {
+    /// The dataset whose privacy units the cell counts.
+    pub dataset: String,
+    /// Which release, table and cell: for the report.
+    pub label: String,
+    pub sketch: Sketch,
+}
+
 /// The audit of one run.
 #[derive(Debug)]
 pub struct Audit {
@@ -111,6 +126,8 @@ pub struct Audit {
     /// The tables that pass or pass with suppressions. Tables held for review or failed are not
     /// here.
     pub released: Vec<ReleasedTable>,
+    /// The released (unsuppressed) cells of `released`, for later audits' differencing.
+    pub cells: Vec<ReleasedCell>,
 }
 
 /// What an audit needs.
@@ -123,12 +140,25 @@ pub struct AuditRequest<'a> {
     pub record: &'a RunRecord,
     pub tables: &'a [OutputTable],
     pub policy: &'a AuditPolicy,
+    /// Maps privacy units into sketches; one key for every audit of the same data, kept inside
+    /// the domain.
+    pub hasher: &'a UnitHasher,
+    /// Cells released earlier, by any operator: no cell may differ from one of them by fewer
+    /// units than the threshold.
+    pub earlier: &'a [ReleasedCell],
 }
 
 /// Audits a run's output tables.
 pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
     let manifest = request.manifest;
-    let mut evidence = Evidence::new(request.catalog, request.variant, &manifest.datasets, &request.record.parameters)?;
+    let mut evidence = Evidence::new(
+        request.catalog,
+        request.variant,
+        &manifest.datasets,
+        &request.record.parameters,
+        request.hasher,
+    )?;
+    let mut cells = Vec::new();
     let sensitive = sensitive_columns(request.catalog, &manifest.datasets);
     let mut tables = Vec::new();
     let mut released = Vec::new();
@@ -144,6 +174,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             rules: &rules,
             findings: Vec::new(),
             cells: vec![Verdict::Pass; table.batch.num_rows()],
+            sketches: vec![None; table.batch.num_rows()],
         };
         judge.size();
         if spec.dimensions.iter().any(|d| d.terms.is_some()) {
@@ -152,6 +183,10 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             judge.cells(&mut evidence).await?;
         }
         judge.texts(&mut evidence, &sensitive).await?;
+        let label =
+            format!("{} {}", &request.record.module_sha256[..request.record.module_sha256.len().min(12)], table.name);
+        let dataset = evidence::counted(spec).to_owned();
+        let passed = judge.differencing(&dataset, &label, request.earlier, &cells)?;
         let outcome = judge
             .cells
             .iter()
@@ -161,6 +196,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             .unwrap_or(Verdict::Pass);
         let suppressed = judge.cells.iter().filter(|v| **v == Verdict::Suppressed).count();
         if outcome <= Verdict::Suppressed {
+            cells.extend(passed);
             released.push(ReleasedTable {
                 name: table.name.clone(),
                 batch: release(spec, &table.batch, &judge.cells, &rules)?,
@@ -176,7 +212,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         });
     }
     let report = AuditReport::new(request.record, request.policy.sha256(), tables);
-    Ok(Audit { report, released })
+    Ok(Audit { report, released, cells })
 }
 
 /// Every dataset a table reads.
@@ -211,6 +247,8 @@ struct Judge<'a> {
     findings: Vec<CellFinding>,
     /// Each row's verdict so far.
     cells: Vec<Verdict>,
+    /// Each row's privacy units, where the evidence has them.
+    sketches: Vec<Option<Sketch>>,
 }
 
 /// Two numbers agree when they differ by rounding only.
@@ -224,6 +262,45 @@ impl Judge<'_> {
             self.cells[r] = self.cells[r].max(verdict);
         }
         self.findings.push(CellFinding { row, column: column.map(str::to_owned), rule, verdict, en, zh });
+    }
+
+    /// Suppresses the rows whose units differ from an earlier released cell's, or another row's
+    /// of this audit, by fewer than the threshold; returns the rows that still pass.
+    fn differencing(
+        &mut self,
+        dataset: &str,
+        label: &str,
+        earlier: &[ReleasedCell],
+        this_run: &[ReleasedCell],
+    ) -> Result<Vec<ReleasedCell>, AuditError> {
+        let limit = (self.rules.min_units as usize).saturating_sub(1).min(differencing::MAX_DIFFERENCE);
+        let keys = self.keys()?;
+        let mut passed: Vec<ReleasedCell> = Vec::new();
+        for (r, key) in keys.iter().enumerate() {
+            let Some(sketch) = self.sketches[r].take() else { continue };
+            if self.cells[r] != Verdict::Pass {
+                continue;
+            }
+            let close = earlier.iter().chain(this_run).chain(&passed).filter(|c| c.dataset == dataset).find_map(|c| {
+                let d = sketch.difference(&c.sketch, limit)?;
+                (d > 0).then(|| (c.label.clone(), d))
+            });
+            if let Some((other, d)) = close {
+                let k = self.rules.min_units;
+                self.find(
+                    Some(r),
+                    None,
+                    Rule::Differencing,
+                    Verdict::Suppressed,
+                    format!("its privacy units differ from those of {other} by {d}, fewer than {k}: subtracting one cell from the other would reveal them"),
+                    format!("其隐私单元与 {other} 仅相差 {d} 个，少于 {k}：两者相减即可推出这些单位"),
+                );
+                continue;
+            }
+            let cell = key.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect::<Vec<_>>().join(", ");
+            passed.push(ReleasedCell { dataset: dataset.to_owned(), label: format!("{label} [{cell}]"), sketch });
+        }
+        Ok(passed)
     }
 
     fn size(&mut self) {
@@ -292,6 +369,7 @@ impl Judge<'_> {
             }
             let empty = Cell::default();
             let cell = host.cells.get(key).unwrap_or(&empty);
+            self.sketches[r] = cell.sketch.clone();
             for (j, m) in self.spec.measures.iter().enumerate() {
                 let declared = measures[j][r];
                 let name = m.name.as_str();

@@ -135,6 +135,8 @@ measures = [
             record: &record,
             tables: std::slice::from_ref(&table),
             policy: &policy,
+            hasher: &sandbox_audit::UnitHasher::new(&[5; 32]),
+            earlier: &[],
         }))
         .unwrap();
     let report = &audit.report.tables[0];

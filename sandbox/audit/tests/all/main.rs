@@ -2,5 +2,6 @@
 //! generated city, and the cross-check against ACRO on both.
 
 mod acro;
+mod differencing;
 mod examples;
 mod rules;

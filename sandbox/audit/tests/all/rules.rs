@@ -28,18 +28,24 @@ pub(crate) fn shops() -> Vec<(&'static str, Vec<f64>)> {
     ]
 }
 
+/// The street of a district's `i`th shop: one per district, except that district C's last shop
+/// is on a street of its own, so street C1 holds all of C's shops but one (for differencing).
+pub(crate) fn street(district: &str, i: usize) -> String {
+    if district == "C" && i == 10 { "C2".to_owned() } else { format!("{district}1") }
+}
+
 /// A catalog with one CSV dataset, `shops`, written once per test process.
-fn catalog() -> &'static Catalog {
+pub(crate) fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("audit-shops-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("data")).unwrap();
-        let mut csv = String::from("shop_id,district,revenue,owner\n");
+        let mut csv = String::from("shop_id,district,street,revenue,owner\n");
         let mut n = 0;
         for (district, revenues) in shops() {
-            for revenue in revenues {
+            for (i, revenue) in revenues.into_iter().enumerate() {
                 n += 1;
-                writeln!(csv, "S{n:04},{district},{revenue},店主{n}").unwrap();
+                writeln!(csv, "S{n:04},{district},{},{revenue},店主{n}", street(district, i)).unwrap();
             }
         }
         std::fs::write(dir.join("data/shops.csv"), csv).unwrap();
@@ -73,6 +79,12 @@ name = "district"
 type = "string"
 constraint = "group_by_only"
 description = { zh = "区", en = "District" }
+
+[[columns]]
+name = "street"
+type = "string"
+constraint = "group_by_only"
+description = { zh = "街道", en = "Street" }
 
 [[columns]]
 name = "revenue"
@@ -133,6 +145,8 @@ pub(crate) fn audit_rows(rows: &[(String, i64, f64)], policy: &AuditPolicy) -> A
             record: &record,
             tables: std::slice::from_ref(&table),
             policy,
+            hasher: &sandbox_audit::UnitHasher::new(&[5; 32]),
+            earlier: &[],
         }))
         .unwrap()
 }

@@ -291,6 +291,34 @@ fn audit_prints_only_the_report_and_the_released_tables() {
     ]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr(&refused).contains("may only tighten"), "{}", stderr(&refused));
+
+    // A differencing history: created with its key (mode 600), grown by each release; the same
+    // release again holds the same units and passes.
+    let history = dir.join("released.jsonl");
+    let with_history = |extra: &[&str]| {
+        let mut args = vec!["audit", "--catalog", catalog, "--module", wasm, "--manifest", toml];
+        args.extend_from_slice(extra);
+        sandbox(&args)
+    };
+    let first = with_history(&["--history", history.to_str().unwrap()]);
+    assert!(first.status.success(), "{}{}", stdout(&first), stderr(&first));
+    let cells = std::fs::read_to_string(&history).unwrap().lines().count();
+    assert!(cells > 0);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("released.key")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let again = with_history(&["--history", history.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stdout(&again));
+    assert!(!stdout(&again).contains("differencing"), "{}", stdout(&again));
+    assert_eq!(std::fs::read_to_string(&history).unwrap().lines().count(), 2 * cells);
+    // Without its key a history cannot be compared: refused before the module runs.
+    std::fs::remove_file(dir.join("released.key")).unwrap();
+    let keyless = with_history(&["--history", history.to_str().unwrap()]);
+    assert_eq!(keyless.status.code(), Some(2));
+    assert!(stderr(&keyless).contains("no key file"), "{}", stderr(&keyless));
+    assert_eq!(std::fs::read_to_string(&history).unwrap().lines().count(), 2 * cells);
 }
 
 #[test]
