@@ -72,6 +72,7 @@ pub enum Rule {
     Inconsistent,
     Size,
     Differencing,
+    SecondarySuppression,
 }
 
 impl Rule {
@@ -90,6 +91,7 @@ impl Rule {
             Rule::Inconsistent => "inconsistent",
             Rule::Size => "size",
             Rule::Differencing => "differencing",
+            Rule::SecondarySuppression => "secondary-suppression",
         }
     }
 }
@@ -160,8 +162,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
     )?;
     let mut cells = Vec::new();
     let sensitive = sensitive_columns(request.catalog, &manifest.datasets);
-    let mut tables = Vec::new();
-    let mut released = Vec::new();
+    let mut judged = Vec::new();
     for table in request.tables {
         let Some(spec) = manifest.output(&table.name) else {
             return Err(AuditError::Evidence(format!("table {} is not in the manifest", table.name)));
@@ -187,32 +188,161 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             format!("{} {}", &request.record.module_sha256[..request.record.module_sha256.len().min(12)], table.name);
         let dataset = evidence::counted(spec).to_owned();
         let passed = judge.differencing(&dataset, &label, request.earlier, &cells)?;
-        let outcome = judge
-            .cells
-            .iter()
-            .copied()
-            .chain(judge.findings.iter().filter(|f| f.row.is_none()).map(|f| f.verdict))
-            .max()
-            .unwrap_or(Verdict::Pass);
-        let suppressed = judge.cells.iter().filter(|v| **v == Verdict::Suppressed).count();
+        let outcome = judge.outcome();
         if outcome <= Verdict::Suppressed {
             cells.extend(passed);
+        }
+        let Judge { findings, cells: verdicts, .. } = judge;
+        judged.push(Judged { spec, table, rules, findings, verdicts, overrides: HashMap::new() });
+    }
+    margins(&mut judged)?;
+    let mut tables = Vec::new();
+    let mut released = Vec::new();
+    for j in judged {
+        let outcome = j.outcome();
+        if outcome <= Verdict::Suppressed {
             released.push(ReleasedTable {
-                name: table.name.clone(),
-                batch: release(spec, &table.batch, &judge.cells, &rules)?,
+                name: j.table.name.clone(),
+                batch: release(j.spec, &j.table.batch, &j.verdicts, &j.overrides, &j.rules)?,
             });
         }
         tables.push(TableReport {
-            name: table.name.clone(),
+            name: j.table.name.clone(),
             outcome,
-            rows: table.batch.num_rows(),
-            suppressed_cells: suppressed,
-            rules: rules.clone(),
-            findings: judge.findings,
+            rows: j.table.batch.num_rows(),
+            suppressed_cells: j.verdicts.iter().filter(|v| **v == Verdict::Suppressed).count(),
+            rules: j.rules,
+            findings: j.findings,
         });
     }
     let report = AuditReport::new(request.record, request.policy.sha256(), tables);
     Ok(Audit { report, released, cells })
+}
+
+/// A judged table, before its release.
+struct Judged<'a> {
+    spec: &'a OutputSpec,
+    table: &'a OutputTable,
+    rules: Rules,
+    findings: Vec<CellFinding>,
+    verdicts: Vec<Verdict>,
+    /// Released values that differ from the table's: (measure, row) → the value, `None` blank.
+    overrides: HashMap<(usize, usize), Option<f64>>,
+}
+
+/// A table's outcome: the worst of its rows' and its table-wide findings.
+fn worst(verdicts: &[Verdict], findings: &[CellFinding]) -> Verdict {
+    verdicts
+        .iter()
+        .copied()
+        .chain(findings.iter().filter(|f| f.row.is_none()).map(|f| f.verdict))
+        .max()
+        .unwrap_or(Verdict::Pass)
+}
+
+impl Judged<'_> {
+    fn outcome(&self) -> Verdict {
+        worst(&self.verdicts, &self.findings)
+    }
+
+    /// Each row's dimension values.
+    fn keys(&self) -> Result<Vec<Key>, AuditError> {
+        let columns: Vec<Vec<Option<String>>> =
+            (0..self.spec.dimensions.len()).map(|i| text(self.table.batch.column(i))).collect::<Result<_, _>>()?;
+        Ok((0..self.table.batch.num_rows()).map(|r| columns.iter().map(|c| c[r].clone()).collect()).collect())
+    }
+}
+
+/// Whether every cell of `margin` is a sum of cells of `detail`: the same rows counted, and
+/// dimensions that are some of `detail`'s. Returns where each of `margin`'s dimensions is in
+/// `detail`.
+fn margin_of(margin: &OutputSpec, detail: &OutputSpec) -> Option<Vec<usize>> {
+    let same = |a: &sandbox_runner::manifest::Dimension, b: &sandbox_runner::manifest::Dimension| {
+        a.terms.is_none() && a.source == b.source && a.banding == b.banding && a.terms == b.terms
+    };
+    if margin.filters != detail.filters
+        || margin.join != detail.join
+        || evidence::counted(margin) != evidence::counted(detail)
+        || margin.dimensions.len() >= detail.dimensions.len()
+    {
+        return None;
+    }
+    margin.dimensions.iter().map(|m| detail.dimensions.iter().position(|d| same(m, d))).collect()
+}
+
+/// Secondary suppression. Where one released table's cells are sums of another released
+/// table's cells (a margin, a total), the margin is released recomputed from the other's
+/// released cells only, and blank where all of them are suppressed: subtracting released cells
+/// from a margin can then never give a suppressed cell back.
+fn margins(judged: &mut [Judged<'_>]) -> Result<(), AuditError> {
+    for m in 0..judged.len() {
+        for d in 0..judged.len() {
+            let (margin, detail) = (&judged[m], &judged[d]);
+            if m == d || margin.outcome() > Verdict::Suppressed || detail.outcome() > Verdict::Suppressed {
+                continue;
+            }
+            let Some(positions) = margin_of(margin.spec, detail.spec) else { continue };
+            let detail_keys: Vec<Key> =
+                detail.keys()?.into_iter().map(|k| positions.iter().map(|&p| k[p].clone()).collect()).collect();
+            let margin_keys = margin.keys()?;
+            let mut changes: Vec<(usize, usize, Option<f64>, usize)> = Vec::new();
+            for (j, measure) in margin.spec.measures.iter().enumerate() {
+                if !matches!(measure.statistic, Statistic::Count | Statistic::Sum) {
+                    continue;
+                }
+                let Some(dj) =
+                    detail.spec.measures.iter().position(|x| x.statistic == measure.statistic && x.of == measure.of)
+                else {
+                    continue;
+                };
+                let values = numbers(detail.table.batch.column(detail.spec.dimensions.len() + dj))?;
+                for (r, key) in margin_keys.iter().enumerate() {
+                    let under: Vec<usize> = (0..detail_keys.len()).filter(|&x| detail_keys[x] == *key).collect();
+                    let hidden = under.iter().filter(|&&x| detail.verdicts[x] != Verdict::Pass).count();
+                    if hidden == 0 || under.is_empty() {
+                        continue;
+                    }
+                    let shown: Vec<f64> = under
+                        .iter()
+                        .filter(|&&x| detail.verdicts[x] == Verdict::Pass)
+                        .filter_map(|&x| values[x])
+                        .collect();
+                    let value = (!shown.is_empty()).then(|| shown.iter().sum());
+                    changes.push((j, r, value, hidden));
+                }
+            }
+            let detail_name = detail.table.name.clone();
+            let margin = &mut judged[m];
+            for (j, r, value, hidden) in changes {
+                let name = margin.spec.measures[j].name.clone();
+                let (verdict, en, zh) = match value {
+                    Some(_) => (
+                        Verdict::Pass,
+                        format!(
+                            "{name} recomputed from the released cells of {detail_name} ({hidden} of its cells are suppressed)"
+                        ),
+                        format!("{name} 按 {detail_name} 已发布的单元格重新计算（其中 {hidden} 个单元格被抑制）"),
+                    ),
+                    None => (
+                        Verdict::Suppressed,
+                        format!("every cell of {detail_name} that {name} adds up is suppressed"),
+                        format!("{name} 所汇总的 {detail_name} 单元格全部被抑制"),
+                    ),
+                };
+                margin.verdicts[r] = margin.verdicts[r].max(verdict);
+                margin.overrides.insert((j, r), value);
+                margin.findings.push(CellFinding {
+                    row: Some(r),
+                    column: Some(name),
+                    rule: Rule::SecondarySuppression,
+                    verdict,
+                    en,
+                    zh,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every dataset a table reads.
@@ -257,6 +387,10 @@ fn agrees(declared: f64, host: f64) -> bool {
 }
 
 impl Judge<'_> {
+    fn outcome(&self) -> Verdict {
+        worst(&self.cells, &self.findings)
+    }
+
     fn find(&mut self, row: Option<usize>, column: Option<&str>, rule: Rule, verdict: Verdict, en: String, zh: String) {
         if let Some(r) = row {
             self.cells[r] = self.cells[r].max(verdict);
@@ -636,6 +770,7 @@ fn release(
     spec: &OutputSpec,
     batch: &RecordBatch,
     verdicts: &[Verdict],
+    overrides: &HashMap<(usize, usize), Option<f64>>,
     rules: &Rules,
 ) -> Result<RecordBatch, AuditError> {
     let dims = spec.dimensions.len();
@@ -650,20 +785,31 @@ fn release(
             continue;
         }
         let shown = |r: usize| verdicts[r] == Verdict::Pass;
-        let statistic = spec.measures[i - dims].statistic;
+        let j = i - dims;
+        let statistic = spec.measures[j].statistic;
         if statistic == Statistic::Count {
             let values = cast(column, &DataType::Int64).map_err(failed)?;
             let values =
                 values.as_any().downcast_ref::<Int64Array>().ok_or_else(|| AuditError::Evidence("count".to_owned()))?;
             let base = rules.rounding_base as i64;
             let rounded: Int64Array = (0..values.len())
-                .map(|r| (shown(r) && values.is_valid(r)).then(|| round_to(values.value(r), base)))
+                .map(|r| {
+                    let value = match overrides.get(&(j, r)) {
+                        Some(recomputed) => recomputed.map(|v| v as i64),
+                        None => values.is_valid(r).then(|| values.value(r)),
+                    };
+                    value.filter(|_| shown(r)).map(|v| round_to(v, base))
+                })
                 .collect();
             fields.push(Field::new(field.name(), DataType::Int64, true));
             columns.push(Arc::new(rounded));
         } else {
             let values = numbers(column)?;
-            let kept: Float64Array = values.iter().enumerate().map(|(r, v)| if shown(r) { *v } else { None }).collect();
+            let kept: Float64Array = values
+                .iter()
+                .enumerate()
+                .map(|(r, v)| if shown(r) { overrides.get(&(j, r)).copied().unwrap_or(*v) } else { None })
+                .collect();
             fields.push(Field::new(field.name(), DataType::Float64, true));
             columns.push(Arc::new(kept));
         }

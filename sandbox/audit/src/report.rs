@@ -136,6 +136,9 @@ fn advice(table: &TableReport) -> Option<&'static str> {
             "输出值必须与清单声明的口径一致（过滤条件、关联、统计量） / values must match the manifest's contract (filters, join, statistic)"
         }
         Rule::Size => "缩小输出表 / make the table smaller",
+        Rule::SecondarySuppression => {
+            "合计按已发布的单元格重新计算，与明细相减不再能推出被抑制的单元格 / totals are recomputed from the released cells, so subtracting cannot give back a suppressed cell"
+        }
         Rule::Differencing => {
             "与已发布的单元格仅差几个单位：改变分组或过滤条件，使两者之差不少于阈值 / it differs from a released cell by a few units only: change the grouping or filters so that they differ by at least the threshold"
         }

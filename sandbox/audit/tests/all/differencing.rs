@@ -1,6 +1,9 @@
-//! Differencing: a cell whose privacy units differ from a released cell's by fewer than the
+//! Differencing and secondary suppression, the two ways to get a suppressed cell back by
+//! subtraction. A cell whose privacy units differ from a released cell's by fewer than the
 //! threshold is suppressed, whether the other cell was released earlier (by anyone, on the same
-//! data) or in the same run. On the shops: district C has 11 shops; street C1 has 10 of them.
+//! data) or in the same run: district C has 11 shops, street C1 has 10 of them. A margin is
+//! released recomputed from the released cells it adds up: district H = streets H1 + H2, and H1
+//! is dominated.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,61 +14,71 @@ use sandbox_audit::{Audit, AuditPolicy, AuditRequest, ReleasedCell, Rule, UnitHa
 use sandbox_catalog::Variant;
 use sandbox_runner::{Manifest, OutputTable, RunMode, RunRecord};
 
+use arrow_array::Array;
+
 use crate::rules::{catalog, shops, street};
 
-fn manifest(tables: &[&str]) -> String {
+/// Each table by its dimensions (`district`, `street`).
+fn manifest(tables: &[&[&str]]) -> String {
     let mut text = String::from(
         "name = \"differencing-test\"\nversion = \"1\"\ndatasets = [\"shops\"]\npurpose = { zh = \"测试\", en = \"test\" }\n",
     );
-    for dim in tables {
+    for dims in tables {
+        let dimensions: Vec<String> =
+            dims.iter().map(|d| format!("{{ name = \"{d}\", source = \"shops.{d}\" }}")).collect();
         text.push_str(&format!(
             r#"
 [[outputs]]
-name = "by_{dim}"
+name = "by_{}"
 zh = "表"
 en = "table"
-dimensions = [{{ name = "{dim}", source = "shops.{dim}" }}]
+dimensions = [{}]
 measures = [
     {{ name = "shops", statistic = "count", of = "shops" }},
     {{ name = "revenue", statistic = "sum", of = "shops.revenue" }},
 ]
-"#
+"#,
+            dims.join("_"),
+            dimensions.join(", ")
         ));
     }
     text
 }
 
-/// The true table of shops by `dim` (district or street), without district G (its negative
-/// value would send the whole table to review).
-fn table(dim: &str) -> OutputTable {
-    let mut cells: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+/// A shop's value of a dimension.
+fn value(dim: &str, district: &str, i: usize) -> String {
+    if dim == "district" { district.to_owned() } else { street(district, i) }
+}
+
+/// The true table of shops by `dims`, without district G (its negative value would send the
+/// whole table to review). Rows are in key order.
+fn table(dims: &[&str]) -> OutputTable {
+    let mut cells: BTreeMap<Vec<String>, (i64, f64)> = BTreeMap::new();
     for (district, revenues) in shops().into_iter().filter(|(d, _)| *d != "G") {
         for (i, revenue) in revenues.into_iter().enumerate() {
-            let key = if dim == "district" { district.to_owned() } else { street(district, i) };
-            let cell = cells.entry(key).or_default();
+            let cell = cells.entry(dims.iter().map(|d| value(d, district, i)).collect()).or_default();
             cell.0 += 1;
             cell.1 += revenue;
         }
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new(dim, DataType::Utf8, true),
-        Field::new("shops", DataType::Int64, true),
-        Field::new("revenue", DataType::Float64, true),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(cells.keys())),
-        Arc::new(Int64Array::from_iter_values(cells.values().map(|c| c.0))),
-        Arc::new(Float64Array::from_iter_values(cells.values().map(|c| c.1))),
-    ];
+    let mut fields: Vec<Field> = dims.iter().map(|d| Field::new(*d, DataType::Utf8, true)).collect();
+    fields.push(Field::new("shops", DataType::Int64, true));
+    fields.push(Field::new("revenue", DataType::Float64, true));
+    let schema = Arc::new(Schema::new(fields));
+    let mut columns: Vec<ArrayRef> = (0..dims.len())
+        .map(|i| Arc::new(StringArray::from_iter_values(cells.keys().map(|k| k[i].as_str()))) as ArrayRef)
+        .collect();
+    columns.push(Arc::new(Int64Array::from_iter_values(cells.values().map(|c| c.0))));
+    columns.push(Arc::new(Float64Array::from_iter_values(cells.values().map(|c| c.1))));
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
-    OutputTable { name: format!("by_{dim}"), schema, batch, ipc: Vec::new(), sha256: String::new() }
+    OutputTable { name: format!("by_{}", dims.join("_")), schema, batch, ipc: Vec::new(), sha256: String::new() }
 }
 
-fn audit(dims: &[&str], hasher: &UnitHasher, earlier: &[ReleasedCell]) -> Audit {
-    let text = manifest(dims);
+pub(crate) fn audit(tables: &[&[&str]], hasher: &UnitHasher, earlier: &[ReleasedCell]) -> Audit {
+    let text = manifest(tables);
     let manifest = Manifest::parse(&text).unwrap();
-    let tables: Vec<OutputTable> = dims.iter().map(|d| table(d)).collect();
-    let record = RunRecord::new(dims.join(",").as_bytes(), &text, RunMode::Production);
+    let outputs: Vec<OutputTable> = tables.iter().map(|d| table(d)).collect();
+    let record = RunRecord::new(text.as_bytes(), &text, RunMode::Production);
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     runtime
         .block_on(sandbox_audit::audit(AuditRequest {
@@ -73,7 +86,7 @@ fn audit(dims: &[&str], hasher: &UnitHasher, earlier: &[ReleasedCell]) -> Audit 
             variant: Variant::Real,
             manifest: &manifest,
             record: &record,
-            tables: &tables,
+            tables: &outputs,
             policy: &AuditPolicy::default(),
             hasher,
             earlier,
@@ -81,34 +94,35 @@ fn audit(dims: &[&str], hasher: &UnitHasher, earlier: &[ReleasedCell]) -> Audit 
         .unwrap()
 }
 
-/// The row of `value` in table `t` of the audit, and the rules that found something in it.
-fn row(audit: &Audit, t: usize, value: &str) -> (Verdict, Vec<Rule>) {
+/// The row of table `t` whose dimension values are `key` (comma-separated), and the rules that
+/// found something in it.
+pub(crate) fn row(audit: &Audit, t: usize, key: &str) -> (Verdict, Vec<Rule>) {
     let report = &audit.report.tables[t];
-    let dim = if report.name == "by_district" { "district" } else { "street" };
-    let r = table(dim)
-        .batch
-        .column(0)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap()
-        .iter()
-        .position(|v| v == Some(value))
-        .unwrap();
+    let r = row_index(audit, t, key);
     let found: Vec<_> = report.findings.iter().filter(|f| f.row == Some(r)).collect();
     (found.iter().map(|f| f.verdict).max().unwrap_or(Verdict::Pass), found.iter().map(|f| f.rule).collect())
+}
+
+pub(crate) fn row_index(audit: &Audit, t: usize, key: &str) -> usize {
+    let dims: Vec<&str> = audit.report.tables[t].name.trim_start_matches("by_").split('_').collect();
+    let batch = table(&dims).batch;
+    let text = |i: usize, r: usize| batch.column(i).as_any().downcast_ref::<StringArray>().unwrap().value(r).to_owned();
+    (0..batch.num_rows())
+        .find(|&r| (0..dims.len()).map(|i| text(i, r)).collect::<Vec<_>>().join(",") == key)
+        .unwrap_or_else(|| panic!("no row {key} in {dims:?}"))
 }
 
 #[test]
 fn two_releases_one_shop_apart_the_second_is_suppressed() {
     let hasher = UnitHasher::new(&[3; 32]);
-    let first = audit(&["district"], &hasher, &[]);
+    let first = audit(&[&["district"]], &hasher, &[]);
     assert_eq!(row(&first, 0, "C"), (Verdict::Pass, vec![]));
     // The released cells carry sketches, never units.
     let c = first.cells.iter().find(|c| c.label.ends_with("[C]")).unwrap();
     assert_eq!((c.dataset.as_str(), c.sketch.size), ("shops", 11));
     assert!(!serde_json::to_string(c).unwrap().contains("S00"), "a sketch holds no unit id");
 
-    let second = audit(&["street"], &hasher, &first.cells);
+    let second = audit(&[&["street"]], &hasher, &first.cells);
     let (verdict, rules) = row(&second, 0, "C1");
     assert_eq!((verdict, rules), (Verdict::Suppressed, vec![Rule::Differencing]));
     let finding = second.report.tables[0].findings.iter().find(|f| f.rule == Rule::Differencing).unwrap();
@@ -122,16 +136,54 @@ fn two_releases_one_shop_apart_the_second_is_suppressed() {
 
     // With no history (or another key) the two releases cannot be compared: that is why the key
     // and the history are kept for every audit of the data.
-    assert_eq!(row(&audit(&["street"], &hasher, &[]), 0, "C1"), (Verdict::Pass, vec![]));
+    assert_eq!(row(&audit(&[&["street"]], &hasher, &[]), 0, "C1"), (Verdict::Pass, vec![]));
 }
 
 #[test]
 fn two_tables_of_one_run_one_shop_apart_the_later_is_suppressed() {
-    let both = audit(&["district", "street"], &UnitHasher::new(&[3; 32]), &[]);
+    let both = audit(&[&["district"], &["street"]], &UnitHasher::new(&[3; 32]), &[]);
     assert_eq!(row(&both, 0, "C"), (Verdict::Pass, vec![]));
     assert_eq!(row(&both, 1, "C1"), (Verdict::Suppressed, vec![Rule::Differencing]));
     // What the run releases for later audits: every passing cell of both tables.
     let labels: Vec<&str> = both.cells.iter().map(|c| c.label.as_str()).collect();
     assert!(labels.iter().any(|l| l.ends_with("by_district [C]")), "{labels:?}");
     assert!(labels.iter().any(|l| l.ends_with("by_street [B1]")), "{labels:?}");
+}
+
+#[test]
+fn a_margin_is_recomputed_from_released_cells_so_subtraction_gives_nothing_back() {
+    let audit = audit(&[&["district"], &["district", "street"]], &UnitHasher::new(&[3; 32]), &[]);
+    // H1 is dominated; H2 and the district pass their own rules.
+    assert_eq!(row(&audit, 1, "H,H1").0, Verdict::Suppressed);
+    assert!(row(&audit, 1, "H,H1").1.contains(&Rule::Dominance));
+    assert_eq!(row(&audit, 1, "H,H2"), (Verdict::Pass, vec![]));
+    let (verdict, rules) = row(&audit, 0, "H");
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!(rules, vec![Rule::SecondarySuppression, Rule::SecondarySuppression], "count and revenue");
+
+    // Released: H's revenue is H2's (100), not 211, so H − H2 says nothing about H1.
+    let released = |t: usize, key: &str, column: usize| {
+        let batch = &audit.released[t].batch;
+        let r = row_index(&audit, t, key);
+        let values = arrow_cast(batch.column(column));
+        values.is_valid(r).then(|| values.value(r))
+    };
+    assert_eq!(released(0, "H", 2), Some(100.0));
+    assert_eq!(released(1, "H,H2", 3), Some(100.0));
+    assert_eq!(released(1, "H,H1", 3), None);
+    // The count too: H2's 10 shops, not 22.
+    assert_eq!(released(0, "H", 1), Some(10.0));
+    // District C: street C2 (one shop) is under the threshold and C1 is within one shop of C,
+    // so nothing of C's streets is released and C itself is blank.
+    assert_eq!(released(0, "C", 2), None);
+    assert_eq!(row(&audit, 0, "C").0, Verdict::Suppressed);
+    // Where nothing is hidden the margin is as the module wrote it.
+    assert_eq!(released(0, "B", 2), Some(100.0));
+    assert_eq!(row(&audit, 0, "B"), (Verdict::Pass, vec![]));
+    assert!(audit.report.text().contains("secondary-suppression"));
+}
+
+fn arrow_cast(column: &ArrayRef) -> Float64Array {
+    let cast = datafusion::arrow::compute::cast(column, &DataType::Float64).unwrap();
+    cast.as_any().downcast_ref::<Float64Array>().unwrap().clone()
 }

@@ -25,13 +25,20 @@ pub(crate) fn shops() -> Vec<(&'static str, Vec<f64>)> {
         // 77% for the two largest, but the rest (15) is under half the largest (40).
         ("F", [vec![40.0, 10.0], vec![1.5; 10]].concat()),
         ("G", [vec![-5.0], vec![10.0; 11]].concat()),
+        // On street H1 one shop dominates (91%); on H2 nobody does; the district passes (52%).
+        ("H", [vec![100.0], vec![1.0; 11], vec![10.0; 10]].concat()),
     ]
 }
 
 /// The street of a district's `i`th shop: one per district, except that district C's last shop
-/// is on a street of its own, so street C1 holds all of C's shops but one (for differencing).
+/// is on a street of its own, so street C1 holds all of C's shops but one (for differencing), and
+/// district H has two streets (for secondary suppression).
 pub(crate) fn street(district: &str, i: usize) -> String {
-    if district == "C" && i == 10 { "C2".to_owned() } else { format!("{district}1") }
+    match (district, i) {
+        ("C", 10) => "C2".to_owned(),
+        ("H", 12..) => "H2".to_owned(),
+        _ => format!("{district}1"),
+    }
 }
 
 /// A catalog with one CSV dataset, `shops`, written once per test process.
