@@ -53,6 +53,24 @@ fn inv(a: u64) -> u64 {
     pow(a, P - 2)
 }
 
+/// The inverses of nonzero `values` with one inversion (Montgomery's trick): comparisons of
+/// many cells would otherwise spend most of their time inverting.
+fn batch_inverse(values: &[u64]) -> Vec<u64> {
+    let mut prefix = Vec::with_capacity(values.len());
+    let mut acc = 1;
+    for &v in values {
+        prefix.push(acc);
+        acc = mul(acc, v);
+    }
+    let mut inverse = inv(acc);
+    let mut out = vec![0; values.len()];
+    for (i, &v) in values.iter().enumerate().rev() {
+        out[i] = mul(inverse, prefix[i]);
+        inverse = mul(inverse, v);
+    }
+    out
+}
+
 /// The `j`th evaluation point.
 fn point(j: usize) -> u64 {
     j as u64 + 1
@@ -145,13 +163,11 @@ impl Sketch {
             return None;
         }
         // f(z) = χ_A(z) / χ_B(z) at every point, A = S \ T, B = T \ S.
-        let mut f = Vec::with_capacity(POINTS);
-        for (s, t) in self.evaluations.iter().zip(&other.evaluations) {
-            if *t == 0 || *t >= P || *s >= P {
-                return None;
-            }
-            f.push(mul(*s, inv(*t)));
+        if self.evaluations.iter().chain(&other.evaluations).any(|&e| e >= P) || other.evaluations.contains(&0) {
+            return None;
         }
+        let inverses = batch_inverse(&other.evaluations);
+        let f: Vec<u64> = self.evaluations.iter().zip(&inverses).map(|(s, t)| mul(*s, *t)).collect();
         let start = delta.unsigned_abs() as usize;
         (start..=limit).step_by(2).find(|&n| {
             let a = (n as i64 + delta) / 2;
@@ -256,6 +272,16 @@ mod tests {
         // The largest difference it can recover.
         let t = sketch(&hasher, base[MAX_DIFFERENCE..].iter().copied());
         assert_eq!(s.difference(&t, MAX_DIFFERENCE), Some(MAX_DIFFERENCE));
+    }
+
+    #[test]
+    fn batch_inversion_inverts_each_value() {
+        let values = [1, 2, 3, P - 1, 1 << 40, 12_345_678_901];
+        let inverses = batch_inverse(&values);
+        for (v, i) in values.iter().zip(&inverses) {
+            assert_eq!(mul(*v, *i), 1, "{v}");
+            assert_eq!(*i, inv(*v));
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod identifiers;
 mod policy;
 mod report;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
@@ -409,16 +409,27 @@ impl Judge<'_> {
     ) -> Result<Vec<ReleasedCell>, AuditError> {
         let limit = (self.rules.min_units as usize).saturating_sub(1).min(differencing::MAX_DIFFERENCE);
         let keys = self.keys()?;
+        // Only cells whose sizes differ by at most `limit` can be that close: index by size.
+        let mut known: BTreeMap<u64, Vec<&ReleasedCell>> = BTreeMap::new();
+        for cell in earlier.iter().chain(this_run).filter(|c| c.dataset == dataset) {
+            known.entry(cell.sketch.size).or_default().push(cell);
+        }
         let mut passed: Vec<ReleasedCell> = Vec::new();
+        let mut passed_by_size: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for (r, key) in keys.iter().enumerate() {
             let Some(sketch) = self.sketches[r].take() else { continue };
             if self.cells[r] != Verdict::Pass {
                 continue;
             }
-            let close = earlier.iter().chain(this_run).chain(&passed).filter(|c| c.dataset == dataset).find_map(|c| {
-                let d = sketch.difference(&c.sketch, limit)?;
-                (d > 0).then(|| (c.label.clone(), d))
-            });
+            let sizes = sketch.size.saturating_sub(limit as u64)..=sketch.size.saturating_add(limit as u64);
+            let close = known
+                .range(sizes.clone())
+                .flat_map(|(_, cells)| cells.iter().copied())
+                .chain(passed_by_size.range(sizes).flat_map(|(_, at)| at.iter().map(|&i| &passed[i])))
+                .find_map(|c| {
+                    let d = sketch.difference(&c.sketch, limit)?;
+                    (d > 0).then(|| (c.label.clone(), d))
+                });
             if let Some((other, d)) = close {
                 let k = self.rules.min_units;
                 self.find(
@@ -432,6 +443,7 @@ impl Judge<'_> {
                 continue;
             }
             let cell = key.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect::<Vec<_>>().join(", ");
+            passed_by_size.entry(sketch.size).or_default().push(passed.len());
             passed.push(ReleasedCell { dataset: dataset.to_owned(), label: format!("{label} [{cell}]"), sketch });
         }
         Ok(passed)
