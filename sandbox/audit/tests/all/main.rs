@@ -4,4 +4,5 @@
 mod acro;
 mod differencing;
 mod examples;
+mod properties;
 mod rules;

@@ -61,7 +61,7 @@ pub(crate) fn catalog() -> &'static Catalog {
     })
 }
 
-const SHOPS_ENTRY: &str = r#"
+pub(crate) const SHOPS_ENTRY: &str = r#"
 id = "shops"
 title = { zh = "商户", en = "Shops" }
 provider = { zh = "测试", en = "Test" }
