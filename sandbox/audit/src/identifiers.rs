@@ -67,17 +67,18 @@ pub fn find_in_number(value: f64) -> Option<Identifier> {
     }
     // Rust prints the shortest text that reads back as the same number, so a fraction's digits
     // end in a non-zero one and their count is its significant digits.
-    let text = format!("{}", value.abs()).replace('.', "");
-    let digits: Vec<char> = text.trim_start_matches('0').chars().collect();
-    if value.fract() != 0.0 && digits.len() > 15 {
+    let text = format!("{}", value.abs());
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let whole: Vec<char> = whole.trim_start_matches('0').chars().collect();
+    let fraction: Vec<char> = fraction.chars().collect();
+    if !fraction.is_empty() && whole.len() + fraction.len() > 15 {
         return None;
     }
-    for run in runs(&digits, |c| c.is_ascii_digit()) {
-        if let Some(found) = in_digit_run(run) {
-            return Some(found);
-        }
-    }
-    None
+    // The digits may be the whole part (13912345678.25), the fraction (0.13912345678, or with
+    // zeros in front) or both read together.
+    let joined: Vec<char> = whole.iter().chain(&fraction).copied().collect();
+    let fraction: Vec<char> = fraction.iter().copied().skip_while(|&c| c == '0').collect();
+    [whole, fraction, joined].iter().filter(|run| !run.is_empty()).find_map(|run| in_digit_run(run))
 }
 
 fn runs(chars: &[char], keep: impl Fn(char) -> bool) -> impl Iterator<Item = &[char]> {

@@ -274,3 +274,59 @@ fn the_report_names_rule_cell_and_remedy_in_both_languages() {
     let json: serde_json::Value = serde_json::from_slice(&audit.report.to_json()).unwrap();
     assert_eq!(json["tables"][0]["findings"][0]["rule"], "threshold");
 }
+
+const EXTREMES: &str = r#"
+name = "shops-extremes"
+version = "1"
+datasets = ["shops"]
+purpose = { zh = "测试", en = "test" }
+[[outputs]]
+name = "t"
+zh = "表"
+en = "table"
+dimensions = [{ name = "district", source = "shops.district" }]
+measures = [{ name = "largest", statistic = "max", of = "shops.revenue" }]
+"#;
+
+#[test]
+fn identifiers_smuggled_as_measure_values_and_in_floats_fail() {
+    // A maximum is not recomputed by the host, so a module could put anything there.
+    let audit_max = |value: f64| {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("district", DataType::Utf8, true),
+            Field::new("largest", DataType::Float64, true),
+        ]));
+        let columns: Vec<ArrayRef> =
+            vec![Arc::new(StringArray::from(vec!["C"])), Arc::new(Float64Array::from(vec![value]))];
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+        let table = OutputTable { name: "t".to_owned(), schema, batch, ipc: Vec::new(), sha256: String::new() };
+        let record = RunRecord::new(b"", EXTREMES, RunMode::Production);
+        let manifest = Manifest::parse(EXTREMES).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime
+            .block_on(sandbox_audit::audit(AuditRequest {
+                catalog: catalog(),
+                variant: Variant::Real,
+                manifest: &manifest,
+                record: &record,
+                tables: std::slice::from_ref(&table),
+                policy: &AuditPolicy::default(),
+                hasher: &sandbox_audit::UnitHasher::new(&[5; 32]),
+                earlier: &[],
+            }))
+            .unwrap()
+    };
+    // The honest value passes: district C's largest revenue, 11 shops behind it.
+    assert_eq!(verdicts(&audit_max(10.0))[0], (Verdict::Pass, vec![]));
+    for smuggled in [
+        13_800_138_000.0,        // a mobile number as the value
+        4_111_111_111_111_111.0, // a Luhn-valid bank card number
+        0.138_123_456_78,        // a mobile number as the digits of a fraction
+        13_812_345_678.25,       // ... with a fraction after it
+    ] {
+        let audit = audit_max(smuggled);
+        let (verdict, rules) = &verdicts(&audit)[0];
+        assert_eq!(*verdict, Verdict::Fail, "{smuggled}: {rules:?}");
+        assert!(rules.contains(&Rule::Identifier), "{smuggled}: {rules:?}");
+    }
+}
