@@ -39,9 +39,7 @@ use sandbox_verify::entry::{self, Entry, MAX_ENTRY_SIZE, kind};
 use sandbox_verify::merkle::{self, Hash};
 use sandbox_verify::note::{Note, SignerKey, VerifierKey};
 use sandbox_verify::proof::TlogProof;
-use sandbox_verify::tiles::{
-    DirStorage, MAX_BUNDLE_ENTRY, TILE_WIDTH, Tile, TilePath, TileReader, TileStorage, decode_bundle, parse_path,
-};
+use sandbox_verify::tiles::{DirStorage, TILE_WIDTH, Tile, TilePath, TileReader, TileStorage, parse_path};
 use sandbox_verify::time::Timestamp;
 
 use crate::edge::Edge;
@@ -62,6 +60,11 @@ pub enum LogError {
          与已签名检查点的 {signed} 不符，拒绝打开日志（请用 sandbox-verify audit 检查）"
     )]
     RootMismatch { size: u64, stored: Hash, signed: Hash },
+    #[error(
+        "{} does not hold the entries the stored tiles hash; the log refuses to open (run \
+         `sandbox-verify audit` on it) / {} 中的条目与存储的瓦片不符，拒绝打开日志", path.display(), path.display()
+    )]
+    BundleMismatch { path: PathBuf },
     #[error(
         "{} has log files but no checkpoint; refusing to start a new log over them / \
          {} 中有日志文件但没有检查点，拒绝在其上新建日志", path.display(), path.display()
@@ -249,17 +252,10 @@ impl Log {
         if index >= size {
             return Err(LogError::NoSuchEntry { index, size });
         }
-        let width = TILE_WIDTH as u64;
+        let width = u64::from(TILE_WIDTH);
         let tile = Tile { level: 0, index: index / width, width: (size - index / width * width).min(width) as u16 };
-        let storage = DirStorage::new(&self.dir);
-        let limit = usize::from(TILE_WIDTH) * (2 + MAX_BUNDLE_ENTRY);
-        let mut bundle = storage.read(&tile.bundle_path(), limit).map_err(format("entry bundle"))?;
-        if bundle.is_none() && tile.width < TILE_WIDTH {
-            bundle = storage.read(&tile.full().bundle_path(), limit).map_err(format("entry bundle"))?;
-        }
-        let bundle = bundle.ok_or_else(|| io(tile.bundle_path())(std::io::ErrorKind::NotFound.into()))?;
-        let entries = decode_bundle(&bundle).map_err(format("entry bundle"))?;
-        entries.get((index % width) as usize).map(|e| e.to_vec()).ok_or(LogError::NoSuchEntry { index, size })
+        let mut entries = DirStorage::new(&self.dir).read_bundle(&tile).map_err(format("entry bundle"))?;
+        Ok(entries.swap_remove((index % width) as usize))
     }
 
     /// A c2sp.org/tlog-proof of the entry at `index` in the latest checkpoint.
@@ -437,18 +433,10 @@ fn load_edge(storage: &DirStorage, checkpoint: &Checkpoint) -> Result<Edge, LogE
     }
     let mut bundle = Vec::new();
     if let Some(tile) = Edge::partial_tile(size, 0) {
-        let limit = usize::from(TILE_WIDTH) * (2 + MAX_BUNDLE_ENTRY);
-        let data = storage.read(&tile.bundle_path(), limit).map_err(format("entry bundle"))?;
-        let data =
-            data.ok_or_else(|| io(storage.root().join(tile.bundle_path()))(std::io::ErrorKind::NotFound.into()))?;
-        bundle = decode_bundle(&data).map_err(format("entry bundle"))?.into_iter().map(<[u8]>::to_vec).collect();
+        bundle = storage.read_bundle(&tile).map_err(format("entry bundle"))?;
         // The last entries must be the ones the tiles hash.
-        let leaves: Vec<Hash> = bundle.iter().map(|e| merkle::leaf_hash(e)).collect();
-        if leaves != levels[0] {
-            return Err(LogError::Format {
-                context: "entry bundle",
-                source: sandbox_verify::Error::Missing { path: tile.bundle_path().into() },
-            });
+        if bundle.iter().map(|e| merkle::leaf_hash(e)).ne(levels[0].iter().copied()) {
+            return Err(LogError::BundleMismatch { path: storage.root().join(tile.bundle_path()) });
         }
     }
     Ok(Edge::new(size, levels, bundle))

@@ -243,6 +243,22 @@ pub trait TileStorage {
     /// is an error, so a hostile archive cannot make the reader allocate without bound.
     fn read(&self, path: &str, limit: usize) -> Result<Option<Vec<u8>>, Error>;
 
+    /// The entries of the bundle of level-0 `tile`, `tile.width` of them. A partial bundle that
+    /// is gone is read from the full bundle that replaced it, as for tiles.
+    fn read_bundle(&self, tile: &Tile) -> Result<Vec<Vec<u8>>, Error> {
+        let limit = usize::from(TILE_WIDTH) * (2 + MAX_BUNDLE_ENTRY);
+        let mut data = self.read(&tile.bundle_path(), limit)?;
+        if data.is_none() && tile.width < TILE_WIDTH {
+            data = self.read(&tile.full().bundle_path(), limit)?;
+        }
+        let data = data.ok_or_else(|| Error::Missing { path: PathBuf::from(tile.bundle_path()) })?;
+        let entries = decode_bundle(&data)?;
+        if entries.len() < usize::from(tile.width) {
+            return Err(Error::Missing { path: PathBuf::from(tile.bundle_path()) });
+        }
+        Ok(entries.into_iter().take(tile.width.into()).map(<[u8]>::to_vec).collect())
+    }
+
     /// A tile's hashes in a tree where it has `tile.width` hashes. A partial tile that is gone
     /// is read from the full tile that replaced it, as the spec allows.
     fn read_tile(&self, tile: &Tile) -> Result<Vec<Hash>, Error> {

@@ -18,14 +18,13 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
 use datafusion::prelude::SessionContext;
-use sandbox_audit::{AuditPolicy, AuditRequest, Rule, Verdict};
+use sandbox_audit::{AuditPolicy, Rule, UnitHasher, Verdict};
 use sandbox_catalog::{Catalog, Variant};
-use sandbox_runner::{Manifest, OutputTable, RunMode, RunRecord};
 
 use crate::rules::{shops, truth};
+use crate::{audit_tables, output_table};
 
 /// One cell: its dimension values (the second empty in a one-dimensional table) and the
 /// contribution of each privacy unit behind it.
@@ -107,38 +106,21 @@ measures = [
             "\n    {{ name = \"total\", statistic = \"sum\", of = \"{dataset}.{m}\" }},"
         )),
     );
-    let mut fields: Vec<Field> = dimensions.iter().map(|d| Field::new(*d, DataType::Utf8, true)).collect();
-    fields.push(Field::new("units", DataType::Int64, true));
-    if measure.is_some() {
-        fields.push(Field::new("total", DataType::Float64, true));
-    }
-    let schema = Arc::new(Schema::new(fields));
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(cells.iter().map(|c| c.d1.as_str())))];
+    let mut columns: Vec<(&str, ArrayRef)> =
+        vec![(dimensions[0], Arc::new(StringArray::from_iter_values(cells.iter().map(|c| c.d1.as_str()))))];
     if dimensions.len() == 2 {
-        columns.push(Arc::new(StringArray::from_iter_values(cells.iter().map(|c| c.d2.as_str()))));
+        columns.push((dimensions[1], Arc::new(StringArray::from_iter_values(cells.iter().map(|c| c.d2.as_str())))));
     }
-    columns.push(Arc::new(Int64Array::from_iter_values(cells.iter().map(|c| c.units.len() as i64))));
+    columns.push(("units", Arc::new(Int64Array::from_iter_values(cells.iter().map(|c| c.units.len() as i64)))));
     if measure.is_some() {
-        columns.push(Arc::new(Float64Array::from_iter_values(cells.iter().map(|c| c.units.iter().sum::<f64>()))));
+        columns.push((
+            "total",
+            Arc::new(Float64Array::from_iter_values(cells.iter().map(|c| c.units.iter().sum::<f64>()))),
+        ));
     }
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
-    let table = OutputTable { name: "t".to_owned(), schema, batch, ipc: Vec::new(), sha256: String::new() };
-    let record = RunRecord::new(b"", &manifest_text, RunMode::Production);
-    let manifest = Manifest::parse(&manifest_text).unwrap();
-    let policy = AuditPolicy::default();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let audit = runtime
-        .block_on(sandbox_audit::audit(AuditRequest {
-            catalog,
-            variant: Variant::Real,
-            manifest: &manifest,
-            record: &record,
-            tables: std::slice::from_ref(&table),
-            policy: &policy,
-            hasher: &sandbox_audit::UnitHasher::new(&[5; 32]),
-            earlier: &[],
-        }))
-        .unwrap();
+    let table = output_table("t", columns);
+    let audit =
+        audit_tables(catalog, &manifest_text, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
     let report = &audit.report.tables[0];
     assert!(
         !report.findings.iter().any(|f| f.rule == Rule::Inconsistent),

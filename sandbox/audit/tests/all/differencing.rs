@@ -8,15 +8,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
-use sandbox_audit::{Audit, AuditPolicy, AuditRequest, ReleasedCell, Rule, UnitHasher, Verdict};
-use sandbox_catalog::Variant;
-use sandbox_runner::{Manifest, OutputTable, RunMode, RunRecord};
-
-use arrow_array::Array;
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
+use arrow_schema::DataType;
+use sandbox_audit::{Audit, AuditPolicy, ReleasedCell, Rule, UnitHasher, Verdict};
+use sandbox_runner::OutputTable;
 
 use crate::rules::{catalog, shops, street};
+use crate::{audit_tables, output_table};
 
 /// Each table by its dimensions (`district`, `street`).
 fn manifest(tables: &[&[&str]]) -> String {
@@ -61,49 +59,31 @@ fn table(dims: &[&str]) -> OutputTable {
             cell.1 += revenue;
         }
     }
-    let mut fields: Vec<Field> = dims.iter().map(|d| Field::new(*d, DataType::Utf8, true)).collect();
-    fields.push(Field::new("shops", DataType::Int64, true));
-    fields.push(Field::new("revenue", DataType::Float64, true));
-    let schema = Arc::new(Schema::new(fields));
-    let mut columns: Vec<ArrayRef> = (0..dims.len())
-        .map(|i| Arc::new(StringArray::from_iter_values(cells.keys().map(|k| k[i].as_str()))) as ArrayRef)
+    let mut columns: Vec<(&str, ArrayRef)> = dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (*d, Arc::new(StringArray::from_iter_values(cells.keys().map(|k| k[i].as_str()))) as ArrayRef))
         .collect();
-    columns.push(Arc::new(Int64Array::from_iter_values(cells.values().map(|c| c.0))));
-    columns.push(Arc::new(Float64Array::from_iter_values(cells.values().map(|c| c.1))));
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
-    OutputTable { name: format!("by_{}", dims.join("_")), schema, batch, ipc: Vec::new(), sha256: String::new() }
+    columns.push(("shops", Arc::new(Int64Array::from_iter_values(cells.values().map(|c| c.0)))));
+    columns.push(("revenue", Arc::new(Float64Array::from_iter_values(cells.values().map(|c| c.1)))));
+    output_table(&format!("by_{}", dims.join("_")), columns)
 }
 
-pub(crate) fn audit(tables: &[&[&str]], hasher: &UnitHasher, earlier: &[ReleasedCell]) -> Audit {
-    let text = manifest(tables);
-    let manifest = Manifest::parse(&text).unwrap();
+fn audit(tables: &[&[&str]], hasher: &UnitHasher, earlier: &[ReleasedCell]) -> Audit {
     let outputs: Vec<OutputTable> = tables.iter().map(|d| table(d)).collect();
-    let record = RunRecord::new(text.as_bytes(), &text, RunMode::Production);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    runtime
-        .block_on(sandbox_audit::audit(AuditRequest {
-            catalog: catalog(),
-            variant: Variant::Real,
-            manifest: &manifest,
-            record: &record,
-            tables: &outputs,
-            policy: &AuditPolicy::default(),
-            hasher,
-            earlier,
-        }))
-        .unwrap()
+    audit_tables(catalog(), &manifest(tables), &outputs, &AuditPolicy::default(), hasher, earlier)
 }
 
 /// The row of table `t` whose dimension values are `key` (comma-separated), and the rules that
 /// found something in it.
-pub(crate) fn row(audit: &Audit, t: usize, key: &str) -> (Verdict, Vec<Rule>) {
+fn row(audit: &Audit, t: usize, key: &str) -> (Verdict, Vec<Rule>) {
     let report = &audit.report.tables[t];
     let r = row_index(audit, t, key);
     let found: Vec<_> = report.findings.iter().filter(|f| f.row == Some(r)).collect();
     (found.iter().map(|f| f.verdict).max().unwrap_or(Verdict::Pass), found.iter().map(|f| f.rule).collect())
 }
 
-pub(crate) fn row_index(audit: &Audit, t: usize, key: &str) -> usize {
+fn row_index(audit: &Audit, t: usize, key: &str) -> usize {
     let dims: Vec<&str> = audit.report.tables[t].name.trim_start_matches("by_").split('_').collect();
     let batch = table(&dims).batch;
     let text = |i: usize, r: usize| batch.column(i).as_any().downcast_ref::<StringArray>().unwrap().value(r).to_owned();

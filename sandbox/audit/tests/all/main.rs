@@ -6,3 +6,40 @@ mod differencing;
 mod examples;
 mod properties;
 mod rules;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use sandbox_audit::{Audit, AuditPolicy, AuditRequest, ReleasedCell, UnitHasher};
+use sandbox_catalog::{Catalog, Variant};
+use sandbox_runner::{Manifest, OutputTable, RunMode, RunRecord};
+
+/// An output table as a module would emit it, from its named columns: the audit must not care
+/// whether a module or anything else wrote it.
+pub(crate) fn output_table(name: &str, columns: Vec<(&str, ArrayRef)>) -> OutputTable {
+    let batch = RecordBatch::try_from_iter_with_nullable(columns.into_iter().map(|(n, c)| (n, c, true))).unwrap();
+    OutputTable { name: name.to_owned(), schema: batch.schema(), batch, ipc: Vec::new(), sha256: String::new() }
+}
+
+/// The audit of `tables`, declared by `manifest`, on `catalog`'s real files.
+pub(crate) fn audit_tables(
+    catalog: &Catalog,
+    manifest: &str,
+    tables: &[OutputTable],
+    policy: &AuditPolicy,
+    hasher: &UnitHasher,
+    earlier: &[ReleasedCell],
+) -> Audit {
+    let record = RunRecord::new(manifest.as_bytes(), manifest, RunMode::Production);
+    let parsed = Manifest::parse(manifest).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let request = AuditRequest {
+        catalog,
+        variant: Variant::Real,
+        manifest: &parsed,
+        record: &record,
+        tables,
+        policy,
+        hasher,
+        earlier,
+    };
+    runtime.block_on(sandbox_audit::audit(request)).unwrap()
+}

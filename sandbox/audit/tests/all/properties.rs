@@ -4,17 +4,15 @@
 //! cells it covers, so subtraction gives no suppressed cell back.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
 use rand::{Rng, SeedableRng};
-use sandbox_audit::{Audit, AuditPolicy, AuditRequest, UnitHasher};
-use sandbox_catalog::{Catalog, Variant};
-use sandbox_runner::{Manifest, OutputTable, RunMode, RunRecord};
+use sandbox_audit::{AuditPolicy, UnitHasher};
+use sandbox_runner::OutputTable;
 
-use crate::rules::SHOPS_ENTRY;
+use crate::rules::write_shops;
+use crate::{audit_tables, output_table};
 
 /// One shop: district, street, revenue.
 type Shop = (String, String, f64);
@@ -33,17 +31,6 @@ fn random_shops(seed: u64) -> Vec<Shop> {
         }
     }
     shops
-}
-
-fn catalog(dir: &std::path::Path, shops: &[Shop]) -> Catalog {
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let mut csv = String::from("shop_id,district,street,revenue,owner\n");
-    for (n, (district, street, revenue)) in shops.iter().enumerate() {
-        writeln!(csv, "S{n:05},{district},{street},{revenue},店主{n}").unwrap();
-    }
-    std::fs::write(dir.join("data/shops.csv"), csv).unwrap();
-    std::fs::write(dir.join("shops.toml"), SHOPS_ENTRY).unwrap();
-    Catalog::open(dir).unwrap()
 }
 
 const MANIFEST: &str = r#"
@@ -82,35 +69,14 @@ fn cells(shops: &[Shop], dims: usize) -> BTreeMap<Vec<String>, Vec<f64>> {
 }
 
 fn table(name: &str, names: &[&str], cells: &BTreeMap<Vec<String>, Vec<f64>>) -> OutputTable {
-    let mut fields: Vec<Field> = names.iter().map(|d| Field::new(*d, DataType::Utf8, true)).collect();
-    fields.push(Field::new("shops", DataType::Int64, true));
-    fields.push(Field::new("revenue", DataType::Float64, true));
-    let schema = Arc::new(Schema::new(fields));
-    let mut columns: Vec<ArrayRef> = (0..names.len())
-        .map(|i| Arc::new(StringArray::from_iter_values(cells.keys().map(|k| k[i].as_str()))) as ArrayRef)
+    let mut columns: Vec<(&str, ArrayRef)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (*d, Arc::new(StringArray::from_iter_values(cells.keys().map(|k| k[i].as_str()))) as ArrayRef))
         .collect();
-    columns.push(Arc::new(Int64Array::from_iter_values(cells.values().map(|v| v.len() as i64))));
-    columns.push(Arc::new(Float64Array::from_iter_values(cells.values().map(|v| v.iter().sum::<f64>()))));
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
-    OutputTable { name: name.to_owned(), schema, batch, ipc: Vec::new(), sha256: String::new() }
-}
-
-fn audit(catalog: &Catalog, tables: &[OutputTable]) -> Audit {
-    let manifest = Manifest::parse(MANIFEST).unwrap();
-    let record = RunRecord::new(b"properties", MANIFEST, RunMode::Production);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    runtime
-        .block_on(sandbox_audit::audit(AuditRequest {
-            catalog,
-            variant: Variant::Real,
-            manifest: &manifest,
-            record: &record,
-            tables,
-            policy: &AuditPolicy::default(),
-            hasher: &UnitHasher::new(&[9; 32]),
-            earlier: &[],
-        }))
-        .unwrap()
+    columns.push(("shops", Arc::new(Int64Array::from_iter_values(cells.values().map(|v| v.len() as i64)))));
+    columns.push(("revenue", Arc::new(Float64Array::from_iter_values(cells.values().map(|v| v.iter().sum::<f64>())))));
+    output_table(name, columns)
 }
 
 #[test]
@@ -119,11 +85,11 @@ fn released_cells_keep_every_property_on_random_cities() {
     let mut checked = (0, 0);
     for seed in 0..24 {
         let shops = random_shops(seed);
-        let catalog = catalog(&root.path().join(seed.to_string()), &shops);
+        let catalog = write_shops(&root.path().join(seed.to_string()), shops.iter().cloned());
         let (districts, streets) = (cells(&shops, 1), cells(&shops, 2));
         let tables =
             [table("by_district", &["district"], &districts), table("by_street", &["district", "street"], &streets)];
-        let audit = audit(&catalog, &tables);
+        let audit = audit_tables(&catalog, MANIFEST, &tables, &AuditPolicy::default(), &UnitHasher::new(&[9; 32]), &[]);
         assert_eq!(audit.released.len(), 2, "seed {seed}: both tables are released:\n{}", audit.report.text());
 
         let mut released_streets: BTreeMap<String, f64> = BTreeMap::new();

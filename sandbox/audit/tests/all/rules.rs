@@ -3,14 +3,14 @@
 //! must not care whether a module or anything else wrote them.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
-use sandbox_audit::{Audit, AuditPolicy, AuditRequest, Rule, Verdict};
-use sandbox_catalog::{Catalog, Variant};
-use sandbox_runner::{Manifest, OutputTable, RunMode, RunRecord};
+use arrow_array::{Array, Float64Array, Int64Array, StringArray};
+use sandbox_audit::{Audit, AuditPolicy, Rule, UnitHasher, Verdict};
+use sandbox_catalog::Catalog;
+
+use crate::{audit_tables, output_table};
 
 /// District → the revenue of each of its shops.
 pub(crate) fn shops() -> Vec<(&'static str, Vec<f64>)> {
@@ -41,27 +41,34 @@ pub(crate) fn street(district: &str, i: usize) -> String {
     }
 }
 
-/// A catalog with one CSV dataset, `shops`, written once per test process.
+/// Writes a catalog with one CSV dataset, `shops`, of (district, street, revenue) rows into `dir`.
+pub(crate) fn write_shops(dir: &Path, rows: impl IntoIterator<Item = (String, String, f64)>) -> Catalog {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let mut csv = String::from("shop_id,district,street,revenue,owner\n");
+    for (n, (district, street, revenue)) in rows.into_iter().enumerate() {
+        writeln!(csv, "S{:04},{district},{street},{revenue},店主{}", n + 1, n + 1).unwrap();
+    }
+    std::fs::write(dir.join("data/shops.csv"), csv).unwrap();
+    std::fs::write(dir.join("shops.toml"), SHOPS_ENTRY).unwrap();
+    Catalog::open(dir).unwrap()
+}
+
+/// The shops of [`shops`] as a catalog, written once per test process.
 pub(crate) fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("audit-shops-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let mut csv = String::from("shop_id,district,street,revenue,owner\n");
-        let mut n = 0;
-        for (district, revenues) in shops() {
-            for (i, revenue) in revenues.into_iter().enumerate() {
-                n += 1;
-                writeln!(csv, "S{n:04},{district},{},{revenue},店主{n}", street(district, i)).unwrap();
-            }
-        }
-        std::fs::write(dir.join("data/shops.csv"), csv).unwrap();
-        std::fs::write(dir.join("shops.toml"), SHOPS_ENTRY).unwrap();
-        Catalog::open(&dir).unwrap()
+        let rows = shops().into_iter().flat_map(|(district, revenues)| {
+            revenues
+                .into_iter()
+                .enumerate()
+                .map(move |(i, revenue)| (district.to_owned(), street(district, i), revenue))
+        });
+        write_shops(&dir, rows)
     })
 }
 
-pub(crate) const SHOPS_ENTRY: &str = r#"
+const SHOPS_ENTRY: &str = r#"
 id = "shops"
 title = { zh = "商户", en = "Shops" }
 provider = { zh = "测试", en = "Test" }
@@ -129,33 +136,15 @@ pub(crate) fn truth(district: &str) -> (String, i64, f64) {
 }
 
 pub(crate) fn audit_rows(rows: &[(String, i64, f64)], policy: &AuditPolicy) -> Audit {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("district", DataType::Utf8, true),
-        Field::new("shops", DataType::Int64, true),
-        Field::new("revenue", DataType::Float64, true),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())),
-        Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-        Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
-    ];
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
-    let table = OutputTable { name: "t".to_owned(), schema, batch, ipc: Vec::new(), sha256: String::new() };
-    let record = RunRecord::new(b"", MANIFEST, RunMode::Production);
-    let manifest = Manifest::parse(MANIFEST).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    runtime
-        .block_on(sandbox_audit::audit(AuditRequest {
-            catalog: catalog(),
-            variant: Variant::Real,
-            manifest: &manifest,
-            record: &record,
-            tables: std::slice::from_ref(&table),
-            policy,
-            hasher: &sandbox_audit::UnitHasher::new(&[5; 32]),
-            earlier: &[],
-        }))
-        .unwrap()
+    let table = output_table(
+        "t",
+        vec![
+            ("district", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str())))),
+            ("shops", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1)))),
+            ("revenue", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+        ],
+    );
+    audit_tables(catalog(), MANIFEST, &[table], policy, &UnitHasher::new(&[5; 32]), &[])
 }
 
 /// Each row's verdict and the rules that found something in it.
@@ -292,29 +281,14 @@ measures = [{ name = "largest", statistic = "max", of = "shops.revenue" }]
 fn identifiers_smuggled_as_measure_values_and_in_floats_fail() {
     // A maximum is not recomputed by the host, so a module could put anything there.
     let audit_max = |value: f64| {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("district", DataType::Utf8, true),
-            Field::new("largest", DataType::Float64, true),
-        ]));
-        let columns: Vec<ArrayRef> =
-            vec![Arc::new(StringArray::from(vec!["C"])), Arc::new(Float64Array::from(vec![value]))];
-        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
-        let table = OutputTable { name: "t".to_owned(), schema, batch, ipc: Vec::new(), sha256: String::new() };
-        let record = RunRecord::new(b"", EXTREMES, RunMode::Production);
-        let manifest = Manifest::parse(EXTREMES).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        runtime
-            .block_on(sandbox_audit::audit(AuditRequest {
-                catalog: catalog(),
-                variant: Variant::Real,
-                manifest: &manifest,
-                record: &record,
-                tables: std::slice::from_ref(&table),
-                policy: &AuditPolicy::default(),
-                hasher: &sandbox_audit::UnitHasher::new(&[5; 32]),
-                earlier: &[],
-            }))
-            .unwrap()
+        let table = output_table(
+            "t",
+            vec![
+                ("district", Arc::new(StringArray::from(vec!["C"]))),
+                ("largest", Arc::new(Float64Array::from(vec![value]))),
+            ],
+        );
+        audit_tables(catalog(), EXTREMES, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[])
     };
     // The honest value passes: district C's largest revenue, 11 shops behind it.
     assert_eq!(verdicts(&audit_max(10.0))[0], (Verdict::Pass, vec![]));

@@ -158,7 +158,8 @@ fn a_log_whose_storage_disagrees_with_its_checkpoint_refuses_to_open() {
     let at = changed.len() - 5;
     changed[at] ^= 1;
     std::fs::write(dir.path().join(&bundle), &changed).unwrap();
-    assert!(Log::open(dir.path(), LogOptions::new(log_key())).is_err());
+    let error = Log::open(dir.path(), LogOptions::new(log_key())).unwrap_err();
+    assert!(matches!(error, LogError::BundleMismatch { .. }), "{error}");
     std::fs::write(dir.path().join(&bundle), &original).unwrap();
 
     // A checkpoint signed by another key, or changed.
