@@ -3,8 +3,8 @@
 //! A key file holds one signer key string (`PRIVATE+KEY+<name>+<id>+<base64>`, the form Go's
 //! `golang.org/x/mod/sumdb/note` reads) and is created with mode 0600; `<file>.pub` beside it
 //! holds the verifier key. Files that others can read are refused. Rotating the log key appends
-//! a `key.rotated` entry signed by the outgoing key and closes the outgoing key's line in the
-//! trust file at that entry's time, opening one for the new key.
+//! a `key.rotated` entry, under a checkpoint signed by the outgoing key, and closes the outgoing
+//! key's line in the trust file at that entry's time, opening one for the new key.
 
 use std::fs;
 use std::io::Write;
@@ -104,8 +104,8 @@ pub fn rotate_trust(text: &str, old: &VerifierKey, new: &VerifierKey, at: Timest
     Ok(out)
 }
 
-/// Rotates the log's key from `old` to `new`: appends `key.rotated` signed by `old` and rewrites
-/// the trust file at `trust` (if given) to match. The log must not be open elsewhere. From then
+/// Rotates the log's key from `old` to `new`: appends `key.rotated` (in a checkpoint signed by
+/// `old`) and rewrites the trust file at `trust` (if given) to match. The log must not be open elsewhere. From then
 /// on open the log with `new`, listing `old` among its previous keys.
 pub fn rotate_log_key(
     dir: &Path,
@@ -133,7 +133,7 @@ pub fn rotate_log_key(
         .field("principal", name)
         .field("key", &new.verifier().to_string())
         .build()
-        .and_then(|entry| entry.sign(&[old]))
+        .and_then(|entry| entry.unsigned())
         .map_err(format("key.rotated entry"))?;
     let appended = {
         let log = Log::open(dir, LogOptions { previous_keys: previous.to_vec(), ..LogOptions::new(old.clone()) })?;

@@ -215,7 +215,7 @@ impl Log {
         &self.dir
     }
 
-    /// Appends a signed entry (the exact bytes to log); resolves once it is durable. Entries
+    /// Appends an entry (the exact bytes to log); resolves once it is durable. Entries
     /// must be well formed and at most [`MAX_ENTRY_SIZE`] bytes; whose signature they need is
     /// for the caller to have checked.
     pub async fn append(&self, entry: Vec<u8>) -> Result<Appended, LogError> {
@@ -299,7 +299,7 @@ fn genesis(key: &SignerKey) -> Result<Vec<u8>, LogError> {
         .field("role", "log")
         .field("key", &key.verifier().to_string())
         .build()
-        .and_then(|entry| entry.sign(&[key]))
+        .and_then(|entry| entry.unsigned())
         .map_err(format("genesis entry"))
 }
 

@@ -1,4 +1,4 @@
-//! Our log entries, version 1. Every entry is a signed note (c2sp.org/signed-note) whose text is
+//! Our log entries, version 1. An entry's text is
 //!
 //! ```text
 //! sandbox.log/entry/v1
@@ -10,8 +10,13 @@
 //! ```
 //!
 //! Keys are `[a-z0-9_.-]+`, each used once; values are non-empty printable UTF-8 without
-//! surrounding spaces; fields stay in the order the writer gave. The leaf of an entry is its exact
-//! note bytes, at most [`MAX_ENTRY_SIZE`]. Who must sign depends on the kind ([`SignedBy`]).
+//! surrounding spaces; fields stay in the order the writer gave.
+//!
+//! Who signs depends on the kind ([`SignedBy`]). An entry a principal or the release key signs is
+//! logged as a signed note (c2sp.org/signed-note) of that text. An entry only the log vouches for
+//! is logged as the bare text: the checkpoints, signed by the log key, already commit to it, and a
+//! signature of its own by the same key would add bytes and work, not assurance. The leaf of an
+//! entry is its exact logged bytes, at most [`MAX_ENTRY_SIZE`].
 //! Entries carry hashes and identifiers only, never data values. Kinds this version does not
 //! know are accepted if well formed, so old verifiers can read newer logs.
 
@@ -257,20 +262,28 @@ impl Entry {
     }
 
     /// The signed note: the text signed by `keys`, at most [`MAX_ENTRY_SIZE`] bytes. These are
-    /// the exact bytes to log.
+    /// the exact bytes to log. Kinds the log vouches for are logged [`Entry::unsigned`] instead.
     pub fn sign(&self, keys: &[&SignerKey]) -> Result<Vec<u8>, Error> {
+        if vouched_by_log(&self.kind) {
+            return Err(signed_but_vouched(&self.kind));
+        }
         let mut note = Note::new(&self.to_text())?;
         for key in keys {
             note.sign(key);
         }
         let bytes = note.to_bytes();
-        if bytes.len() > MAX_ENTRY_SIZE {
-            return Err(Error::TooLarge {
-                format: Format::Entry,
-                size: bytes.len() as u64,
-                limit: MAX_ENTRY_SIZE as u64,
-            });
+        check_size(&bytes)?;
+        Ok(bytes)
+    }
+
+    /// The bare text, at most [`MAX_ENTRY_SIZE`] bytes: the exact bytes to log of an entry the
+    /// log vouches for. Kinds a principal or the release key signs are logged [`Entry::sign`]ed.
+    pub fn unsigned(&self) -> Result<Vec<u8>, Error> {
+        if SignedBy::of(&self.kind) != SignedBy::LogKey {
+            return Err(unsigned_but_needs_signature(&self.kind));
         }
+        let bytes = self.to_text().into_bytes();
+        check_size(&bytes)?;
         Ok(bytes)
     }
 
@@ -339,12 +352,47 @@ impl EntryBuilder {
     }
 }
 
-/// Reads a logged entry: its note (signatures not yet verified) and its content.
-pub fn open(bytes: &[u8]) -> Result<(Note, Entry), Error> {
+fn check_size(bytes: &[u8]) -> Result<(), Error> {
     if bytes.len() > MAX_ENTRY_SIZE {
         return Err(Error::TooLarge { format: Format::Entry, size: bytes.len() as u64, limit: MAX_ENTRY_SIZE as u64 });
     }
-    let note = Note::parse(bytes)?;
-    let entry = Entry::parse(note.text())?;
-    Ok((note, entry))
+    Ok(())
+}
+
+/// A kind of this version that only the log vouches for, logged unsigned. Kinds of later
+/// versions may be logged either way: their signers are theirs to define.
+fn vouched_by_log(kind: &str) -> bool {
+    kind::ALL.contains(&kind) && SignedBy::of(kind) == SignedBy::LogKey
+}
+
+fn signed_but_vouched(kind: &str) -> Error {
+    malformed(
+        format!("a {kind} entry is vouched for by the log's checkpoints and is logged without signatures"),
+        format!("{kind} 条目由日志检查点担保，记录时不带签名"),
+    )
+}
+
+fn unsigned_but_needs_signature(kind: &str) -> Error {
+    malformed(format!("a {kind} entry must be a signed note"), format!("{kind} 条目必须是签名注记"))
+}
+
+/// Reads a logged entry: its content and, for a signed entry, its note (signatures not yet
+/// verified). Signed kinds must be signed notes, kinds the log vouches for bare text.
+pub fn open(bytes: &[u8]) -> Result<(Entry, Option<Note>), Error> {
+    check_size(bytes)?;
+    // An entry's text has no blank line; a signed note has one before its signatures.
+    if bytes.windows(2).any(|w| w == b"\n\n") {
+        let note = Note::parse(bytes)?;
+        let entry = Entry::parse(note.text())?;
+        if vouched_by_log(entry.kind()) {
+            return Err(signed_but_vouched(entry.kind()));
+        }
+        return Ok((entry, Some(note)));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| malformed("not UTF-8", "不是 UTF-8 文本"))?;
+    let entry = Entry::parse(text)?;
+    if SignedBy::of(entry.kind()) != SignedBy::LogKey {
+        return Err(unsigned_but_needs_signature(entry.kind()));
+    }
+    Ok((entry, None))
 }

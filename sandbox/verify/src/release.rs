@@ -94,10 +94,10 @@ pub fn verify(bundle: &Path, trust: &Trust) -> ReleaseReport {
 /// The statement as an entry: a release, signed by a trusted release key valid at its time.
 fn check_statement(bytes: &[u8], trust: &Trust) -> Result<Entry, Problem> {
     let invalid = |e| Problem::new(STATEMENT, ProblemKind::Invalid(e));
-    let (note, entry) = entry::open(bytes).map_err(invalid)?;
-    if entry.kind() != kind::RELEASE {
+    let (entry, note) = entry::open(bytes).map_err(invalid)?;
+    let Some(note) = note.filter(|_| entry.kind() == kind::RELEASE) else {
         return Err(Problem::new(STATEMENT, ProblemKind::NotARelease { kind: entry.kind().to_owned() }));
-    }
+    };
     let keys: Vec<_> = trust.keys(Role::Release).map(|k| k.key.clone()).collect();
     let signers = note.verify(&keys).map_err(invalid)?;
     if trust.valid_at(Role::Release, entry.time()).iter().all(|k| !signers.contains(&k)) {

@@ -67,7 +67,7 @@ fn the_log_key_rotates_through_the_log_and_the_trust_file() {
             .field("run", "after")
             .build()
             .unwrap()
-            .sign(&[&new])
+            .unsigned()
             .unwrap(),
     )
     .unwrap();

@@ -38,12 +38,7 @@ pub(crate) fn open(dir: &Path) -> Log {
 
 /// An entry the log key vouches for.
 pub(crate) fn entry(run: &str) -> Vec<u8> {
-    Entry::builder(kind::RUN_STARTED, Timestamp::now(), "runner")
-        .field("run", run)
-        .build()
-        .unwrap()
-        .sign(&[&log_key()])
-        .unwrap()
+    Entry::builder(kind::RUN_STARTED, Timestamp::now(), "runner").field("run", run).build().unwrap().unsigned().unwrap()
 }
 
 /// The trust file an evaluator holds for the test log.

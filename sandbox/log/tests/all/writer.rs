@@ -71,10 +71,13 @@ fn bad_entries_are_refused_and_change_nothing() {
     let not_an_entry = b"hello\n\n\xe2\x80\x94 x abc\n".to_vec();
     let mut truncated = entry("t");
     truncated.truncate(truncated.len() - 10);
-    for bad in [Vec::new(), not_an_entry, truncated] {
+    // An entry the log vouches for, signed all the same: one entry, one encoding.
+    let mut signed = sandbox_verify::note::Note::new(std::str::from_utf8(&entry("s")).unwrap()).unwrap();
+    signed.sign(&log_key());
+    for bad in [Vec::new(), not_an_entry, truncated, signed.to_bytes()] {
         assert!(matches!(log.append_blocking(bad), Err(LogError::Entry(_))));
     }
-    // An oversized entry cannot even be signed: make one by hand.
+    // An oversized entry cannot even be made: make one by hand.
     let mut huge = entry("h");
     huge.extend(std::iter::repeat_n(b'x', 17 * 1024));
     let error = log.append_blocking(huge).unwrap_err();

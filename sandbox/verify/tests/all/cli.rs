@@ -105,9 +105,21 @@ fn a_changed_entry_is_found() {
     audit(&log)
         .status(1)
         .says("entry 9 (tile/entries/000.p/20): entry 9 is not the logged entry")
-        .says("entry 9 (tile/entries/000.p/20): the signature by key log.sandbox.example/baotou+")
         .says("checkpoints/00000000000000000012: the entries do not hash to this checkpoint's root at size 12; the stored tiles do")
         .says("第 9 个条目不是日志记录的条目");
+}
+
+#[test]
+fn a_changed_entry_signature_is_found() {
+    let log = log();
+    // Entry 12 is the release, signed by the release key; its last bytes are the signature's.
+    let bundle = log.read("tile/entries/000.p/20");
+    let end = entry_offset(&bundle, 12) + decode_bundle(&bundle).unwrap()[12].len();
+    flip(&log, "tile/entries/000.p/20", end - 5);
+    audit(&log)
+        .status(1)
+        .says("entry 12 (tile/entries/000.p/20): entry 12 is not the logged entry")
+        .says("entry 12 (tile/entries/000.p/20): the signature by key release.sandbox.example+");
 }
 
 #[test]
@@ -309,9 +321,15 @@ fn keys_outside_their_validity_are_found() {
     std::fs::write(&path, trust).unwrap();
     run(&["audit".as_ref(), log.path().as_os_str(), "--trust".as_ref(), path.as_os_str()])
         .status(1)
-        .says("entry 0 (tile/entries/000.p/20): signed by key log.sandbox.example/baotou+")
-        .says("which is not valid at 2026-05-01T08:00:00Z")
-        .says("checkpoints/00000000000000000005: signed by key");
+        .says("checkpoints/00000000000000000005: signed by key log.sandbox.example/baotou+")
+        .says("which is not valid at 2026-05-01T08:00:00Z");
+    // The release key retired before the release.
+    let trust = log.trust().replace("2030-01-01T00:00:00Z", "2026-05-02T00:00:00Z");
+    std::fs::write(&path, trust).unwrap();
+    run(&["audit".as_ref(), log.path().as_os_str(), "--trust".as_ref(), path.as_os_str()])
+        .status(1)
+        .says("entry 12 (tile/entries/000.p/20): signed by key release.sandbox.example+")
+        .says("which is not valid at 2026-05-03T10:00:00Z");
 }
 
 #[test]

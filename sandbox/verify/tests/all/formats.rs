@@ -4,6 +4,7 @@
 use sandbox_verify::checkpoint::{self, Checkpoint};
 use sandbox_verify::entry::{self, Entry, MAX_ENTRY_SIZE, SignedBy, kind};
 use sandbox_verify::merkle::{Tree, inclusion_proof, leaf_hash};
+use sandbox_verify::note::Note;
 use sandbox_verify::proof::{TlogProof, format_hash_list, parse_hash_list};
 use sandbox_verify::tiles::{Tile, TilePath, decode_bundle, encode_bundle, parse_path};
 use sandbox_verify::time::Timestamp;
@@ -205,13 +206,43 @@ fn malformed_entries_are_refused() {
     fails_with(Entry::parse(&text.replace("2026-05-01T08:00:00Z", "2026-05-01 08:00:00")), "YYYY-MM-DD");
     fails_with(Entry::parse(&text.replace("a 1\n", "a\n")), "not `key value`");
     fails_with(Entry::parse(text.trim_end()), "newline");
-    // The size limit: 16 KiB with signatures.
-    let signer = crate::key("unit.a", 7);
+    // The size limit: 16 KiB, signatures included.
     let big = build(&[("a", &"x".repeat(MAX_ENTRY_SIZE - 200))]).unwrap();
-    assert!(big.sign(&[&signer]).unwrap().len() <= MAX_ENTRY_SIZE);
+    assert!(big.unsigned().unwrap().len() <= MAX_ENTRY_SIZE);
     let too_big = build(&[("a", &"x".repeat(MAX_ENTRY_SIZE))]).unwrap();
-    fails_with(too_big.sign(&[&signer]), "too large");
+    fails_with(too_big.unsigned(), "too large");
+    let signer = crate::key("unit.a", 7);
+    let later = |size| Entry::builder("model.retired", t, "unit.a").field("a", &"x".repeat(size)).build().unwrap();
+    assert!(later(MAX_ENTRY_SIZE - 300).sign(&[&signer]).unwrap().len() <= MAX_ENTRY_SIZE);
+    fails_with(later(MAX_ENTRY_SIZE - 150).sign(&[&signer]), "too large");
     fails_with(entry::open(&vec![b'x'; MAX_ENTRY_SIZE + 1]), "too large");
+}
+
+#[test]
+fn only_the_kinds_to_sign_are_signed() {
+    let t = time("2026-05-01T08:00:00Z");
+    let signer = key("unit.a", 7);
+    let feedback = Entry::builder(kind::FEEDBACK, t, "unit.a").field("a", "1").build().unwrap();
+    // The log's checkpoints vouch for a feedback: it is logged as bare text, never signed.
+    let bytes = feedback.unsigned().unwrap();
+    assert_eq!(bytes, feedback.to_text().as_bytes());
+    let (opened, note) = entry::open(&bytes).unwrap();
+    assert_eq!((opened, note.is_none()), (feedback.clone(), true));
+    fails_with(feedback.sign(&[&signer]), "logged without signatures");
+    let mut note = Note::new(&feedback.to_text()).unwrap();
+    note.sign(&signer);
+    fails_with(entry::open(&note.to_bytes()), "logged without signatures");
+    // A release must be a signed note.
+    let release = release_entry();
+    fails_with(release.unsigned(), "must be a signed note");
+    fails_with(entry::open(release.to_text().as_bytes()), "must be a signed note");
+    let (opened, note) = entry::open(&release.sign(&[&signer]).unwrap()).unwrap();
+    assert_eq!((opened, note.is_some()), (release, true));
+    // A kind of a later version may come either way.
+    let later = Entry::builder("model.retired", t, "unit.a").build().unwrap();
+    assert!(entry::open(&later.unsigned().unwrap()).unwrap().1.is_none());
+    assert!(entry::open(&later.sign(&[&signer]).unwrap()).unwrap().1.is_some());
+    fails_with(entry::open(b"sandbox.log/entry/v1\nkind feedback\ntime 2026-05-01T08:00:00Z\nactor \xff\n"), "UTF-8");
 }
 
 #[test]

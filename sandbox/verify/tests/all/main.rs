@@ -88,13 +88,13 @@ impl TestLog {
         self.tree.size() - 1
     }
 
-    /// An entry the writer vouches for with the log key.
+    /// An entry the log vouches for, logged unsigned.
     pub(crate) fn append_logged(&mut self, kind: &str, fields: &[(&str, &str)]) -> u64 {
         let mut builder = Entry::builder(kind, time("2026-05-01T08:00:00Z"), "bureau.admin");
         for (k, v) in fields {
             builder = builder.field(k, v);
         }
-        let bytes = builder.build().unwrap().sign(&[&self.log_key]).unwrap();
+        let bytes = builder.build().unwrap().unsigned().unwrap();
         self.append(bytes)
     }
 
@@ -123,7 +123,7 @@ impl TestLog {
         self.append_logged(kind::RUN_STARTED, &[("run", "run-1"), ("module", &module)]);
     }
 
-    /// Fills the log with log-signed entries up to `size`.
+    /// Fills the log with entries the log vouches for, up to `size`.
     pub(crate) fn fill(&mut self, size: u64) {
         while self.tree.size() < size {
             let n = self.tree.size().to_string();
