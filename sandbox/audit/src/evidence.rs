@@ -10,12 +10,16 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, BinaryArray, Float64Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Array};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{Accumulator, Volatility, create_udaf};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::format_state_name;
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility, create_udaf,
+};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use sandbox_catalog::{Catalog, Variant};
 use sandbox_runner::manifest::{AgeAt, Banding, DatePart, Dimension, FilterOp, Measure, OutputSpec, dataset_of};
@@ -50,11 +54,12 @@ pub(crate) struct Cell {
     pub(crate) sketch: Option<Sketch>,
 }
 
-/// For a table of cells: each cell's evidence, and each dimension's domain.
+/// For a table of cells: each cell's evidence, and per dimension the shown labels that are not
+/// values of its source.
 #[derive(Debug, Default)]
 pub(crate) struct TableEvidence {
     pub(crate) cells: HashMap<Key, Cell>,
-    pub(crate) domains: Vec<BTreeSet<String>>,
+    pub(crate) outside: Vec<BTreeSet<String>>,
 }
 
 /// For a model's coefficient table.
@@ -91,13 +96,17 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// `YYYY`, `YYYY-MM` or `YYYYQn`, from integer date parts: formatting with `to_char` costs
+/// twice the whole grouped query over ten million rows.
 fn date_label(expr: &str, part: DatePart) -> String {
+    let field = |name: &str, width: u8| {
+        format!("lpad(CAST(CAST(date_part('{name}', {expr}) AS BIGINT) AS VARCHAR), {width}, '0')")
+    };
+    // `||`, not `concat`: a NULL date gives a NULL label.
     match part {
-        DatePart::Year => format!("to_char({expr}, '%Y')"),
-        DatePart::Month => format!("to_char({expr}, '%Y-%m')"),
-        DatePart::Quarter => {
-            format!("concat(to_char({expr}, '%Y'), 'Q', CAST(CAST(date_part('quarter', {expr}) AS BIGINT) AS VARCHAR))")
-        }
+        DatePart::Year => field("year", 4),
+        DatePart::Month => format!("({} || '-' || {})", field("year", 4), field("month", 2)),
+        DatePart::Quarter => format!("({} || 'Q' || {})", field("year", 4), field("quarter", 1)),
     }
 }
 
@@ -120,7 +129,7 @@ impl<'a> Evidence<'a> {
             ctx.register_table(id.as_str(), table).map_err(|e| AuditError::Evidence(e.strip_backtrace()))?;
         }
         ctx.register_udaf(second_largest());
-        ctx.register_udaf(unit_sketch(hasher.clone()));
+        ctx.register_udaf(unit_set(hasher.clone()));
         Ok(Evidence { ctx, catalog, parameters, answers: HashMap::new() })
     }
 
@@ -225,12 +234,45 @@ impl<'a> Evidence<'a> {
         Ok(strings(&batches, 0)?.into_iter().flatten().collect())
     }
 
-    /// The evidence for a table of cells.
-    pub(crate) async fn cells(&mut self, spec: &OutputSpec) -> Result<TableEvidence, AuditError> {
+    /// The evidence for a table of cells. `shown` holds, per dimension, the labels the output
+    /// shows; those found in no cell are looked up in the dimension's domain.
+    ///
+    /// One grouped pass over the rows gives each cell's rows, distinct units (and their sketch)
+    /// and, per magnitude, the rows' largest and second-largest values. Those are the largest
+    /// contributions per unit only where each unit has one row in the cell; where some cell has
+    /// more rows than units, a second pass sums each unit's rows first.
+    pub(crate) async fn cells(
+        &mut self,
+        spec: &OutputSpec,
+        shown: &[BTreeSet<String>],
+    ) -> Result<TableEvidence, AuditError> {
+        let mut evidence = self.cells_query(spec, false).await?;
+        let repeated = evidence.cells.values().any(|c| c.sketch.as_ref().is_some_and(|s| s.size != c.rows));
+        if repeated && !magnitude_columns(spec).is_empty() {
+            evidence = self.cells_query(spec, true).await?;
+        }
+        for (i, dim) in spec.dimensions.iter().enumerate() {
+            let in_cells: BTreeSet<&str> = evidence.cells.keys().filter_map(|k| k[i].as_deref()).collect();
+            let unseen: BTreeSet<String> =
+                shown.get(i).into_iter().flatten().filter(|v| !in_cells.contains(v.as_str())).cloned().collect();
+            let outside = if unseen.is_empty() {
+                unseen
+            } else {
+                let domain = self.domain(spec, dim).await?;
+                unseen.into_iter().filter(|v| !domain.contains(v)).collect()
+            };
+            evidence.outside.push(outside);
+        }
+        Ok(evidence)
+    }
+
+    /// The grouped query of [`Evidence::cells`]: over rows, or over per-unit sums (`by_unit`).
+    async fn cells_query(&mut self, spec: &OutputSpec, by_unit: bool) -> Result<TableEvidence, AuditError> {
         let unit = column(&format!("{}.{}", counted(spec), self.privacy_unit(counted(spec))?));
         let dims: Vec<String> = spec.dimensions.iter().map(|d| self.dimension(d)).collect::<Result<_, _>>()?;
         let magnitudes = magnitude_columns(spec);
 
+        // The inner select: rows, or one row per (cell, unit).
         let mut inner = Vec::new();
         let mut outer = Vec::new();
         for (i, d) in dims.iter().enumerate() {
@@ -238,17 +280,26 @@ impl<'a> Evidence<'a> {
             outer.push(format!("d{i}"));
         }
         let keys = outer.clone();
-        inner.push(format!("{unit} AS unit"));
-        inner.push("count(*) AS rows".to_owned());
-        outer.push("count(*) AS units".to_owned());
+        inner.push(format!("arrow_cast({unit}, 'Utf8') AS unit"));
+        inner.push(if by_unit { "count(*) AS rows" } else { "1 AS rows" }.to_owned());
         outer.push("sum(rows) AS rows".to_owned());
-        outer.push("unit_sketch(arrow_cast(unit, 'Utf8')) AS sketch".to_owned());
+        outer.push("unit_set(unit) AS sketch".to_owned());
         for (j, m) in magnitudes.iter().enumerate() {
-            let x = column(m);
-            inner.push(format!("sum(CAST({x} AS DOUBLE)) AS s{j}"));
-            inner.push(format!("count({x}) AS n{j}"));
-            inner.push(format!("sum(CASE WHEN {x} < 0 THEN 1 ELSE 0 END) AS neg{j}"));
-            inner.push(format!("sum(CASE WHEN {x} IS NULL THEN 1 ELSE 0 END) AS miss{j}"));
+            let x = format!("CAST({} AS DOUBLE)", column(m));
+            let (s, n, neg, miss) = (
+                format!("sum({x})"),
+                format!("count({x})"),
+                format!("sum(CASE WHEN {x} < 0 THEN 1 ELSE 0 END)"),
+                format!("sum(CASE WHEN {x} IS NULL THEN 1 ELSE 0 END)"),
+            );
+            if by_unit {
+                inner.extend([format!("{s} AS s{j}"), format!("{n} AS n{j}"), format!("{neg} AS neg{j}")]);
+                inner.push(format!("{miss} AS miss{j}"));
+            } else {
+                inner.extend([format!("{x} AS s{j}"), format!("CASE WHEN {x} IS NULL THEN 0 ELSE 1 END AS n{j}")]);
+                inner.push(format!("CASE WHEN {x} < 0 THEN 1 ELSE 0 END AS neg{j}"));
+                inner.push(format!("CASE WHEN {x} IS NULL THEN 1 ELSE 0 END AS miss{j}"));
+            }
             outer.push(format!("sum(s{j}) AS total{j}"));
             outer.push(format!("max(s{j}) AS largest{j}"));
             outer.push(format!("second_largest(s{j}) AS second{j}"));
@@ -256,14 +307,18 @@ impl<'a> Evidence<'a> {
             outer.push(format!("sum(neg{j}) AS negatives{j}"));
             outer.push(format!("sum(miss{j}) AS missing{j}"));
         }
-        let group_inner: Vec<String> = (1..=dims.len() + 1).map(|i| i.to_string()).collect();
+        let group_inner = if by_unit {
+            let positions: Vec<String> = (1..=dims.len() + 1).map(|i| i.to_string()).collect();
+            format!(" GROUP BY {}", positions.join(", "))
+        } else {
+            String::new()
+        };
         let group_outer = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) };
         let sql = format!(
-            "SELECT {} FROM (SELECT {} {} GROUP BY {}) cells{group_outer}",
+            "SELECT {} FROM (SELECT {} {}{group_inner}) cells{group_outer}",
             outer.join(", "),
             inner.join(", "),
             self.rows(spec)?,
-            group_inner.join(", "),
         );
         let batches = self.query(sql).await?;
 
@@ -273,7 +328,6 @@ impl<'a> Evidence<'a> {
                 (0..dims.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
             let int = |name: &str| -> Result<Vec<u64>, AuditError> { integers(batch, name) };
             let float = |name: &str| -> Result<Vec<f64>, AuditError> { floats(batch, name) };
-            let units = int("units")?;
             let rows = int("rows")?;
             let sketches = batch
                 .column_by_name("sketch")
@@ -292,8 +346,10 @@ impl<'a> Evidence<'a> {
             }
             for r in 0..batch.num_rows() {
                 let key: Key = keys.iter().map(|k| k[r].clone()).collect();
-                let sketch = Sketch::from_bytes(sketches.value(r));
-                let mut cell = Cell { units: units[r], rows: rows[r], magnitudes: HashMap::new(), sketch };
+                let sketch = Sketch::from_bytes(sketches.value(r))
+                    .ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))?;
+                let mut cell =
+                    Cell { units: sketch.size, rows: rows[r], magnitudes: HashMap::new(), sketch: Some(sketch) };
                 for (m, c) in magnitudes.iter().zip(&columns) {
                     cell.magnitudes.insert(
                         m.clone(),
@@ -309,10 +365,6 @@ impl<'a> Evidence<'a> {
                 }
                 evidence.cells.insert(key, cell);
             }
-        }
-        for dim in &spec.dimensions {
-            let domain = self.domain(spec, dim).await?;
-            evidence.domains.push(domain);
         }
         Ok(evidence)
     }
@@ -431,7 +483,7 @@ pub(crate) fn numbers(array: &ArrayRef) -> Result<Vec<Option<f64>>, AuditError> 
 }
 
 /// `second_largest(x)`: the second-largest value of a group (0 when it has one value).
-fn second_largest() -> datafusion::logical_expr::AggregateUDF {
+fn second_largest() -> AggregateUDF {
     create_udaf(
         "second_largest",
         vec![DataType::Float64],
@@ -497,68 +549,220 @@ impl Accumulator for TopTwo {
     }
 }
 
-/// `unit_sketch(unit)`: the [`Sketch`] of the distinct units of a group (each unit comes once:
-/// the inner query groups by unit), as [`Sketch::to_bytes`].
-fn unit_sketch(hasher: UnitHasher) -> datafusion::logical_expr::AggregateUDF {
-    create_udaf(
-        "unit_sketch",
-        vec![DataType::Utf8],
-        Arc::new(DataType::Binary),
-        Volatility::Immutable,
-        Arc::new(move |_| Ok(Box::new(Sketching { hasher: hasher.clone(), sketch: Sketch::default() }))),
-        Arc::new(vec![DataType::Binary]),
-    )
+/// `unit_set(unit)`: the [`Sketch`] of a group's distinct units, as [`Sketch::to_bytes`]; its
+/// size is the number of distinct units. Each group keeps its units' field elements
+/// ([`UnitHasher::element`], 8 bytes a row) and sorts out the repeats at the end, so a table
+/// whose rows are one per unit needs no inner grouping by unit to count and sketch them. A
+/// groups accumulator: one call per batch for all groups, not one per group.
+fn unit_set(hasher: UnitHasher) -> AggregateUDF {
+    AggregateUDF::new_from_impl(UnitSet {
+        hasher,
+        signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+    })
 }
 
-#[derive(Debug)]
-struct Sketching {
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct UnitSet {
     hasher: UnitHasher,
-    sketch: Sketch,
+    signature: Signature,
 }
 
-impl Sketching {
-    fn encoded(&self) -> ScalarValue {
-        ScalarValue::Binary(Some(self.sketch.to_bytes()))
+impl AggregateUDFImpl for UnitSet {
+    fn name(&self) -> &str {
+        "unit_set"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> datafusion::error::Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(format_state_name(args.name, "elements"), DataType::Binary, true))])
+    }
+
+    fn accumulator(&self, _: AccumulatorArgs) -> datafusion::error::Result<Box<dyn Accumulator>> {
+        Ok(Box::new(OneUnitSet { hasher: self.hasher.clone(), elements: Vec::new() }))
+    }
+
+    fn groups_accumulator_supported(&self, _: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(&self, _: AccumulatorArgs) -> datafusion::error::Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(UnitSets { hasher: self.hasher.clone(), groups: Vec::new(), elements: 0 }))
     }
 }
 
-impl Accumulator for Sketching {
+/// The sketch of distinct `elements`.
+fn sketch_of(mut elements: Vec<u64>) -> Vec<u8> {
+    elements.sort_unstable();
+    elements.dedup();
+    let mut sketch = Sketch::default();
+    for x in elements {
+        sketch.insert_element(x);
+    }
+    sketch.to_bytes()
+}
+
+fn encode_elements(elements: &[u64]) -> Vec<u8> {
+    elements.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_elements(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+}
+
+fn binary(array: &ArrayRef) -> datafusion::error::Result<&BinaryArray> {
+    array
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("unit_set state is not binary".to_owned()))
+}
+
+fn included(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
+}
+
+/// `unit_set` without grouping.
+#[derive(Debug)]
+struct OneUnitSet {
+    hasher: UnitHasher,
+    elements: Vec<u64>,
+}
+
+impl Accumulator for OneUnitSet {
     fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::error::Result<()> {
-        for unit in values[0].as_string::<i32>().iter().flatten() {
-            self.sketch.insert(&self.hasher, unit.as_bytes());
-        }
+        self.elements.extend(values[0].as_string::<i32>().iter().flatten().map(|u| self.hasher.element(u.as_bytes())));
         Ok(())
     }
 
     fn evaluate(&mut self) -> datafusion::error::Result<ScalarValue> {
-        Ok(self.encoded())
+        Ok(ScalarValue::Binary(Some(sketch_of(std::mem::take(&mut self.elements)))))
     }
 
     fn size(&self) -> usize {
-        size_of_val(self) + self.sketch.evaluations.len() * 8
+        size_of_val(self) + self.elements.capacity() * 8
     }
 
     fn state(&mut self) -> datafusion::error::Result<Vec<ScalarValue>> {
-        Ok(vec![self.encoded()])
+        Ok(vec![ScalarValue::Binary(Some(encode_elements(&self.elements)))])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::error::Result<()> {
-        let states = states[0].as_any().downcast_ref::<BinaryArray>().ok_or_else(|| {
-            datafusion::error::DataFusionError::Internal("unit_sketch state is not binary".to_owned())
-        })?;
-        for state in states.iter().flatten() {
-            let other = Sketch::from_bytes(state).ok_or_else(|| {
-                datafusion::error::DataFusionError::Internal("unit_sketch state is malformed".to_owned())
-            })?;
-            self.sketch.merge(&other);
+        for state in binary(&states[0])?.iter().flatten() {
+            self.elements.extend(decode_elements(state));
         }
         Ok(())
+    }
+}
+
+/// `unit_set` for every group of a GROUP BY.
+struct UnitSets {
+    hasher: UnitHasher,
+    groups: Vec<Vec<u64>>,
+    /// Elements held, for `size`.
+    elements: usize,
+}
+
+impl GroupsAccumulator for UnitSets {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> datafusion::error::Result<()> {
+        self.groups.resize_with(total_num_groups, Vec::new);
+        for (row, (unit, &group)) in values[0].as_string::<i32>().iter().zip(group_indices).enumerate() {
+            if let Some(unit) = unit
+                && included(opt_filter, row)
+            {
+                self.groups[group].push(self.hasher.element(unit.as_bytes()));
+                self.elements += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> datafusion::error::Result<ArrayRef> {
+        let groups = emit_to.take_needed(&mut self.groups);
+        self.elements -= groups.iter().map(Vec::len).sum::<usize>();
+        Ok(Arc::new(groups.into_iter().map(|g| Some(sketch_of(g))).collect::<BinaryArray>()))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> datafusion::error::Result<Vec<ArrayRef>> {
+        let groups = emit_to.take_needed(&mut self.groups);
+        self.elements -= groups.iter().map(Vec::len).sum::<usize>();
+        Ok(vec![Arc::new(groups.iter().map(|g| Some(encode_elements(g))).collect::<BinaryArray>())])
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> datafusion::error::Result<()> {
+        self.groups.resize_with(total_num_groups, Vec::new);
+        for (state, &group) in binary(&values[0])?.iter().zip(group_indices) {
+            let before = self.groups[group].len();
+            self.groups[group].extend(decode_elements(state.unwrap_or_default()));
+            self.elements += self.groups[group].len() - before;
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> datafusion::error::Result<Vec<ArrayRef>> {
+        let states: BinaryArray = values[0]
+            .as_string::<i32>()
+            .iter()
+            .enumerate()
+            .map(|(row, unit)| {
+                let elements = match unit {
+                    Some(unit) if included(opt_filter, row) => vec![self.hasher.element(unit.as_bytes())],
+                    _ => Vec::new(),
+                };
+                Some(encode_elements(&elements))
+            })
+            .collect();
+        Ok(vec![Arc::new(states)])
+    }
+
+    fn size(&self) -> usize {
+        self.groups.capacity() * size_of::<Vec<u64>>() + self.elements * 8
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn date_labels_are_those_of_to_char() {
+        let ctx = SessionContext::new();
+        let dates = "SELECT CAST(d AS DATE) AS d FROM (VALUES ('0999-01-05'), ('1985-02-28'), ('2024-10-01'), \
+                     ('2024-12-31'), (NULL)) AS t(d)";
+        let labels = |expr: String| {
+            let ctx = ctx.clone();
+            async move {
+                let batches = ctx.sql(&format!("SELECT {expr} FROM ({dates})")).await.unwrap().collect().await.unwrap();
+                strings(&batches, 0).unwrap()
+            }
+        };
+        for (part, format) in [(DatePart::Year, "'%Y'"), (DatePart::Month, "'%Y-%m'")] {
+            assert_eq!(labels(date_label("d", part)).await, labels(format!("to_char(d, {format})")).await);
+        }
+        let quarters = labels(date_label("d", DatePart::Quarter)).await;
+        let expected = ["0999Q1", "1985Q1", "2024Q4", "2024Q4"].map(|q| Some(q.to_owned()));
+        assert_eq!(quarters, [&expected[..], &[None]].concat());
+    }
 
     #[test]
     fn top_two_keeps_the_two_largest() {

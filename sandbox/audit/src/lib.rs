@@ -481,8 +481,10 @@ impl Judge<'_> {
     }
 
     async fn cells(&mut self, evidence: &mut Evidence<'_>) -> Result<(), AuditError> {
-        let host = evidence.cells(self.spec).await?;
         let keys = self.keys()?;
+        let shown: Vec<BTreeSet<String>> =
+            (0..self.spec.dimensions.len()).map(|i| keys.iter().filter_map(|k| k[i].clone()).collect()).collect();
+        let host = evidence.cells(self.spec, &shown).await?;
         let measures: Vec<Vec<Option<f64>>> =
             (0..self.spec.measures.len()).map(|j| self.measure(j)).collect::<Result<_, _>>()?;
         let rules = self.rules.clone();
@@ -498,10 +500,10 @@ impl Judge<'_> {
                     format!("第 {r} 行与第 {first} 行是同一单元格"),
                 );
             }
-            for (i, (value, domain)) in key.iter().zip(&host.domains).enumerate() {
+            for (i, (value, outside)) in key.iter().zip(&host.outside).enumerate() {
                 let name = &self.spec.dimensions[i].name;
                 if let Some(v) = value
-                    && !domain.contains(v)
+                    && outside.contains(v)
                 {
                     self.find(
                         Some(r),

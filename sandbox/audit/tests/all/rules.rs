@@ -186,6 +186,32 @@ fn dominance_at_exactly_k_passes_and_above_it_is_suppressed() {
 }
 
 #[test]
+fn dominance_adds_up_each_unit_s_rows_first() {
+    // Shop S01 has two rows of 45 in district D, ten other shops one row of 1 each. Row by row
+    // the two largest make 90% (at k: would pass); shop by shop S01 alone has 90 and the two
+    // largest 91%. The count is of shops, 11, not of rows, 12.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let mut csv = String::from("shop_id,district,street,revenue,owner\nS01,D,D1,45,x\nS01,D,D1,45,x\n");
+    for i in 2..=11 {
+        writeln!(csv, "S{i:02},D,D2,1,x").unwrap();
+    }
+    std::fs::write(dir.path().join("data/shops.csv"), csv).unwrap();
+    std::fs::write(dir.path().join("shops.toml"), SHOPS_ENTRY).unwrap();
+    let catalog = Catalog::open(dir.path()).unwrap();
+    let table = output_table(
+        "t",
+        vec![
+            ("district", Arc::new(StringArray::from_iter_values(["D"]))),
+            ("shops", Arc::new(Int64Array::from_iter_values([11]))),
+            ("revenue", Arc::new(Float64Array::from_iter_values([100.0]))),
+        ],
+    );
+    let audit = audit_tables(&catalog, MANIFEST, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    assert_eq!(verdicts(&audit), [(Verdict::Suppressed, vec![Rule::Dominance])], "{}", audit.report.text());
+}
+
+#[test]
 fn p_ratio_catches_what_dominance_misses_under_a_tightened_policy() {
     let defaults = audit_rows(&[truth("F")], &AuditPolicy::default());
     assert_eq!(verdicts(&defaults)[0], (Verdict::Pass, vec![]));
