@@ -314,7 +314,7 @@ mod tests {
         let s = sketch(&hasher, 0..500);
         let t = sketch(&hasher, 3..503);
         let apart: u64 = s.buckets.iter().zip(&t.buckets).map(|(a, b)| a.abs_diff(*b)).sum();
-        assert!(apart <= 6 && apart % 2 == 0, "{apart}");
+        assert!(apart <= 6 && apart.is_multiple_of(2), "{apart}");
         assert_eq!(s.difference(&t, 9), Some(6));
         assert_eq!(Sketch::from_bytes(&s.to_bytes()), Some(s.clone()));
         // The 520-byte sketches of before the buckets, and counts that do not add up.

@@ -43,8 +43,45 @@ impl Identifier {
     }
 }
 
-/// The first identifier found in `text`, if any.
+/// The first identifier found in `text`, if any: as written, or once full-width forms are read
+/// as ASCII and everything between letters and digits is dropped ("１３８-0013 8000").
 pub fn find(text: &str) -> Option<Identifier> {
+    find_as_written(text).or_else(|| {
+        let compact = compact(text);
+        (compact != text).then(|| find_as_written(&compact)).flatten()
+    })
+}
+
+/// A citizen ID number or unified social credit code spelled across `texts` (a row's strings,
+/// in order), separators and full-width forms ignored. Only these two kinds: their check
+/// characters keep false alarms rare in the long digit runs that legitimate labels glued
+/// together make (a district code, a year, a month...).
+pub fn find_across(texts: &[&str]) -> Option<Identifier> {
+    let joined: String = texts.iter().map(|t| compact(t)).collect();
+    let upper: Vec<char> = joined.to_ascii_uppercase().chars().collect();
+    upper.windows(18).find_map(|w| {
+        if is_citizen_id(w) {
+            Some(Identifier::CitizenId)
+        } else if is_uscc(w) {
+            Some(Identifier::Uscc)
+        } else {
+            None
+        }
+    })
+}
+
+/// Full-width ASCII forms (U+FF01–U+FF5E) read as ASCII, then only ASCII letters and digits kept.
+fn compact(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+fn find_as_written(text: &str) -> Option<Identifier> {
     if looks_like_email(text) {
         return Some(Identifier::Email);
     }

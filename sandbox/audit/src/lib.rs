@@ -746,6 +746,21 @@ impl Judge<'_> {
                 }
             }
         }
+        // An identifier spelled across a row's strings, in column order.
+        let mut rows: Vec<Vec<(&str, &str)>> = vec![Vec::new(); batch.num_rows()];
+        for (r, column, value) in &where_found {
+            rows[*r].push((column, value));
+        }
+        for (r, row) in rows.iter().enumerate().filter(|(_, row)| row.len() > 1) {
+            let texts: Vec<&str> = row.iter().map(|(_, v)| *v).collect();
+            // Only what no single string holds: those are reported already.
+            if let Some(kind) = identifiers::find_across(&texts)
+                && texts.iter().all(|t| identifiers::find(t).is_none())
+            {
+                let columns: Vec<&str> = row.iter().map(|(c, _)| *c).collect();
+                self.identifier(r, &columns.join("+"), kind);
+            }
+        }
         // Also each `column=value` term's value.
         strings.extend(where_found.iter().filter_map(|(_, _, v)| v.split_once('=').map(|(_, x)| x.to_owned())));
         for source in sensitive {

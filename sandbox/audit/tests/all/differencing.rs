@@ -167,3 +167,61 @@ fn arrow_cast(column: &ArrayRef) -> Float64Array {
     let cast = datafusion::arrow::compute::cast(column, &DataType::Float64).unwrap();
     cast.as_any().downcast_ref::<Float64Array>().unwrap().clone()
 }
+
+#[test]
+fn reconstruction_by_many_overlapping_tables_is_cut_down_to_groups_of_ten() {
+    // 40 shops with revenues 1 to 40. The module asks for 30 one-cell tables, "shops with
+    // revenue of at least t" for t = 1..30: each holds at least 11 shops, and any two neighbours
+    // subtracted would give one shop's revenue.
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = crate::rules::write_shops(dir.path(), (1..=40).map(|r| ("R".to_owned(), "R1".to_owned(), r as f64)));
+    let mut manifest = String::from(
+        "name = \"overlap\"\nversion = \"1\"\ndatasets = [\"shops\"]\npurpose = { zh = \"测试\", en = \"test\" }\n",
+    );
+    let mut tables = Vec::new();
+    for t in 1..=30 {
+        manifest.push_str(&format!(
+            r#"
+[[outputs]]
+name = "from_{t}"
+zh = "表"
+en = "table"
+dimensions = [{{ name = "district", source = "shops.district" }}]
+filters = [{{ column = "shops.revenue", op = "ge", value = {t}.0 }}]
+measures = [
+    {{ name = "shops", statistic = "count", of = "shops" }},
+    {{ name = "revenue", statistic = "sum", of = "shops.revenue" }},
+]
+"#
+        ));
+        let kept: Vec<i64> = (t..=40).collect();
+        tables.push(output_table(
+            &format!("from_{t}"),
+            vec![
+                ("district", Arc::new(StringArray::from_iter_values(["R"]))),
+                ("shops", Arc::new(Int64Array::from_iter_values([kept.len() as i64]))),
+                ("revenue", Arc::new(Float64Array::from_iter_values([kept.iter().sum::<i64>() as f64]))),
+            ],
+        ));
+    }
+    let audit = audit_tables(&catalog, &manifest, &tables, &AuditPolicy::default(), &UnitHasher::new(&[9; 32]), &[]);
+    // Released: t = 1, 11, 21 (40, 30 and 20 shops), ten shops apart; every other table's cell
+    // is within ten shops of one of them and suppressed, naming differencing.
+    let mut released = Vec::new();
+    for (t, report) in (1..=30).zip(&audit.report.tables) {
+        let rules: Vec<Rule> = report.findings.iter().map(|f| f.rule).collect();
+        if report.suppressed_cells == 0 {
+            assert!(rules.is_empty(), "from_{t}: {rules:?}");
+            released.push(t);
+        } else {
+            assert_eq!(rules, [Rule::Differencing], "from_{t}");
+        }
+    }
+    assert_eq!(released, [1, 11, 21]);
+    // What is left to subtract: groups of ten shops, never fewer.
+    for (i, a) in audit.cells.iter().enumerate() {
+        for b in &audit.cells[i + 1..] {
+            assert_eq!(a.sketch.difference(&b.sketch, 9), None, "{} and {}", a.label, b.label);
+        }
+    }
+}

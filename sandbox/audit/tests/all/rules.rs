@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::{Array, Float64Array, Int64Array, StringArray};
-use sandbox_audit::{Audit, AuditPolicy, Rule, UnitHasher, Verdict};
+use sandbox_audit::{Audit, AuditPolicy, Rule, UnitHasher, Verdict, identifiers};
 use sandbox_catalog::Catalog;
 
 use crate::{audit_tables, output_table};
@@ -259,6 +259,43 @@ fn identifiers_and_sensitive_values_smuggled_as_dimensions_fail() {
         assert_eq!(*verdict, Verdict::Fail, "{smuggled}");
         assert!(rules.contains(&rule), "{smuggled}: {rules:?}");
     }
+}
+
+#[test]
+fn identifiers_smuggled_through_string_concatenation_fail() {
+    // Within one label: separators, full-width digits, glued to a real label.
+    for smuggled in ["B 1101-0519-4912-3100-2X", "１３８ ００１３ ８０００", "B13800138000", "B|138.0013.8000"]
+    {
+        let audit = audit_rows(&[truth("B"), (smuggled.to_owned(), 0, 0.0)], &AuditPolicy::default());
+        let (verdict, rules) = &verdicts(&audit)[1];
+        assert_eq!(*verdict, Verdict::Fail, "{smuggled}");
+        assert!(rules.contains(&Rule::Identifier), "{smuggled}: {rules:?}");
+    }
+    // Across the strings of a row: an ID number split between district and street.
+    let manifest = MANIFEST.replace(
+        r#"dimensions = [{ name = "district", source = "shops.district" }]"#,
+        r#"dimensions = [{ name = "district", source = "shops.district" }, { name = "street", source = "shops.street" }]"#,
+    );
+    let (_, shops, revenue) = truth("B");
+    let table = output_table(
+        "t",
+        vec![
+            ("district", Arc::new(StringArray::from_iter_values(["B", "1101051949"]))),
+            ("street", Arc::new(StringArray::from_iter_values([street("B", 0).as_str(), "-1231-002X"]))),
+            ("shops", Arc::new(Int64Array::from_iter_values([shops, 0]))),
+            ("revenue", Arc::new(Float64Array::from_iter_values([revenue, 0.0]))),
+        ],
+    );
+    let audit = audit_tables(catalog(), &manifest, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let found: Vec<_> = audit.report.tables[0].findings.iter().filter(|f| f.row == Some(1)).collect();
+    assert!(
+        found.iter().any(|f| f.rule == Rule::Identifier && f.column.as_deref() == Some("district+street")),
+        "{}",
+        audit.report.text()
+    );
+    assert_eq!(audit.report.outcome, Verdict::Fail);
+    // Legitimate labels glued together spell nothing.
+    assert_eq!(identifiers::find_across(&["150202", "1985", "03", "男"]), None);
 }
 
 #[test]
