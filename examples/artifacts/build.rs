@@ -25,10 +25,11 @@ fn main() {
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
     let target_dir = out_dir.ancestors().nth(4).unwrap().join("guests");
 
-    for dir in ["examples/sdk", "examples/modules", "runner/tests/hostile", "runner/wit"] {
-        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    // Relative paths, which cargo resolves from this package's folder: the target directory is
+    // shared with other checkouts (CI's fresh clones), whose paths must not stand in for ours.
+    for dir in ["examples/sdk", "examples/modules", "runner/tests/hostile", "runner/wit", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed=../../{dir}");
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
 
     let cargo = env::var("CARGO").unwrap();
     let mut cmd = Command::new(cargo);
@@ -52,13 +53,13 @@ fn main() {
     for (name, dir) in GUESTS {
         let wasm = target_dir.join("wasm32-wasip2/guest").join(format!("{}.wasm", name.replace('-', "_")));
         assert!(wasm.exists(), "{} was not built", wasm.display());
-        let manifest = root.join(dir).join("module.toml");
         let short = name.strip_prefix("example-").unwrap_or(name);
+        // The manifest from this checkout, whichever checkout last ran this script.
+        let manifest = format!("concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/../../{dir}/module.toml\")");
         writeln!(
             code,
-            "Example {{ name: {short:?}, wasm: include_bytes!({wasm:?}), manifest: include_str!({manifest:?}) }},",
+            "Example {{ name: {short:?}, wasm: include_bytes!({wasm:?}), manifest: include_str!({manifest}) }},",
             wasm = path_str(&wasm),
-            manifest = path_str(&manifest),
         )
         .unwrap();
     }

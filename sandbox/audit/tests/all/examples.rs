@@ -31,6 +31,25 @@ pub(crate) fn catalog() -> &'static Catalog {
     })
 }
 
+/// A city of 500 000 residents (33 000 legal entities), generated once per test process: the
+/// smallest at which a quarter of 1991 has ten or more new manufacturers, among them two of the
+/// planted giants.
+fn big_catalog() -> &'static Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        let out = tmp().join(format!("audit-big-city-{}", std::process::id()));
+        let config = sandbox_datagen::Config {
+            out: out.clone(),
+            scale: 500_000,
+            seed: 7,
+            twin_scale: Some(1_000),
+            progress: false,
+        };
+        sandbox_datagen::generate(&config).expect("generate the big test city");
+        Catalog::open(&out).expect("the generated catalog is valid")
+    })
+}
+
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap())
@@ -43,12 +62,16 @@ fn runner() -> &'static Runner {
 
 /// Runs a module in production mode on the real files and audits what it wrote.
 fn run_and_audit(wasm: &[u8], manifest: &str, params: &[(&str, &str)]) -> (RunOutcome, Audit) {
+    run_and_audit_on(catalog(), wasm, manifest, params)
+}
+
+fn run_and_audit_on(catalog: &Catalog, wasm: &[u8], manifest: &str, params: &[(&str, &str)]) -> (RunOutcome, Audit) {
     let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let outcome = runtime().block_on(runner().run(RunRequest {
         module: wasm,
         manifest,
         parameters: &params,
-        catalog: catalog(),
+        catalog,
         mode: RunMode::Production,
         key: Some(DomainSecret::from_bytes([9; 32]).licence_key("test-licence")),
         limits: None,
@@ -58,7 +81,7 @@ fn run_and_audit(wasm: &[u8], manifest: &str, params: &[(&str, &str)]) -> (RunOu
     let policy = AuditPolicy::default();
     let audit = runtime()
         .block_on(sandbox_audit::audit(AuditRequest {
-            catalog: catalog(),
+            catalog,
             variant: Variant::Real,
             manifest: &manifest,
             record: &outcome.record,
@@ -107,4 +130,36 @@ fn the_examples_pass_or_get_suppressions_that_make_sense() {
             }
         }
     }
+}
+
+#[test]
+fn new_enterprises_of_1991_meet_the_planted_giants_and_lose_those_cells() {
+    let example = sandbox_examples::examples().iter().find(|e| e.name == "new-enterprises").unwrap();
+    let (outcome, audit) = run_and_audit_on(big_catalog(), example.wasm, example.manifest, &[("year", "1991")]);
+    let text = audit.report.text();
+    let table = &outcome.tables[0].batch;
+    let column = |i: usize| arrow_array::cast::AsArray::as_string::<i32>(table.column(i)).clone();
+    let (industry, quarter) = (column(0), column(1));
+    let row = |i: &str, q: &str| {
+        (0..table.num_rows())
+            .find(|&r| industry.value(r) == i && quarter.value(r) == q)
+            .unwrap_or_else(|| panic!("{text}"))
+    };
+    let report = &audit.report.tables[0];
+    let found =
+        |r: usize| -> Vec<Rule> { report.findings.iter().filter(|f| f.row == Some(r)).map(|f| f.rule).collect() };
+    // Manufacturing in 1991Q4: the steel group (3.2 million 万元) and another giant (0.82
+    // million) among some fifteen small firms: they hold 99.8% of the capital, so the cell is
+    // suppressed for dominance, and its row is withheld whole.
+    let giants = row("C", "1991Q4");
+    assert!(found(giants).contains(&Rule::Dominance), "{text}");
+    // The other manufacturing quarters have no giant and pass.
+    for q in ["1991Q1", "1991Q2", "1991Q3"] {
+        assert!(found(row("C", q)).is_empty(), "C {q}: {text}");
+    }
+    assert!(!rules(&audit).contains(&Rule::Inconsistent), "{text}");
+    assert_eq!(audit.report.outcome, Verdict::Suppressed, "{text}");
+    let released = &audit.released[0].batch;
+    assert!(released.column(2).is_null(giants) && released.column(3).is_null(giants));
+    assert!(!released.column(3).is_null(row("C", "1991Q2")));
 }
