@@ -62,6 +62,14 @@ pub(crate) struct TableEvidence {
     pub(crate) outside: Vec<BTreeSet<String>>,
 }
 
+/// For a table released under differential privacy ([`Evidence::dp_cells`]).
+#[derive(Debug, Default)]
+pub(crate) struct DpEvidence {
+    /// Per cell: distinct units, and per magnitude (`dataset.column`) the clamped sum.
+    pub(crate) cells: HashMap<Key, (u64, HashMap<String, f64>)>,
+    pub(crate) max_cells_per_unit: u64,
+}
+
 /// For a model's coefficient table.
 #[derive(Debug, Default)]
 pub(crate) struct ModelEvidence {
@@ -366,6 +374,55 @@ impl<'a> Evidence<'a> {
                 evidence.cells.insert(key, cell);
             }
         }
+        Ok(evidence)
+    }
+
+    /// What differential privacy releases of a table of cells: per cell, its distinct units
+    /// and, per magnitude, the sum of each unit's total clamped to `[-bound, bound]`; and the
+    /// most cells of the table one unit falls in.
+    pub(crate) async fn dp_cells(&mut self, spec: &OutputSpec, bound: f64) -> Result<DpEvidence, AuditError> {
+        let unit = column(&format!("{}.{}", counted(spec), self.privacy_unit(counted(spec))?));
+        let dims: Vec<String> = spec.dimensions.iter().map(|d| self.dimension(d)).collect::<Result<_, _>>()?;
+        let magnitudes = magnitude_columns(spec);
+        let keys: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+        let mut inner: Vec<String> = dims.iter().enumerate().map(|(i, d)| format!("{d} AS d{i}")).collect();
+        inner.push(format!("{unit} AS unit"));
+        let mut outer = keys.clone();
+        outer.push("count(*) AS units".to_owned());
+        for (j, m) in magnitudes.iter().enumerate() {
+            inner.push(format!("coalesce(sum(CAST({} AS DOUBLE)), 0) AS s{j}", column(m)));
+            outer.push(format!("sum(greatest(least(s{j}, {bound:?}), {:?})) AS clamped{j}", -bound));
+        }
+        let rows = self.rows(spec)?;
+        let where_unit = if rows.contains(" WHERE ") { " AND" } else { " WHERE" };
+        let group_inner: Vec<String> = (1..=dims.len() + 1).map(|i| i.to_string()).collect();
+        let per_unit = format!(
+            "SELECT {} {rows}{where_unit} {unit} IS NOT NULL GROUP BY {}",
+            inner.join(", "),
+            group_inner.join(", ")
+        );
+        let group_outer = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) };
+        let batches = self.query(format!("SELECT {} FROM ({per_unit}) cells{group_outer}", outer.join(", "))).await?;
+        let mut evidence = DpEvidence::default();
+        for batch in &batches {
+            let keys: Vec<Vec<Option<String>>> =
+                (0..dims.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
+            let units = integers(batch, "units")?;
+            let clamped: Vec<Vec<f64>> =
+                (0..magnitudes.len()).map(|j| floats(batch, &format!("clamped{j}"))).collect::<Result<_, _>>()?;
+            for r in 0..batch.num_rows() {
+                let key: Key = keys.iter().map(|k| k[r].clone()).collect();
+                let sums = magnitudes.iter().zip(&clamped).map(|(m, c)| (m.clone(), c[r])).collect();
+                evidence.cells.insert(key, (units[r], sums));
+            }
+        }
+        let most = self
+            .query(format!(
+                "SELECT coalesce(max(cells), 0) AS most FROM (SELECT unit, count(*) AS cells FROM ({per_unit}) t GROUP BY unit) u"
+            ))
+            .await?;
+        evidence.max_cells_per_unit =
+            most.first().map(|b| integers(b, "most")).transpose()?.and_then(|v| v.first().copied()).unwrap_or(0);
         Ok(evidence)
     }
 

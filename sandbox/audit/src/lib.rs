@@ -9,7 +9,9 @@
 //! released with suppressed cells blanked and counts rounded; the report says which rule decided
 //! each cell, in English and Chinese, and its SHA-256 is what the release signs.
 
+pub mod budget;
 pub mod differencing;
+pub mod dp;
 mod evidence;
 pub mod identifiers;
 mod policy;
@@ -27,6 +29,7 @@ use sandbox_runner::{OutputTable, RunRecord};
 use serde::Serialize;
 
 pub use crate::differencing::{Sketch, UnitHasher};
+pub use crate::dp::DpSettings;
 use crate::evidence::{Cell, Evidence, Key, numbers, text};
 pub use crate::policy::{AuditPolicy, PolicyFileError, Rules};
 pub use crate::report::{AuditReport, CellFinding, TableReport};
@@ -73,6 +76,7 @@ pub enum Rule {
     Size,
     Differencing,
     SecondarySuppression,
+    DifferentialPrivacy,
 }
 
 impl Rule {
@@ -92,6 +96,7 @@ impl Rule {
             Rule::Size => "size",
             Rule::Differencing => "differencing",
             Rule::SecondarySuppression => "secondary-suppression",
+            Rule::DifferentialPrivacy => "differential-privacy",
         }
     }
 }
@@ -130,6 +135,10 @@ pub struct Audit {
     pub released: Vec<ReleasedTable>,
     /// The released (unsuppressed) cells of `released`, for later audits' differencing.
     pub cells: Vec<ReleasedCell>,
+    /// The datasets whose released figures carry differential-privacy noise, with the ρ the run
+    /// spent on each: the reservation to keep ([`budget::Ledger::commit`]); any other
+    /// reservation of the run is refunded.
+    pub dp_spent: Vec<(String, f64)>,
 }
 
 /// What an audit needs.
@@ -184,6 +193,10 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             judge.cells(&mut evidence).await?;
         }
         judge.texts(&mut evidence, &sensitive).await?;
+        let dp = match request.policy.dp(evidence::counted(spec)) {
+            Some(settings) => judge.dp(&mut evidence, settings).await?,
+            None => None,
+        };
         let label =
             format!("{} {}", &request.record.module_sha256[..request.record.module_sha256.len().min(12)], table.name);
         let dataset = evidence::counted(spec).to_owned();
@@ -193,9 +206,10 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             cells.extend(passed);
         }
         let Judge { findings, cells: verdicts, .. } = judge;
-        judged.push(Judged { spec, table, rules, findings, verdicts, overrides: HashMap::new() });
+        judged.push(Judged { spec, table, rules, findings, verdicts, overrides: HashMap::new(), dp });
     }
     margins(&mut judged)?;
+    let dp_spent = add_noise(&mut judged, request.policy)?;
     let mut tables = Vec::new();
     let mut released = Vec::new();
     for j in judged {
@@ -216,7 +230,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         });
     }
     let report = AuditReport::new(request.record, request.policy.sha256(), tables);
-    Ok(Audit { report, released, cells })
+    Ok(Audit { report, released, cells, dp_spent })
 }
 
 /// A judged table, before its release.
@@ -228,6 +242,65 @@ struct Judged<'a> {
     verdicts: Vec<Verdict>,
     /// Released values that differ from the table's: (measure, row) → the value, `None` blank.
     overrides: HashMap<(usize, usize), Option<f64>>,
+    /// What differential privacy releases instead of the table's figures, if its dataset asks.
+    dp: Option<DpTable>,
+}
+
+/// A table released under differential privacy: the host's figures, before noise.
+struct DpTable {
+    dataset: String,
+    /// Per measure, per row: the distinct units (counts) or the clamped sum, rounded.
+    values: Vec<Vec<i64>>,
+    /// L2 sensitivity of each measure's column.
+    sensitivity: Vec<f64>,
+}
+
+/// Adds differential-privacy noise to the released cells of every table that needs it. Each
+/// dataset's `rho_per_run` is split evenly among the measures released from it. Returns the ρ
+/// spent per dataset.
+fn add_noise(judged: &mut [Judged<'_>], policy: &AuditPolicy) -> Result<Vec<(String, f64)>, AuditError> {
+    let mut measures: BTreeMap<String, usize> = BTreeMap::new();
+    for j in judged.iter().filter(|j| j.outcome() <= Verdict::Suppressed) {
+        if let Some(dp) = &j.dp {
+            *measures.entry(dp.dataset.clone()).or_default() += dp.values.len();
+        }
+    }
+    for j in judged.iter_mut().filter(|j| j.outcome() <= Verdict::Suppressed) {
+        let Some(dp) = &j.dp else { continue };
+        let Some(settings) = policy.dp(&dp.dataset) else { continue };
+        let rho = settings.rho_per_run / measures[&dp.dataset] as f64;
+        let mut noted = Vec::new();
+        for (m, (values, delta)) in dp.values.iter().zip(&dp.sensitivity).enumerate() {
+            let sigma = dp::sigma(*delta, rho);
+            let is_count = j.spec.measures[m].statistic == Statistic::Count;
+            for (r, &value) in values.iter().enumerate().filter(|(r, _)| j.verdicts[*r] == Verdict::Pass) {
+                let noisy = dp::noisy(value, sigma).map_err(AuditError::Evidence)?;
+                let noisy = if is_count { noisy.max(0) } else { noisy };
+                j.overrides.insert((m, r), Some(noisy as f64));
+            }
+            noted.push((j.spec.measures[m].name.clone(), sigma));
+        }
+        for (name, sigma) in noted {
+            j.findings.push(CellFinding {
+                row: None,
+                column: Some(name.clone()),
+                rule: Rule::DifferentialPrivacy,
+                verdict: Verdict::Pass,
+                en: format!(
+                    "{name} is the host's own figure plus discrete Gaussian noise of scale {sigma:.3} (zCDP ρ {rho:.4} of the run's {})",
+                    settings.rho_per_run
+                ),
+                zh: format!("{name} 为主机自算值加尺度 {sigma:.3} 的离散高斯噪声（本次运行 ρ {} 中的 {rho:.4}）", settings.rho_per_run),
+            });
+        }
+    }
+    Ok(measures
+        .into_keys()
+        .map(|dataset| {
+            let rho = policy.dp(&dataset).map_or(0.0, |s| s.rho_per_run);
+            (dataset, rho)
+        })
+        .collect())
 }
 
 /// A table's outcome: the worst of its rows' and its table-wide findings.
@@ -278,7 +351,13 @@ fn margins(judged: &mut [Judged<'_>]) -> Result<(), AuditError> {
     for m in 0..judged.len() {
         for d in 0..judged.len() {
             let (margin, detail) = (&judged[m], &judged[d]);
-            if m == d || margin.outcome() > Verdict::Suppressed || detail.outcome() > Verdict::Suppressed {
+            // Tables with noise are left alone: the noise covers what subtraction would give.
+            if m == d
+                || margin.outcome() > Verdict::Suppressed
+                || detail.outcome() > Verdict::Suppressed
+                || margin.dp.is_some()
+                || detail.dp.is_some()
+            {
                 continue;
             }
             let Some(positions) = margin_of(margin.spec, detail.spec) else { continue };
@@ -780,6 +859,61 @@ impl Judge<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The figures differential privacy releases for this table, or findings that it cannot:
+    /// only counts, and sums under a `sum_bound`, can be noised.
+    async fn dp(&mut self, evidence: &mut Evidence<'_>, settings: &DpSettings) -> Result<Option<DpTable>, AuditError> {
+        let mut refused = Vec::new();
+        for m in &self.spec.measures {
+            match m.statistic {
+                Statistic::Count => {}
+                Statistic::Sum if settings.sum_bound.is_some() => {}
+                Statistic::Sum => refused.push((
+                    m.name.clone(),
+                    format!("{}: the policy sets no sum_bound for this dataset, so its sums cannot be noised", m.name),
+                    format!("{}：策略未为该数据集设置 sum_bound，求和无法加噪", m.name),
+                )),
+                _ => refused.push((
+                    m.name.clone(),
+                    format!("{}: under differential privacy only counts and sums are released", m.name),
+                    format!("{}：差分隐私下只发布计数和求和", m.name),
+                )),
+            }
+        }
+        if self.spec.dimensions.iter().any(|d| d.terms.is_some()) {
+            refused.push((
+                self.spec.name.clone(),
+                "under differential privacy models are not released".to_owned(),
+                "差分隐私下不发布模型".to_owned(),
+            ));
+        }
+        if !refused.is_empty() {
+            for (column, en, zh) in refused {
+                self.find(None, Some(&column), Rule::DifferentialPrivacy, Verdict::Fail, en, zh);
+            }
+            return Ok(None);
+        }
+        let bound = settings.sum_bound.unwrap_or(0.0);
+        let host = evidence.dp_cells(self.spec, bound).await?;
+        let keys = self.keys()?;
+        let spread = (host.max_cells_per_unit.max(1) as f64).sqrt();
+        let mut values = Vec::new();
+        let mut sensitivity = Vec::new();
+        for m in &self.spec.measures {
+            let column: Vec<i64> = keys
+                .iter()
+                .map(|key| match host.cells.get(key) {
+                    None => 0,
+                    Some((units, _)) if m.statistic == Statistic::Count => *units as i64,
+                    Some((_, sums)) => sums.get(&m.of).copied().unwrap_or(0.0).round() as i64,
+                })
+                .collect();
+            values.push(column);
+            let per_cell = if m.statistic == Statistic::Count { 1.0 } else { bound.ceil() + 1.0 };
+            sensitivity.push(per_cell * spread);
+        }
+        Ok(Some(DpTable { dataset: evidence::counted(self.spec).to_owned(), values, sensitivity }))
     }
 
     fn identifier(&mut self, r: usize, column: &str, kind: identifiers::Identifier) {

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::dp::DpSettings;
+
 /// One set of rule parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +60,8 @@ struct Tightening {
     max_rows: Option<u64>,
     max_bytes: Option<u64>,
     rounding_base: Option<u64>,
+    /// Differential privacy for the dataset's tables (only under `[datasets.<id>]`).
+    dp: Option<DpSettings>,
 }
 
 /// The bureau's audit policy: the defaults and any per-dataset tightening.
@@ -89,6 +93,17 @@ impl AuditPolicy {
         for (scope, t) in std::iter::once(("defaults", &policy.defaults))
             .chain(policy.datasets.iter().map(|(name, t)| (name.as_str(), t)))
         {
+            if let Some(dp) = &t.dp {
+                if scope == "defaults" {
+                    return Err(PolicyFileError {
+                        en: "defaults: dp is set per dataset, under [datasets.<id>.dp]".to_owned(),
+                        zh: "defaults：差分隐私按数据集设置，写在 [datasets.<id>.dp] 下".to_owned(),
+                    });
+                }
+                if let Some((en, zh)) = dp.problem() {
+                    return Err(PolicyFileError { en: format!("{scope}.dp: {en}"), zh: format!("{scope}.dp：{zh}") });
+                }
+            }
             let tightened = t.apply(&base);
             if let Some(rule) = loosened(&base, &tightened) {
                 return Err(PolicyFileError {
@@ -109,6 +124,11 @@ impl AuditPolicy {
             }
         }
         rules
+    }
+
+    /// The differential-privacy settings of `dataset`, if its tables are released with noise.
+    pub fn dp(&self, dataset: &str) -> Option<&DpSettings> {
+        self.datasets.get(dataset).and_then(|t| t.dp.as_ref())
     }
 
     /// SHA-256 of the policy's canonical JSON form, for every audit report.
@@ -182,5 +202,14 @@ mod tests {
         }
         assert!(AuditPolicy::parse("[defaults]\nthreshold = 5").unwrap_err().en.contains("unknown field"));
         assert_ne!(policy.sha256(), AuditPolicy::default().sha256());
+
+        let dp = "[datasets.persons.dp]\nrho_per_run = 0.1\noperator_budget = 1.0\ndataset_budget = 4.0\n";
+        let policy = AuditPolicy::parse(dp).unwrap();
+        assert_eq!(policy.dp("persons").map(|d| d.rho_per_run), Some(0.1));
+        assert_eq!(policy.dp("enterprises"), None);
+        let err = AuditPolicy::parse(&dp.replace("4.0", "0.5")).unwrap_err();
+        assert!(err.en.contains("operator_budget <= dataset_budget"), "{err}");
+        let err = AuditPolicy::parse(&dp.replace("datasets.persons", "defaults")).unwrap_err();
+        assert!(err.en.contains("per dataset"), "{err}");
     }
 }

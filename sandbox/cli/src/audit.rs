@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use datafusion::arrow::util::display::array_value_to_string;
+use sandbox_audit::budget::Ledger;
 use sandbox_audit::{AuditPolicy, AuditRequest, ReleasedCell, UnitHasher, Verdict};
 use sandbox_catalog::Variant;
 use sandbox_policy::DomainSecret;
@@ -30,6 +31,13 @@ pub(crate) struct Args {
     /// released cells are appended; its key is in <file>.key
     #[arg(long)]
     history: Option<PathBuf>,
+    /// 隐私预算账本（策略对所读数据集启用差分隐私时必需）/ Privacy budget ledger (needed when the
+    /// policy puts a dataset the module reads under differential privacy)
+    #[arg(long, requires = "operator")]
+    budget: Option<PathBuf>,
+    /// 运营单位标识，按其扣减隐私预算 / The operator whose privacy budget the run spends
+    #[arg(long)]
+    operator: Option<String>,
     /// 每张表最多显示的行数 / Rows shown per table
     #[arg(long, default_value_t = 50)]
     max_rows: usize,
@@ -55,6 +63,30 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let variant = if args.twin { Variant::Twin } else { Variant::Real };
 
+    // Differential privacy: one run's ρ reserved on each such dataset before the run. A
+    // rehearsal on the twins spends nothing.
+    let dp: Vec<(&str, &sandbox_audit::DpSettings)> =
+        manifest.datasets.iter().filter_map(|d| policy.dp(d).map(|s| (d.as_str(), s))).filter(|_| !args.twin).collect();
+    let reservation = match (&dp[..], &args.budget, &args.operator) {
+        ([], _, _) => None,
+        (_, Some(path), Some(operator)) => {
+            let ledger = Ledger::new(path);
+            let id = ledger.reserve(operator, &dp)?;
+            Some((ledger, id))
+        }
+        _ => anyhow::bail!(
+            "{} is released under differential privacy: give --budget and --operator / 该数据集启用了差分隐私，须提供 --budget 和 --operator",
+            dp[0].0
+        ),
+    };
+    // Gives the reservation back unless the audit released noised figures.
+    let settle = |spent: &[(String, f64)]| -> anyhow::Result<()> {
+        if let Some((ledger, id)) = &reservation {
+            ledger.commit(*id, spent)?;
+        }
+        Ok(())
+    };
+
     // A production run: codes only, no development log. Pseudonyms never leave the host, so a
     // key of this invocation's own serves.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -71,6 +103,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         limits: None,
     }));
     if let Some(err) = &outcome.record.error {
+        settle(&[])?;
         if args.json {
             println!("{}", json!({ "run_error": err.code() }));
         } else {
@@ -87,7 +120,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         policy: &policy,
         hasher: &hasher,
         earlier: &earlier,
-    }))?;
+    }));
+    let audit = match audit {
+        Ok(audit) => audit,
+        Err(e) => {
+            settle(&[])?;
+            return Err(e.into());
+        }
+    };
+    settle(&audit.dp_spent)?;
+    let mut left = Vec::new();
+    if let (Some((ledger, _)), Some(operator)) = (&reservation, &args.operator) {
+        for (dataset, settings) in &dp {
+            left.push((dataset.to_string(), ledger.queries_left(operator, dataset, settings)?));
+        }
+    }
     // Rehearsals on the twins release nothing, so they add nothing to the history.
     if let (Some(path), false) = (&args.history, args.twin) {
         append_history(path, &audit.cells)?;
@@ -108,7 +155,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
             .collect();
         let report: serde_json::Value = serde_json::from_slice(&audit.report.to_json())?;
-        let out = json!({ "report": report, "report_sha256": audit.report.sha256(), "released": released });
+        let left: serde_json::Map<String, serde_json::Value> =
+            left.iter().map(|(d, n)| (d.clone(), json!(n))).collect();
+        let out = json!({
+            "report": report,
+            "report_sha256": audit.report.sha256(),
+            "released": released,
+            "queries_left": left,
+        });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print!("{}", audit.report.text());
@@ -118,6 +172,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         if args.twin {
             println!("（合成孪生数据上的预演 / a rehearsal on the synthetic twins）");
+        }
+        for (dataset, n) in &left {
+            println!("隐私预算：{dataset} 剩余查询 {n} 次 / privacy budget: {n} queries left on {dataset}");
         }
     }
     Ok(if audit.report.outcome <= Verdict::Suppressed { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -14,11 +14,24 @@ fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
 
+/// `<tmp>/<prefix>-<this process>`, after removing the folders earlier test processes, now
+/// gone, left under the same prefix (a big city is 32 MB, and every run makes one).
+fn scratch(prefix: &str) -> PathBuf {
+    for entry in std::fs::read_dir(tmp()).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('-')).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !PathBuf::from(format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    tmp().join(format!("{prefix}-{}", std::process::id()))
+}
+
 /// A city of 6 000 residents, generated once per test process.
 pub(crate) fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
-        let out = tmp().join(format!("audit-city-{}", std::process::id()));
+        let out = scratch("audit-city");
         let config = sandbox_datagen::Config {
             out: out.clone(),
             scale: 6_000,
@@ -37,7 +50,7 @@ pub(crate) fn catalog() -> &'static Catalog {
 fn big_catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
-        let out = tmp().join(format!("audit-big-city-{}", std::process::id()));
+        let out = scratch("audit-big-city");
         let config = sandbox_datagen::Config {
             out: out.clone(),
             scale: 500_000,

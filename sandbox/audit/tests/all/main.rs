@@ -3,6 +3,7 @@
 
 mod acro;
 mod differencing;
+mod dp;
 mod examples;
 mod properties;
 mod rules;

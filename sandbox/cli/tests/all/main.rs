@@ -319,6 +319,35 @@ fn audit_prints_only_the_report_and_the_released_tables() {
     assert_eq!(keyless.status.code(), Some(2));
     assert!(stderr(&keyless).contains("no key file"), "{}", stderr(&keyless));
     assert_eq!(std::fs::read_to_string(&history).unwrap().lines().count(), 2 * cells);
+
+    // Differential privacy on persons: two runs' worth of budget, then refusals that change
+    // nothing; without a ledger the audit does not run at all.
+    let dp = dir.join("dp.toml");
+    std::fs::write(&dp, "[datasets.persons.dp]\nrho_per_run = 0.5\noperator_budget = 1.0\ndataset_budget = 1.0\n")
+        .unwrap();
+    let (wasm, toml) = (dir.join("population/module.wasm"), dir.join("population/module.toml"));
+    let ledger = dir.join("budget.json");
+    let with_dp = |extra: &[&str]| {
+        let mut args = vec!["audit", "--catalog", catalog, "--module", wasm.to_str().unwrap()];
+        args.extend_from_slice(&["--manifest", toml.to_str().unwrap(), "--policy", dp.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        sandbox(&args)
+    };
+    let unbudgeted = with_dp(&[]);
+    assert_eq!(unbudgeted.status.code(), Some(2));
+    assert!(stderr(&unbudgeted).contains("give --budget and --operator"), "{}", stderr(&unbudgeted));
+    let budgeted = ["--budget", ledger.to_str().unwrap(), "--operator", "operator.acme"];
+    for left in [1, 0] {
+        let run = with_dp(&budgeted);
+        assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+        assert!(stdout(&run).contains("differential-privacy"), "{}", stdout(&run));
+        assert!(stdout(&run).contains(&format!("{left} queries left on persons")), "{}", stdout(&run));
+    }
+    let before = std::fs::read(&ledger).unwrap();
+    let exhausted = with_dp(&budgeted);
+    assert_eq!(exhausted.status.code(), Some(2));
+    assert!(stderr(&exhausted).contains("隐私预算不足"), "{}", stderr(&exhausted));
+    assert_eq!(std::fs::read(&ledger).unwrap(), before);
 }
 
 #[test]

@@ -1,0 +1,119 @@
+//! Differential privacy: noised host figures, clamped sums, what cannot be noised, and the
+//! budget ledger (reserve, commit, refund, never refreshed).
+
+use arrow_array::{Array, Float64Array, Int64Array};
+use sandbox_audit::budget::{BudgetError, Ledger};
+use sandbox_audit::{AuditPolicy, DpSettings, Rule, Verdict};
+
+use crate::rules::{audit_rows, truth, verdicts};
+
+fn policy(rho: f64) -> AuditPolicy {
+    AuditPolicy::parse(&format!(
+        "[datasets.shops.dp]\nrho_per_run = {rho:?}\noperator_budget = {rho:?}\ndataset_budget = {rho:?}\nsum_bound = 50.0\n"
+    ))
+    .unwrap()
+}
+
+fn released(audit: &sandbox_audit::Audit) -> (Vec<Option<i64>>, Vec<Option<f64>>) {
+    let batch = &audit.released[0].batch;
+    let counts = batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+    let sums = batch.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+    (counts.iter().collect(), sums.iter().collect())
+}
+
+#[test]
+fn the_host_s_figures_are_released_with_noise_and_sums_clamped_per_unit() {
+    // District H: one shop of 100, eleven of 1, ten of 10 (211). Clamped at 50: 161.
+    let rows = [truth("B"), truth("C"), truth("H")];
+    // ρ so large the noise is all but zero: what is released is the host's figure.
+    let exact = audit_rows(&rows, &policy(1e9));
+    assert_eq!(exact.report.outcome, Verdict::Pass, "{}", exact.report.text());
+    assert_eq!(released(&exact), (vec![Some(10), Some(10), Some(20)], vec![Some(100.0), Some(110.0), Some(161.0)]));
+    assert_eq!(exact.dp_spent, [("shops".to_owned(), 1e9)]);
+    let noted = &exact.report.tables[0].findings;
+    assert!(noted.iter().all(|f| f.rule == Rule::DifferentialPrivacy && f.verdict == Verdict::Pass), "{noted:?}");
+    assert!(noted[1].en.contains("discrete Gaussian noise") && noted[1].zh.contains("离散高斯噪声"));
+
+    // A small ρ: the sums' noise has scale 51 / √ρ ≈ 2 300, so they move.
+    let noisy = audit_rows(&rows, &policy(0.001));
+    let (counts, sums) = released(&noisy);
+    assert!(sums.iter().zip([100.0, 110.0, 161.0]).any(|(s, t)| *s != Some(t)), "{sums:?}");
+    assert!(counts.iter().flatten().all(|c| *c >= 0 && c % 5 == 0), "{counts:?}");
+    // The threshold still runs on the true figures: district A (9 shops) is withheld.
+    let with_a = audit_rows(&[truth("A"), truth("B")], &policy(1e9));
+    assert_eq!(verdicts(&with_a)[0].0, Verdict::Suppressed);
+    assert_eq!(released(&with_a).0[0], None);
+}
+
+#[test]
+fn what_cannot_be_noised_fails_with_the_rule_named() {
+    let no_bound =
+        AuditPolicy::parse("[datasets.shops.dp]\nrho_per_run = 0.1\noperator_budget = 1.0\ndataset_budget = 1.0\n")
+            .unwrap();
+    let audit = audit_rows(&[truth("B")], &no_bound);
+    assert_eq!(audit.report.outcome, Verdict::Fail);
+    let finding = audit.report.tables[0].findings.iter().find(|f| f.rule == Rule::DifferentialPrivacy).unwrap();
+    assert!(finding.en.contains("no sum_bound"), "{}", finding.en);
+    assert!(audit.released.is_empty() && audit.dp_spent.is_empty());
+}
+
+fn settings(rho: f64, operator: f64, dataset: f64) -> DpSettings {
+    DpSettings { rho_per_run: rho, operator_budget: operator, dataset_budget: dataset, sum_bound: None }
+}
+
+#[test]
+fn budgets_are_reserved_spent_refunded_and_never_refreshed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new(dir.path().join("budget.json"));
+    let s = settings(0.1, 0.3, 0.5);
+    assert_eq!(ledger.queries_left("op.a", "persons", &s).unwrap(), 3);
+    let first = ledger.reserve("op.a", &[("persons", &s)]).unwrap();
+    let second = ledger.reserve("op.a", &[("persons", &s)]).unwrap();
+    ledger.commit(first, &[("persons".to_owned(), 0.1)]).unwrap();
+    // A failed run gives its ρ back.
+    ledger.refund(second).unwrap();
+    assert_eq!(ledger.queries_left("op.a", "persons", &s).unwrap(), 2);
+    assert!(matches!(ledger.refund(second), Err(BudgetError::UnknownReservation(_))));
+    for _ in 0..2 {
+        let id = ledger.reserve("op.a", &[("persons", &s)]).unwrap();
+        ledger.commit(id, &[("persons".to_owned(), 0.1)]).unwrap();
+    }
+    // The operator's budget is spent; a refused reservation changes nothing.
+    let before = std::fs::read(dir.path().join("budget.json")).unwrap();
+    let err = ledger.reserve("op.a", &[("persons", &s)]).unwrap_err();
+    assert!(matches!(err, BudgetError::Operator { .. }), "{err}");
+    assert!(err.to_string().contains("隐私预算不足"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("budget.json")).unwrap(), before);
+    assert_eq!(ledger.queries_left("op.a", "persons", &s).unwrap(), 0);
+    // Another operator has its own budget, until the dataset's (0.5) runs out.
+    let b = ledger.reserve("op.b", &[("persons", &s)]).unwrap();
+    ledger.commit(b, &[("persons".to_owned(), 0.1)]).unwrap();
+    assert_eq!(ledger.queries_left("op.b", "persons", &s).unwrap(), 1);
+    let c = ledger.reserve("op.c", &[("persons", &s)]).unwrap();
+    assert!(matches!(ledger.reserve("op.d", &[("persons", &s)]), Err(BudgetError::Dataset { .. })));
+    // All or nothing: a run over two datasets, one exhausted, reserves neither.
+    let other = settings(0.1, 1.0, 1.0);
+    assert!(ledger.reserve("op.c", &[("enterprises", &other), ("persons", &s)]).is_err());
+    assert_eq!(ledger.queries_left("op.c", "enterprises", &other).unwrap(), 10);
+    ledger.refund(c).unwrap();
+    // A ledger that does not parse is refused, not reset.
+    std::fs::write(dir.path().join("budget.json"), b"{ not json").unwrap();
+    let err = ledger.reserve("op.a", &[("enterprises", &other)]).unwrap_err();
+    assert!(err.to_string().contains("unreadable"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("budget.json")).unwrap(), b"{ not json");
+}
+
+#[test]
+fn concurrent_reservations_never_overspend() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new(dir.path().join("budget.json"));
+    let s = settings(0.1, 1.0, 1.0);
+    let granted: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| (0..4).filter(|_| ledger.reserve("op.a", &[("persons", &s)]).is_ok()).count()))
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(granted, 10);
+    assert_eq!(ledger.queries_left("op.a", "persons", &s).unwrap(), 0);
+}
