@@ -16,6 +16,7 @@ mod evidence;
 pub mod identifiers;
 mod policy;
 mod report;
+pub mod review;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -139,6 +140,8 @@ pub struct Audit {
     /// spent on each: the reservation to keep ([`budget::Ledger::commit`]); any other
     /// reservation of the run is refunded.
     pub dp_spent: Vec<(String, f64)>,
+    /// Tables held for review, which leave only through [`Audit::approve`].
+    held: Vec<review::HeldTable>,
 }
 
 /// What an audit needs.
@@ -172,6 +175,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
     let mut cells = Vec::new();
     let sensitive = sensitive_columns(request.catalog, &manifest.datasets);
     let mut judged = Vec::new();
+    let mut held_cells: HashMap<String, Vec<ReleasedCell>> = HashMap::new();
     for table in request.tables {
         let Some(spec) = manifest.output(&table.name) else {
             return Err(AuditError::Evidence(format!("table {} is not in the manifest", table.name)));
@@ -204,6 +208,8 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         let outcome = judge.outcome();
         if outcome <= Verdict::Suppressed {
             cells.extend(passed);
+        } else if outcome == Verdict::Review {
+            held_cells.insert(table.name.clone(), passed);
         }
         let Judge { findings, cells: verdicts, .. } = judge;
         judged.push(Judged { spec, table, rules, findings, verdicts, overrides: HashMap::new(), dp });
@@ -212,12 +218,35 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
     let dp_spent = add_noise(&mut judged, request.policy)?;
     let mut tables = Vec::new();
     let mut released = Vec::new();
+    let mut held = Vec::new();
     for j in judged {
         let outcome = j.outcome();
         if outcome <= Verdict::Suppressed {
             released.push(ReleasedTable {
                 name: j.table.name.clone(),
                 batch: release(j.spec, &j.table.batch, &j.verdicts, &j.overrides, &j.rules)?,
+            });
+        }
+        // Held for review: ready to leave with its review cells shown, once two reviewers
+        // approve. Tables under differential privacy are not held: their noise is drawn only
+        // for what leaves at once.
+        if outcome == Verdict::Review && j.dp.is_none() {
+            // A cell both held and suppressed stays suppressed.
+            let suppressed: BTreeSet<usize> =
+                j.findings.iter().filter(|f| f.verdict == Verdict::Suppressed).filter_map(|f| f.row).collect();
+            let shown: Vec<Verdict> = (j.verdicts.iter().enumerate())
+                .map(|(r, v)| match v {
+                    Verdict::Review if suppressed.contains(&r) => Verdict::Suppressed,
+                    Verdict::Review => Verdict::Pass,
+                    v => *v,
+                })
+                .collect();
+            held.push(review::HeldTable {
+                table: ReleasedTable {
+                    name: j.table.name.clone(),
+                    batch: release(j.spec, &j.table.batch, &shown, &j.overrides, &j.rules)?,
+                },
+                cells: held_cells.remove(&j.table.name).unwrap_or_default(),
             });
         }
         tables.push(TableReport {
@@ -230,7 +259,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         });
     }
     let report = AuditReport::new(request.record, request.policy.sha256(), tables);
-    Ok(Audit { report, released, cells, dp_spent })
+    Ok(Audit { report, released, cells, dp_spent, held })
 }
 
 /// A judged table, before its release.
@@ -497,7 +526,8 @@ impl Judge<'_> {
         let mut passed_by_size: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for (r, key) in keys.iter().enumerate() {
             let Some(sketch) = self.sketches[r].take() else { continue };
-            if self.cells[r] != Verdict::Pass {
+            // Cells held for review may leave later: they are compared and kept too.
+            if !matches!(self.cells[r], Verdict::Pass | Verdict::Review) {
                 continue;
             }
             let sizes = sketch.size.saturating_sub(limit as u64)..=sketch.size.saturating_add(limit as u64);

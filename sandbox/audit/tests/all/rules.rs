@@ -229,6 +229,40 @@ fn negative_contributions_go_to_review() {
 }
 
 #[test]
+fn a_table_held_for_review_leaves_after_two_different_reviewers() {
+    use sandbox_audit::review::{Approval, ReviewError};
+    let audit = audit_rows(&[truth("G")], &AuditPolicy::default());
+    assert_eq!(audit.held(), ["t"]);
+    let sha = audit.report.sha256();
+    let approval = |reviewer: &str, table: &str| Approval {
+        reviewer: reviewer.to_owned(),
+        report_sha256: sha.clone(),
+        table: table.to_owned(),
+    };
+    let operator = "operator.acme";
+    // One reviewer, or the same one twice, is not enough.
+    for approvals in [vec![approval("r1", "t")], vec![approval("r1", "t"), approval("r1", "t")]] {
+        let err = audit.approve(operator, &approvals).unwrap_err();
+        assert_eq!(err, ReviewError::TooFew { table: "t".to_owned(), reviewers: 1 });
+    }
+    // Nobody reviews their own output; approvals are of this report and of held tables only.
+    let own = audit.approve("r2", &[approval("r1", "t"), approval("r2", "t")]).unwrap_err();
+    assert!(matches!(own, ReviewError::OwnOutput { .. }), "{own}");
+    let other = Approval { report_sha256: "0".repeat(64), ..approval("r2", "t") };
+    let wrong = audit.approve(operator, &[approval("r1", "t"), other]).unwrap_err();
+    assert!(matches!(wrong, ReviewError::WrongReport { .. }), "{wrong}");
+    assert!(matches!(audit.approve(operator, &[approval("r1", "x")]), Err(ReviewError::NotHeld(_))));
+    // Two different reviewers: the table leaves, its review cell shown, counts rounded.
+    let (tables, cells) = audit.approve(operator, &[approval("r1", "t"), approval("r2", "t")]).unwrap();
+    let batch = &tables[0].batch;
+    let shops = batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+    let revenue = batch.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+    assert_eq!((shops.value(0), revenue.value(0)), (10, 105.0));
+    assert_eq!(cells.len(), 1);
+    assert!(audit.released.is_empty(), "nothing left before the review");
+}
+
+#[test]
 fn a_module_lying_about_its_counts_fails_the_table() {
     let (district, shops, revenue) = truth("C");
     for lie in [(district.clone(), shops + 1, revenue), (district.clone(), shops, revenue - 10.0)] {
