@@ -41,6 +41,8 @@ pub(crate) struct Magnitude {
     pub(crate) values: u64,
     pub(crate) negatives: u64,
     pub(crate) missing: u64,
+    /// For differential privacy: the sum of each unit's total clamped to the policy's bound.
+    pub(crate) clamped: f64,
 }
 
 /// What the host knows about one cell.
@@ -60,14 +62,6 @@ pub(crate) struct Cell {
 pub(crate) struct TableEvidence {
     pub(crate) cells: HashMap<Key, Cell>,
     pub(crate) outside: Vec<BTreeSet<String>>,
-}
-
-/// For a table released under differential privacy ([`Evidence::dp_cells`]).
-#[derive(Debug, Default)]
-pub(crate) struct DpEvidence {
-    /// Per cell: distinct units, and per magnitude (`dataset.column`) the clamped sum.
-    pub(crate) cells: HashMap<Key, (u64, HashMap<String, f64>)>,
-    pub(crate) max_cells_per_unit: u64,
 }
 
 /// For a model's coefficient table.
@@ -254,10 +248,10 @@ impl<'a> Evidence<'a> {
         spec: &OutputSpec,
         shown: &[BTreeSet<String>],
     ) -> Result<TableEvidence, AuditError> {
-        let mut evidence = self.cells_query(spec, false).await?;
+        let mut evidence = self.cells_query(spec, false, None).await?;
         let repeated = evidence.cells.values().any(|c| c.sketch.as_ref().is_some_and(|s| s.size != c.rows));
         if repeated && !magnitude_columns(spec).is_empty() {
-            evidence = self.cells_query(spec, true).await?;
+            evidence = self.cells_query(spec, true, None).await?;
         }
         for (i, dim) in spec.dimensions.iter().enumerate() {
             let in_cells: BTreeSet<&str> = evidence.cells.keys().filter_map(|k| k[i].as_deref()).collect();
@@ -274,8 +268,14 @@ impl<'a> Evidence<'a> {
         Ok(evidence)
     }
 
-    /// The grouped query of [`Evidence::cells`]: over rows, or over per-unit sums (`by_unit`).
-    async fn cells_query(&mut self, spec: &OutputSpec, by_unit: bool) -> Result<TableEvidence, AuditError> {
+    /// The grouped query of [`Evidence::cells`]: over rows, or over per-unit sums (`by_unit`),
+    /// which may also be clamped to `[-bound, bound]` ([`Magnitude::clamped`]).
+    async fn cells_query(
+        &mut self,
+        spec: &OutputSpec,
+        by_unit: bool,
+        bound: Option<f64>,
+    ) -> Result<TableEvidence, AuditError> {
         let unit = column(&format!("{}.{}", counted(spec), self.privacy_unit(counted(spec))?));
         let dims: Vec<String> = spec.dimensions.iter().map(|d| self.dimension(d)).collect::<Result<_, _>>()?;
         let magnitudes = magnitude_columns(spec);
@@ -314,6 +314,13 @@ impl<'a> Evidence<'a> {
             outer.push(format!("sum(n{j}) AS values{j}"));
             outer.push(format!("sum(neg{j}) AS negatives{j}"));
             outer.push(format!("sum(miss{j}) AS missing{j}"));
+            if let (true, Some(b)) = (by_unit, bound) {
+                // Units only: rows without one are no unit's contribution.
+                outer.push(format!(
+                    "sum(CASE WHEN unit IS NULL THEN 0 ELSE greatest(least(s{j}, {b:?}), {:?}) END) AS clamped{j}",
+                    -b
+                ));
+            }
         }
         let group_inner = if by_unit {
             let positions: Vec<String> = (1..=dims.len() + 1).map(|i| i.to_string()).collect();
@@ -350,6 +357,7 @@ impl<'a> Evidence<'a> {
                     int(&format!("values{j}"))?,
                     int(&format!("negatives{j}"))?,
                     int(&format!("missing{j}"))?,
+                    if bound.is_some() { float(&format!("clamped{j}"))? } else { vec![0.0; batch.num_rows()] },
                 ));
             }
             for r in 0..batch.num_rows() {
@@ -368,6 +376,7 @@ impl<'a> Evidence<'a> {
                             values: c.3[r],
                             negatives: c.4[r],
                             missing: c.5[r],
+                            clamped: c.6[r],
                         },
                     );
                 }
@@ -377,53 +386,26 @@ impl<'a> Evidence<'a> {
         Ok(evidence)
     }
 
-    /// What differential privacy releases of a table of cells: per cell, its distinct units
-    /// and, per magnitude, the sum of each unit's total clamped to `[-bound, bound]`; and the
-    /// most cells of the table one unit falls in.
-    pub(crate) async fn dp_cells(&mut self, spec: &OutputSpec, bound: f64) -> Result<DpEvidence, AuditError> {
+    /// What differential privacy releases of a table of cells: each cell's distinct units and,
+    /// per magnitude, the sum of each unit's total clamped to `[-bound, bound]`.
+    pub(crate) async fn dp_cells(&mut self, spec: &OutputSpec, bound: f64) -> Result<TableEvidence, AuditError> {
+        self.cells_query(spec, true, Some(bound)).await
+    }
+
+    /// The most cells of the table one unit falls in: its figures' sensitivity grows with it.
+    pub(crate) async fn max_cells_per_unit(&mut self, spec: &OutputSpec) -> Result<u64, AuditError> {
         let unit = column(&format!("{}.{}", counted(spec), self.privacy_unit(counted(spec))?));
-        let dims: Vec<String> = spec.dimensions.iter().map(|d| self.dimension(d)).collect::<Result<_, _>>()?;
-        let magnitudes = magnitude_columns(spec);
-        let keys: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
-        let mut inner: Vec<String> = dims.iter().enumerate().map(|(i, d)| format!("{d} AS d{i}")).collect();
-        inner.push(format!("{unit} AS unit"));
-        let mut outer = keys.clone();
-        outer.push("count(*) AS units".to_owned());
-        for (j, m) in magnitudes.iter().enumerate() {
-            inner.push(format!("coalesce(sum(CAST({} AS DOUBLE)), 0) AS s{j}", column(m)));
-            outer.push(format!("sum(greatest(least(s{j}, {bound:?}), {:?})) AS clamped{j}", -bound));
-        }
-        let rows = self.rows(spec)?;
-        let where_unit = if rows.contains(" WHERE ") { " AND" } else { " WHERE" };
-        let group_inner: Vec<String> = (1..=dims.len() + 1).map(|i| i.to_string()).collect();
-        let per_unit = format!(
-            "SELECT {} {rows}{where_unit} {unit} IS NOT NULL GROUP BY {}",
-            inner.join(", "),
-            group_inner.join(", ")
-        );
-        let group_outer = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) };
-        let batches = self.query(format!("SELECT {} FROM ({per_unit}) cells{group_outer}", outer.join(", "))).await?;
-        let mut evidence = DpEvidence::default();
-        for batch in &batches {
-            let keys: Vec<Vec<Option<String>>> =
-                (0..dims.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
-            let units = integers(batch, "units")?;
-            let clamped: Vec<Vec<f64>> =
-                (0..magnitudes.len()).map(|j| floats(batch, &format!("clamped{j}"))).collect::<Result<_, _>>()?;
-            for r in 0..batch.num_rows() {
-                let key: Key = keys.iter().map(|k| k[r].clone()).collect();
-                let sums = magnitudes.iter().zip(&clamped).map(|(m, c)| (m.clone(), c[r])).collect();
-                evidence.cells.insert(key, (units[r], sums));
-            }
-        }
-        let most = self
+        let mut select: Vec<String> = spec.dimensions.iter().map(|d| self.dimension(d)).collect::<Result<_, _>>()?;
+        select.push(format!("{unit} AS unit"));
+        let positions: Vec<String> = (1..=select.len()).map(|i| i.to_string()).collect();
+        let per_cell = format!("SELECT {} {} GROUP BY {}", select.join(", "), self.rows(spec)?, positions.join(", "));
+        let batches = self
             .query(format!(
-                "SELECT coalesce(max(cells), 0) AS most FROM (SELECT unit, count(*) AS cells FROM ({per_unit}) t GROUP BY unit) u"
+                "SELECT coalesce(max(cells), 0) AS most FROM \
+                 (SELECT unit, count(*) AS cells FROM ({per_cell}) t WHERE unit IS NOT NULL GROUP BY unit) u"
             ))
             .await?;
-        evidence.max_cells_per_unit =
-            most.first().map(|b| integers(b, "most")).transpose()?.and_then(|v| v.first().copied()).unwrap_or(0);
-        Ok(evidence)
+        Ok(batches.first().map(|b| integers(b, "most")).transpose()?.and_then(|v| v.first().copied()).unwrap_or(0))
     }
 
     /// The evidence for a model's coefficient table: the rows and units it could have used, and

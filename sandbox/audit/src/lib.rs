@@ -927,7 +927,7 @@ impl Judge<'_> {
         let bound = settings.sum_bound.unwrap_or(0.0);
         let host = evidence.dp_cells(self.spec, bound).await?;
         let keys = self.keys()?;
-        let spread = (host.max_cells_per_unit.max(1) as f64).sqrt();
+        let spread = (evidence.max_cells_per_unit(self.spec).await?.max(1) as f64).sqrt();
         let mut values = Vec::new();
         let mut sensitivity = Vec::new();
         for m in &self.spec.measures {
@@ -935,8 +935,8 @@ impl Judge<'_> {
                 .iter()
                 .map(|key| match host.cells.get(key) {
                     None => 0,
-                    Some((units, _)) if m.statistic == Statistic::Count => *units as i64,
-                    Some((_, sums)) => sums.get(&m.of).copied().unwrap_or(0.0).round() as i64,
+                    Some(cell) if m.statistic == Statistic::Count => cell.units as i64,
+                    Some(cell) => cell.magnitudes.get(&m.of).map_or(0.0, |x| x.clamped).round() as i64,
                 })
                 .collect();
             values.push(column);

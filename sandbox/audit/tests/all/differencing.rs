@@ -16,31 +16,33 @@ use sandbox_runner::OutputTable;
 use crate::rules::{catalog, shops, street};
 use crate::{audit_tables, output_table};
 
-/// Each table by its dimensions (`district`, `street`).
-fn manifest(tables: &[&[&str]]) -> String {
-    let mut text = String::from(
-        "name = \"differencing-test\"\nversion = \"1\"\ndatasets = [\"shops\"]\npurpose = { zh = \"测试\", en = \"test\" }\n",
-    );
-    for dims in tables {
-        let dimensions: Vec<String> =
-            dims.iter().map(|d| format!("{{ name = \"{d}\", source = \"shops.{d}\" }}")).collect();
-        text.push_str(&format!(
-            r#"
+const HEADER: &str = "name = \"differencing-test\"\nversion = \"1\"\ndatasets = [\"shops\"]\npurpose = { zh = \"测试\", en = \"test\" }\n";
+
+/// One output of shops and revenue by `dims` (`district`, `street`), with `filters` (TOML).
+fn output(name: &str, dims: &[&str], filters: &str) -> String {
+    let dimensions: Vec<String> =
+        dims.iter().map(|d| format!("{{ name = \"{d}\", source = \"shops.{d}\" }}")).collect();
+    format!(
+        r#"
 [[outputs]]
-name = "by_{}"
+name = "{name}"
 zh = "表"
 en = "table"
 dimensions = [{}]
+filters = [{filters}]
 measures = [
     {{ name = "shops", statistic = "count", of = "shops" }},
     {{ name = "revenue", statistic = "sum", of = "shops.revenue" }},
 ]
 "#,
-            dims.join("_"),
-            dimensions.join(", ")
-        ));
-    }
-    text
+        dimensions.join(", ")
+    )
+}
+
+/// Each table by its dimensions, named `by_<dims>`.
+fn manifest(tables: &[&[&str]]) -> String {
+    let outputs: String = tables.iter().map(|dims| output(&format!("by_{}", dims.join("_")), dims, "")).collect();
+    format!("{HEADER}{outputs}")
 }
 
 /// A shop's value of a dimension.
@@ -175,25 +177,11 @@ fn reconstruction_by_many_overlapping_tables_is_cut_down_to_groups_of_ten() {
     // subtracted would give one shop's revenue.
     let dir = tempfile::tempdir().unwrap();
     let catalog = crate::rules::write_shops(dir.path(), (1..=40).map(|r| ("R".to_owned(), "R1".to_owned(), r as f64)));
-    let mut manifest = String::from(
-        "name = \"overlap\"\nversion = \"1\"\ndatasets = [\"shops\"]\npurpose = { zh = \"测试\", en = \"test\" }\n",
-    );
+    let mut manifest = HEADER.to_owned();
     let mut tables = Vec::new();
     for t in 1..=30 {
-        manifest.push_str(&format!(
-            r#"
-[[outputs]]
-name = "from_{t}"
-zh = "表"
-en = "table"
-dimensions = [{{ name = "district", source = "shops.district" }}]
-filters = [{{ column = "shops.revenue", op = "ge", value = {t}.0 }}]
-measures = [
-    {{ name = "shops", statistic = "count", of = "shops" }},
-    {{ name = "revenue", statistic = "sum", of = "shops.revenue" }},
-]
-"#
-        ));
+        let filter = format!(r#"{{ column = "shops.revenue", op = "ge", value = {t}.0 }}"#);
+        manifest.push_str(&output(&format!("from_{t}"), &["district"], &filter));
         let kept: Vec<i64> = (t..=40).collect();
         tables.push(output_table(
             &format!("from_{t}"),

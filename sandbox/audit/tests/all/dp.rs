@@ -1,11 +1,14 @@
 //! Differential privacy: noised host figures, clamped sums, what cannot be noised, and the
 //! budget ledger (reserve, commit, refund, never refreshed).
 
-use arrow_array::{Array, Float64Array, Int64Array};
-use sandbox_audit::budget::{BudgetError, Ledger};
-use sandbox_audit::{AuditPolicy, DpSettings, Rule, Verdict};
+use std::sync::Arc;
 
-use crate::rules::{audit_rows, truth, verdicts};
+use arrow_array::{Array, Float64Array, Int64Array, StringArray};
+use sandbox_audit::budget::{BudgetError, Ledger};
+use sandbox_audit::{AuditPolicy, DpSettings, Rule, UnitHasher, Verdict};
+
+use crate::rules::{MANIFEST, audit_rows, truth, verdicts, write_shop_rows};
+use crate::{audit_tables, output_table};
 
 fn policy(rho: f64) -> AuditPolicy {
     AuditPolicy::parse(&format!(
@@ -43,6 +46,34 @@ fn the_host_s_figures_are_released_with_noise_and_sums_clamped_per_unit() {
     let with_a = audit_rows(&[truth("A"), truth("B")], &policy(1e9));
     assert_eq!(verdicts(&with_a)[0].0, Verdict::Suppressed);
     assert_eq!(released(&with_a).0[0], None);
+}
+
+#[test]
+fn a_unit_in_two_cells_doubles_the_variance_of_the_noise() {
+    // Shop S01 trades in districts B and C: removing it changes two cells, so the L2 sensitivity
+    // of the counts is √2. ρ 1.0 split between two measures: σ = √2 / √(2 · 0.5) = 1.414.
+    let dir = tempfile::tempdir().unwrap();
+    let shop = |id: String, district: &str| (id, district.to_owned(), format!("{district}1"), 10.0);
+    let rows = (1..=10)
+        .map(|i| shop(format!("S{i:02}"), "B"))
+        .chain((11..=20).map(|i| shop(format!("S{i:02}"), "C")))
+        .chain([shop("S01".to_owned(), "C")]);
+    let catalog = write_shop_rows(dir.path(), rows);
+    let table = output_table(
+        "t",
+        vec![
+            ("district", Arc::new(StringArray::from_iter_values(["B", "C"]))),
+            ("shops", Arc::new(Int64Array::from_iter_values([10, 11]))),
+            ("revenue", Arc::new(Float64Array::from_iter_values([100.0, 110.0]))),
+        ],
+    );
+    let audit = audit_tables(&catalog, MANIFEST, &[table], &policy(1.0), &UnitHasher::new(&[5; 32]), &[]);
+    let counts = audit.report.tables[0].findings.iter().find(|f| f.column.as_deref() == Some("shops")).unwrap();
+    assert!(counts.en.contains("noise of scale 1.414"), "{}", counts.en);
+    // With one cell per shop the scale is 1.
+    let single = audit_rows(&[truth("B"), truth("C")], &policy(1.0));
+    let counts = single.report.tables[0].findings.iter().find(|f| f.column.as_deref() == Some("shops")).unwrap();
+    assert!(counts.en.contains("noise of scale 1.000"), "{}", counts.en);
 }
 
 #[test]

@@ -41,12 +41,20 @@ pub(crate) fn street(district: &str, i: usize) -> String {
     }
 }
 
-/// Writes a catalog with one CSV dataset, `shops`, of (district, street, revenue) rows into `dir`.
+/// Writes a catalog with one CSV dataset, `shops`, of (district, street, revenue) rows into `dir`,
+/// one shop each.
 pub(crate) fn write_shops(dir: &Path, rows: impl IntoIterator<Item = (String, String, f64)>) -> Catalog {
+    let rows = rows.into_iter().enumerate().map(|(n, (d, s, r))| (format!("S{:04}", n + 1), d, s, r));
+    write_shop_rows(dir, rows)
+}
+
+/// Writes the `shops` catalog of (shop id, district, street, revenue) rows: a shop may have
+/// several.
+pub(crate) fn write_shop_rows(dir: &Path, rows: impl IntoIterator<Item = (String, String, String, f64)>) -> Catalog {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let mut csv = String::from("shop_id,district,street,revenue,owner\n");
-    for (n, (district, street, revenue)) in rows.into_iter().enumerate() {
-        writeln!(csv, "S{:04},{district},{street},{revenue},店主{}", n + 1, n + 1).unwrap();
+    for (n, (shop, district, street, revenue)) in rows.into_iter().enumerate() {
+        writeln!(csv, "{shop},{district},{street},{revenue},店主{}", n + 1).unwrap();
     }
     std::fs::write(dir.join("data/shops.csv"), csv).unwrap();
     std::fs::write(dir.join("shops.toml"), SHOPS_ENTRY).unwrap();
@@ -113,7 +121,7 @@ constraint = "forbidden"
 description = { zh = "店主", en = "Owner" }
 "#;
 
-const MANIFEST: &str = r#"
+pub(crate) const MANIFEST: &str = r#"
 name = "shops-test"
 version = "1"
 datasets = ["shops"]
@@ -191,14 +199,10 @@ fn dominance_adds_up_each_unit_s_rows_first() {
     // the two largest make 90% (at k: would pass); shop by shop S01 alone has 90 and the two
     // largest 91%. The count is of shops, 11, not of rows, 12.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    let mut csv = String::from("shop_id,district,street,revenue,owner\nS01,D,D1,45,x\nS01,D,D1,45,x\n");
-    for i in 2..=11 {
-        writeln!(csv, "S{i:02},D,D2,1,x").unwrap();
-    }
-    std::fs::write(dir.path().join("data/shops.csv"), csv).unwrap();
-    std::fs::write(dir.path().join("shops.toml"), SHOPS_ENTRY).unwrap();
-    let catalog = Catalog::open(dir.path()).unwrap();
+    let shop = |id: &str, street: &str, revenue: f64| (id.to_owned(), "D".to_owned(), street.to_owned(), revenue);
+    let rows = [shop("S01", "D1", 45.0), shop("S01", "D1", 45.0)];
+    let others = (2..=11).map(|i| shop(&format!("S{i:02}"), "D2", 1.0));
+    let catalog = write_shop_rows(dir.path(), rows.into_iter().chain(others));
     let table = output_table(
         "t",
         vec![
