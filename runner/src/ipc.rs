@@ -111,6 +111,20 @@ pub(crate) fn read_batches(bytes: &[u8], schema: &Schema, max_bytes: usize) -> R
     reader.map(|batch| batch.map_err(|e| IpcError::Malformed(e.to_string()))).collect()
 }
 
+/// Reads a whole stream, schema and batches (what a `sandbox-runner` process sends back).
+pub(crate) fn read_stream(bytes: &[u8], max_bytes: usize) -> Result<(SchemaRef, Vec<RecordBatch>), IpcError> {
+    if bytes.len() > max_bytes {
+        return Err(IpcError::TooLarge(bytes.len(), max_bytes));
+    }
+    scan(bytes)?;
+    let reader =
+        arrow_ipc::reader::StreamReader::try_new(bytes, None).map_err(|e| IpcError::Malformed(e.to_string()))?;
+    let schema = reader.schema();
+    let batches =
+        reader.map(|batch| batch.map_err(|e| IpcError::Malformed(e.to_string()))).collect::<Result<_, _>>()?;
+    Ok((schema, batches))
+}
+
 /// Encodes batches as one uncompressed IPC stream with a fixed layout: the same batches give
 /// the same bytes.
 pub(crate) fn encode(schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<u8>, arrow_schema::ArrowError> {

@@ -12,7 +12,7 @@ use arrow_ord::sort::{SortColumn, lexsort_to_indices};
 use arrow_schema::SchemaRef;
 use sandbox_catalog::{Catalog, Variant};
 use sandbox_policy::{PolicyContext, PseudonymKey};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
@@ -26,7 +26,7 @@ use crate::manifest::{Manifest, ParameterValue};
 use crate::wasi::{self, DevLog};
 
 /// How a run ended badly. Codes only: free text from a production run could carry data out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "kebab-case")]
 pub enum RunError {
     /// Not a component, does not compile, or does not export the `sandbox:analysis` world.
@@ -142,7 +142,7 @@ impl std::fmt::Display for RunError {
 impl std::error::Error for RunError {}
 
 /// Whose data a run reads, and what it may show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunMode {
     /// Synthetic twins; the development log is kept and errors are explained.
@@ -169,7 +169,7 @@ pub struct RunRequest<'a> {
 }
 
 /// What a run cost and how it ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub module_sha256: String,
     pub manifest_sha256: String,
@@ -217,6 +217,20 @@ pub struct OutputTable {
     pub batch: RecordBatch,
     pub ipc: Vec<u8>,
     pub sha256: String,
+}
+
+impl OutputTable {
+    /// A table as a `sandbox-runner` process sent it: its IPC bytes go through the same strict
+    /// reader as a module's output, and must be in canonical order already (re-encoding them
+    /// gives the same bytes), so a table cannot change on its way from the runner.
+    pub fn from_ipc(name: &str, ipc: Vec<u8>, max_bytes: usize) -> Result<OutputTable, String> {
+        let (schema, batches) = ipc::read_stream(&ipc, max_bytes).map_err(|e| format!("output {name}: {e}"))?;
+        let table = canonical(name, schema, &batches).map_err(|e| e.explain())?;
+        if table.ipc != ipc {
+            return Err(format!("output {name}: not in canonical form"));
+        }
+        Ok(table)
+    }
 }
 
 /// A finished run.

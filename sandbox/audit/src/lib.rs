@@ -13,6 +13,7 @@ pub mod budget;
 pub mod differencing;
 pub mod dp;
 mod evidence;
+pub mod history;
 pub mod identifiers;
 mod policy;
 mod report;
@@ -49,6 +50,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// As in the report's JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Suppressed => "suppressed",
+            Verdict::Review => "review",
+            Verdict::Fail => "fail",
+        }
+    }
+
     pub fn zh(self) -> &'static str {
         match self {
             Verdict::Pass => "通过",

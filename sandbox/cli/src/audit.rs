@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use datafusion::arrow::util::display::array_value_to_string;
 use sandbox_audit::budget::Ledger;
-use sandbox_audit::{AuditPolicy, AuditRequest, ReleasedCell, UnitHasher, Verdict};
+use sandbox_audit::{AuditPolicy, AuditRequest, UnitHasher, Verdict};
 use sandbox_catalog::Variant;
 use sandbox_policy::DomainSecret;
 use sandbox_runner::{Manifest, RunLimits, RunMode, RunRequest, Runner};
@@ -57,7 +57,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let manifest = Manifest::parse(&manifest_text)?;
     let (hasher, earlier) = match &args.history {
-        Some(path) => read_history(path)?,
+        Some(path) => sandbox_audit::history::open(path)?,
         // Without a history, differencing compares this run's cells with each other only.
         None => (UnitHasher::new(&rand::random()), Vec::new()),
     };
@@ -137,7 +137,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     // Rehearsals on the twins release nothing, so they add nothing to the history.
     if let (Some(path), false) = (&args.history, args.twin) {
-        append_history(path, &audit.cells)?;
+        sandbox_audit::history::append(path, &audit.cells)?;
     }
 
     if args.json {
@@ -178,66 +178,4 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if audit.report.outcome <= Verdict::Suppressed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// The history's key (created, mode 600, with a new history) and its cells.
-fn read_history(path: &std::path::Path) -> anyhow::Result<(UnitHasher, Vec<ReleasedCell>)> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let key_path = path.with_extension("key");
-    if !key_path.exists() {
-        if path.exists() {
-            anyhow::bail!(
-                "{} has no key file {}: its sketches cannot be compared / 差分历史缺少密钥文件，无法比较",
-                path.display(),
-                key_path.display()
-            );
-        }
-        let key: [u8; 32] = rand::random();
-        let mut file = std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&key_path)
-            .with_context(|| format!("creating {}", key_path.display()))?;
-        file.write_all(hex::encode(key).as_bytes())?;
-        file.sync_all()?;
-    }
-    let metadata = std::fs::metadata(&key_path)?;
-    if metadata.permissions().mode() & 0o077 != 0 {
-        anyhow::bail!("{} must have mode 600 (chmod 600) / 密钥文件权限必须为 600", key_path.display());
-    }
-    let text = std::fs::read_to_string(&key_path)?;
-    let key: [u8; 32] = hex::decode(text.trim())
-        .ok()
-        .and_then(|k| k.try_into().ok())
-        .with_context(|| format!("{} is not a 32-byte hex key / 不是 32 字节的十六进制密钥", key_path.display()))?;
-    let mut cells = Vec::new();
-    if path.exists() {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            cells.push(serde_json::from_str(line).with_context(|| {
-                format!("{}:{}: not a released cell / 不是已发布单元格记录", path.display(), n + 1)
-            })?);
-        }
-    }
-    Ok((UnitHasher::new(&key), cells))
-}
-
-/// Appends released cells to the history, durably.
-fn append_history(path: &std::path::Path, cells: &[ReleasedCell]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut text = String::new();
-    for cell in cells {
-        text.push_str(&serde_json::to_string(cell)?);
-        text.push('\n');
-    }
-    let mut file = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
 }

@@ -5,11 +5,13 @@
 
 mod audit;
 mod catalog;
+mod client;
 mod datagen;
 mod examples;
 mod keys;
 mod policy;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -49,6 +51,28 @@ enum Command {
     /// 签名密钥：生成与轮换 / Signing keys: generate and rotate
     #[command(subcommand)]
     Keys(keys::Command),
+    /// 启动服务（gRPC，/healthz，/metrics）/ Run the server (gRPC, /healthz, /metrics)
+    Serve(serve::ServeArgs),
+    /// 演示完整流程：生成数据、启动服务、授权、提交、审核、运行、发布、核验 / The whole flow once:
+    /// data, server, licence, submission, review, run, audit, release, verification
+    Demo(serve::DemoArgs),
+    /// 状态库（日志的投影）/ The state database (the log's projection)
+    #[command(subcommand)]
+    State(serve::StateCommand),
+    /// 主体与令牌（管理员）/ Principals and tokens (admin)
+    Principal(client::Client<client::PrincipalCommand>),
+    /// 授权运营协议 / Operation licences
+    Licence(client::Client<client::LicenceCommand>),
+    /// 数据服务协议 / Service agreements
+    Agreement(client::Client<client::AgreementCommand>),
+    /// 分析模块：提交、审核 / Analysis modules: submission and review
+    Module(client::Client<client::ModuleCommand>),
+    /// 服务端上的运行 / Runs on the server
+    Runs(client::Client<client::RunsCommand>),
+    /// 发布结果 / Released results
+    Release(client::Client<client::ReleaseCommand>),
+    /// 应用单位反馈 / Application units' feedback
+    Feedback(client::Client<client::FeedbackCommand>),
 }
 
 fn main() -> ExitCode {
@@ -61,10 +85,25 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit::run(args),
         Command::Examples(command) => examples::run(command),
         Command::Keys(command) => keys::run(command),
+        Command::Serve(args) => serve::serve(args),
+        Command::Demo(args) => serve::demo(args),
+        Command::State(command) => serve::state(command),
+        Command::Principal(c) => client::block_on(client::principal(c.connect, c.command)),
+        Command::Licence(c) => client::block_on(client::licence(c.connect, c.command)),
+        Command::Agreement(c) => client::block_on(client::agreement(c.connect, c.command)),
+        Command::Module(c) => client::block_on(client::module(c.connect, c.command)),
+        Command::Runs(c) => client::block_on(client::runs(c.connect, c.command)),
+        Command::Release(c) => client::block_on(client::release(c.connect, c.command)),
+        Command::Feedback(c) => client::block_on(client::feedback(c.connect, c.command)),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
+            // The server's refusals: their code and the server's own bilingual message.
+            if let Some(status) = e.downcast_ref::<tonic::Status>() {
+                eprintln!("refused / 请求被拒绝 [{:?}]: {}", status.code(), status.message());
+                return ExitCode::from(2);
+            }
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }

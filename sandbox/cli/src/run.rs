@@ -53,29 +53,69 @@ impl ModuleArgs {
     }
 }
 
+/// `sandbox run`: with `--catalog`, a development run here on the twins (module and manifest
+/// files); without, through the server — `--agreement` for a production run of an approved
+/// module, `--dev` for a development run of a submitted one (modules named by SHA-256).
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// 在合成孪生数据上运行（开发调试）/ Run on the synthetic twins (development)
     #[arg(long)]
     dev: bool,
-    #[command(flatten)]
-    module: ModuleArgs,
+    /// 本地运行：目录所在文件夹 / Run here: the catalog folder
+    #[arg(long, requires_all = ["dev", "manifest"])]
+    catalog: Option<PathBuf>,
+    /// 模块：本地运行时为 wasm 文件，经服务端时为其 SHA-256 / The module: a wasm file here, its
+    /// SHA-256 on the server
+    #[arg(long)]
+    module: String,
+    /// 模块清单 module.toml（本地运行）/ The module's manifest (runs here)
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// 参数 name=value，可重复 / A parameter name=value (repeatable)
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// 生产运行所依据的数据服务协议 / The service agreement a production run serves
+    #[arg(long, conflicts_with = "dev")]
+    agreement: Option<String>,
+    /// 只排队，不等待结束 / Queue the run and return
+    #[arg(long)]
+    no_wait: bool,
     /// 每张表最多显示的行数 / Rows shown per table
     #[arg(long, default_value_t = 50)]
     max_rows: usize,
-    /// 以 JSON 输出 / Print JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    connect: crate::client::Connect,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !args.dev {
-        bail!(
-            "only development runs (--dev, on synthetic twins) run from the command line; production runs go through \
-             the server / 命令行只能在合成孪生数据上运行（--dev），生产运行须经服务端"
-        );
-    }
-    let Loaded { catalog, module, manifest, parameters } = args.module.load()?;
+    let Some(catalog) = &args.catalog else {
+        return crate::client::block_on(async {
+            match &args.agreement {
+                Some(agreement) => {
+                    crate::client::production_run(
+                        &args.connect,
+                        args.module.clone(),
+                        agreement.clone(),
+                        &args.params,
+                        !args.no_wait,
+                    )
+                    .await
+                }
+                None if args.dev => crate::client::develop_run(&args.connect, args.module.clone(), &args.params).await,
+                None => bail!(
+                    "a run through the server needs --agreement (production) or --dev; a run here needs --dev --catalog \
+                     --manifest / 经服务端运行须指定 --agreement 或 --dev；本地运行须指定 --dev --catalog --manifest"
+                ),
+            }
+        });
+    };
+    let local = ModuleArgs {
+        catalog: catalog.clone(),
+        module: PathBuf::from(&args.module),
+        manifest: args.manifest.clone().unwrap_or_default(),
+        params: args.params.clone(),
+    };
+    let Loaded { catalog, module, manifest, parameters } = local.load()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let runner = Runner::new(RunLimits::default(), None)?;
@@ -93,7 +133,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (log, truncated) = outcome.dev_log.clone().unwrap_or_default();
     let ok = outcome.record.error.is_none();
 
-    if args.json {
+    if args.connect.json {
         let tables: Vec<_> = outcome
             .tables
             .iter()

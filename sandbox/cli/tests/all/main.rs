@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+mod server;
+
 fn sandbox(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sandbox")).args(args).output().unwrap()
 }
@@ -251,7 +253,7 @@ fn run_dev_runs_the_written_examples_on_the_twins() {
 
     let production = sandbox(&["run", "--catalog", catalog, "--module", &wasm, "--manifest", &toml]);
     assert_eq!(production.status.code(), Some(2));
-    assert!(stderr(&production).contains("production runs go through"));
+    assert!(stderr(&production).contains("--dev"), "local runs are development runs: {}", stderr(&production));
 }
 
 #[test]

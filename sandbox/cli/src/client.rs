@@ -1,0 +1,793 @@
+//! The command line as a client of `sandbox serve`: one subcommand group per role's work, over
+//! gRPC. Who calls is an identity folder (`--as DIR`: `token`, and `key` for what the caller
+//! signs); where is `--server`.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use sandbox_proto::v1 as pb;
+use sandbox_proto::v1::{
+    agreements_client::AgreementsClient, feedback_client::FeedbackClient, licences_client::LicencesClient,
+    log_client::LogClient, modules_client::ModulesClient, principals_client::PrincipalsClient,
+    releases_client::ReleasesClient, runs_client::RunsClient,
+};
+use sandbox_server::datadir::Identity;
+use sandbox_verify::entry::{Entry, kind};
+use sandbox_verify::note::SignerKey;
+use sandbox_verify::time::Timestamp;
+use sha2::{Digest, Sha256};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// Where the server is and who calls it.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct Connect {
+    /// 服务地址 / The server's address
+    #[arg(long, env = "SANDBOX_SERVER", default_value = "http://127.0.0.1:7700", global = true)]
+    pub(crate) server: String,
+    /// 身份目录（token 与签名密钥 key）/ Identity folder (its `token` and signing `key`)
+    #[arg(long = "as", env = "SANDBOX_IDENTITY", value_name = "DIR", global = true)]
+    pub(crate) identity: Option<PathBuf>,
+    /// 以 JSON 输出 / Print JSON
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+/// A group of client subcommands with the connection flags.
+#[derive(clap::Args)]
+pub(crate) struct Client<C: clap::Subcommand> {
+    #[command(subcommand)]
+    pub(crate) command: C,
+    #[command(flatten)]
+    pub(crate) connect: Connect,
+}
+
+#[derive(Clone)]
+pub(crate) struct Auth(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Svc = InterceptedService<Channel, Auth>;
+
+/// A connection as one principal.
+pub(crate) struct Session {
+    channel: Channel,
+    auth: Auth,
+    pub(crate) name: String,
+    key: SignerKey,
+}
+
+impl Session {
+    pub(crate) async fn open(server: &str, identity: &Path) -> anyhow::Result<Session> {
+        let Identity { token, key } = Identity::load(identity)?;
+        let channel = Channel::from_shared(server.to_owned())
+            .with_context(|| format!("server address {server}"))?
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {server} / 无法连接服务端"))?;
+        let auth = Auth(format!("Bearer {token}").parse().context("token")?);
+        Ok(Session { channel, auth, name: key.verifier().name().to_owned(), key })
+    }
+
+    pub(crate) async fn connect(connect: &Connect) -> anyhow::Result<Session> {
+        let Some(identity) = &connect.identity else {
+            bail!("who is calling? give --as DIR (or SANDBOX_IDENTITY) / 请用 --as 指定身份目录");
+        };
+        Session::open(&connect.server, identity).await
+    }
+
+    pub(crate) fn principals(&self) -> PrincipalsClient<Svc> {
+        PrincipalsClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+    pub(crate) fn licences(&self) -> LicencesClient<Svc> {
+        LicencesClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+    pub(crate) fn agreements(&self) -> AgreementsClient<Svc> {
+        AgreementsClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+    pub(crate) fn modules(&self) -> ModulesClient<Svc> {
+        ModulesClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_encoding_message_size(64 << 20)
+            .max_decoding_message_size(64 << 20)
+    }
+    pub(crate) fn runs(&self) -> RunsClient<Svc> {
+        RunsClient::with_interceptor(self.channel.clone(), self.auth.clone()).max_decoding_message_size(64 << 20)
+    }
+    pub(crate) fn releases(&self) -> ReleasesClient<Svc> {
+        ReleasesClient::with_interceptor(self.channel.clone(), self.auth.clone()).max_decoding_message_size(64 << 20)
+    }
+    pub(crate) fn log(&self) -> LogClient<Svc> {
+        LogClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+    pub(crate) fn feedback(&self) -> FeedbackClient<Svc> {
+        FeedbackClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// A log entry of `kind` signed with this principal's key.
+    pub(crate) fn signed(&self, kind: &str, fields: &[(&str, &str)]) -> anyhow::Result<Vec<u8>> {
+        let mut builder = Entry::builder(kind, Timestamp::now(), &self.name);
+        for (key, value) in fields {
+            builder = builder.field(key, value);
+        }
+        builder.build().and_then(|e| e.sign(&[&self.key])).map_err(|e| anyhow::anyhow!("{e} / {}", e.zh()))
+    }
+
+    pub(crate) async fn submit(&self, module: Vec<u8>, manifest: String, licence: &str) -> anyhow::Result<pb::Module> {
+        let parsed = sandbox_runner::Manifest::parse(&manifest)?;
+        let mut datasets = parsed.datasets.clone();
+        datasets.sort();
+        datasets.dedup();
+        let entry = self.signed(
+            kind::MODULE_SUBMITTED,
+            &[
+                ("module", &hex::encode(Sha256::digest(&module))),
+                ("manifest", &hex::encode(Sha256::digest(manifest.as_bytes()))),
+                ("licence", licence),
+                ("name", &parsed.name),
+                ("datasets", &datasets.join(",")),
+            ],
+        )?;
+        Ok(self.modules().submit(pb::SubmitModuleRequest { module, manifest, entry }).await?.into_inner())
+    }
+
+    pub(crate) async fn approve(&self, module: &str) -> anyhow::Result<pb::Module> {
+        let entry = self.signed(kind::MODULE_APPROVED, &[("module", module)])?;
+        Ok(self.modules().approve(pb::SignedDecision { entry }).await?.into_inner())
+    }
+
+    /// Follows a run until it ends, calling `progress` at each change.
+    pub(crate) async fn follow(&self, run: &str, mut progress: impl FnMut(&pb::Run)) -> anyhow::Result<pb::Run> {
+        let mut stream = self.runs().watch(pb::RunRef { run: run.to_owned() }).await?.into_inner();
+        let mut last = None;
+        while let Some(update) = stream.message().await? {
+            progress(&update);
+            last = Some(update);
+        }
+        last.context("the server sent no state for the run")
+    }
+
+    /// Downloads a release bundle into `out` (a new folder).
+    pub(crate) async fn download(&self, release: &str, out: &Path) -> anyhow::Result<pb::ReleaseBundle> {
+        let bundle = self.releases().download(pb::ReleaseRef { release: release.to_owned() }).await?.into_inner();
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        for file in &bundle.files {
+            let path = out.join(&file.path);
+            anyhow::ensure!(
+                !file.path.is_empty() && !file.path.split('/').any(|p| p.is_empty() || p == "." || p == ".."),
+                "the server sent a file named {:?} / 服务端返回了非法文件名",
+                file.path
+            );
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, &file.data).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(bundle)
+    }
+}
+
+/// Verifies a downloaded bundle with `sandbox-verify`'s checks against a trust file.
+pub(crate) fn verify_bundle(bundle: &Path, trust: &Path) -> anyhow::Result<sandbox_verify::release::ReleaseReport> {
+    let text = std::fs::read_to_string(trust).with_context(|| format!("reading {}", trust.display()))?;
+    let trust = sandbox_verify::trust::Trust::parse(&text).map_err(|e| anyhow::anyhow!("{e} / {}", e.zh()))?;
+    Ok(sandbox_verify::release::verify(bundle, &trust))
+}
+
+pub(crate) fn status_name(status: i32) -> &'static str {
+    match pb::RunStatus::try_from(status).unwrap_or(pb::RunStatus::Unspecified) {
+        pb::RunStatus::Queued => "排队 queued",
+        pb::RunStatus::Running => "运行中 running",
+        pb::RunStatus::Auditing => "审核中 auditing",
+        pb::RunStatus::Released => "已发布 released",
+        pb::RunStatus::Withheld => "未放行 withheld",
+        pb::RunStatus::Failed => "失败 failed",
+        pb::RunStatus::Cancelled => "已取消 cancelled",
+        pb::RunStatus::Unspecified => "?",
+    }
+}
+
+fn module_status(status: i32) -> &'static str {
+    match pb::ModuleStatus::try_from(status).unwrap_or(pb::ModuleStatus::Unspecified) {
+        pb::ModuleStatus::Submitted => "待审核 submitted",
+        pb::ModuleStatus::Approved => "已批准 approved",
+        pb::ModuleStatus::Rejected => "已驳回 rejected",
+        pb::ModuleStatus::Revoked => "已撤销 revoked",
+        pb::ModuleStatus::Unspecified => "?",
+    }
+}
+
+fn licence_status(status: i32) -> &'static str {
+    match pb::LicenceStatus::try_from(status).unwrap_or(pb::LicenceStatus::Unspecified) {
+        pb::LicenceStatus::Active => "有效 active",
+        pb::LicenceStatus::Suspended => "已暂停 suspended",
+        pb::LicenceStatus::Revoked => "已撤销 revoked",
+        pb::LicenceStatus::Unspecified => "?",
+    }
+}
+
+/// Prints rows as a table, or the messages as JSON.
+fn print<T: serde::Serialize>(
+    json: bool,
+    items: &[T],
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(items)?);
+        return Ok(());
+    }
+    let mut table = crate::catalog::table_of(header.iter().map(|h| h.to_string()).collect());
+    for item in items {
+        table.add_row(row(item));
+    }
+    println!("{table}");
+    Ok(())
+}
+
+fn licence_row(l: &pb::Licence) -> Vec<String> {
+    vec![
+        l.id.clone(),
+        l.operator.clone(),
+        l.datasets.join(","),
+        licence_status(l.status).into(),
+        if l.in_force { "是 yes" } else { "否 no" }.into(),
+        l.valid_until.clone(),
+    ]
+}
+const LICENCE_HEADER: &[&str] =
+    &["授权 licence", "运营单位 operator", "数据集 datasets", "状态 status", "生效 in force", "有效期至 until"];
+
+fn module_row(m: &pb::Module) -> Vec<String> {
+    vec![
+        m.module[..16].to_owned(),
+        m.name.clone(),
+        m.operator.clone(),
+        m.licence.clone(),
+        module_status(m.status).into(),
+        format!("{}/{} {}", m.approvals.len(), m.approvals_needed, m.approvals.join(",")),
+    ]
+}
+const MODULE_HEADER: &[&str] =
+    &["模块 module (sha256)", "名称 name", "运营单位 operator", "授权 licence", "状态 status", "审核 approvals"];
+
+fn run_row(r: &pb::Run) -> Vec<String> {
+    vec![
+        r.id.clone(),
+        r.module[..16.min(r.module.len())].to_owned(),
+        r.agreement.clone(),
+        status_name(r.status).into(),
+        r.error_code.clone(),
+        r.audit_outcome.clone(),
+        r.release.clone(),
+    ]
+}
+const RUN_HEADER: &[&str] =
+    &["运行 run", "模块 module", "协议 agreement", "状态 status", "错误 error", "审核 audit", "发布 release"];
+
+/// Reads `--param NAME=VALUE` pairs.
+pub(crate) fn parse_params(params: &[String]) -> anyhow::Result<Vec<pb::Parameter>> {
+    params
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((name, value)) => Ok(pb::Parameter { name: name.to_owned(), value: value.to_owned() }),
+            None => bail!("--param {p:?} is not NAME=VALUE / 参数格式应为 NAME=VALUE"),
+        })
+        .collect()
+}
+
+// ---- subcommands ----
+
+#[derive(clap::Subcommand)]
+pub(crate) enum PrincipalCommand {
+    /// 登记主体（管理员）：在 --out 目录生成其签名密钥并保存令牌 / Register a principal (admin): its
+    /// signing key is made in --out, where its token is saved
+    Add {
+        name: String,
+        /// admin | reviewer | operator | application_unit | evaluator
+        #[arg(long)]
+        role: String,
+        /// 机构名称 / The organisation's name
+        #[arg(long)]
+        display_name: String,
+        /// 新身份目录 / The new identity folder
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// 列出主体 / List principals
+    List,
+    /// 当前身份 / Who am I
+    Whoami,
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum LicenceCommand {
+    /// 授予授权运营协议（管理员）/ Grant a licence (admin)
+    Grant {
+        id: String,
+        #[arg(long)]
+        operator: String,
+        /// 逗号分隔 / Comma-separated
+        #[arg(long, value_delimiter = ',')]
+        datasets: Vec<String>,
+        #[arg(long)]
+        purpose: String,
+        /// YYYY-MM-DDTHH:MM:SSZ（默认现在 / default now）
+        #[arg(long)]
+        from: Option<String>,
+        /// YYYY-MM-DDTHH:MM:SSZ
+        #[arg(long)]
+        until: String,
+    },
+    /// 暂停授权，立即生效（管理员）/ Suspend a licence, at once (admin)
+    Suspend {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// 恢复授权（管理员）/ Resume a suspended licence (admin)
+    Resume { id: String },
+    /// 撤销授权（管理员）/ Revoke a licence (admin)
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// 列出授权 / List licences
+    List,
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum AgreementCommand {
+    /// 签订数据服务协议（运营单位）/ File a service agreement (operator)
+    Create {
+        id: String,
+        #[arg(long)]
+        licence: String,
+        /// 应用单位 / The application unit
+        #[arg(long)]
+        unit: String,
+        /// 应用场景 / The scenario
+        #[arg(long)]
+        scenario: String,
+        /// YYYY-MM-DDTHH:MM:SSZ
+        #[arg(long)]
+        until: String,
+    },
+    /// 终止协议 / End an agreement
+    End {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// 列出协议 / List agreements
+    List,
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum ModuleCommand {
+    /// 提交模块（运营单位，签名）/ Submit a module (operator; signed)
+    Submit {
+        #[arg(long)]
+        module: PathBuf,
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long)]
+        licence: String,
+    },
+    /// 审核通过（审核员，签名）/ Approve (reviewer; signed)
+    Approve { module: String },
+    /// 驳回（审核员，签名）/ Reject with a reason (reviewer; signed)
+    Reject {
+        module: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// 撤销批准 / Revoke an approval
+    Revoke {
+        module: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// 列出模块 / List modules
+    List,
+    /// 下载模块与清单以供审核 / Download a module and its manifest for review
+    Download {
+        module: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum ReleaseCommand {
+    /// 列出发布结果 / List releases
+    List,
+    /// 下载发布结果（应用单位），--verify 用 sandbox-verify 核验 / Download a release (application
+    /// unit); --verify checks it as sandbox-verify does
+    Get {
+        release: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        verify: bool,
+        /// 信任文件（日志与发布公钥）/ The trust file (log and release keys)
+        #[arg(long, required_if_eq("verify", "true"))]
+        trust: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum FeedbackCommand {
+    /// 对收到的结果反馈（应用单位）/ Feedback on a release received (application unit)
+    Submit {
+        release: String,
+        /// 1–5
+        #[arg(long)]
+        rating: u32,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// 列出反馈 / List feedback
+    List,
+}
+
+pub(crate) fn block_on<F: Future<Output = anyhow::Result<ExitCode>>>(f: F) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(f)
+}
+
+pub(crate) async fn principal(connect: Connect, command: PrincipalCommand) -> anyhow::Result<ExitCode> {
+    let session = Session::connect(&connect).await?;
+    match command {
+        PrincipalCommand::Add { name, role, display_name, out } => {
+            let registered = register(&session, &name, &role, &display_name, &out).await?;
+            if connect.json {
+                println!("{}", serde_json::to_string_pretty(&registered)?);
+            } else {
+                println!("已登记 / registered {name} ({role}); 身份 / identity: {}", out.display());
+            }
+        }
+        PrincipalCommand::List => {
+            let list = session.principals().list(pb::Empty {}).await?.into_inner().principals;
+            print(
+                connect.json,
+                &list,
+                &["主体 name", "角色 role", "机构 organisation", "登记 registered"],
+                |p| {
+                    vec![
+                        p.name.clone(),
+                        pb::Role::try_from(p.role).map_or("?", |r| r.as_str_name()).into(),
+                        p.display_name.clone(),
+                        p.registered_at.clone(),
+                    ]
+                },
+            )?;
+        }
+        PrincipalCommand::Whoami => {
+            let me = session.principals().whoami(pb::Empty {}).await?.into_inner();
+            print(connect.json, &[me], &["主体 name", "角色 role", "机构 organisation"], |p| {
+                vec![
+                    p.name.clone(),
+                    pb::Role::try_from(p.role).map_or("?", |r| r.as_str_name()).into(),
+                    p.display_name.clone(),
+                ]
+            })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Makes a key in `out`, registers the principal with it, and saves the token beside it.
+pub(crate) async fn register(
+    session: &Session,
+    name: &str,
+    role: &str,
+    display_name: &str,
+    out: &Path,
+) -> anyhow::Result<pb::Principal> {
+    let role = match role {
+        "admin" => pb::Role::Admin,
+        "reviewer" => pb::Role::Reviewer,
+        "operator" => pb::Role::Operator,
+        "application_unit" => pb::Role::ApplicationUnit,
+        "evaluator" => pb::Role::Evaluator,
+        other => bail!("unknown role {other:?} / 未知角色"),
+    };
+    let key = Identity::create_key(out, name)?;
+    let answer = session
+        .principals()
+        .register(pb::RegisterPrincipalRequest {
+            name: name.to_owned(),
+            role: role as i32,
+            display_name: display_name.to_owned(),
+            key: key.verifier().to_string(),
+        })
+        .await?
+        .into_inner();
+    Identity::save_token(out, &answer.token)?;
+    answer.principal.context("no principal in the answer")
+}
+
+pub(crate) async fn licence(connect: Connect, command: LicenceCommand) -> anyhow::Result<ExitCode> {
+    let session = Session::connect(&connect).await?;
+    let mut client = session.licences();
+    let licence = match command {
+        LicenceCommand::Grant { id, operator, datasets, purpose, from, until } => {
+            let valid_from = from.unwrap_or_else(|| Timestamp::now().to_string());
+            client
+                .grant(pb::GrantLicenceRequest { id, operator, datasets, purpose, valid_from, valid_until: until })
+                .await?
+        }
+        LicenceCommand::Suspend { id, reason } => client.suspend(pb::LicenceActionRequest { id, reason }).await?,
+        LicenceCommand::Resume { id } => client.resume(pb::LicenceActionRequest { id, reason: String::new() }).await?,
+        LicenceCommand::Revoke { id, reason } => client.revoke(pb::LicenceActionRequest { id, reason }).await?,
+        LicenceCommand::List => {
+            let list = client.list(pb::Empty {}).await?.into_inner().licences;
+            print(connect.json, &list, LICENCE_HEADER, licence_row)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    print(connect.json, &[licence.into_inner()], LICENCE_HEADER, licence_row)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn agreement(connect: Connect, command: AgreementCommand) -> anyhow::Result<ExitCode> {
+    let session = Session::connect(&connect).await?;
+    let mut client = session.agreements();
+    let header =
+        &["协议 agreement", "授权 licence", "运营单位 operator", "应用单位 unit", "生效 in force", "有效期至 until"];
+    let row = |a: &pb::Agreement| {
+        vec![
+            a.id.clone(),
+            a.licence.clone(),
+            a.operator.clone(),
+            a.application_unit.clone(),
+            if a.in_force { "是 yes" } else { "否 no" }.into(),
+            a.valid_until.clone(),
+        ]
+    };
+    let agreement = match command {
+        AgreementCommand::Create { id, licence, unit, scenario, until } => {
+            client
+                .create(pb::CreateAgreementRequest {
+                    id,
+                    licence,
+                    application_unit: unit,
+                    scenario,
+                    valid_until: until,
+                })
+                .await?
+        }
+        AgreementCommand::End { id, reason } => client.end(pb::AgreementActionRequest { id, reason }).await?,
+        AgreementCommand::List => {
+            let list = client.list(pb::Empty {}).await?.into_inner().agreements;
+            print(connect.json, &list, header, row)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    print(connect.json, &[agreement.into_inner()], header, row)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn module(connect: Connect, command: ModuleCommand) -> anyhow::Result<ExitCode> {
+    let session = Session::connect(&connect).await?;
+    let module = match command {
+        ModuleCommand::Submit { module, manifest, licence } => {
+            let bytes = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+            let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+            session.submit(bytes, text, &licence).await?
+        }
+        ModuleCommand::Approve { module } => session.approve(&module).await?,
+        ModuleCommand::Reject { module, reason } => {
+            let entry = session.signed(kind::MODULE_REJECTED, &[("module", &module), ("reason", &reason)])?;
+            session.modules().reject(pb::SignedDecision { entry }).await?.into_inner()
+        }
+        ModuleCommand::Revoke { module, reason } => {
+            session.modules().revoke(pb::RevokeModuleRequest { module, reason }).await?.into_inner()
+        }
+        ModuleCommand::List => {
+            let list = session.modules().list(pb::Empty {}).await?.into_inner().modules;
+            print(connect.json, &list, MODULE_HEADER, module_row)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        ModuleCommand::Download { module, out } => {
+            let bytes = session.modules().download(pb::ModuleRef { module }).await?.into_inner();
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("module.wasm"), &bytes.module)?;
+            std::fs::write(out.join("module.toml"), &bytes.manifest)?;
+            println!("{}: module.wasm, module.toml", out.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if connect.json {
+        println!("{}", serde_json::to_string_pretty(&module)?);
+    } else {
+        print(false, std::slice::from_ref(&module), MODULE_HEADER, module_row)?;
+        println!("sha256 {}", module.module);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sandbox run --agreement A --module SHA`: a production run through the server, followed to
+/// its end; prints status codes and the audit report only.
+pub(crate) async fn production_run(
+    connect: &Connect,
+    module: String,
+    agreement: String,
+    params: &[String],
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let session = Session::connect(connect).await?;
+    let parameters = parse_params(params)?;
+    let run = session.runs().start(pb::StartRunRequest { module, agreement, parameters }).await?.into_inner();
+    if !wait {
+        print(connect.json, &[run], RUN_HEADER, run_row)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let json = connect.json;
+    let mut last = run.status;
+    if !json {
+        eprintln!("{}  {}", run.id, status_name(run.status));
+    }
+    let run = session
+        .follow(&run.id, |r| {
+            if !json && r.status != last {
+                eprintln!("{}  {}", r.id, status_name(r.status));
+            }
+            last = r.status;
+        })
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        print(false, std::slice::from_ref(&run), RUN_HEADER, run_row)?;
+        print!("{}", run.audit_report_text);
+    }
+    Ok(if run.status == pb::RunStatus::Released as i32 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `sandbox run --dev --module SHA`: a development run through the server, on the twins.
+pub(crate) async fn develop_run(connect: &Connect, module: String, params: &[String]) -> anyhow::Result<ExitCode> {
+    let session = Session::connect(connect).await?;
+    let parameters = parse_params(params)?;
+    let answer = session.runs().develop(pb::DevelopRequest { module, parameters }).await?.into_inner();
+    if connect.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "error_code": answer.error_code, "error_text": answer.error_text, "log": answer.log,
+                "tables": answer.tables.iter().map(|t| serde_json::json!({"name": t.name, "sha256": t.sha256})).collect::<Vec<_>>(),
+                "fuel_used": answer.fuel_used, "wall_time_ms": answer.wall_time_ms,
+            })
+        );
+    } else {
+        for table in &answer.tables {
+            println!("表 / table {} (sha256 {})", table.name, table.sha256);
+            let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&table.ipc), None)?;
+            let batches = reader.collect::<Result<Vec<_>, _>>()?;
+            println!("{}", crate::policy::result_table(&batches, 50)?);
+        }
+        if !answer.log.is_empty() {
+            println!("开发日志 / development log:\n{}", answer.log);
+        }
+        if !answer.error_code.is_empty() {
+            println!("错误 / error [{}]: {}", answer.error_code, answer.error_text);
+        }
+        println!("fuel {}  {} ms", answer.fuel_used, answer.wall_time_ms);
+    }
+    Ok(if answer.error_code.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub(crate) async fn runs(connect: Connect, command: RunsCommand) -> anyhow::Result<ExitCode> {
+    let session = Session::connect(&connect).await?;
+    let runs = match command {
+        RunsCommand::List => session.runs().list(pb::Empty {}).await?.into_inner().runs,
+        RunsCommand::Show { run } => vec![session.runs().get(pb::RunRef { run }).await?.into_inner()],
+        RunsCommand::Cancel { run } => vec![session.runs().cancel(pb::RunRef { run }).await?.into_inner()],
+    };
+    print(connect.json, &runs, RUN_HEADER, run_row)?;
+    if let [run] = &runs[..]
+        && !connect.json
+    {
+        print!("{}", run.audit_report_text);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum RunsCommand {
+    /// 列出运行 / List runs
+    List,
+    /// 运行状态与审核报告 / A run's state and audit report
+    Show { run: String },
+    /// 取消排队或运行中的运行 / Cancel a queued or running run
+    Cancel { run: String },
+}
+
+pub(crate) async fn release(connect: Connect, command: ReleaseCommand) -> anyhow::Result<ExitCode> {
+    let session = Session::connect(&connect).await?;
+    match command {
+        ReleaseCommand::List => {
+            let list = session.releases().list(pb::Empty {}).await?.into_inner().releases;
+            print(
+                connect.json,
+                &list,
+                &[
+                    "发布 release",
+                    "运行 run",
+                    "运营单位 operator",
+                    "应用单位 unit",
+                    "日志序号 log index",
+                    "结果 results",
+                ],
+                |r| {
+                    vec![
+                        r.id.clone(),
+                        r.run.clone(),
+                        r.operator.clone(),
+                        r.application_unit.clone(),
+                        r.log_index.to_string(),
+                        r.results.join(","),
+                    ]
+                },
+            )?;
+        }
+        ReleaseCommand::Get { release, out, verify, trust } => {
+            let bundle = session.download(&release, &out).await?;
+            println!("已下载 / downloaded {release} → {} ({} files)", out.display(), bundle.files.len());
+            if verify {
+                let trust = trust.context("--verify needs --trust")?;
+                let report = verify_bundle(&out, &trust)?;
+                if report.verified() {
+                    println!(
+                        "核验通过 / verified: release statement signed, in the log at index {}, {} result files match",
+                        report.index.unwrap_or_default(),
+                        report.results.len()
+                    );
+                } else {
+                    for problem in &report.problems {
+                        println!("核验失败 / NOT verified: {problem}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn feedback(connect: Connect, command: FeedbackCommand) -> anyhow::Result<ExitCode> {
+    let session = Session::connect(&connect).await?;
+    match command {
+        FeedbackCommand::Submit { release, rating, comment } => {
+            let receipt =
+                session.feedback().submit(pb::FeedbackRequest { release, rating, comment }).await?.into_inner();
+            println!("已记录 / logged {} at index {}", receipt.id, receipt.log_index);
+        }
+        FeedbackCommand::List => {
+            let list = session.feedback().list(pb::Empty {}).await?.into_inner().items;
+            print(
+                connect.json,
+                &list,
+                &["反馈 id", "发布 release", "应用单位 unit", "评分 rating", "意见 comment"],
+                |f| {
+                    vec![
+                        f.id.clone(),
+                        f.release.clone(),
+                        f.application_unit.clone(),
+                        f.rating.to_string(),
+                        f.comment.clone(),
+                    ]
+                },
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

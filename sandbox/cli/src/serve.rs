@@ -1,0 +1,318 @@
+//! `sandbox serve`, `sandbox state rebuild` and `sandbox demo`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use sandbox_proto::v1 as pb;
+use sandbox_server::Config;
+use sandbox_verify::time::Timestamp;
+
+use crate::client::{self, Session};
+
+#[derive(clap::Args)]
+pub(crate) struct ServeArgs {
+    /// 数据目录（目录 catalog/、日志、密钥、状态库）/ The data folder (catalog/, log, keys, state)
+    #[arg(long, default_value = "sandbox-data")]
+    data_dir: PathBuf,
+    /// 监听地址（gRPC 与 /healthz、/metrics 同端口）/ Address for gRPC, /healthz and /metrics
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// sandbox-runner 可执行文件（默认与 sandbox 同目录）/ The sandbox-runner executable (default:
+    /// beside this one)
+    #[arg(long)]
+    runner: Option<PathBuf>,
+    /// 同时运行的模块数 / Runs at once
+    #[arg(long, default_value_t = 2)]
+    max_runs: usize,
+    /// 单次运行时限（秒）/ Seconds a run may take
+    #[arg(long, default_value_t = 600)]
+    run_timeout: u64,
+    /// 无法隔离网络时拒绝运行 / Refuse runs where the runner cannot cut off the network
+    #[arg(long)]
+    require_isolation: bool,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Config {
+        let mut config = Config::new(self.data_dir.clone());
+        config.listen = self.listen;
+        if let Some(runner) = &self.runner {
+            config.runner = runner.clone();
+        }
+        config.max_concurrent_runs = self.max_runs;
+        config.run_timeout = Duration::from_secs(self.run_timeout);
+        config.require_isolation = self.require_isolation;
+        config
+    }
+}
+
+pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    client::block_on(async {
+        let server = sandbox_server::start(args.config()).await?;
+        // Tests and scripts wait for this line.
+        println!("listening on http://{} / 服务已启动", server.addr);
+        println!("管理员身份 / admin identity: {}", args.data_dir.join("identities/admin").display());
+        server.wait().await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum StateCommand {
+    /// 从日志重建状态库并与现有状态比较（服务须已停止）/ Rebuild the state database from the log
+    /// and compare it with the live one (the server must be stopped)
+    Rebuild {
+        #[arg(long, default_value = "sandbox-data")]
+        data_dir: PathBuf,
+        /// 只比较，不替换 / Compare only; keep the live database
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+pub(crate) fn state(command: StateCommand) -> anyhow::Result<ExitCode> {
+    let StateCommand::Rebuild { data_dir, check } = command;
+    let dir = sandbox_server::DataDir::new(&data_dir);
+    let out = data_dir.join("state.rebuilt.sqlite");
+    let _ = std::fs::remove_file(&out);
+    let rebuilt = sandbox_server::rebuild(&data_dir, &out)?;
+    let live = if dir.state().exists() { Some(sandbox_server::State::open(&dir.state())?.dump()?) } else { None };
+    let same = live.as_deref() == Some(rebuilt.dump()?.as_str());
+    drop(rebuilt);
+    if check {
+        std::fs::remove_file(&out)?;
+        if same {
+            println!("一致 / identical: the live state equals the state rebuilt from the log");
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("不一致 / DIFFERENT: the live state is not what the log gives");
+        return Ok(ExitCode::FAILURE);
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", dir.state().display()));
+    }
+    std::fs::rename(&out, dir.state())?;
+    println!(
+        "已重建 / rebuilt {} from the log{}",
+        dir.state().display(),
+        if live.is_some() && !same { " (the old state differed / 旧状态与日志不一致)" } else { "" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub(crate) struct DemoArgs {
+    /// 数据目录（保留，之后可 sandbox serve）/ The data folder, kept for `sandbox serve`
+    #[arg(long, default_value = "sandbox-data")]
+    data_dir: PathBuf,
+    /// 合成城市的居民数 / Residents of the synthetic city
+    #[arg(long, default_value_t = 100_000)]
+    scale: u64,
+    /// sandbox-runner 可执行文件 / The sandbox-runner executable
+    #[arg(long)]
+    runner: Option<PathBuf>,
+}
+
+fn step(n: u32, zh: &str, en: &str) {
+    println!("\n[{n}] {zh} / {en}");
+}
+
+/// The whole flow, once, on a fresh or earlier demo data folder.
+pub(crate) fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    client::block_on(async move {
+        let dir = &args.data_dir;
+        step(1, "生成合成城市数据", "generate the synthetic city");
+        if dir.join("catalog").exists() {
+            println!("    {} exists; reusing it / 已存在，沿用", dir.join("catalog").display());
+        } else {
+            let config = sandbox_datagen::Config {
+                out: dir.join("catalog"),
+                scale: args.scale,
+                seed: 1,
+                twin_scale: None,
+                progress: false,
+            };
+            let summary = sandbox_datagen::generate(&config).context("generating data")?;
+            let rows: u64 = summary.datasets.iter().map(|d| d.rows + d.twin_rows).sum();
+            println!("    {} residents, {rows} rows → {}", args.scale, dir.join("catalog").display());
+        }
+
+        step(2, "在回环地址上启动服务", "start the server on a loopback port");
+        let mut config = Config::new(dir.clone());
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        if let Some(runner) = &args.runner {
+            config.runner = runner.clone();
+        }
+        anyhow::ensure!(
+            config.runner.exists(),
+            "{} not found: build it with `cargo build --release -p sandbox-runner` / 找不到 sandbox-runner",
+            config.runner.display()
+        );
+        let server = sandbox_server::start(config).await?;
+        let url = format!("http://{}", server.addr);
+        println!("    {url}  (gRPC; {url}/healthz, {url}/metrics)");
+        let result = flow(dir, &url).await;
+        server.stop().await?;
+        result?;
+        println!("\n数据目录已保留 / the data folder is kept: {}", dir.display());
+        println!("    sandbox serve --data-dir {}            # 继续使用 / carry on", dir.display());
+        println!(
+            "    sandbox --as {}/identities/operator-demo module list --server http://127.0.0.1:7700",
+            dir.display()
+        );
+        println!("    sandbox-verify audit {}/log --trust {}/keys/trust", dir.display(), dir.display());
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+const OPERATOR: &str = "operator-demo";
+const UNIT: &str = "unit-demo";
+const REVIEWERS: [&str; 2] = ["reviewer-a", "reviewer-b"];
+const LICENCE: &str = "lic-demo";
+const AGREEMENT: &str = "agr-demo";
+
+async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
+    let ids = dir.join("identities");
+    let admin = Session::open(url, &ids.join("admin")).await?;
+
+    step(
+        3,
+        "登记数据局审核员、运营单位、应用单位和评估机构",
+        "register reviewers, an operator, an application unit, an evaluator",
+    );
+    for (name, role, display) in [
+        (REVIEWERS[0], "reviewer", "包头市数据局审核员甲 Reviewer A"),
+        (REVIEWERS[1], "reviewer", "包头市数据局审核员乙 Reviewer B"),
+        (OPERATOR, "operator", "示例数据运营有限公司 Demo Operator Ltd"),
+        (UNIT, "application_unit", "示例区人民政府 Demo District Government"),
+        ("evaluator-demo", "evaluator", "示例评估中心 Demo Evaluation Centre"),
+    ] {
+        if ids.join(name).join("token").exists() {
+            println!("    {name}: registered before / 已登记");
+            continue;
+        }
+        client::register(&admin, name, role, display, &ids.join(name)).await?;
+        println!("    {name} ({role}) → {}", ids.join(name).display());
+    }
+    let operator = Session::open(url, &ids.join(OPERATOR)).await?;
+    let unit = Session::open(url, &ids.join(UNIT)).await?;
+
+    step(4, "授予授权运营协议，签订数据服务协议", "grant a licence, file a service agreement");
+    let until = Timestamp(Timestamp::now().0 + 365 * 86_400).to_string();
+    let licences = admin.licences().list(pb::Empty {}).await?.into_inner().licences;
+    if !licences.iter().any(|l| l.id == LICENCE) {
+        admin
+            .licences()
+            .grant(pb::GrantLicenceRequest {
+                id: LICENCE.into(),
+                operator: OPERATOR.into(),
+                datasets: vec!["persons".into()],
+                purpose: "人口结构分析产品 Population structure product".into(),
+                valid_from: Timestamp::now().to_string(),
+                valid_until: until.clone(),
+            })
+            .await?;
+    }
+    println!("    licence {LICENCE}: {OPERATOR} × persons, until {until}");
+    let agreements = operator.agreements().list(pb::Empty {}).await?.into_inner().agreements;
+    if !agreements.iter().any(|a| a.id == AGREEMENT) {
+        operator
+            .agreements()
+            .create(pb::CreateAgreementRequest {
+                id: AGREEMENT.into(),
+                licence: LICENCE.into(),
+                application_unit: UNIT.into(),
+                scenario: "区级养老服务设施规划 Planning district elderly-care facilities".into(),
+                valid_until: until,
+            })
+            .await?;
+    }
+    println!("    agreement {AGREEMENT}: {OPERATOR} → {UNIT}");
+
+    step(5, "运营单位提交签名的分析模块", "the operator submits a signed analysis module");
+    let example = sandbox_examples::find("population").context("the population example")?;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(example.wasm));
+    let modules = operator.modules().list(pb::Empty {}).await?.into_inner().modules;
+    if modules.iter().any(|m| m.module == sha) {
+        println!("    population {}… submitted before / 已提交", &sha[..16]);
+    } else {
+        let module = operator.submit(example.wasm.to_vec(), example.manifest.to_owned(), LICENCE).await?;
+        println!(
+            "    population {}… ({} bytes); persons is important-level data: {} reviewers needed",
+            &sha[..16],
+            example.wasm.len(),
+            module.approvals_needed
+        );
+    }
+
+    step(6, "两名不同的审核员签名批准", "two different reviewers approve, each signing");
+    for reviewer in REVIEWERS {
+        let session = Session::open(url, &ids.join(reviewer)).await?;
+        let module = operator.modules().list(pb::Empty {}).await?.into_inner().modules;
+        let module = module.iter().find(|m| m.module == sha).context("the module")?;
+        if module.approvals.iter().any(|a| a == reviewer) || module.status == pb::ModuleStatus::Approved as i32 {
+            println!("    {reviewer}: approved before / 已批准");
+            continue;
+        }
+        let module = session.approve(&sha).await?;
+        println!("    {reviewer} approved: {}/{}", module.approvals.len(), module.approvals_needed);
+    }
+
+    step(
+        7,
+        "在真实数据上运行（生产运行，只返回状态码和审核报告）",
+        "run on the real data (production: status codes and the audit report only)",
+    );
+    let run = operator
+        .runs()
+        .start(pb::StartRunRequest {
+            module: sha.clone(),
+            agreement: AGREEMENT.into(),
+            parameters: vec![pb::Parameter { name: "reference_date".into(), value: "2024-12-31".into() }],
+        })
+        .await?
+        .into_inner();
+    let run = operator.follow(&run.id, |r| println!("    {}  {}", r.id, client::status_name(r.status))).await?;
+
+    step(8, "出域审核报告", "the output audit's report");
+    for line in run.audit_report_text.lines().take(20) {
+        println!("    {line}");
+    }
+    if run.audit_report_text.lines().count() > 20 {
+        println!("    … ({} lines; `sandbox runs show {}`)", run.audit_report_text.lines().count(), run.id);
+    }
+    anyhow::ensure!(
+        run.status == pb::RunStatus::Released as i32,
+        "the run ended {} ({}) / 运行未发布",
+        client::status_name(run.status),
+        run.error_code
+    );
+
+    step(9, "应用单位下载签名结果", "the application unit downloads the signed result");
+    let out = dir.join("downloads").join(&run.release);
+    let _ = std::fs::remove_dir_all(&out);
+    let bundle = unit.download(&run.release, &out).await?;
+    for file in &bundle.files {
+        println!("    {}/{} ({} bytes)", out.display(), file.path, file.data.len());
+    }
+
+    step(10, "用 sandbox-verify 核验", "verify it with sandbox-verify");
+    let trust = dir.join("keys/trust");
+    println!("    sandbox-verify release {} --trust {}", out.display(), trust.display());
+    let report = client::verify_bundle(&out, &trust)?;
+    for problem in &report.problems {
+        println!("    ✗ {problem}");
+    }
+    anyhow::ensure!(report.verified(), "the release did not verify / 核验未通过");
+    let checkpoint = unit.log().checkpoint(pb::Empty {}).await?.into_inner();
+    println!(
+        "    ✓ signed by the release key, entry {} of a log of {} entries, {} result files match",
+        report.index.unwrap_or_default(),
+        checkpoint.size,
+        report.results.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,711 @@
+//! `sandbox serve` end to end: the real server process on loopback, driven by the real CLI and,
+//! for the authorization matrix and malformed requests, by a plain gRPC client.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sandbox_proto::v1 as pb;
+use sandbox_verify::time::Timestamp;
+use tonic::Code;
+
+use super::{city, sandbox, stderr, stdout};
+
+/// `sandbox-runner` beside the `sandbox` under test (`cargo test --workspace` builds it; with
+/// `-p sandbox` alone it is built here once).
+fn runner() -> &'static Path {
+    static RUNNER: OnceLock<PathBuf> = OnceLock::new();
+    RUNNER.get_or_init(|| {
+        let path = Path::new(env!("CARGO_BIN_EXE_sandbox")).with_file_name("sandbox-runner");
+        if !path.exists() {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "sandbox-runner"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        path
+    })
+}
+
+/// A data folder with a copy of the test city as its catalog.
+fn data_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("server-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new("cp").arg("-r").arg(city()).arg(dir.join("catalog")).status().unwrap();
+    assert!(status.success());
+    dir
+}
+
+/// A `sandbox serve` process.
+struct Served {
+    child: Child,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Served {
+    fn start(dir: &Path, extra: &[&str]) -> Served {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sandbox"))
+            .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--runner"])
+            .arg(runner())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        Served { child, url, dir: dir.to_owned() }
+    }
+
+    /// The CLI as the principal whose identity is `identities/<who>`.
+    fn cli(&self, who: &str, args: &[&str]) -> Output {
+        let identity = self.dir.join("identities").join(who);
+        Command::new(env!("CARGO_BIN_EXE_sandbox"))
+            .args(args)
+            .args(["--server", &self.url, "--as", identity.to_str().unwrap()])
+            .output()
+            .unwrap()
+    }
+
+    /// The CLI, which must succeed; its stdout.
+    fn ok(&self, who: &str, args: &[&str]) -> String {
+        let o = self.cli(who, args);
+        assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    }
+
+    fn token(&self, who: &str) -> String {
+        std::fs::read_to_string(self.dir.join("identities").join(who).join("token")).unwrap()
+    }
+
+    /// SIGTERM, and wait.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the server stopped with {status}");
+    }
+
+    /// SIGKILL: a crash.
+    fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn http_get(&self, path: &str) -> String {
+        let addr = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn in_days(days: i64) -> String {
+    Timestamp(Timestamp::now().0 + days * 86_400).to_string()
+}
+
+/// Writes an example module and its manifest into `dir/<name>/`.
+fn example_files(dir: &Path, name: &str) -> (String, String, String) {
+    let example =
+        if name == "hostile-module" { sandbox_examples::hostile() } else { sandbox_examples::find(name).unwrap() };
+    let folder = dir.join("files").join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("module.wasm"), example.wasm).unwrap();
+    std::fs::write(folder.join("module.toml"), example.manifest).unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(example.wasm));
+    let path = |f: &str| folder.join(f).to_str().unwrap().to_owned();
+    (path("module.wasm"), path("module.toml"), sha)
+}
+
+/// Principals of every role, a licence on persons and an agreement; returns nothing, all is in
+/// `identities/`.
+fn populate(s: &Served) {
+    for (name, role) in [
+        ("reviewer-a", "reviewer"),
+        ("reviewer-b", "reviewer"),
+        ("op", "operator"),
+        ("op2", "operator"),
+        ("unit", "application_unit"),
+        ("unit2", "application_unit"),
+        ("eval", "evaluator"),
+    ] {
+        let out = s.dir.join("identities").join(name);
+        s.ok(
+            "admin",
+            &["principal", "add", name, "--role", role, "--display-name", name, "--out", out.to_str().unwrap()],
+        );
+    }
+    let until = in_days(30);
+    s.ok(
+        "admin",
+        &[
+            "licence",
+            "grant",
+            "lic",
+            "--operator",
+            "op",
+            "--datasets",
+            "persons",
+            "--purpose",
+            "测试 test",
+            "--until",
+            &until,
+        ],
+    );
+    s.ok(
+        "op",
+        &[
+            "agreement",
+            "create",
+            "agr",
+            "--licence",
+            "lic",
+            "--unit",
+            "unit",
+            "--scenario",
+            "测试 test",
+            "--until",
+            &until,
+        ],
+    );
+}
+
+/// Submits an example under `lic` and has both reviewers approve it; its SHA-256.
+fn approved(s: &Served, name: &str) -> String {
+    let (wasm, toml, sha) = example_files(&s.dir, name);
+    let out = s.ok("op", &["module", "submit", "--module", &wasm, "--manifest", &toml, "--licence", "lic"]);
+    assert!(out.contains(&sha) && out.contains("0/2"), "{out}");
+    let out = s.ok("reviewer-a", &["module", "approve", &sha]);
+    assert!(out.contains("1/2") && out.contains("submitted"), "one reviewer is not enough for important data: {out}");
+    let out = s.ok("reviewer-b", &["module", "approve", &sha]);
+    assert!(out.contains("2/2") && out.contains("approved"), "{out}");
+    sha
+}
+
+fn rebuild_equals_live(dir: &Path) {
+    let o = sandbox(&["state", "rebuild", "--data-dir", dir.to_str().unwrap(), "--check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("identical"), "{}", stdout(&o));
+}
+
+#[test]
+fn the_whole_flow_through_the_cli() {
+    let dir = data_dir("flow");
+    let s = Served::start(&dir, &[]);
+    assert!(s.http_get("/healthz").contains("200 OK"));
+    populate(&s);
+    let sha = approved(&s, "population");
+
+    // The operator runs it; the CLI follows the run and prints the audit report only.
+    let o = s.cli("op", &["run", "--module", &sha, "--agreement", "agr", "--param", "reference_date=2024-12-31"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}{err}");
+    assert!(err.contains("queued") && err.contains("released"), "progress is shown: {err}");
+    assert!(out.contains("Output audit report") && out.contains("rel-000001"), "{out}");
+    assert!(!out.contains("[query]"), "no development log leaves a production run: {out}");
+
+    // Only the agreement's application unit gets it, and it verifies.
+    let trust = dir.join("keys/trust");
+    let bundle = dir.join("got");
+    let args = [
+        "release",
+        "get",
+        "rel-000001",
+        "--out",
+        bundle.to_str().unwrap(),
+        "--verify",
+        "--trust",
+        trust.to_str().unwrap(),
+    ];
+    let out = s.ok("unit", &args);
+    assert!(out.contains("verified"), "{out}");
+    let csv = std::fs::read_to_string(bundle.join("results/population.csv")).unwrap();
+    assert!(csv.starts_with("district,age_band,gender,"), "{csv}");
+    let other = dir.join("stolen");
+    let o = s.cli("unit2", &["release", "get", "rel-000001", "--out", other.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
+    assert!(!other.join("results").exists());
+    let o = s.cli("op", &["release", "get", "rel-000001", "--out", other.to_str().unwrap()]);
+    assert!(!o.status.success(), "the operator does not receive results");
+
+    let out = s.ok("unit", &["feedback", "submit", "rel-000001", "--rating", "4", "--comment", "口径清楚 clear"]);
+    assert!(out.contains("fb-000001"), "{out}");
+    assert!(s.ok("op", &["feedback", "list"]).contains("口径清楚"));
+    assert!(s.ok("op", &["runs", "list"]).contains("run-000001"));
+    assert!(!s.ok("op2", &["runs", "list"]).contains("run-000001"), "an operator sees only its own runs");
+    let json = s.ok("op", &["module", "list", "--json"]);
+    let modules: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(modules[0]["approvals"], serde_json::json!(["reviewer-a", "reviewer-b"]));
+
+    // A suspension stops new runs at once, and the attempt is logged.
+    s.ok("admin", &["licence", "suspend", "lic", "--reason", "整改 rectification"]);
+    let o = s.cli("op", &["run", "--module", &sha, "--agreement", "agr"]);
+    assert!(!o.status.success() && stderr(&o).contains("suspended"), "{}", stderr(&o));
+    let metrics = s.http_get("/metrics");
+    assert!(metrics.contains("sandbox_calls_total{method=\"Runs.Start\",code=\"FailedPrecondition\"} 1"), "{metrics}");
+    assert!(metrics.contains("sandbox_runs_ended_total{status=\"released\"} 1"), "{metrics}");
+    s.ok("admin", &["licence", "resume", "lic"]);
+    let kinds = block_on(async {
+        let mut log = client(&s.url, &s.token("eval")).log;
+        let size = log.checkpoint(pb::Empty {}).await.unwrap().into_inner().size;
+        let entries = log.entries(pb::EntriesRequest { start: 0, count: size as u32 }).await.unwrap().into_inner();
+        entries.entries.iter().map(|e| sandbox_verify::entry::open(e).unwrap().0.kind().to_owned()).collect::<Vec<_>>()
+    });
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert_eq!(count("request.refused"), 3, "the two refused downloads and the refused run: {kinds:?}");
+    assert_eq!((count("release"), count("delivery"), count("feedback")), (1, 1, 1), "{kinds:?}");
+    s.stop();
+
+    rebuild_equals_live(&dir);
+    let text = std::fs::read_to_string(&trust).unwrap();
+    let trust = sandbox_verify::trust::Trust::parse(&text).unwrap();
+    let report = sandbox_verify::audit::audit(&dir.join("log"), &trust);
+    assert!(report.verified(), "{:?}", report.problems);
+}
+
+fn block_on<T>(f: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+type Svc = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
+
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Every service's client, calling with `token` (none if empty).
+struct Clients {
+    principals: pb::principals_client::PrincipalsClient<Svc>,
+    catalog: pb::catalog_client::CatalogClient<Svc>,
+    licences: pb::licences_client::LicencesClient<Svc>,
+    agreements: pb::agreements_client::AgreementsClient<Svc>,
+    modules: pb::modules_client::ModulesClient<Svc>,
+    runs: pb::runs_client::RunsClient<Svc>,
+    releases: pb::releases_client::ReleasesClient<Svc>,
+    log: pb::log_client::LogClient<Svc>,
+    feedback: pb::feedback_client::FeedbackClient<Svc>,
+}
+
+fn client(url: &str, token: &str) -> Clients {
+    let channel = tonic::transport::Channel::from_shared(url.to_owned()).unwrap().connect_lazy();
+    let bearer = Bearer((!token.is_empty()).then(|| format!("Bearer {token}").parse().unwrap()));
+    let c = || channel.clone();
+    let b = || bearer.clone();
+    Clients {
+        principals: pb::principals_client::PrincipalsClient::with_interceptor(c(), b()),
+        catalog: pb::catalog_client::CatalogClient::with_interceptor(c(), b()),
+        licences: pb::licences_client::LicencesClient::with_interceptor(c(), b()),
+        agreements: pb::agreements_client::AgreementsClient::with_interceptor(c(), b()),
+        modules: pb::modules_client::ModulesClient::with_interceptor(c(), b()),
+        runs: pb::runs_client::RunsClient::with_interceptor(c(), b()),
+        releases: pb::releases_client::ReleasesClient::with_interceptor(c(), b()),
+        log: pb::log_client::LogClient::with_interceptor(c(), b()),
+        feedback: pb::feedback_client::FeedbackClient::with_interceptor(c(), b()),
+    }
+}
+
+/// Calls `rpc` with an empty (default) request; the status code it ends with.
+async fn call(c: &mut Clients, rpc: &str) -> Code {
+    fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
+        r.map_or_else(|s| s.code(), |_| Code::Ok)
+    }
+    match rpc {
+        "Principals.Register" => code(c.principals.register(pb::RegisterPrincipalRequest::default()).await),
+        "Principals.List" => code(c.principals.list(pb::Empty {}).await),
+        "Principals.Whoami" => code(c.principals.whoami(pb::Empty {}).await),
+        "Catalog.ListDatasets" => code(c.catalog.list_datasets(pb::Empty {}).await),
+        "Licences.Grant" => code(c.licences.grant(pb::GrantLicenceRequest::default()).await),
+        "Licences.Suspend" => code(c.licences.suspend(pb::LicenceActionRequest::default()).await),
+        "Licences.Resume" => code(c.licences.resume(pb::LicenceActionRequest::default()).await),
+        "Licences.Revoke" => code(c.licences.revoke(pb::LicenceActionRequest::default()).await),
+        "Licences.List" => code(c.licences.list(pb::Empty {}).await),
+        "Agreements.Create" => code(c.agreements.create(pb::CreateAgreementRequest::default()).await),
+        "Agreements.End" => code(c.agreements.end(pb::AgreementActionRequest::default()).await),
+        "Agreements.List" => code(c.agreements.list(pb::Empty {}).await),
+        "Modules.Submit" => code(c.modules.submit(pb::SubmitModuleRequest::default()).await),
+        "Modules.Approve" => code(c.modules.approve(pb::SignedDecision::default()).await),
+        "Modules.Reject" => code(c.modules.reject(pb::SignedDecision::default()).await),
+        "Modules.Revoke" => code(c.modules.revoke(pb::RevokeModuleRequest::default()).await),
+        "Modules.List" => code(c.modules.list(pb::Empty {}).await),
+        "Modules.Download" => code(c.modules.download(pb::ModuleRef::default()).await),
+        "Runs.Start" => code(c.runs.start(pb::StartRunRequest::default()).await),
+        "Runs.Develop" => code(c.runs.develop(pb::DevelopRequest::default()).await),
+        "Runs.Cancel" => code(c.runs.cancel(pb::RunRef::default()).await),
+        "Runs.Get" => code(c.runs.get(pb::RunRef::default()).await),
+        "Runs.Watch" => code(c.runs.watch(pb::RunRef::default()).await),
+        "Runs.List" => code(c.runs.list(pb::Empty {}).await),
+        "Releases.List" => code(c.releases.list(pb::Empty {}).await),
+        "Releases.Download" => code(c.releases.download(pb::ReleaseRef::default()).await),
+        "Log.Checkpoint" => code(c.log.checkpoint(pb::Empty {}).await),
+        "Log.Entries" => code(c.log.entries(pb::EntriesRequest::default()).await),
+        "Log.InclusionProof" => code(c.log.inclusion_proof(pb::IndexRequest::default()).await),
+        "Log.ConsistencyProof" => code(c.log.consistency_proof(pb::ConsistencyRequest::default()).await),
+        "Feedback.Submit" => code(c.feedback.submit(pb::FeedbackRequest::default()).await),
+        "Feedback.List" => code(c.feedback.list(pb::Empty {}).await),
+        other => panic!("the matrix names {other}, which this test cannot call"),
+    }
+}
+
+/// Every RPC × every role (and no token): refused with PermissionDenied exactly where the
+/// matrix says, each refusal one `request.refused` entry; allowed calls get past the role check
+/// (empty requests then fail their own checks: invalid, not found, out of range, or pass).
+#[test]
+fn authorization_matrix() {
+    use sandbox_server::auth::{MATRIX, Role};
+    let dir = data_dir("matrix");
+    let s = Served::start(&dir, &[]);
+    populate(&s);
+    let names = [
+        (Role::Admin, "admin"),
+        (Role::Reviewer, "reviewer-a"),
+        (Role::Operator, "op"),
+        (Role::ApplicationUnit, "unit"),
+        (Role::Evaluator, "eval"),
+    ];
+    let eval = s.token("eval");
+    let mut cases = 0;
+    block_on(async {
+        let size = || async { client(&s.url, &eval).log.checkpoint(pb::Empty {}).await.unwrap().into_inner().size };
+        for (rpc, roles) in MATRIX {
+            for (role, name) in names {
+                let before = size().await;
+                let code = call(&mut client(&s.url, &s.token(name)), rpc).await;
+                let after = size().await;
+                if roles.contains(&role) {
+                    assert!(
+                        !matches!(
+                            code,
+                            Code::PermissionDenied | Code::Unauthenticated | Code::Unimplemented | Code::Internal
+                        ),
+                        "{rpc} as {role:?}: {code:?}"
+                    );
+                } else {
+                    assert_eq!(code, Code::PermissionDenied, "{rpc} as {role:?}");
+                    assert_eq!(after, before + 1, "{rpc} as {role:?}: one refusal entry");
+                }
+                cases += 1;
+            }
+            let before = size().await;
+            assert_eq!(call(&mut client(&s.url, ""), rpc).await, Code::Unauthenticated, "{rpc} without a token");
+            assert_eq!(call(&mut client(&s.url, "00"), rpc).await, Code::Unauthenticated, "{rpc} with a bad token");
+            assert_eq!(size().await, before, "unauthenticated calls leave no entry");
+            cases += 2;
+        }
+    });
+    assert!(cases >= 100, "{cases} cases");
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
+/// Waits until `run` shows `status` to its operator.
+fn wait_for(s: &Served, run: &str, status: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = s.ok("op", &["runs", "show", run]);
+        if out.contains(status) {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "{run} never became {status}: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A server killed while a run is under way: on restart the run ends as failed
+/// (`interrupted`), everything acknowledged before is there, and the projection is the log's.
+#[test]
+fn a_crash_mid_run_fails_the_run_and_loses_nothing() {
+    let dir = data_dir("restart");
+    let s = Served::start(&dir, &[]);
+    populate(&s);
+    let sha = approved(&s, "hostile-module");
+    let args = ["run", "--module", &sha, "--agreement", "agr", "--param", "attack=loop", "--no-wait"];
+    assert!(s.ok("op", &args).contains("run-000001"));
+    wait_for(&s, "run-000001", "running");
+    s.crash();
+
+    let s = Served::start(&dir, &[]);
+    let out = s.ok("op", &["runs", "show", "run-000001"]);
+    assert!(out.contains("failed") && out.contains("interrupted"), "{out}");
+    assert!(s.ok("op", &["module", "list"]).contains("approved"), "acknowledged approvals survive");
+    assert!(s.ok("unit", &["agreement", "list"]).contains("agr"));
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
+/// The run timeout kills the runner; a cancelled run ends as cancelled; neither releases.
+#[test]
+fn runs_time_out_and_are_cancelled() {
+    let dir = data_dir("limits");
+    let s = Served::start(&dir, &["--run-timeout", "2", "--max-runs", "1"]);
+    populate(&s);
+    let sha = approved(&s, "hostile-module");
+    let o = s.cli("op", &["run", "--module", &sha, "--agreement", "agr", "--param", "attack=loop"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("timeout"), "{}", stdout(&o));
+
+    // With one runner slot, the second run waits in the queue behind the first.
+    let start = ["run", "--module", &sha, "--agreement", "agr", "--param", "attack=loop", "--no-wait"];
+    s.ok("op", &start);
+    s.ok("op", &start);
+    wait_for(&s, "run-000002", "running");
+    assert!(s.ok("op", &["runs", "show", "run-000003"]).contains("queued"));
+    assert!(s.ok("op", &["runs", "cancel", "run-000003"]).contains("cancelled"));
+    assert!(s.ok("op", &["runs", "cancel", "run-000002"]).contains("cancelled"));
+    let o = s.cli("op2", &["runs", "cancel", "run-000002"]);
+    assert!(stderr(&o).contains("PermissionDenied"), "another operator's run: {}", stderr(&o));
+    assert!(s.ok("unit", &["release", "list"]).lines().all(|l| !l.contains("run-0")));
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
+/// Refused requests: a clear code, and nothing changes but the refusal's log entry.
+#[test]
+fn refusals_change_nothing_but_the_log() {
+    let dir = data_dir("refusals");
+    let s = Served::start(&dir, &[]);
+    populate(&s);
+    let sha = approved(&s, "population");
+    let refused = |who: &str, args: &[&str], code: &str| {
+        let o = s.cli(who, args);
+        assert!(!o.status.success(), "{args:?} should be refused");
+        assert!(stderr(&o).contains(code), "{args:?}: {}", stderr(&o));
+    };
+    let wasm = dir.join("files/population/module.wasm");
+    let toml = dir.join("files/population/module.toml");
+    let (wasm, toml) = (wasm.to_str().unwrap(), toml.to_str().unwrap());
+
+    // Malformed requests of each kind.
+    refused(
+        "admin",
+        &[
+            "licence",
+            "grant",
+            "Bad Id",
+            "--operator",
+            "op",
+            "--datasets",
+            "persons",
+            "--purpose",
+            "x",
+            "--until",
+            &in_days(1),
+        ],
+        "InvalidArgument",
+    );
+    refused(
+        "admin",
+        &[
+            "licence",
+            "grant",
+            "l2",
+            "--operator",
+            "op",
+            "--datasets",
+            "persons",
+            "--purpose",
+            "x",
+            "--until",
+            "tomorrow",
+        ],
+        "InvalidArgument",
+    );
+    refused(
+        "admin",
+        &["licence", "grant", "l2", "--operator", "op", "--datasets", "nope", "--purpose", "x", "--until", &in_days(1)],
+        "NotFound",
+    );
+    refused(
+        "admin",
+        &[
+            "licence",
+            "grant",
+            "l2",
+            "--operator",
+            "unit",
+            "--datasets",
+            "persons",
+            "--purpose",
+            "x",
+            "--until",
+            &in_days(1),
+        ],
+        "FailedPrecondition",
+    );
+    refused(
+        "admin",
+        &[
+            "licence",
+            "grant",
+            "lic",
+            "--operator",
+            "op",
+            "--datasets",
+            "persons",
+            "--purpose",
+            "x",
+            "--until",
+            &in_days(1),
+        ],
+        "AlreadyExists",
+    );
+    refused(
+        "admin",
+        &[
+            "principal",
+            "add",
+            "UPPER",
+            "--role",
+            "operator",
+            "--display-name",
+            "x",
+            "--out",
+            dir.join("x").to_str().unwrap(),
+        ],
+        "InvalidArgument",
+    );
+    refused(
+        "op",
+        &["agreement", "create", "a2", "--licence", "lic", "--unit", "op2", "--scenario", "x", "--until", &in_days(1)],
+        "FailedPrecondition",
+    );
+    refused(
+        "op2",
+        &["agreement", "create", "a2", "--licence", "lic", "--unit", "unit", "--scenario", "x", "--until", &in_days(1)],
+        "PermissionDenied",
+    );
+    refused(
+        "op",
+        &[
+            "agreement",
+            "create",
+            "a2",
+            "--licence",
+            "lic",
+            "--unit",
+            "unit",
+            "--scenario",
+            "x",
+            "--until",
+            "2020-01-01T00:00:00Z",
+        ],
+        "InvalidArgument",
+    );
+    refused("op", &["module", "submit", "--module", wasm, "--manifest", toml, "--licence", "lic"], "AlreadyExists");
+    refused("op2", &["module", "submit", "--module", toml, "--manifest", toml, "--licence", "lic"], "PermissionDenied");
+    refused("reviewer-a", &["module", "approve", &sha], "FailedPrecondition");
+    refused("reviewer-a", &["module", "reject", &sha, "--reason", "x"], "FailedPrecondition");
+    refused(
+        "op",
+        &["run", "--module", &sha, "--agreement", "agr", "--param", "reference_date=yesterday"],
+        "InvalidArgument",
+    );
+    refused("op", &["run", "--module", &sha, "--agreement", "nope"], "NotFound");
+    refused("unit", &["feedback", "submit", "rel-000009", "--rating", "3"], "NotFound");
+    refused("unit", &["feedback", "submit", "rel-000009", "--rating", "9"], "InvalidArgument");
+    // An entry signed by someone else's key is refused.
+    block_on(async {
+        let session_key = sandbox_log::keys::read_key_file(&dir.join("identities/reviewer-b/key")).unwrap();
+        let entry = sandbox_verify::entry::Entry::builder("module.approved", Timestamp::now(), "reviewer-a")
+            .field("module", &sha)
+            .build()
+            .unwrap()
+            .sign(&[&session_key])
+            .unwrap();
+        let mut c = client(&s.url, &s.token("reviewer-a"));
+        let status = c.modules.approve(pb::SignedDecision { entry }).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    });
+    let before = dump(&s);
+
+    // A tampered module after approval is not the approved module.
+    let stored = dir.join("modules").join(format!("{sha}.wasm"));
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&stored, &bytes).unwrap();
+    refused("op", &["run", "--module", &sha, "--agreement", "agr"], "differ");
+    bytes[last] ^= 1;
+    std::fs::write(&stored, &bytes).unwrap();
+
+    // An ended agreement serves no run; a revoked licence starts nothing.
+    s.ok("op", &["agreement", "end", "agr", "--reason", "到期 done"]);
+    refused("op", &["run", "--module", &sha, "--agreement", "agr"], "ended or expired");
+    s.ok("admin", &["licence", "revoke", "lic", "--reason", "违规 breach"]);
+    refused("op", &["run", "--module", &sha, "--agreement", "agr"], "FailedPrecondition");
+    refused("admin", &["licence", "resume", "lic"], "FailedPrecondition");
+
+    // An expired licence: granted for a period that is over.
+    s.ok(
+        "admin",
+        &[
+            "licence",
+            "grant",
+            "old",
+            "--operator",
+            "op",
+            "--datasets",
+            "persons",
+            "--purpose",
+            "旧 old",
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--until",
+            "2021-01-01T00:00:00Z",
+        ],
+    );
+    refused(
+        "op",
+        &["agreement", "create", "a3", "--licence", "old", "--unit", "unit", "--scenario", "x", "--until", &in_days(1)],
+        "not in force",
+    );
+    let after = dump(&s);
+    assert!(after.0 > before.0, "refusals are logged");
+    assert_eq!(after.1, before.1 + 3, "only the agreement's end, the revocation and the grant changed state");
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
+/// (log entries, state-changing entries) so far.
+fn dump(s: &Served) -> (usize, usize) {
+    block_on(async {
+        let mut log = client(&s.url, &s.token("eval")).log;
+        let size = log.checkpoint(pb::Empty {}).await.unwrap().into_inner().size;
+        let mut kinds = Vec::new();
+        let mut start = 0;
+        while start < size {
+            let entries = log.entries(pb::EntriesRequest { start, count: 1000 }).await.unwrap().into_inner().entries;
+            start += entries.len() as u64;
+            kinds.extend(entries.iter().map(|e| sandbox_verify::entry::open(e).unwrap().0.kind().to_owned()));
+        }
+        (kinds.len(), kinds.iter().filter(|k| *k != "request.refused").count())
+    })
+}

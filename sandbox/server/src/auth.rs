@@ -1,0 +1,129 @@
+//! Who may call what: principals, their roles, API tokens, and the authorization matrix.
+//!
+//! A token is 32 random bytes in hex; the server keeps and logs only its SHA-256. The matrix
+//! below is the whole of role-based authorization; tenancy (an operator's own modules, an
+//! application unit's own releases) is checked by each call on top of it.
+
+use sandbox_proto::v1 as pb;
+use sha2::{Digest, Sha256};
+
+/// The roles of DESIGN.md section 1 that call the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    Reviewer,
+    Operator,
+    ApplicationUnit,
+    Evaluator,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [Role::Admin, Role::Reviewer, Role::Operator, Role::ApplicationUnit, Role::Evaluator];
+
+    /// As logged in `principal.registered` (`operator` and `reviewer` are what `sandbox-verify`
+    /// checks signers against).
+    pub fn code(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Reviewer => "reviewer",
+            Role::Operator => "operator",
+            Role::ApplicationUnit => "application_unit",
+            Role::Evaluator => "evaluator",
+        }
+    }
+
+    pub fn zh(self) -> &'static str {
+        match self {
+            Role::Admin => "数据主管部门管理员",
+            Role::Reviewer => "数据主管部门审核员",
+            Role::Operator => "运营单位",
+            Role::ApplicationUnit => "应用单位",
+            Role::Evaluator => "第三方评估机构",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    pub fn from_proto(role: i32) -> Option<Role> {
+        match pb::Role::try_from(role).ok()? {
+            pb::Role::Admin => Some(Role::Admin),
+            pb::Role::Reviewer => Some(Role::Reviewer),
+            pb::Role::Operator => Some(Role::Operator),
+            pb::Role::ApplicationUnit => Some(Role::ApplicationUnit),
+            pb::Role::Evaluator => Some(Role::Evaluator),
+            pb::Role::Unspecified => None,
+        }
+    }
+
+    pub fn to_proto(self) -> pb::Role {
+        match self {
+            Role::Admin => pb::Role::Admin,
+            Role::Reviewer => pb::Role::Reviewer,
+            Role::Operator => pb::Role::Operator,
+            Role::ApplicationUnit => pb::Role::ApplicationUnit,
+            Role::Evaluator => pb::Role::Evaluator,
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// A new API token: 64 hex digits.
+pub fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// What the server keeps of a token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+use Role::{Admin as A, ApplicationUnit as U, Evaluator as E, Operator as O, Reviewer as R};
+
+/// Every RPC (`Service.Method`) and the roles that may call it.
+pub const MATRIX: &[(&str, &[Role])] = &[
+    ("Principals.Register", &[A]),
+    ("Principals.List", &[A, R, O, U, E]),
+    ("Principals.Whoami", &[A, R, O, U, E]),
+    ("Catalog.ListDatasets", &[A, R, O, U]),
+    ("Licences.Grant", &[A]),
+    ("Licences.Suspend", &[A]),
+    ("Licences.Resume", &[A]),
+    ("Licences.Revoke", &[A]),
+    ("Licences.List", &[A, R, O]),
+    ("Agreements.Create", &[O]),
+    ("Agreements.End", &[A, O]),
+    ("Agreements.List", &[A, R, O, U]),
+    ("Modules.Submit", &[O]),
+    ("Modules.Approve", &[R]),
+    ("Modules.Reject", &[R]),
+    ("Modules.Revoke", &[A, R]),
+    ("Modules.List", &[A, R, O]),
+    ("Modules.Download", &[A, R, O]),
+    ("Runs.Start", &[O]),
+    ("Runs.Develop", &[O]),
+    ("Runs.Cancel", &[A, O]),
+    ("Runs.Get", &[A, R, O]),
+    ("Runs.Watch", &[A, R, O]),
+    ("Runs.List", &[A, R, O]),
+    ("Releases.List", &[A, R, O, U]),
+    ("Releases.Download", &[U]),
+    ("Log.Checkpoint", &[A, R, O, U, E]),
+    ("Log.Entries", &[A, R, O, U, E]),
+    ("Log.InclusionProof", &[A, R, O, U, E]),
+    ("Log.ConsistencyProof", &[A, R, O, U, E]),
+    ("Feedback.Submit", &[U]),
+    ("Feedback.List", &[A, R, O, E]),
+];
+
+/// Whether `role` may call `rpc` at all.
+pub fn allowed(rpc: &str, role: Role) -> bool {
+    MATRIX.iter().any(|(name, roles)| *name == rpc && roles.contains(&role))
+}

@@ -1,0 +1,279 @@
+//! The data sandbox's service, `sandbox serve`: one process holding the log writer, the release
+//! key and the SQLite projection, serving gRPC (and `/healthz`, `/metrics`) on one port.
+//!
+//! Every state change is first a log entry: a call validates against the projection, appends
+//! its entry (awaiting the checkpoint that covers it), applies the entry to the projection, and
+//! only then answers, all under one write lock so that the projection follows the log's order.
+//! A refused call by a known principal leaves exactly one trace, its `request.refused` entry.
+//! Untrusted code never runs here: production and development runs go to `sandbox-runner`
+//! processes ([`runs`]), which hold no key and have no network.
+
+mod api;
+pub mod auth;
+pub mod datadir;
+mod metrics;
+mod runs;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use sandbox_audit::AuditPolicy;
+use sandbox_audit::budget::Ledger;
+use sandbox_catalog::{Catalog, Variant};
+use sandbox_log::{Log, LogOptions};
+use sandbox_policy::DomainSecret;
+use sandbox_verify::entry::{Entry, kind};
+use sandbox_verify::note::SignerKey;
+use sandbox_verify::time::Timestamp;
+use tokio::sync::oneshot;
+use tonic::Status;
+
+pub use datadir::DataDir;
+pub use state::State;
+
+/// How `sandbox serve` runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The `sandbox-runner` executable.
+    pub runner: PathBuf,
+    /// Runs (production and development) at once; the rest wait in the queue.
+    pub max_concurrent_runs: usize,
+    /// A run still going after this is killed and fails with `timeout`.
+    pub run_timeout: Duration,
+    /// Refuse to run modules where the runner cannot cut itself off the network.
+    pub require_isolation: bool,
+}
+
+impl Config {
+    /// The defaults for a data directory: loopback port 7700, `sandbox-runner` beside the
+    /// current executable, two runs at a time, ten minutes per run.
+    pub fn new(data_dir: PathBuf) -> Config {
+        let runner = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("sandbox-runner")))
+            .unwrap_or_else(|| PathBuf::from("sandbox-runner"));
+        Config {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            runner,
+            max_concurrent_runs: 2,
+            run_timeout: Duration::from_secs(600),
+            require_isolation: false,
+        }
+    }
+}
+
+/// What every call shares.
+pub(crate) struct Core {
+    pub(crate) dir: DataDir,
+    pub(crate) config: Config,
+    pub(crate) log: Log,
+    /// The name the server acts under in entries it makes of its own accord.
+    pub(crate) name: String,
+    pub(crate) release_key: SignerKey,
+    pub(crate) state: Mutex<State>,
+    /// Held from a call's validation through its append and projection.
+    pub(crate) write: tokio::sync::Mutex<()>,
+    pub(crate) catalog: Catalog,
+    pub(crate) secret: DomainSecret,
+    pub(crate) policy: AuditPolicy,
+    pub(crate) ledger: Ledger,
+    pub(crate) metrics: metrics::Metrics,
+    pub(crate) runs: runs::Queue,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+/// Proof that the caller holds the write lock.
+pub(crate) type WriteGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
+
+impl Core {
+    /// Appends an entry and applies it to the projection. Answers once both are durable.
+    pub(crate) async fn commit(&self, _guard: &WriteGuard<'_>, bytes: Vec<u8>) -> Result<u64, Status> {
+        let appended = self.log.append(bytes.clone()).await.map_err(|e| internal("log append", e))?;
+        self.apply(appended.index, &bytes)?;
+        Ok(appended.index)
+    }
+
+    pub(crate) fn apply(&self, index: u64, bytes: &[u8]) -> Result<(), Status> {
+        let mut state = self.state.lock().map_err(|_| Status::internal("state lock poisoned"))?;
+        state.apply(index, bytes).map_err(|e| internal("state", e))?;
+        self.metrics.log_size.set(index as i64 + 1);
+        Ok(())
+    }
+
+    /// An entry only the log vouches for, made by the server now.
+    pub(crate) fn entry(&self, kind: &str, actor: &str, fields: &[(&str, &str)]) -> Result<Vec<u8>, Status> {
+        let mut builder = Entry::builder(kind, Timestamp::now(), actor);
+        for (key, value) in fields {
+            builder = builder.field(key, value);
+        }
+        builder.build().and_then(|e| e.unsigned()).map_err(|e| Status::invalid_argument(format!("{e} / {}", e.zh())))
+    }
+
+    /// Runs `f` on the projection.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T, Status> {
+        let state = self.state.lock().map_err(|_| Status::internal("state lock poisoned"))?;
+        f(state.db()).map_err(|e| internal("state query", e))
+    }
+}
+
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Status {
+    eprintln!("sandbox serve: {what}: {e}");
+    Status::internal(format!("{what} failed / 服务器内部错误"))
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Stops taking calls, waits for those under way, and closes the log.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.context("server task")?
+    }
+
+    /// Runs until interrupted (Ctrl-C or SIGTERM).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("正在停止 / stopping");
+        self.stop().await
+    }
+}
+
+/// Opens the data directory (creating keys and the first administrator on first use), brings
+/// the projection up to the log, registers new dataset versions, fails runs a restart
+/// interrupted, and starts serving on `config.listen`.
+pub async fn start(config: Config) -> anyhow::Result<Server> {
+    let dir = DataDir::new(&config.data_dir);
+    let setup = dir.prepare()?;
+    let catalog =
+        Catalog::open(&dir.catalog()).with_context(|| format!("opening the catalog {}", dir.catalog().display()))?;
+    let log = tokio::task::block_in_place(|| Log::open(dir.log(), LogOptions::new(setup.log_key.clone())))
+        .with_context(|| format!("opening the log {}", dir.log().display()))?;
+    let name = setup.log_key.verifier().name().to_owned();
+    let mut state = State::open(&dir.state())?;
+    // Entries acknowledged but not yet projected when the server last stopped.
+    for index in state.applied()?..log.size() {
+        state.apply(index, &log.entry(index)?)?;
+    }
+    let policy = match std::fs::read_to_string(dir.policy()) {
+        Ok(text) => AuditPolicy::parse(&text).with_context(|| format!("{}", dir.policy().display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => AuditPolicy::default(),
+        Err(e) => return Err(e).context(format!("reading {}", dir.policy().display())),
+    };
+    let metrics = metrics::Metrics::new();
+    metrics.log_size.set(log.size() as i64);
+    let core = Arc::new(Core {
+        ledger: Ledger::new(dir.budget()),
+        runs: runs::Queue::new(config.max_concurrent_runs),
+        secret: DomainSecret::load(&dir.secret()).context("the domain secret")?,
+        release_key: setup.release_key,
+        state: Mutex::new(state),
+        write: tokio::sync::Mutex::new(()),
+        dir,
+        config: config.clone(),
+        log,
+        name,
+        catalog,
+        policy,
+        metrics,
+    });
+    {
+        let guard = core.write.lock().await;
+        if setup.new_log {
+            bootstrap(&core, &guard).await?;
+        }
+        register_datasets(&core, &guard).await?;
+        runs::fail_interrupted(&core, &guard).await?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(api::serve(core, listener, async {
+        let _ = rx.await;
+    }));
+    Ok(Server { addr, shutdown: Some(tx), task })
+}
+
+/// The first administrator of a new data directory, whose token and key the operator of the
+/// machine finds in `identities/admin/`.
+async fn bootstrap(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
+    let identity = core.dir.identities().join(datadir::ADMIN);
+    let created = datadir::Identity::create(&identity, datadir::ADMIN)?;
+    let key = created.key.verifier().to_string();
+    let token = auth::token_hash(&created.token);
+    let bytes = core.entry(
+        kind::PRINCIPAL_REGISTERED,
+        &core.name,
+        &[
+            ("principal", datadir::ADMIN),
+            ("role", auth::Role::Admin.code()),
+            ("key", &key),
+            ("token_sha256", &token),
+            ("display_name", "数据主管部门管理员 Bureau administrator"),
+        ],
+    )?;
+    core.commit(guard, bytes).await?;
+    Ok(())
+}
+
+/// Logs each catalog dataset whose version (the SHA-256 of its files) is new.
+async fn register_datasets(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
+    for dataset in &core.catalog.datasets {
+        let version = dataset.version(Variant::Real).with_context(|| format!("hashing {}", dataset.id))?;
+        let known: Option<String> = core.read(|db| {
+            use rusqlite::OptionalExtension;
+            db.query_row("SELECT version FROM datasets WHERE id = ?1", [&dataset.id], |r| r.get(0)).optional()
+        })?;
+        if known.as_deref() == Some(version.as_str()) {
+            continue;
+        }
+        let bytes = core.entry(
+            kind::DATASET_REGISTERED,
+            &core.name,
+            &[("dataset", &dataset.id), ("version", version.as_str()), ("level", dataset.level.code())],
+        )?;
+        core.commit(guard, bytes).await?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the projection from the log into `out` (which must not exist) and returns it.
+/// Opening the log takes its lock: this refuses while a server runs on the directory.
+pub fn rebuild(data_dir: &std::path::Path, out: &std::path::Path) -> anyhow::Result<State> {
+    let dir = DataDir::new(data_dir);
+    let key = sandbox_log::keys::read_key_file(&dir.log_key())?;
+    let log = Log::open(dir.log(), LogOptions::new(key))
+        .with_context(|| format!("opening the log {} (is the server still running?)", dir.log().display()))?;
+    anyhow::ensure!(!out.exists(), "{} exists / 已存在", out.display());
+    let mut state = State::open(out)?;
+    for index in 0..log.size() {
+        state.apply(index, &log.entry(index)?)?;
+    }
+    Ok(state)
+}

@@ -1,0 +1,454 @@
+//! Runs: a queue with a concurrency limit in front of `sandbox-runner` processes, then the
+//! output audit, signing, logging and release, all in this (key-holding) process.
+//!
+//! The runner process gets its request on stdin (paths, parameters and the licence's pseudonym
+//! key, never a signing key) and answers on stdout; it has no network and is killed at the
+//! run's timeout or on cancellation. Production runs keep only codes from it: its stderr is
+//! discarded and its development log is never asked for.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use sandbox_audit::AuditRequest;
+use sandbox_catalog::Variant;
+use sandbox_runner::{Manifest, OutputTable, RunRecord};
+use sandbox_verify::entry::kind;
+use sandbox_verify::time::Timestamp;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Semaphore, watch};
+use tonic::Status;
+
+use crate::{Core, WriteGuard, internal};
+
+/// Bytes a runner may answer with: its output limit (16 MiB per run) plus the header.
+const MAX_ANSWER: u64 = 17 << 20;
+
+/// The queue: a permit per concurrent run, and a way to cancel each run under way.
+pub(crate) struct Queue {
+    permits: Arc<Semaphore>,
+    cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
+}
+
+impl Queue {
+    pub(crate) fn new(max: usize) -> Queue {
+        Queue { permits: Arc::new(Semaphore::new(max.max(1))), cancels: Mutex::default() }
+    }
+
+    /// Asks the run to stop; false if it is not queued or running here.
+    pub(crate) fn cancel(&self, run: &str) -> bool {
+        let cancels = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        cancels.get(run).is_some_and(|tx| tx.send(true).is_ok())
+    }
+}
+
+/// A production run as queued.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub(crate) id: String,
+    pub(crate) module: String,
+    pub(crate) operator: String,
+    pub(crate) licence: String,
+    pub(crate) agreement: String,
+    pub(crate) recipient: String,
+    pub(crate) datasets: String,
+    pub(crate) parameters: Vec<(String, String)>,
+}
+
+/// How a runner process ended.
+enum Ended {
+    Done(Answer),
+    Failed(String),
+    Cancelled,
+}
+
+pub(crate) struct Answer {
+    pub(crate) record: RunRecord,
+    pub(crate) tables: Vec<OutputTable>,
+    pub(crate) dev_log: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    record: RunRecord,
+    tables: Vec<TableHeader>,
+    dev_log: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TableHeader {
+    name: String,
+    sha256: String,
+    bytes: usize,
+}
+
+pub(crate) fn module_path(core: &Core, module: &str) -> PathBuf {
+    core.dir.modules().join(format!("{module}.wasm"))
+}
+
+pub(crate) fn manifest_path(core: &Core, module: &str) -> PathBuf {
+    core.dir.modules().join(format!("{module}.toml"))
+}
+
+/// Runs a module in a `sandbox-runner` process. `production` reads the real data with the
+/// licence's pseudonym key; otherwise the twins, with a key of their own.
+async fn run_process(
+    core: &Core,
+    module: &str,
+    licence: &str,
+    parameters: &[(String, String)],
+    production: bool,
+    mut cancel: watch::Receiver<bool>,
+) -> Ended {
+    let scope = if production { licence.to_owned() } else { format!("dev:{licence}") };
+    let key = hex::encode(core.secret.licence_key(&scope).to_bytes());
+    let request = json!({
+        "catalog": core.dir.catalog(),
+        "module": module_path(core, module),
+        "manifest": manifest_path(core, module),
+        "parameters": parameters,
+        "mode": if production { "production" } else { "development" },
+        "key": key,
+        "cache_dir": core.dir.cache(),
+        "require_isolation": core.config.require_isolation,
+    });
+    let mut child = match tokio::process::Command::new(&core.config.runner)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("sandbox serve: starting {}: {e}", core.config.runner.display());
+            return Ended::Failed("runner-unavailable".into());
+        }
+    };
+    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Ended::Failed("runner-unavailable".into());
+    };
+    let work = async {
+        stdin.write_all(request.to_string().as_bytes()).await?;
+        drop(stdin);
+        let mut answer = Vec::new();
+        stdout.take(MAX_ANSWER).read_to_end(&mut answer).await?;
+        child.wait().await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::select! {
+        answer = work => answer,
+        _ = tokio::time::sleep(core.config.run_timeout) => return Ended::Failed("timeout".into()),
+        () = cancelled(&mut cancel) => return Ended::Cancelled,
+    };
+    // Leaving the select dropped the child: kill_on_drop ends a process still running.
+    match answer.map_err(|e| e.to_string()).and_then(|bytes| parse_answer(&bytes)) {
+        Ok(answer) => Ended::Done(answer),
+        Err(e) => {
+            eprintln!("sandbox serve: runner answer: {e}");
+            Ended::Failed("runner-protocol".into())
+        }
+    }
+}
+
+/// Resolves when the run is asked to stop (never, if nobody can ask any more).
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The header line and the tables after it, each checked by the strict IPC reader.
+fn parse_answer(bytes: &[u8]) -> Result<Answer, String> {
+    let newline = bytes.iter().position(|b| *b == b'\n').ok_or("no header line")?;
+    let header: Header = serde_json::from_slice(&bytes[..newline]).map_err(|e| format!("header: {e}"))?;
+    let mut rest = &bytes[newline + 1..];
+    let mut tables = Vec::new();
+    for table in header.tables {
+        if table.bytes > rest.len() {
+            return Err(format!("table {} cut short", table.name));
+        }
+        let (ipc, tail) = rest.split_at(table.bytes);
+        rest = tail;
+        let output = OutputTable::from_ipc(&table.name, ipc.to_vec(), MAX_ANSWER as usize)?;
+        if output.sha256 != table.sha256 {
+            return Err(format!("table {}: hash differs from the header's", table.name));
+        }
+        tables.push(output);
+    }
+    if !rest.is_empty() {
+        return Err("bytes after the last table".into());
+    }
+    Ok(Answer { record: header.record, tables, dev_log: header.dev_log })
+}
+
+/// A development run on the synthetic twins, answered in full to the operator.
+pub(crate) async fn develop(
+    core: &Core,
+    module: &str,
+    licence: &str,
+    parameters: &[(String, String)],
+) -> Result<Answer, String> {
+    let _permit = core.runs.permits.acquire().await.map_err(|_| "the queue is closed".to_owned())?;
+    let (_tx, rx) = watch::channel(false);
+    match run_process(core, module, licence, parameters, false, rx).await {
+        Ended::Done(answer) => Ok(answer),
+        Ended::Failed(code) => Err(code),
+        Ended::Cancelled => Err("cancelled".into()),
+    }
+}
+
+/// Queues a production run whose `run.queued` entry is logged.
+pub(crate) fn enqueue(core: Arc<Core>, spec: Spec) {
+    let (tx, rx) = watch::channel(false);
+    core.runs.cancels.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.id.clone(), tx);
+    core.metrics.queued.inc();
+    tokio::spawn(async move {
+        let id = spec.id.clone();
+        let status = match production(&core, &spec, rx).await {
+            Ok(status) => status,
+            Err(e) => {
+                eprintln!("sandbox serve: run {id}: {e}");
+                let guard = core.write.lock().await;
+                let _ = finish(&core, &guard, &id, "failed", Some("internal")).await;
+                "failed"
+            }
+        };
+        core.metrics.runs.get_or_create(&vec![("status", status.to_owned())]).inc();
+        core.runs.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    });
+}
+
+async fn finish(
+    core: &Core,
+    guard: &WriteGuard<'_>,
+    run: &str,
+    status: &str,
+    error: Option<&str>,
+) -> Result<u64, Status> {
+    let mut fields = vec![("run", run), ("status", status)];
+    if let Some(code) = error {
+        fields.push(("error", code));
+    }
+    let bytes = core.entry(kind::RUN_FINISHED, &core.name, &fields)?;
+    core.commit(guard, bytes).await
+}
+
+/// One production run from the queue to its release; returns its final status.
+async fn production(core: &Arc<Core>, spec: &Spec, mut cancel: watch::Receiver<bool>) -> Result<&'static str, Status> {
+    let permit = tokio::select! {
+        permit = core.runs.permits.acquire() => permit.map_err(|_| Status::unavailable("queue closed"))?,
+        () = cancelled(&mut cancel) => {
+            core.metrics.queued.dec();
+            let guard = core.write.lock().await;
+            finish(core, &guard, &spec.id, "cancelled", None).await?;
+            return Ok("cancelled");
+        }
+    };
+    core.metrics.queued.dec();
+    core.metrics.running.inc();
+    let result = production_with_permit(core, spec, &mut cancel).await;
+    core.metrics.running.dec();
+    drop(permit);
+    result
+}
+
+async fn production_with_permit(
+    core: &Arc<Core>,
+    spec: &Spec,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<&'static str, Status> {
+    {
+        let guard = core.write.lock().await;
+        let bytes = core.entry(kind::RUN_STARTED, &core.name, &[("run", &spec.id)])?;
+        core.commit(&guard, bytes).await?;
+    }
+    let manifest_text =
+        std::fs::read_to_string(manifest_path(core, &spec.module)).map_err(|e| internal("manifest", e))?;
+    let manifest = Manifest::parse(&manifest_text).map_err(|e| internal("manifest", e))?;
+
+    // Differential privacy: the run's ρ is reserved before it runs, refunded if nothing noised
+    // leaves.
+    let dp: Vec<(&str, &sandbox_audit::DpSettings)> =
+        manifest.datasets.iter().filter_map(|d| core.policy.dp(d).map(|s| (d.as_str(), s))).collect();
+    let reservation = if dp.is_empty() {
+        None
+    } else {
+        match core.ledger.reserve(&spec.operator, &dp) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                eprintln!("sandbox serve: run {}: {e}", spec.id);
+                let guard = core.write.lock().await;
+                finish(core, &guard, &spec.id, "failed", Some("budget-exhausted")).await?;
+                return Ok("failed");
+            }
+        }
+    };
+    let refund = || {
+        if let Some(id) = reservation {
+            let _ = core.ledger.refund(id);
+        }
+    };
+
+    let ended = run_process(core, &spec.module, &spec.licence, &spec.parameters, true, cancel.clone()).await;
+    let answer = match ended {
+        Ended::Done(answer) => answer,
+        Ended::Failed(code) => {
+            refund();
+            let guard = core.write.lock().await;
+            finish(core, &guard, &spec.id, "failed", Some(&code)).await?;
+            return Ok("failed");
+        }
+        Ended::Cancelled => {
+            refund();
+            let guard = core.write.lock().await;
+            finish(core, &guard, &spec.id, "cancelled", None).await?;
+            return Ok("cancelled");
+        }
+    };
+    if let Some(error) = &answer.record.error {
+        refund();
+        let guard = core.write.lock().await;
+        finish(core, &guard, &spec.id, "failed", Some(&error.code())).await?;
+        return Ok("failed");
+    }
+    let record = serde_json::to_vec(&answer.record).map_err(|e| internal("run record", e))?;
+    {
+        let guard = core.write.lock().await;
+        let record_sha = hex::encode(Sha256::digest(&record));
+        let bytes = core.entry(
+            kind::RUN_FINISHED,
+            &core.name,
+            &[("run", &spec.id), ("status", "ok"), ("record", &record_sha)],
+        )?;
+        core.commit(&guard, bytes).await?;
+    }
+
+    // The output audit, in this process, on the host's own evidence.
+    let history = core.dir.history();
+    let (hasher, earlier) = sandbox_audit::history::open(&history).map_err(|e| internal("differencing history", e))?;
+    let audit = sandbox_audit::audit(AuditRequest {
+        catalog: &core.catalog,
+        variant: Variant::Real,
+        manifest: &manifest,
+        record: &answer.record,
+        tables: &answer.tables,
+        policy: &core.policy,
+        hasher: &hasher,
+        earlier: &earlier,
+    })
+    .await;
+    let audit = match audit {
+        Ok(audit) => audit,
+        Err(e) => {
+            refund();
+            eprintln!("sandbox serve: run {}: audit: {e}", spec.id);
+            let guard = core.write.lock().await;
+            let bytes = core.entry(
+                kind::AUDIT_OUTCOME,
+                &core.name,
+                &[("run", &spec.id), ("outcome", "error"), ("report", "-"), ("released", "0")],
+            )?;
+            core.commit(&guard, bytes).await?;
+            return Ok("withheld");
+        }
+    };
+    if let Some(id) = reservation {
+        core.ledger.commit(id, &audit.dp_spent).map_err(|e| internal("privacy budget", e))?;
+    }
+    let report_json = audit.report.to_json();
+    let report_sha = audit.report.sha256();
+    let run_dir = core.dir.runs().join(&spec.id);
+    std::fs::create_dir_all(&run_dir).map_err(|e| internal("run folder", e))?;
+    std::fs::write(run_dir.join("report.json"), &report_json).map_err(|e| internal("report", e))?;
+    std::fs::write(run_dir.join("report.txt"), audit.report.text()).map_err(|e| internal("report", e))?;
+
+    let mut results: Vec<(String, Vec<u8>)> = Vec::new();
+    for table in &audit.released {
+        results.push((format!("{}.csv", table.name), csv(&table.batch)?));
+    }
+    let guard = core.write.lock().await;
+    let outcome = audit.report.outcome.as_str();
+    let released = results.len().to_string();
+    let bytes = core.entry(
+        kind::AUDIT_OUTCOME,
+        &core.name,
+        &[("run", &spec.id), ("outcome", outcome), ("report", &report_sha), ("released", &released)],
+    )?;
+    core.commit(&guard, bytes).await?;
+    if results.is_empty() {
+        return Ok("withheld");
+    }
+    sandbox_audit::history::append(&history, &audit.cells).map_err(|e| internal("differencing history", e))?;
+    results.push(("audit-report.json".to_owned(), report_json));
+
+    let release = next_id(core, "releases", "rel")?;
+    let results: Vec<(&str, &[u8])> = results.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let policy_sha = core.policy.sha256();
+    let fields = [
+        ("module", spec.module.as_str()),
+        ("manifest", answer.record.manifest_sha256.as_str()),
+        ("datasets", spec.datasets.as_str()),
+        ("audit_report", report_sha.as_str()),
+        ("policy", policy_sha.as_str()),
+        ("recipient", spec.recipient.as_str()),
+        ("agreement", spec.agreement.as_str()),
+        ("run", spec.id.as_str()),
+        ("release", release.as_str()),
+    ];
+    let statement = sandbox_log::release::Statement {
+        actor: &core.name,
+        time: Timestamp::now(),
+        fields: &fields,
+        results: &results,
+    };
+    let out = core.dir.releases().join(&release);
+    let index = tokio::task::block_in_place(|| {
+        sandbox_log::release::write_bundle(&core.log, &core.release_key, &statement, &out)
+    })
+    .map_err(|e| internal("release bundle", e))?;
+    let bytes = core.log.entry(index).map_err(|e| internal("log read", e))?;
+    core.apply(index, &bytes)?;
+    drop(guard);
+    Ok("released")
+}
+
+/// A released table as CSV with a header row.
+fn csv(batch: &arrow_array::RecordBatch) -> Result<Vec<u8>, Status> {
+    let mut out = Vec::new();
+    let mut writer = arrow_csv::WriterBuilder::new().with_header(true).build(&mut out);
+    writer.write(batch).map_err(|e| internal("csv", e))?;
+    drop(writer);
+    Ok(out)
+}
+
+/// The next identifier of a table's rows: `<prefix>-000001` and on.
+pub(crate) fn next_id(core: &Core, table: &str, prefix: &str) -> Result<String, Status> {
+    let n: i64 = core.read(|db| db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)))?;
+    Ok(format!("{prefix}-{:06}", n + 1))
+}
+
+/// At start: runs a stop interrupted end as failed (`interrupted`); nothing acknowledged about
+/// them is lost, and no result of theirs leaves.
+pub(crate) async fn fail_interrupted(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
+    let open: Vec<String> = core.read(|db| {
+        let mut statement =
+            db.prepare("SELECT id FROM runs WHERE status IN ('queued', 'running', 'auditing') ORDER BY id")?;
+        let rows = statement.query_map([], |r| r.get(0))?;
+        rows.collect()
+    })?;
+    for run in open {
+        finish(core, guard, &run, "failed", Some("interrupted")).await?;
+    }
+    Ok(())
+}
+
+/// The hash the log keeps of a run's parameters.
+pub(crate) fn parameters_sha256(parameters: &[(String, String)]) -> String {
+    hex::encode(Sha256::digest(json!(parameters).to_string().as_bytes()))
+}

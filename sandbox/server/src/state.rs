@@ -1,0 +1,362 @@
+//! The queryable state: an SQLite projection of the log.
+//!
+//! Every row here comes from a log entry through [`State::apply`], the one function both the
+//! live server and `sandbox state rebuild` use, so a rebuilt database is the live one by
+//! construction; [`State::dump`] renders every table in a fixed order so tests can compare them.
+//! `meta.applied` is the number of log entries applied: on start the server applies whatever the
+//! log holds beyond it (an entry acknowledged just before a crash).
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use sandbox_verify::entry::{self, Entry, kind};
+
+/// Kinds the server logs beyond those `sandbox-verify` names (all vouched for by the log).
+pub(crate) mod more {
+    pub(crate) const LICENCE_RESUMED: &str = "licence.resumed";
+    pub(crate) const LICENCE_REVOKED: &str = "licence.revoked";
+    pub(crate) const AGREEMENT_SIGNED: &str = "agreement.signed";
+    pub(crate) const AGREEMENT_ENDED: &str = "agreement.ended";
+    pub(crate) const MODULE_REVOKED: &str = "module.revoked";
+    pub(crate) const RUN_QUEUED: &str = "run.queued";
+}
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE principals (
+    name TEXT PRIMARY KEY, role TEXT NOT NULL, display_name TEXT NOT NULL, key TEXT NOT NULL,
+    token_sha256 TEXT, registered_at TEXT NOT NULL, log_index INTEGER NOT NULL) STRICT;
+CREATE UNIQUE INDEX principals_token ON principals (token_sha256);
+CREATE TABLE datasets (
+    id TEXT PRIMARY KEY, version TEXT NOT NULL, level TEXT NOT NULL, registered_at TEXT NOT NULL,
+    log_index INTEGER NOT NULL) STRICT;
+CREATE TABLE licences (
+    id TEXT PRIMARY KEY, operator TEXT NOT NULL, datasets TEXT NOT NULL, purpose TEXT NOT NULL,
+    valid_from TEXT NOT NULL, valid_until TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+    log_index INTEGER NOT NULL) STRICT;
+CREATE TABLE agreements (
+    id TEXT PRIMARY KEY, licence TEXT NOT NULL, operator TEXT NOT NULL,
+    application_unit TEXT NOT NULL, scenario TEXT NOT NULL, valid_until TEXT NOT NULL,
+    ended INTEGER NOT NULL, reason TEXT, log_index INTEGER NOT NULL) STRICT;
+CREATE TABLE modules (
+    sha256 TEXT PRIMARY KEY, manifest_sha256 TEXT NOT NULL, name TEXT NOT NULL,
+    operator TEXT NOT NULL, licence TEXT NOT NULL, datasets TEXT NOT NULL,
+    approvals_needed INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT,
+    submitted_at TEXT NOT NULL, log_index INTEGER NOT NULL) STRICT;
+CREATE TABLE approvals (
+    module TEXT NOT NULL, reviewer TEXT NOT NULL, at TEXT NOT NULL, log_index INTEGER NOT NULL,
+    PRIMARY KEY (module, reviewer)) STRICT;
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY, module TEXT NOT NULL, operator TEXT NOT NULL, licence TEXT NOT NULL,
+    agreement TEXT NOT NULL, parameters_sha256 TEXT NOT NULL, datasets TEXT NOT NULL,
+    status TEXT NOT NULL, error_code TEXT, audit_outcome TEXT, report_sha256 TEXT,
+    release TEXT, requested_at TEXT NOT NULL, finished_at TEXT, log_index INTEGER NOT NULL) STRICT;
+CREATE TABLE releases (
+    id TEXT PRIMARY KEY, run TEXT NOT NULL, module TEXT NOT NULL, operator TEXT NOT NULL,
+    application_unit TEXT NOT NULL, agreement TEXT NOT NULL, results TEXT NOT NULL,
+    released_at TEXT NOT NULL, log_index INTEGER NOT NULL) STRICT;
+CREATE TABLE deliveries (
+    log_index INTEGER PRIMARY KEY, release TEXT NOT NULL, application_unit TEXT NOT NULL,
+    at TEXT NOT NULL) STRICT;
+CREATE TABLE feedback (
+    id TEXT PRIMARY KEY, release TEXT NOT NULL, application_unit TEXT NOT NULL,
+    rating INTEGER NOT NULL, comment TEXT NOT NULL, at TEXT NOT NULL,
+    log_index INTEGER NOT NULL) STRICT;
+CREATE TABLE refusals (
+    log_index INTEGER PRIMARY KEY, actor TEXT NOT NULL, rpc TEXT NOT NULL, code TEXT NOT NULL,
+    reason TEXT NOT NULL, at TEXT NOT NULL) STRICT;
+INSERT INTO meta VALUES ('applied', '0');
+";
+
+/// The tables [`State::dump`] renders, each with the columns it orders by.
+const TABLES: &[(&str, &str)] = &[
+    ("principals", "name"),
+    ("datasets", "id"),
+    ("licences", "id"),
+    ("agreements", "id"),
+    ("modules", "sha256"),
+    ("approvals", "module, reviewer"),
+    ("runs", "id"),
+    ("releases", "id"),
+    ("deliveries", "log_index"),
+    ("feedback", "id"),
+    ("refusals", "log_index"),
+    ("meta", "key"),
+];
+
+/// A projection database.
+#[derive(Debug)]
+pub struct State {
+    db: Connection,
+}
+
+/// Why an entry could not be applied: the log holds something this server cannot project.
+#[derive(Debug)]
+pub struct ApplyError(pub String);
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+impl From<rusqlite::Error> for ApplyError {
+    fn from(e: rusqlite::Error) -> ApplyError {
+        ApplyError(format!("state database: {e}"))
+    }
+}
+
+impl State {
+    /// Opens the database at `path`, creating it with the schema if it does not exist.
+    pub fn open(path: &Path) -> Result<State, ApplyError> {
+        let new = !path.exists();
+        let db = Connection::open(path)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        if new {
+            db.execute_batch(SCHEMA)?;
+        }
+        Ok(State { db })
+    }
+
+    /// How many log entries are applied.
+    pub fn applied(&self) -> Result<u64, ApplyError> {
+        let text: String = self.db.query_row("SELECT value FROM meta WHERE key = 'applied'", [], |r| r.get(0))?;
+        text.parse().map_err(|_| ApplyError(format!("meta.applied is {text:?}")))
+    }
+
+    /// Applies the log entry at `index`, which must be the next one, in one transaction.
+    pub fn apply(&mut self, index: u64, bytes: &[u8]) -> Result<(), ApplyError> {
+        let applied = self.applied()?;
+        if index != applied {
+            return Err(ApplyError(format!("entry {index} applied after {applied} entries")));
+        }
+        let (entry, _) = entry::open(bytes).map_err(|e| ApplyError(format!("entry {index}: {e}")))?;
+        let tx = self.db.transaction()?;
+        project(&tx, index as i64, &entry)?;
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'applied'", [(index + 1).to_string()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every table's rows in a fixed order, one line per row: equal dumps, equal states.
+    pub fn dump(&self) -> Result<String, ApplyError> {
+        let mut out = String::new();
+        for (table, order) in TABLES {
+            out.push_str(&format!("[{table}]\n"));
+            let mut statement = self.db.prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
+            let columns = statement.column_count();
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                let values: Vec<String> = (0..columns)
+                    .map(|i| match row.get_ref(i) {
+                        Ok(rusqlite::types::ValueRef::Null) => "NULL".to_owned(),
+                        Ok(rusqlite::types::ValueRef::Integer(n)) => n.to_string(),
+                        Ok(rusqlite::types::ValueRef::Text(t)) => format!("{:?}", String::from_utf8_lossy(t)),
+                        Ok(other) => format!("{other:?}"),
+                        Err(e) => format!("<{e}>"),
+                    })
+                    .collect();
+                out.push_str(&values.join("\t"));
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn db(&self) -> &Connection {
+        &self.db
+    }
+}
+
+fn field<'e>(entry: &'e Entry, name: &str) -> Result<&'e str, ApplyError> {
+    entry.get(name).ok_or_else(|| ApplyError(format!("a {} entry without {name}", entry.kind())))
+}
+
+/// One entry's effect on the tables.
+fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyError> {
+    let at = entry.time().to_string();
+    let actor = entry.actor();
+    let f = |name: &str| field(entry, name);
+    let changed = |n: usize, what: &str| {
+        if n == 1 { Ok(()) } else { Err(ApplyError(format!("{} entry {index}: no such {what}", entry.kind()))) }
+    };
+    match entry.kind() {
+        kind::PRINCIPAL_REGISTERED => {
+            let display = entry.get("display_name").unwrap_or(f("principal")?);
+            tx.execute(
+                "INSERT INTO principals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![f("principal")?, f("role")?, display, f("key")?, entry.get("token_sha256"), at, index],
+            )?;
+        }
+        kind::KEY_ROTATED => {
+            let n =
+                tx.execute("UPDATE principals SET key = ?2 WHERE name = ?1", params![f("principal")?, f("key")?])?;
+            changed(n, "principal")?;
+        }
+        kind::DATASET_REGISTERED => {
+            tx.execute(
+                "INSERT INTO datasets VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET version = ?2, level = ?3, registered_at = ?4, log_index = ?5",
+                params![f("dataset")?, f("version")?, f("level")?, at, index],
+            )?;
+        }
+        kind::LICENCE_GRANTED => {
+            tx.execute(
+                "INSERT INTO licences VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', NULL, ?7)",
+                params![
+                    f("licence")?,
+                    f("operator")?,
+                    f("datasets")?,
+                    f("purpose")?,
+                    f("valid_from")?,
+                    f("valid_until")?,
+                    index
+                ],
+            )?;
+        }
+        kind::LICENCE_SUSPENDED | more::LICENCE_RESUMED | more::LICENCE_REVOKED => {
+            let status = match entry.kind() {
+                kind::LICENCE_SUSPENDED => "suspended",
+                more::LICENCE_RESUMED => "active",
+                _ => "revoked",
+            };
+            let n = tx.execute(
+                "UPDATE licences SET status = ?2, reason = ?3 WHERE id = ?1",
+                params![f("licence")?, status, entry.get("reason")],
+            )?;
+            changed(n, "licence")?;
+        }
+        more::AGREEMENT_SIGNED => {
+            tx.execute(
+                "INSERT INTO agreements VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL, ?7)",
+                params![
+                    f("agreement")?,
+                    f("licence")?,
+                    actor,
+                    f("application_unit")?,
+                    f("scenario")?,
+                    f("valid_until")?,
+                    index
+                ],
+            )?;
+        }
+        more::AGREEMENT_ENDED => {
+            let n = tx.execute(
+                "UPDATE agreements SET ended = 1, reason = ?2 WHERE id = ?1",
+                params![f("agreement")?, entry.get("reason")],
+            )?;
+            changed(n, "agreement")?;
+        }
+        kind::MODULE_SUBMITTED => {
+            let datasets = f("datasets")?;
+            // Important-level data needs two different reviewers (DESIGN section 2, step 6).
+            let mut needed = 1;
+            for dataset in datasets.split(',') {
+                let level: Option<String> =
+                    tx.query_row("SELECT level FROM datasets WHERE id = ?1", [dataset], |r| r.get(0)).optional()?;
+                if level.as_deref() != Some("general") {
+                    needed = 2;
+                }
+            }
+            tx.execute(
+                "INSERT INTO modules VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'submitted', NULL, ?8, ?9)",
+                params![f("module")?, f("manifest")?, f("name")?, actor, f("licence")?, datasets, needed, at, index],
+            )?;
+        }
+        kind::MODULE_APPROVED => {
+            let module = f("module")?;
+            tx.execute("INSERT INTO approvals VALUES (?1, ?2, ?3, ?4)", params![module, actor, at, index])?;
+            tx.execute(
+                "UPDATE modules SET status = 'approved' WHERE sha256 = ?1 AND status = 'submitted'
+                 AND approvals_needed <= (SELECT count(*) FROM approvals WHERE module = ?1)",
+                [module],
+            )?;
+        }
+        kind::MODULE_REJECTED | more::MODULE_REVOKED => {
+            let status = if entry.kind() == kind::MODULE_REJECTED { "rejected" } else { "revoked" };
+            let n = tx.execute(
+                "UPDATE modules SET status = ?2, reason = ?3 WHERE sha256 = ?1",
+                params![f("module")?, status, entry.get("reason")],
+            )?;
+            changed(n, "module")?;
+        }
+        more::RUN_QUEUED => {
+            tx.execute(
+                "INSERT INTO runs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', NULL, NULL, NULL, NULL, ?8, NULL, ?9)",
+                params![
+                    f("run")?,
+                    f("module")?,
+                    actor,
+                    f("licence")?,
+                    f("agreement")?,
+                    f("parameters")?,
+                    f("datasets")?,
+                    at,
+                    index
+                ],
+            )?;
+        }
+        kind::RUN_STARTED => {
+            let n = tx.execute("UPDATE runs SET status = 'running' WHERE id = ?1", [f("run")?])?;
+            changed(n, "run")?;
+        }
+        kind::RUN_FINISHED => {
+            // `ok` goes on to the audit; anything else ends the run.
+            let (status, finished) = match f("status")? {
+                "ok" => ("auditing", None),
+                other => (other, Some(at.as_str())),
+            };
+            let n = tx.execute(
+                "UPDATE runs SET status = ?2, error_code = ?3, finished_at = ?4 WHERE id = ?1",
+                params![f("run")?, status, entry.get("error"), finished],
+            )?;
+            changed(n, "run")?;
+        }
+        kind::AUDIT_OUTCOME => {
+            // A run that releases something ends with its release entry.
+            let released: u32 = f("released")?.parse().map_err(|_| ApplyError("released is not a count".into()))?;
+            let (status, finished) = if released == 0 { ("withheld", Some(at.as_str())) } else { ("auditing", None) };
+            let n = tx.execute(
+                "UPDATE runs SET status = ?2, audit_outcome = ?3, report_sha256 = ?4, finished_at = ?5 WHERE id = ?1",
+                params![f("run")?, status, f("outcome")?, f("report")?, finished],
+            )?;
+            changed(n, "run")?;
+        }
+        kind::RELEASE => {
+            let results: Vec<&str> = entry.results().iter().map(|(name, _)| *name).collect();
+            let (release, run) = (f("release")?, f("run")?);
+            let (module, operator): (String, String) =
+                tx.query_row("SELECT module, operator FROM runs WHERE id = ?1", [run], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            tx.execute(
+                "INSERT INTO releases VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![release, run, module, operator, f("recipient")?, f("agreement")?, results.join(","), at, index],
+            )?;
+            tx.execute(
+                "UPDATE runs SET status = 'released', release = ?2, finished_at = ?3 WHERE id = ?1",
+                params![run, release, at],
+            )?;
+        }
+        kind::DELIVERY => {
+            tx.execute("INSERT INTO deliveries VALUES (?1, ?2, ?3, ?4)", params![index, f("release")?, actor, at])?;
+        }
+        kind::FEEDBACK => {
+            let rating: i64 = f("rating")?.parse().map_err(|_| ApplyError("rating is not a number".into()))?;
+            tx.execute(
+                "INSERT INTO feedback VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![f("feedback")?, f("release")?, actor, rating, entry.get("comment").unwrap_or(""), at, index],
+            )?;
+        }
+        kind::REQUEST_REFUSED => {
+            tx.execute(
+                "INSERT INTO refusals VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![index, actor, f("rpc")?, f("code")?, f("reason")?, at],
+            )?;
+        }
+        // Kinds that change nothing queryable here (reports, later kinds) stay in the log only.
+        _ => {}
+    }
+    Ok(())
+}
