@@ -214,6 +214,12 @@ fn the_whole_flow_through_the_cli() {
     let dir = data_dir("flow");
     let s = Served::start(&dir, &[]);
     assert!(s.http_get("/healthz").contains("200 OK"));
+    block_on(async {
+        let channel = tonic::transport::Channel::from_shared(s.url.clone()).unwrap().connect().await.unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap();
+        assert_eq!(answer.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    });
     populate(&s);
     let sha = approved(&s, "population");
 
@@ -392,6 +398,7 @@ fn authorization_matrix() {
         (Role::Evaluator, "eval"),
     ];
     let eval = s.token("eval");
+    let state_before = dump(&s).1;
     let mut cases = 0;
     block_on(async {
         let size = || async { client(&s.url, &eval).log.checkpoint(pb::Empty {}).await.unwrap().into_inner().size };
@@ -408,6 +415,9 @@ fn authorization_matrix() {
                         ),
                         "{rpc} as {role:?}: {code:?}"
                     );
+                    // An empty request either reads, or is refused for its content: one entry.
+                    let logged = if code == Code::Ok { 0 } else { 1 };
+                    assert_eq!(after, before + logged, "{rpc} as {role:?}: {code:?}");
                 } else {
                     assert_eq!(code, Code::PermissionDenied, "{rpc} as {role:?}");
                     assert_eq!(after, before + 1, "{rpc} as {role:?}: one refusal entry");
@@ -422,6 +432,7 @@ fn authorization_matrix() {
         }
     });
     assert!(cases >= 100, "{cases} cases");
+    assert_eq!(dump(&s).1, state_before, "no empty or refused request changed any state");
     s.stop();
     rebuild_equals_live(&dir);
 }
