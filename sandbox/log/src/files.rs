@@ -1,6 +1,7 @@
 //! Durable file writes. A file is written under a temporary name and fsynced, then linked to its
 //! final name if it must never change (tiles, bundles, the checkpoint history) or renamed over it
-//! if it may (the latest checkpoint); the directories that gained a name are fsynced after.
+//! if it may (the latest checkpoint); the directories that gained a name are fsynced after. The
+//! server stores submitted modules the same way.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -9,16 +10,16 @@ use std::path::{Path, PathBuf};
 
 /// Writes files under one root and remembers which directories must be fsynced.
 #[derive(Debug)]
-pub(crate) struct Writer<'r> {
+pub struct Writer<'r> {
     root: &'r Path,
     dirty: BTreeSet<PathBuf>,
 }
 
 /// The suffix of files being written; anything with it is left over from a crash.
-pub(crate) const TMP_SUFFIX: &str = ".tmp";
+pub const TMP_SUFFIX: &str = ".tmp";
 
 impl<'r> Writer<'r> {
-    pub(crate) fn new(root: &'r Path) -> Writer<'r> {
+    pub fn new(root: &'r Path) -> Writer<'r> {
         Writer { root, dirty: BTreeSet::new() }
     }
 
@@ -40,9 +41,9 @@ impl<'r> Writer<'r> {
 
     /// Writes `data` to a fsynced temporary file beside `path`; returns its path.
     fn temporary(&mut self, path: &Path, data: &[u8]) -> io::Result<PathBuf> {
-        let dir = path.parent().expect("log paths have a parent");
+        let dir = path.parent().expect("written paths have a parent");
         self.make_dirs(dir)?;
-        let mut name = path.file_name().expect("log paths have a name").to_owned();
+        let mut name = path.file_name().expect("written paths have a name").to_owned();
         name.push(TMP_SUFFIX);
         let tmp = dir.join(name);
         let mut file = File::create(&tmp)?;
@@ -53,7 +54,7 @@ impl<'r> Writer<'r> {
     }
 
     /// Stores an immutable file at `relative`. If it exists already it must hold `data`.
-    pub(crate) fn create(&mut self, relative: &str, data: &[u8]) -> io::Result<()> {
+    pub fn create(&mut self, relative: &str, data: &[u8]) -> io::Result<()> {
         let path = self.root.join(relative);
         let tmp = self.temporary(&path, data)?;
         let linked = fs::hard_link(&tmp, &path);
@@ -65,8 +66,8 @@ impl<'r> Writer<'r> {
                     Ok(())
                 } else {
                     Err(io::Error::other(format!(
-                        "{relative} exists with other content; an immutable log file is never rewritten \
-                         / {relative} 已存在且内容不同；日志的不可变文件不能重写"
+                        "{relative} exists with other content; an immutable file is never rewritten \
+                         / {relative} 已存在且内容不同；不可变文件不能重写"
                     )))
                 }
             }
@@ -75,19 +76,19 @@ impl<'r> Writer<'r> {
     }
 
     /// Stores `data` at `relative`, replacing what was there.
-    pub(crate) fn replace(&mut self, relative: &str, data: &[u8]) -> io::Result<()> {
+    pub fn replace(&mut self, relative: &str, data: &[u8]) -> io::Result<()> {
         let path = self.root.join(relative);
         let tmp = self.temporary(&path, data)?;
         fs::rename(&tmp, &path)
     }
 
     /// Marks `dir` as changed by the caller.
-    pub(crate) fn mark(&mut self, dir: &Path) {
+    pub fn mark(&mut self, dir: &Path) {
         self.dirty.insert(dir.to_owned());
     }
 
     /// Fsyncs every directory that gained or changed a name, deepest first.
-    pub(crate) fn sync(&mut self) -> io::Result<()> {
+    pub fn sync(&mut self) -> io::Result<()> {
         while let Some(dir) = self.dirty.pop_last() {
             File::open(&dir)?.sync_all()?;
         }

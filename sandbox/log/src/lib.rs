@@ -24,7 +24,7 @@
 //! tail: written, never acknowledged) are moved under `torn/`, not deleted.
 
 mod edge;
-mod files;
+pub mod files;
 pub mod keys;
 pub mod release;
 
@@ -248,14 +248,28 @@ impl Log {
 
     /// The entry at `index`, from its bundle.
     pub fn entry(&self, index: u64) -> Result<Vec<u8>, LogError> {
+        Ok(self.entries(index..index + 1)?.swap_remove(0))
+    }
+
+    /// The entries in `range`, reading each bundle once.
+    pub fn entries(&self, range: std::ops::Range<u64>) -> Result<Vec<Vec<u8>>, LogError> {
         let size = self.size();
-        if index >= size {
-            return Err(LogError::NoSuchEntry { index, size });
+        if range.end > size {
+            return Err(LogError::NoSuchEntry { index: range.end - 1, size });
         }
         let width = u64::from(TILE_WIDTH);
-        let tile = Tile { level: 0, index: index / width, width: (size - index / width * width).min(width) as u16 };
-        let mut entries = DirStorage::new(&self.dir).read_bundle(&tile).map_err(format("entry bundle"))?;
-        Ok(entries.swap_remove((index % width) as usize))
+        let storage = DirStorage::new(&self.dir);
+        let mut out = Vec::with_capacity(range.clone().count());
+        let mut index = range.start;
+        while index < range.end {
+            let first = index / width * width;
+            let tile = Tile { level: 0, index: index / width, width: (size - first).min(width) as u16 };
+            let bundle = storage.read_bundle(&tile).map_err(format("entry bundle"))?;
+            let end = range.end.min(first + width);
+            out.extend(bundle.into_iter().skip((index - first) as usize).take((end - index) as usize));
+            index = end;
+        }
+        Ok(out)
     }
 
     /// A c2sp.org/tlog-proof of the entry at `index` in the latest checkpoint.

@@ -31,7 +31,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Caller, Role};
 use crate::state::more;
-use crate::{Core, WriteGuard, internal, runs};
+use crate::{Core, DataDir, internal, runs};
 
 /// The largest module a submission may carry.
 pub(crate) const MAX_MODULE_BYTES: usize = 32 << 20;
@@ -335,25 +335,11 @@ impl Api {
         }
         let code = format!("{:?}", status.code());
         let guard = self.core.write.lock().await;
-        let logged =
-            self.core.entry(kind::REQUEST_REFUSED, &caller.name, &[("rpc", rpc), ("code", &code), ("reason", &reason)]);
-        if let Ok(bytes) = logged
-            && let Err(e) = self.core.commit(&guard, bytes).await
-        {
-            return e;
+        let fields = [("rpc", rpc), ("code", code.as_str()), ("reason", reason.as_str())];
+        match self.core.commit_entry(&guard, kind::REQUEST_REFUSED, &caller.name, &fields).await {
+            Ok(_) => status,
+            Err(e) => e,
         }
-        status
-    }
-
-    async fn commit(
-        &self,
-        guard: &WriteGuard<'_>,
-        kind: &str,
-        actor: &str,
-        fields: &[(&str, &str)],
-    ) -> Result<u64, Status> {
-        let bytes = self.core.entry(kind, actor, fields)?;
-        self.core.commit(guard, bytes).await
     }
 
     fn licence(&self, id: &str) -> Result<pb::Licence, Status> {
@@ -458,7 +444,8 @@ impl Principals for Api {
             let token = auth::new_token();
             let hash = auth::token_hash(&token);
             let index = self
-                .commit(
+                .core
+                .commit_entry(
                     &guard,
                     kind::PRINCIPAL_REGISTERED,
                     &caller.name,
@@ -484,12 +471,11 @@ impl Principals for Api {
         const RPC: &str = "Principals.List";
         let caller = self.begin(RPC, &request).await?;
         let all = caller.role == Role::Admin;
-        let result = self.core.read(|db| {
-            let mut statement =
-                db.prepare("SELECT * FROM principals WHERE role != 'log' AND (?1 OR name = ?2) ORDER BY name")?;
-            let rows = statement.query_map(params![all, caller.name], principal_row)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        });
+        let result = self.core.rows(
+            "SELECT * FROM principals WHERE role != 'log' AND (?1 OR name = ?2) ORDER BY name",
+            params![all, caller.name],
+            principal_row,
+        );
         self.end(RPC, &caller, result.map(|principals| pb::PrincipalList { principals })).await
     }
 
@@ -559,7 +545,7 @@ impl Api {
             if !r.reason.is_empty() {
                 fields.push(("reason", r.reason.as_str()));
             }
-            self.commit(&guard, entry_kind, &caller.name, &fields).await?;
+            self.core.commit_entry(&guard, entry_kind, &caller.name, &fields).await?;
             self.licence(&r.id)
         }
         .await;
@@ -603,20 +589,21 @@ impl Licences for Api {
                 return Err(Status::already_exists(format!("licence {} exists / 授权运营协议已存在", r.id)));
             }
             let datasets = datasets.join(",");
-            self.commit(
-                &guard,
-                kind::LICENCE_GRANTED,
-                &caller.name,
-                &[
-                    ("licence", &r.id),
-                    ("operator", &r.operator),
-                    ("datasets", &datasets),
-                    ("purpose", &r.purpose),
-                    ("valid_from", &r.valid_from),
-                    ("valid_until", &r.valid_until),
-                ],
-            )
-            .await?;
+            self.core
+                .commit_entry(
+                    &guard,
+                    kind::LICENCE_GRANTED,
+                    &caller.name,
+                    &[
+                        ("licence", &r.id),
+                        ("operator", &r.operator),
+                        ("datasets", &datasets),
+                        ("purpose", &r.purpose),
+                        ("valid_from", &r.valid_from),
+                        ("valid_until", &r.valid_until),
+                    ],
+                )
+                .await?;
             self.licence(&r.id)
         }
         .await;
@@ -642,11 +629,11 @@ impl Licences for Api {
         const RPC: &str = "Licences.List";
         let caller = self.begin(RPC, &request).await?;
         let all = caller.role != Role::Operator;
-        let result = self.core.read(|db| {
-            let mut statement = db.prepare("SELECT * FROM licences WHERE ?1 OR operator = ?2 ORDER BY id")?;
-            let rows = statement.query_map(params![all, caller.name], licence_row)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        });
+        let result = self.core.rows(
+            "SELECT * FROM licences WHERE ?1 OR operator = ?2 ORDER BY id",
+            params![all, caller.name],
+            licence_row,
+        );
         self.end(RPC, &caller, result.map(|licences| pb::LicenceList { licences })).await
     }
 }
@@ -685,19 +672,20 @@ impl Agreements for Api {
             if self.agreement(&r.id).is_ok() {
                 return Err(Status::already_exists(format!("agreement {} exists / 数据服务协议已存在", r.id)));
             }
-            self.commit(
-                &guard,
-                more::AGREEMENT_SIGNED,
-                &caller.name,
-                &[
-                    ("agreement", &r.id),
-                    ("licence", &r.licence),
-                    ("application_unit", &r.application_unit),
-                    ("scenario", &r.scenario),
-                    ("valid_until", &r.valid_until),
-                ],
-            )
-            .await?;
+            self.core
+                .commit_entry(
+                    &guard,
+                    more::AGREEMENT_SIGNED,
+                    &caller.name,
+                    &[
+                        ("agreement", &r.id),
+                        ("licence", &r.licence),
+                        ("application_unit", &r.application_unit),
+                        ("scenario", &r.scenario),
+                        ("valid_until", &r.valid_until),
+                    ],
+                )
+                .await?;
             self.agreement(&r.id)
         }
         .await;
@@ -723,7 +711,7 @@ impl Agreements for Api {
             if !r.reason.is_empty() {
                 fields.push(("reason", r.reason.as_str()));
             }
-            self.commit(&guard, more::AGREEMENT_ENDED, &caller.name, &fields).await?;
+            self.core.commit_entry(&guard, more::AGREEMENT_ENDED, &caller.name, &fields).await?;
             self.agreement(&r.id)
         }
         .await;
@@ -734,12 +722,11 @@ impl Agreements for Api {
         const RPC: &str = "Agreements.List";
         let caller = self.begin(RPC, &request).await?;
         let all = matches!(caller.role, Role::Admin | Role::Reviewer);
-        let result = self.core.read(|db| {
-            let mut statement =
-                db.prepare("SELECT * FROM agreements WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id")?;
-            let rows = statement.query_map(params![all, caller.name], agreement_row)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        });
+        let result = self.core.rows(
+            "SELECT * FROM agreements WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id",
+            params![all, caller.name],
+            agreement_row,
+        );
         Api::end(self, RPC, &caller, result.map(|agreements| pb::AgreementList { agreements })).await
     }
 }
@@ -842,8 +829,15 @@ impl Modules for Api {
             if self.module(&sha).is_ok() {
                 return Err(Status::already_exists(format!("module {sha} was submitted already / 该模块已提交")));
             }
-            write_file(&runs::module_path(&self.core, &sha), &r.module)?;
-            write_file(&runs::manifest_path(&self.core, &sha), r.manifest.as_bytes())?;
+            // Content-addressed and immutable: a file already there must hold these bytes.
+            let modules = self.core.dir.modules();
+            let [wasm, toml] = DataDir::module_files(&sha);
+            let mut files = sandbox_log::files::Writer::new(&modules);
+            files
+                .create(&wasm, &r.module)
+                .and_then(|()| files.create(&toml, r.manifest.as_bytes()))
+                .and_then(|()| files.sync())
+                .map_err(|e| internal("module files", e))?;
             self.core.commit(&guard, r.entry).await?;
             self.module(&sha)
         }
@@ -873,7 +867,13 @@ impl Modules for Api {
                     "该模块已被驳回或撤销",
                 ));
             }
-            self.commit(&guard, more::MODULE_REVOKED, &caller.name, &[("module", &r.module), ("reason", &r.reason)])
+            self.core
+                .commit_entry(
+                    &guard,
+                    more::MODULE_REVOKED,
+                    &caller.name,
+                    &[("module", &r.module), ("reason", &r.reason)],
+                )
                 .await?;
             self.module(&r.module)
         }
@@ -885,12 +885,11 @@ impl Modules for Api {
         const RPC: &str = "Modules.List";
         let caller = self.begin(RPC, &request).await?;
         let all = caller.role != Role::Operator;
-        let result = self.core.read(|db| {
-            let mut statement =
-                db.prepare(&format!("{MODULE_SELECT} WHERE ?1 OR m.operator = ?2 ORDER BY m.log_index"))?;
-            let rows = statement.query_map(params![all, caller.name], module_row)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        });
+        let result = self.core.rows(
+            &format!("{MODULE_SELECT} WHERE ?1 OR m.operator = ?2 ORDER BY m.log_index"),
+            params![all, caller.name],
+            module_row,
+        );
         self.end(RPC, &caller, result.map(|modules| pb::ModuleList { modules })).await
     }
 
@@ -910,15 +909,6 @@ impl Modules for Api {
         })();
         self.end(RPC, &caller, result).await
     }
-}
-
-/// Writes a file durably: temporary file, fsync, rename.
-fn write_file(path: &std::path::Path, data: &[u8]) -> Result<(), Status> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(|e| internal("module file", e))?;
-    file.write_all(data).and_then(|()| file.sync_all()).map_err(|e| internal("module file", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| internal("module file", e))
 }
 
 // ---- runs ----
@@ -1016,20 +1006,21 @@ impl Runs for Api {
             let datasets = datasets.join(",");
             let id = runs::next_id(&self.core, "runs", "run")?;
             let parameters_sha = runs::parameters_sha256(&given);
-            self.commit(
-                &guard,
-                more::RUN_QUEUED,
-                &caller.name,
-                &[
-                    ("run", &id),
-                    ("module", &r.module),
-                    ("licence", &licence.id),
-                    ("agreement", &agreement.id),
-                    ("parameters", &parameters_sha),
-                    ("datasets", &datasets),
-                ],
-            )
-            .await?;
+            self.core
+                .commit_entry(
+                    &guard,
+                    more::RUN_QUEUED,
+                    &caller.name,
+                    &[
+                        ("run", &id),
+                        ("module", &r.module),
+                        ("licence", &licence.id),
+                        ("agreement", &agreement.id),
+                        ("parameters", &parameters_sha),
+                        ("datasets", &datasets),
+                    ],
+                )
+                .await?;
             let spec = runs::Spec {
                 id: id.clone(),
                 module: r.module,
@@ -1151,11 +1142,11 @@ impl Runs for Api {
         const RPC: &str = "Runs.List";
         let caller = self.begin(RPC, &request).await?;
         let all = caller.role != Role::Operator;
-        let result = self.core.read(|db| {
-            let mut statement = db.prepare("SELECT * FROM runs WHERE ?1 OR operator = ?2 ORDER BY id")?;
-            let rows = statement.query_map(params![all, caller.name], run_row)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        });
+        let result = self.core.rows(
+            "SELECT * FROM runs WHERE ?1 OR operator = ?2 ORDER BY id",
+            params![all, caller.name],
+            run_row,
+        );
         self.end(RPC, &caller, result.map(|runs| pb::RunList { runs })).await
     }
 }
@@ -1168,12 +1159,11 @@ impl Releases for Api {
         const RPC: &str = "Releases.List";
         let caller = self.begin(RPC, &request).await?;
         let all = matches!(caller.role, Role::Admin | Role::Reviewer);
-        let result = self.core.read(|db| {
-            let mut statement =
-                db.prepare("SELECT * FROM releases WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id")?;
-            let rows = statement.query_map(params![all, caller.name], release_row)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        });
+        let result = self.core.rows(
+            "SELECT * FROM releases WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id",
+            params![all, caller.name],
+            release_row,
+        );
         self.end(RPC, &caller, result.map(|releases| pb::ReleaseList { releases })).await
     }
 
@@ -1203,7 +1193,7 @@ impl Releases for Api {
                 let data = std::fs::read(dir.join(&path)).map_err(|e| internal("release bundle", e))?;
                 files.push(pb::BundleFile { path, data });
             }
-            self.commit(&guard, kind::DELIVERY, &caller.name, &[("release", &r.release)]).await?;
+            self.core.commit_entry(&guard, kind::DELIVERY, &caller.name, &[("release", &r.release)]).await?;
             Ok(pb::ReleaseBundle { release: Some(release), files })
         }
         .await;
@@ -1255,9 +1245,7 @@ impl Log for Api {
                 return Err(Status::out_of_range(format!("the log has {size} entries / 日志共 {size} 条")));
             }
             let end = (r.start + u64::from(r.count)).min(size);
-            let entries = (r.start..end)
-                .map(|i| self.core.log.entry(i).map_err(|e| internal("log read", e)))
-                .collect::<Result<Vec<_>, _>>()?;
+            let entries = self.core.log.entries(r.start..end).map_err(|e| internal("log read", e))?;
             Ok(pb::EntriesResponse { entries })
         })();
         self.end(RPC, &caller, result).await
@@ -1326,7 +1314,7 @@ impl Feedback for Api {
             if !r.comment.is_empty() {
                 fields.push(("comment", r.comment.as_str()));
             }
-            let index = self.commit(&guard, kind::FEEDBACK, &caller.name, &fields).await?;
+            let index = self.core.commit_entry(&guard, kind::FEEDBACK, &caller.name, &fields).await?;
             Ok(pb::FeedbackReceipt { id, log_index: index })
         }
         .await;
@@ -1337,11 +1325,10 @@ impl Feedback for Api {
         const RPC: &str = "Feedback.List";
         let caller = self.begin(RPC, &request).await?;
         let all = caller.role != Role::Operator;
-        let result = self.core.read(|db| {
-            let mut statement = db.prepare(
-                "SELECT f.* FROM feedback f JOIN releases r ON r.id = f.release WHERE ?1 OR r.operator = ?2 ORDER BY f.id",
-            )?;
-            let rows = statement.query_map(params![all, caller.name], |row| {
+        let result = self.core.rows(
+            "SELECT f.* FROM feedback f JOIN releases r ON r.id = f.release WHERE ?1 OR r.operator = ?2 ORDER BY f.id",
+            params![all, caller.name],
+            |row| {
                 let comment: String = row.get("comment")?;
                 Ok(pb::FeedbackItem {
                     id: row.get("id")?,
@@ -1352,9 +1339,8 @@ impl Feedback for Api {
                     comment,
                     at: row.get("at")?,
                 })
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        });
+            },
+        );
         self.end(RPC, &caller, result.map(|items| pb::FeedbackList { items })).await
     }
 }

@@ -92,6 +92,10 @@ impl DataDir {
     pub fn policy(&self) -> PathBuf {
         self.root.join("policy.toml")
     }
+    /// The file names, under `modules()`, of a submitted module and its manifest.
+    pub fn module_files(sha256: &str) -> [String; 2] {
+        [format!("{sha256}.wasm"), format!("{sha256}.toml")]
+    }
     pub fn identities(&self) -> PathBuf {
         self.root.join("identities")
     }

@@ -112,6 +112,24 @@ impl Core {
         Ok(())
     }
 
+    /// Makes an entry only the log vouches for, appends it and applies it.
+    pub(crate) async fn commit_entry(
+        &self,
+        guard: &WriteGuard<'_>,
+        kind: &str,
+        actor: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<u64, Status> {
+        let bytes = self.entry(kind, actor, fields)?;
+        self.commit(guard, bytes).await
+    }
+
+    /// [`Core::commit_entry`] of an entry the server makes in its own name, taking the lock.
+    pub(crate) async fn record(&self, kind: &str, fields: &[(&str, &str)]) -> Result<u64, Status> {
+        let guard = self.write.lock().await;
+        self.commit_entry(&guard, kind, &self.name, fields).await
+    }
+
     /// An entry only the log vouches for, made by the server now.
     pub(crate) fn entry(&self, kind: &str, actor: &str, fields: &[(&str, &str)]) -> Result<Vec<u8>, Status> {
         let mut builder = Entry::builder(kind, Timestamp::now(), actor);
@@ -119,6 +137,16 @@ impl Core {
             builder = builder.field(key, value);
         }
         builder.build().and_then(|e| e.unsigned()).map_err(|e| Status::invalid_argument(format!("{e} / {}", e.zh())))
+    }
+
+    /// The rows of one query on the projection.
+    pub(crate) fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, Status> {
+        self.read(|db| db.prepare(sql)?.query_map(params, row)?.collect())
     }
 
     /// Runs `f` on the projection.
@@ -175,9 +203,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let name = setup.log_key.verifier().name().to_owned();
     let mut state = State::open(&dir.state())?;
     // Entries acknowledged but not yet projected when the server last stopped.
-    for index in state.applied()?..log.size() {
-        state.apply(index, &log.entry(index)?)?;
-    }
+    state.catch_up(&log)?;
     let policy = match std::fs::read_to_string(dir.policy()) {
         Ok(text) => AuditPolicy::parse(&text).with_context(|| format!("{}", dir.policy().display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => AuditPolicy::default(),
@@ -227,7 +253,8 @@ async fn bootstrap(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
     let created = datadir::Identity::create(&identity, datadir::ADMIN)?;
     let key = created.key.verifier().to_string();
     let token = auth::token_hash(&created.token);
-    let bytes = core.entry(
+    core.commit_entry(
+        guard,
         kind::PRINCIPAL_REGISTERED,
         &core.name,
         &[
@@ -237,8 +264,8 @@ async fn bootstrap(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
             ("token_sha256", &token),
             ("display_name", "数据主管部门管理员 Bureau administrator"),
         ],
-    )?;
-    core.commit(guard, bytes).await?;
+    )
+    .await?;
     Ok(())
 }
 
@@ -253,12 +280,8 @@ async fn register_datasets(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Resul
         if known.as_deref() == Some(version.as_str()) {
             continue;
         }
-        let bytes = core.entry(
-            kind::DATASET_REGISTERED,
-            &core.name,
-            &[("dataset", &dataset.id), ("version", version.as_str()), ("level", dataset.level.code())],
-        )?;
-        core.commit(guard, bytes).await?;
+        let fields = [("dataset", dataset.id.as_str()), ("version", version.as_str()), ("level", dataset.level.code())];
+        core.commit_entry(guard, kind::DATASET_REGISTERED, &core.name, &fields).await?;
     }
     Ok(())
 }
@@ -272,8 +295,6 @@ pub fn rebuild(data_dir: &std::path::Path, out: &std::path::Path) -> anyhow::Res
         .with_context(|| format!("opening the log {} (is the server still running?)", dir.log().display()))?;
     anyhow::ensure!(!out.exists(), "{} exists / 已存在", out.display());
     let mut state = State::open(out)?;
-    for index in 0..log.size() {
-        state.apply(index, &log.entry(index)?)?;
-    }
+    state.catch_up(&log)?;
     Ok(state)
 }

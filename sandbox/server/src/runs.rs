@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 use tonic::Status;
 
-use crate::{Core, WriteGuard, internal};
+use crate::{Core, DataDir, WriteGuard, internal};
 
 /// Bytes a runner may answer with: its output limit (16 MiB per run) plus the header.
 const MAX_ANSWER: u64 = 17 << 20;
@@ -87,11 +87,11 @@ struct TableHeader {
 }
 
 pub(crate) fn module_path(core: &Core, module: &str) -> PathBuf {
-    core.dir.modules().join(format!("{module}.wasm"))
+    core.dir.modules().join(&DataDir::module_files(module)[0])
 }
 
 pub(crate) fn manifest_path(core: &Core, module: &str) -> PathBuf {
-    core.dir.modules().join(format!("{module}.toml"))
+    core.dir.modules().join(&DataDir::module_files(module)[1])
 }
 
 /// Runs a module in a `sandbox-runner` process. `production` reads the real data with the
@@ -214,8 +214,7 @@ pub(crate) fn enqueue(core: Arc<Core>, spec: Spec) {
             Ok(status) => status,
             Err(e) => {
                 eprintln!("sandbox serve: run {id}: {e}");
-                let guard = core.write.lock().await;
-                let _ = finish(&core, &guard, &id, "failed", Some("internal")).await;
+                let _ = finish(&core, &id, "failed", Some("internal")).await;
                 "failed"
             }
         };
@@ -224,7 +223,14 @@ pub(crate) fn enqueue(core: Arc<Core>, spec: Spec) {
     });
 }
 
-async fn finish(
+/// Logs the end of a run that ends before its audit; returns `status`.
+async fn finish(core: &Core, run: &str, status: &'static str, error: Option<&str>) -> Result<&'static str, Status> {
+    let guard = core.write.lock().await;
+    finish_locked(core, &guard, run, status, error).await?;
+    Ok(status)
+}
+
+async fn finish_locked(
     core: &Core,
     guard: &WriteGuard<'_>,
     run: &str,
@@ -235,8 +241,7 @@ async fn finish(
     if let Some(code) = error {
         fields.push(("error", code));
     }
-    let bytes = core.entry(kind::RUN_FINISHED, &core.name, &fields)?;
-    core.commit(guard, bytes).await
+    core.commit_entry(guard, kind::RUN_FINISHED, &core.name, &fields).await
 }
 
 /// One production run from the queue to its release; returns its final status.
@@ -245,9 +250,7 @@ async fn production(core: &Arc<Core>, spec: &Spec, mut cancel: watch::Receiver<b
         permit = core.runs.permits.acquire() => permit.map_err(|_| Status::unavailable("queue closed"))?,
         () = cancelled(&mut cancel) => {
             core.metrics.queued.dec();
-            let guard = core.write.lock().await;
-            finish(core, &guard, &spec.id, "cancelled", None).await?;
-            return Ok("cancelled");
+            return finish(core, &spec.id, "cancelled", None).await;
         }
     };
     core.metrics.queued.dec();
@@ -263,11 +266,7 @@ async fn production_with_permit(
     spec: &Spec,
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<&'static str, Status> {
-    {
-        let guard = core.write.lock().await;
-        let bytes = core.entry(kind::RUN_STARTED, &core.name, &[("run", &spec.id)])?;
-        core.commit(&guard, bytes).await?;
-    }
+    core.record(kind::RUN_STARTED, &[("run", &spec.id)]).await?;
     let manifest_text =
         std::fs::read_to_string(manifest_path(core, &spec.module)).map_err(|e| internal("manifest", e))?;
     let manifest = Manifest::parse(&manifest_text).map_err(|e| internal("manifest", e))?;
@@ -283,9 +282,7 @@ async fn production_with_permit(
             Ok(id) => Some(id),
             Err(e) => {
                 eprintln!("sandbox serve: run {}: {e}", spec.id);
-                let guard = core.write.lock().await;
-                finish(core, &guard, &spec.id, "failed", Some("budget-exhausted")).await?;
-                return Ok("failed");
+                return finish(core, &spec.id, "failed", Some("budget-exhausted")).await;
             }
         }
     };
@@ -300,34 +297,20 @@ async fn production_with_permit(
         Ended::Done(answer) => answer,
         Ended::Failed(code) => {
             refund();
-            let guard = core.write.lock().await;
-            finish(core, &guard, &spec.id, "failed", Some(&code)).await?;
-            return Ok("failed");
+            return finish(core, &spec.id, "failed", Some(&code)).await;
         }
         Ended::Cancelled => {
             refund();
-            let guard = core.write.lock().await;
-            finish(core, &guard, &spec.id, "cancelled", None).await?;
-            return Ok("cancelled");
+            return finish(core, &spec.id, "cancelled", None).await;
         }
     };
     if let Some(error) = &answer.record.error {
         refund();
-        let guard = core.write.lock().await;
-        finish(core, &guard, &spec.id, "failed", Some(&error.code())).await?;
-        return Ok("failed");
+        return finish(core, &spec.id, "failed", Some(&error.code())).await;
     }
     let record = serde_json::to_vec(&answer.record).map_err(|e| internal("run record", e))?;
-    {
-        let guard = core.write.lock().await;
-        let record_sha = hex::encode(Sha256::digest(&record));
-        let bytes = core.entry(
-            kind::RUN_FINISHED,
-            &core.name,
-            &[("run", &spec.id), ("status", "ok"), ("record", &record_sha)],
-        )?;
-        core.commit(&guard, bytes).await?;
-    }
+    let record_sha = hex::encode(Sha256::digest(&record));
+    core.record(kind::RUN_FINISHED, &[("run", &spec.id), ("status", "ok"), ("record", &record_sha)]).await?;
 
     // The output audit, in this process, on the host's own evidence.
     let history = core.dir.history();
@@ -348,13 +331,8 @@ async fn production_with_permit(
         Err(e) => {
             refund();
             eprintln!("sandbox serve: run {}: audit: {e}", spec.id);
-            let guard = core.write.lock().await;
-            let bytes = core.entry(
-                kind::AUDIT_OUTCOME,
-                &core.name,
-                &[("run", &spec.id), ("outcome", "error"), ("report", "-"), ("released", "0")],
-            )?;
-            core.commit(&guard, bytes).await?;
+            let fields = [("run", spec.id.as_str()), ("outcome", "error"), ("report", "-"), ("released", "0")];
+            core.record(kind::AUDIT_OUTCOME, &fields).await?;
             return Ok("withheld");
         }
     };
@@ -375,12 +353,8 @@ async fn production_with_permit(
     let guard = core.write.lock().await;
     let outcome = audit.report.outcome.as_str();
     let released = results.len().to_string();
-    let bytes = core.entry(
-        kind::AUDIT_OUTCOME,
-        &core.name,
-        &[("run", &spec.id), ("outcome", outcome), ("report", &report_sha), ("released", &released)],
-    )?;
-    core.commit(&guard, bytes).await?;
+    let fields = [("run", spec.id.as_str()), ("outcome", outcome), ("report", &report_sha), ("released", &released)];
+    core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
     if results.is_empty() {
         return Ok("withheld");
     }
@@ -436,14 +410,12 @@ pub(crate) fn next_id(core: &Core, table: &str, prefix: &str) -> Result<String, 
 /// At start: runs a stop interrupted end as failed (`interrupted`); nothing acknowledged about
 /// them is lost, and no result of theirs leaves.
 pub(crate) async fn fail_interrupted(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
-    let open: Vec<String> = core.read(|db| {
-        let mut statement =
-            db.prepare("SELECT id FROM runs WHERE status IN ('queued', 'running', 'auditing') ORDER BY id")?;
-        let rows = statement.query_map([], |r| r.get(0))?;
-        rows.collect()
-    })?;
+    let open: Vec<String> =
+        core.rows("SELECT id FROM runs WHERE status IN ('queued', 'running', 'auditing') ORDER BY id", [], |r| {
+            r.get(0)
+        })?;
     for run in open {
-        finish(core, guard, &run, "failed", Some("interrupted")).await?;
+        finish_locked(core, guard, &run, "failed", Some("interrupted")).await?;
     }
     Ok(())
 }

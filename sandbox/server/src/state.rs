@@ -91,16 +91,9 @@ pub struct State {
 }
 
 /// Why an entry could not be applied: the log holds something this server cannot project.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct ApplyError(pub String);
-
-impl std::fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ApplyError {}
 
 impl From<rusqlite::Error> for ApplyError {
     fn from(e: rusqlite::Error) -> ApplyError {
@@ -138,6 +131,21 @@ impl State {
         project(&tx, index as i64, &entry)?;
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'applied'", [(index + 1).to_string()])?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Applies whatever `log` holds beyond what is applied already.
+    pub fn catch_up(&mut self, log: &sandbox_log::Log) -> Result<(), ApplyError> {
+        const BATCH: u64 = 4096;
+        let (mut next, size) = (self.applied()?, log.size());
+        while next < size {
+            let end = size.min(next + BATCH);
+            let entries = log.entries(next..end).map_err(|e| ApplyError(format!("reading the log: {e}")))?;
+            for bytes in entries {
+                self.apply(next, &bytes)?;
+                next += 1;
+            }
+        }
         Ok(())
     }
 

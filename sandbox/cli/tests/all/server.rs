@@ -272,12 +272,7 @@ fn the_whole_flow_through_the_cli() {
     assert!(metrics.contains("sandbox_calls_total{method=\"Runs.Start\",code=\"FailedPrecondition\"} 1"), "{metrics}");
     assert!(metrics.contains("sandbox_runs_ended_total{status=\"released\"} 1"), "{metrics}");
     s.ok("admin", &["licence", "resume", "lic"]);
-    let kinds = block_on(async {
-        let mut log = client(&s.url, &s.token("eval")).log;
-        let size = log.checkpoint(pb::Empty {}).await.unwrap().into_inner().size;
-        let entries = log.entries(pb::EntriesRequest { start: 0, count: size as u32 }).await.unwrap().into_inner();
-        entries.entries.iter().map(|e| sandbox_verify::entry::open(e).unwrap().0.kind().to_owned()).collect::<Vec<_>>()
-    });
+    let kinds = log_kinds(&s);
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
     assert_eq!(count("request.refused"), 3, "the two refused downloads and the refused run: {kinds:?}");
     assert_eq!((count("release"), count("delivery"), count("feedback")), (1, 1, 1), "{kinds:?}");
@@ -705,18 +700,23 @@ fn refusals_change_nothing_but_the_log() {
     rebuild_equals_live(&dir);
 }
 
-/// (log entries, state-changing entries) so far.
-fn dump(s: &Served) -> (usize, usize) {
+/// The kind of every entry in the log so far, read through the Log service.
+fn log_kinds(s: &Served) -> Vec<String> {
     block_on(async {
         let mut log = client(&s.url, &s.token("eval")).log;
         let size = log.checkpoint(pb::Empty {}).await.unwrap().into_inner().size;
         let mut kinds = Vec::new();
-        let mut start = 0;
-        while start < size {
+        while (kinds.len() as u64) < size {
+            let start = kinds.len() as u64;
             let entries = log.entries(pb::EntriesRequest { start, count: 1000 }).await.unwrap().into_inner().entries;
-            start += entries.len() as u64;
             kinds.extend(entries.iter().map(|e| sandbox_verify::entry::open(e).unwrap().0.kind().to_owned()));
         }
-        (kinds.len(), kinds.iter().filter(|k| *k != "request.refused").count())
+        kinds
     })
+}
+
+/// (log entries, state-changing entries) so far.
+fn dump(s: &Served) -> (usize, usize) {
+    let kinds = log_kinds(s);
+    (kinds.len(), kinds.iter().filter(|k| *k != "request.refused").count())
 }

@@ -130,6 +130,13 @@ fn a_torn_tail_is_set_aside_and_the_log_goes_on() {
         log.append_blocking(entry(&format!("b{i}"))).unwrap();
     }
     assert!(log.entry(300).unwrap().windows(2).any(|w| w == b"b0"));
+    // A range across a bundle boundary reads what single reads do.
+    let range = log.entries(250..320).unwrap();
+    assert_eq!(range.len(), 70);
+    for (i, bytes) in (250..320).zip(&range) {
+        assert_eq!(&log.entry(i).unwrap(), bytes, "entry {i}");
+    }
+    assert!(matches!(log.entries(300..321), Err(LogError::NoSuchEntry { index: 320, size: 320 })));
     drop(log);
     assert_verifies(dir.path());
 }
