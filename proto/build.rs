@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // Read when the script runs, not when it is compiled: a build script compiled for a clone
+    // elsewhere may be reused from a shared target directory.
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(dir.join("sandbox/v1"))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     files.retain(|p| p.extension().is_some_and(|e| e == "proto"));

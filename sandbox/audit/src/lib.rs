@@ -89,6 +89,7 @@ pub enum Rule {
     Differencing,
     SecondarySuppression,
     DifferentialPrivacy,
+    ManualReview,
 }
 
 impl Rule {
@@ -109,6 +110,7 @@ impl Rule {
             Rule::Differencing => "differencing",
             Rule::SecondarySuppression => "secondary-suppression",
             Rule::DifferentialPrivacy => "differential-privacy",
+            Rule::ManualReview => "manual-review",
         }
     }
 }
@@ -212,6 +214,16 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             Some(settings) => judge.dp(&mut evidence, settings).await?,
             None => None,
         };
+        if rules.review_all && dp.is_none() && judge.outcome() <= Verdict::Suppressed {
+            judge.find(
+                None,
+                None,
+                Rule::ManualReview,
+                Verdict::Review,
+                "the audit policy sends every table of its data to two reviewers".to_owned(),
+                "审核策略要求该数据的每张表经两名审核员人工复核".to_owned(),
+            );
+        }
         let label =
             format!("{} {}", &request.record.module_sha256[..request.record.module_sha256.len().min(12)], table.name);
         let dataset = evidence::counted(spec).to_owned();

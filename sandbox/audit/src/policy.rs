@@ -29,6 +29,10 @@ pub struct Rules {
     pub max_bytes: u64,
     /// Released counts are rounded to a multiple of this.
     pub rounding_base: u64,
+    /// Every table goes to two reviewers (人工复核) even when every check passes, as
+    /// OpenSAFELY's output checkers see every output. Tables under differential privacy are
+    /// released with their noise instead: it is drawn only for what leaves at once.
+    pub review_all: bool,
 }
 
 impl Default for Rules {
@@ -43,6 +47,7 @@ impl Default for Rules {
             max_rows: 5000,
             max_bytes: 16 << 20,
             rounding_base: 5,
+            review_all: false,
         }
     }
 }
@@ -60,6 +65,7 @@ struct Tightening {
     max_rows: Option<u64>,
     max_bytes: Option<u64>,
     rounding_base: Option<u64>,
+    review_all: Option<bool>,
     /// Differential privacy for the dataset's tables (only under `[datasets.<id>]`).
     dp: Option<DpSettings>,
 }
@@ -150,6 +156,7 @@ impl Tightening {
             max_rows: self.max_rows.unwrap_or(base.max_rows),
             max_bytes: self.max_bytes.unwrap_or(base.max_bytes),
             rounding_base: self.rounding_base.unwrap_or(base.rounding_base),
+            review_all: self.review_all.unwrap_or(base.review_all),
         }
     }
 }
@@ -166,6 +173,7 @@ fn loosened(a: &Rules, b: &Rules) -> Option<&'static str> {
         (b.max_rows > a.max_rows, "max_rows"),
         (b.max_bytes > a.max_bytes, "max_bytes"),
         (b.rounding_base < a.rounding_base || !b.rounding_base.is_multiple_of(a.rounding_base), "rounding_base"),
+        (a.review_all && !b.review_all, "review_all"),
     ];
     checks.into_iter().find(|(looser, _)| *looser).map(|(_, rule)| rule)
 }
@@ -181,6 +189,7 @@ fn strictest(a: &Rules, b: &Rules) -> Rules {
         max_rows: a.max_rows.min(b.max_rows),
         max_bytes: a.max_bytes.min(b.max_bytes),
         rounding_base: a.rounding_base.max(b.rounding_base),
+        review_all: a.review_all || b.review_all,
     }
 }
 

@@ -142,6 +142,9 @@ fn advice(table: &TableReport) -> Option<&'static str> {
         Rule::Differencing => {
             "与已发布的单元格仅差几个单位：改变分组或过滤条件，使两者之差不少于阈值 / it differs from a released cell by a few units only: change the grouping or filters so that they differ by at least the threshold"
         }
+        Rule::ManualReview => {
+            "审核策略要求人工复核：两名审核员通过后发布 / the audit policy has every table reviewed: it leaves once two reviewers approve it"
+        }
         Rule::DifferentialPrivacy => {
             "该数据集按差分隐私发布：只输出计数，以及策略设有 sum_bound 时的求和；发布值为加噪的主机自算值 / this dataset is released under differential privacy: output counts, and sums where the policy sets a sum_bound; what leaves is the host's own figure plus noise"
         }

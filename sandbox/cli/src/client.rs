@@ -188,6 +188,7 @@ pub(crate) fn status_name(status: i32) -> &'static str {
         pb::RunStatus::Auditing => "审核中 auditing",
         pb::RunStatus::Released => "已发布 released",
         pb::RunStatus::Withheld => "未放行 withheld",
+        pb::RunStatus::InReview => "待人工复核 in review",
         pb::RunStatus::Failed => "失败 failed",
         pb::RunStatus::Cancelled => "已取消 cancelled",
         pb::RunStatus::Unspecified => "?",
@@ -267,10 +268,19 @@ fn run_row(r: &pb::Run) -> Vec<String> {
         r.error_code.clone(),
         r.audit_outcome.clone(),
         r.release.clone(),
+        r.held_tables.join(","),
     ]
 }
-const RUN_HEADER: &[&str] =
-    &["运行 run", "模块 module", "协议 agreement", "状态 status", "错误 error", "审核 audit", "发布 release"];
+const RUN_HEADER: &[&str] = &[
+    "运行 run",
+    "模块 module",
+    "协议 agreement",
+    "状态 status",
+    "错误 error",
+    "审核 audit",
+    "发布 release",
+    "待复核 held",
+];
 
 /// Reads `--param NAME=VALUE` pairs.
 pub(crate) fn parse_params(params: &[String]) -> anyhow::Result<Vec<pb::Parameter>> {
@@ -650,7 +660,9 @@ pub(crate) async fn production_run(
         print(false, std::slice::from_ref(&run), RUN_HEADER, run_row)?;
         print!("{}", run.audit_report_text);
     }
-    Ok(if run.status == pb::RunStatus::Released as i32 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    // Held for review is not a failure: the reviewers decide next.
+    let ok = [pb::RunStatus::Released as i32, pb::RunStatus::InReview as i32].contains(&run.status);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `sandbox run --dev --module SHA`: a development run through the server, on the twins.
@@ -698,6 +710,58 @@ pub(crate) async fn runs(connect: Connect, command: RunsCommand) -> anyhow::Resu
     {
         print!("{}", run.audit_report_text);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum OutputCommand {
+    /// 复核通过待复核的表（审核员，签名；每张表须两名审核员）/ Approve tables held for review
+    /// (reviewer; signed; each table needs two reviewers)
+    Approve {
+        run: String,
+        /// 只复核这些表（默认全部待复核的表）/ Only these tables (default: every held table)
+        #[arg(long)]
+        table: Vec<String>,
+    },
+    /// 驳回待复核的表，其不出域（审核员，签名）/ Reject tables held for review: they stay in
+    /// (reviewer; signed)
+    Reject {
+        run: String,
+        #[arg(long)]
+        table: Vec<String>,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `sandbox output approve|reject RUN`: one signed decision per held table, naming the audit
+/// report the reviewer read.
+pub(crate) async fn output(connect: Connect, command: OutputCommand) -> anyhow::Result<ExitCode> {
+    let session = Session::connect(&connect).await?;
+    let (run, tables, reason) = match command {
+        OutputCommand::Approve { run, table } => (run, table, None),
+        OutputCommand::Reject { run, table, reason } => (run, table, Some(reason)),
+    };
+    let mut state = session.runs().get(pb::RunRef { run: run.clone() }).await?.into_inner();
+    let tables = if tables.is_empty() { state.held_tables.clone() } else { tables };
+    if tables.is_empty() {
+        bail!("run {run} has no table waiting for review / 该运行没有待复核的表");
+    }
+    for table in &tables {
+        let mut fields = vec![("run", run.as_str()), ("report", state.audit_report_sha256.as_str()), ("table", table)];
+        if let Some(reason) = &reason {
+            fields.push(("reason", reason));
+        }
+        let entry =
+            session.signed(if reason.is_some() { kind::OUTPUT_REJECTED } else { kind::OUTPUT_APPROVED }, &fields)?;
+        let decision = pb::SignedDecision { entry };
+        state = if reason.is_some() {
+            session.runs().reject_output(decision).await?.into_inner()
+        } else {
+            session.runs().approve_output(decision).await?.into_inner()
+        };
+    }
+    print(connect.json, std::slice::from_ref(&state), RUN_HEADER, run_row)?;
     Ok(ExitCode::SUCCESS)
 }
 

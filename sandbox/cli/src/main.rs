@@ -69,6 +69,8 @@ enum Command {
     Module(client::Client<client::ModuleCommand>),
     /// 服务端上的运行 / Runs on the server
     Runs(client::Client<client::RunsCommand>),
+    /// 出域人工复核（审核员）/ Output review of held tables (reviewers)
+    Output(client::Client<client::OutputCommand>),
     /// 发布结果 / Released results
     Release(client::Client<client::ReleaseCommand>),
     /// 应用单位反馈 / Application units' feedback
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
         Command::Agreement(c) => client::block_on(client::agreement(c.connect, c.command)),
         Command::Module(c) => client::block_on(client::module(c.connect, c.command)),
         Command::Runs(c) => client::block_on(client::runs(c.connect, c.command)),
+        Command::Output(c) => client::block_on(client::output(c.connect, c.command)),
         Command::Release(c) => client::block_on(client::release(c.connect, c.command)),
         Command::Feedback(c) => client::block_on(client::feedback(c.connect, c.command)),
     };

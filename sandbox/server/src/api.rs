@@ -225,6 +225,10 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<pb::Run> {
         release: row.get::<_, Option<String>>("release")?.unwrap_or_default(),
         requested_at: row.get("requested_at")?,
         finished_at: row.get::<_, Option<String>>("finished_at")?.unwrap_or_default(),
+        held_tables: (row.get::<_, Option<String>>("held")?.iter())
+            .flat_map(|h| h.split(','))
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -235,6 +239,7 @@ fn run_status(status: &str) -> pb::RunStatus {
         "auditing" => pb::RunStatus::Auditing,
         "released" => pb::RunStatus::Released,
         "withheld" => pb::RunStatus::Withheld,
+        "review" => pb::RunStatus::InReview,
         "cancelled" => pb::RunStatus::Cancelled,
         _ => pb::RunStatus::Failed,
     }
@@ -954,6 +959,69 @@ impl Api {
     }
 }
 
+impl Api {
+    /// A reviewer's signed decision on one table the audit held; the decision that completes
+    /// the review with something approved releases it.
+    async fn review_output(
+        &self,
+        rpc: &'static str,
+        request: Request<pb::SignedDecision>,
+        entry_kind: &str,
+    ) -> Reply<pb::Run> {
+        let caller = self.begin(rpc, &request).await?;
+        let result = async {
+            let r = request.into_inner();
+            let entry = self.signed_entry(&caller, &r.entry, entry_kind)?;
+            let (id, report, table) = (field(&entry, "run")?, field(&entry, "report")?, field(&entry, "table")?);
+            if entry_kind == kind::OUTPUT_REJECTED {
+                check_text("reason", field(&entry, "reason")?, true)?;
+            }
+            let guard = self.core.write.lock().await;
+            let run = self.run(id)?;
+            if !run.held_tables.iter().any(|t| t == table) {
+                return Err(precondition(
+                    format!("run {id} has no table {table} waiting for review"),
+                    format!("运行 {id} 没有待复核的表 {table}"),
+                ));
+            }
+            if report != run.audit_report_sha256 {
+                return Err(precondition(
+                    format!("the decision names audit report {report}; run {id}'s is {}", run.audit_report_sha256),
+                    "复核意见针对的不是该运行当前的审核报告",
+                ));
+            }
+            if run.operator == caller.name {
+                return Err(denied("nobody reviews their own output", "不得复核本人的输出"));
+            }
+            let decided: bool = self.core.read(|db| {
+                db.query_row(
+                    "SELECT count(*) > 0 FROM output_reviews WHERE run = ?1 AND tbl = ?2 AND reviewer = ?3",
+                    [id, table, caller.name.as_str()],
+                    |r| r.get(0),
+                )
+            })?;
+            if decided {
+                return Err(precondition(
+                    format!(
+                        "{} has decided on table {table} of run {id} already; it needs a different reviewer",
+                        caller.name
+                    ),
+                    "已复核过该表，须由另一名审核员复核",
+                ));
+            }
+            self.core.commit(&guard, r.entry).await?;
+            let review = self.core.read(|db| crate::state::review(db, id))?;
+            drop(guard);
+            if review.undecided.is_empty() && !review.approved.is_empty() {
+                runs::release_reviewed(&self.core, id).await?;
+            }
+            Ok(self.with_report(self.run(id)?))
+        }
+        .await;
+        self.end(rpc, &caller, result).await
+    }
+}
+
 fn terminal(status: i32) -> bool {
     [pb::RunStatus::Released, pb::RunStatus::Withheld, pb::RunStatus::Failed, pb::RunStatus::Cancelled]
         .iter()
@@ -1080,15 +1148,19 @@ impl Runs for Api {
             if terminal(run.status) || !self.core.runs.cancel(&r.run) {
                 return Err(precondition(format!("run {} is not queued or running", r.run), "该运行不在排队或运行中"));
             }
-            // The run's task logs its end; wait for it.
-            for _ in 0..200 {
+            // The run's task logs its end; wait for it (ten seconds at most).
+            let mut applied = self.core.applied.subscribe();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
                 let run = self.run(&r.run)?;
                 if terminal(run.status) {
                     return Ok(run);
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                match tokio::time::timeout_at(deadline, applied.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => return Ok(run),
+                }
             }
-            self.run(&r.run)
         }
         .await;
         self.end(RPC, &caller, result).await
@@ -1107,6 +1179,8 @@ impl Runs for Api {
         const RPC: &str = "Runs.Watch";
         let caller = self.begin(RPC, &request).await?;
         let id = request.get_ref().run.clone();
+        // Subscribed before the first read, so no change between the two is missed.
+        let mut applied = self.core.applied.subscribe();
         let first = self.visible_run(&caller, &id);
         let result = first.map(|first| {
             let api = self.clone();
@@ -1116,8 +1190,11 @@ impl Runs for Api {
                 if tx.send(Ok(api.with_report(last.clone()))).await.is_err() {
                     return;
                 }
-                while !terminal(last.status) {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                // A run in review waits for people: the stream ends there too.
+                while !terminal(last.status) && last.status != pb::RunStatus::InReview as i32 {
+                    if applied.changed().await.is_err() {
+                        return;
+                    }
                     let now = match api.run(&id) {
                         Ok(run) => run,
                         Err(e) => {
@@ -1136,6 +1213,14 @@ impl Runs for Api {
             Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)) as RunStream
         });
         self.end(RPC, &caller, result).await
+    }
+
+    async fn approve_output(&self, request: Request<pb::SignedDecision>) -> Reply<pb::Run> {
+        self.review_output("Runs.ApproveOutput", request, kind::OUTPUT_APPROVED).await
+    }
+
+    async fn reject_output(&self, request: Request<pb::SignedDecision>) -> Reply<pb::Run> {
+        self.review_output("Runs.RejectOutput", request, kind::OUTPUT_REJECTED).await
     }
 
     async fn list(&self, request: Request<pb::Empty>) -> Reply<pb::RunList> {

@@ -113,6 +113,8 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("Runs.Get", &[A, R, O]),
     ("Runs.Watch", &[A, R, O]),
     ("Runs.List", &[A, R, O]),
+    ("Runs.ApproveOutput", &[R]),
+    ("Runs.RejectOutput", &[R]),
     ("Releases.List", &[A, R, O, U]),
     ("Releases.Download", &[U]),
     ("Log.Checkpoint", &[A, R, O, U, E]),

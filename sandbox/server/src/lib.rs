@@ -86,6 +86,8 @@ pub(crate) struct Core {
     pub(crate) ledger: Ledger,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) runs: runs::Queue,
+    /// The index of the last entry applied to the projection; watchers wake on each change.
+    pub(crate) applied: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Core {
@@ -109,6 +111,7 @@ impl Core {
         let mut state = self.state.lock().map_err(|_| Status::internal("state lock poisoned"))?;
         state.apply(index, bytes).map_err(|e| internal("state", e))?;
         self.metrics.log_size.set(index as i64 + 1);
+        self.applied.send_replace(index);
         Ok(())
     }
 
@@ -201,6 +204,12 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let log = tokio::task::block_in_place(|| Log::open(dir.log(), LogOptions::new(setup.log_key.clone())))
         .with_context(|| format!("opening the log {}", dir.log().display()))?;
     let name = setup.log_key.verifier().name().to_owned();
+    if dir.state().exists() && !State::is_current(&dir.state())? {
+        eprintln!("状态库结构已更新，从日志重建 / the state database's schema changed: rebuilding it from the log");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", dir.state().display()));
+        }
+    }
     let mut state = State::open(&dir.state())?;
     // Entries acknowledged but not yet projected when the server last stopped.
     state.catch_up(&log)?;
@@ -225,6 +234,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         catalog,
         policy,
         metrics,
+        applied: tokio::sync::watch::Sender::new(0),
     });
     {
         let guard = core.write.lock().await;
@@ -234,6 +244,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         register_datasets(&core, &guard).await?;
         runs::fail_interrupted(&core, &guard).await?;
     }
+    runs::resume_reviews(&core).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use sandbox_audit::AuditRequest;
+use sandbox_audit::review::Approval;
 use sandbox_catalog::Variant;
 use sandbox_runner::{Manifest, OutputTable, RunRecord};
 use sandbox_verify::entry::kind;
@@ -67,6 +68,8 @@ enum Ended {
 }
 
 pub(crate) struct Answer {
+    /// The bytes as the runner sent them.
+    pub(crate) raw: Vec<u8>,
     pub(crate) record: RunRecord,
     pub(crate) tables: Vec<OutputTable>,
     pub(crate) dev_log: Option<String>,
@@ -184,7 +187,7 @@ fn parse_answer(bytes: &[u8]) -> Result<Answer, String> {
     if !rest.is_empty() {
         return Err("bytes after the last table".into());
     }
-    Ok(Answer { record: header.record, tables, dev_log: header.dev_log })
+    Ok(Answer { raw: bytes.to_vec(), record: header.record, tables, dev_log: header.dev_log })
 }
 
 /// A development run on the synthetic twins, answered in full to the operator.
@@ -346,35 +349,86 @@ async fn production_with_permit(
     std::fs::write(run_dir.join("report.json"), &report_json).map_err(|e| internal("report", e))?;
     std::fs::write(run_dir.join("report.txt"), audit.report.text()).map_err(|e| internal("report", e))?;
 
-    let mut results: Vec<(String, Vec<u8>)> = Vec::new();
-    for table in &audit.released {
-        results.push((format!("{}.csv", table.name), csv(&table.batch)?));
+    // Held tables wait for reviewers; the runner's answer stays inside the domain so that the
+    // output can be audited again when they decide.
+    let held = audit.held().join(",");
+    if !held.is_empty() {
+        std::fs::write(run_dir.join("answer"), &answer.raw).map_err(|e| internal("run answer", e))?;
     }
     let guard = core.write.lock().await;
     let outcome = audit.report.outcome.as_str();
-    let released = results.len().to_string();
-    let fields = [("run", spec.id.as_str()), ("outcome", outcome), ("report", &report_sha), ("released", &released)];
+    let released = audit.released.len().to_string();
+    let mut fields =
+        vec![("run", spec.id.as_str()), ("outcome", outcome), ("report", &report_sha), ("released", &released)];
+    if !held.is_empty() {
+        fields.push(("held", &held));
+    }
     core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
-    if results.is_empty() {
-        return Ok("withheld");
+    if audit.released.is_empty() {
+        return Ok(if held.is_empty() { "withheld" } else { "review" });
     }
     sandbox_audit::history::append(&history, &audit.cells).map_err(|e| internal("differencing history", e))?;
-    results.push(("audit-report.json".to_owned(), report_json));
+    let to = Recipient::of(spec, &answer.record.manifest_sha256);
+    release(core, &guard, &to, &report_sha, report_json, &audit.released, None).await?;
+    Ok(if held.is_empty() { "released" } else { "review" })
+}
 
+/// Who a release is for and what it states about its run.
+struct Recipient<'a> {
+    run: &'a str,
+    module: &'a str,
+    manifest: &'a str,
+    datasets: &'a str,
+    recipient: &'a str,
+    agreement: &'a str,
+}
+
+impl Recipient<'_> {
+    fn of<'a>(spec: &'a Spec, manifest: &'a str) -> Recipient<'a> {
+        Recipient {
+            run: &spec.id,
+            module: &spec.module,
+            manifest,
+            datasets: &spec.datasets,
+            recipient: &spec.recipient,
+            agreement: &spec.agreement,
+        }
+    }
+}
+
+/// Signs, logs and writes the release of `tables` (as CSV, with the audit report) to the
+/// agreement's application unit; `reviewed` names the held tables reviewers approved.
+async fn release(
+    core: &Core,
+    _guard: &WriteGuard<'_>,
+    to: &Recipient<'_>,
+    report_sha: &str,
+    report_json: Vec<u8>,
+    tables: &[sandbox_audit::ReleasedTable],
+    reviewed: Option<&str>,
+) -> Result<String, Status> {
+    let mut results: Vec<(String, Vec<u8>)> = Vec::new();
+    for table in tables {
+        results.push((format!("{}.csv", table.name), csv(&table.batch)?));
+    }
+    results.push(("audit-report.json".to_owned(), report_json));
     let release = next_id(core, "releases", "rel")?;
     let results: Vec<(&str, &[u8])> = results.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
     let policy_sha = core.policy.sha256();
-    let fields = [
-        ("module", spec.module.as_str()),
-        ("manifest", answer.record.manifest_sha256.as_str()),
-        ("datasets", spec.datasets.as_str()),
-        ("audit_report", report_sha.as_str()),
+    let mut fields = vec![
+        ("module", to.module),
+        ("manifest", to.manifest),
+        ("datasets", to.datasets),
+        ("audit_report", report_sha),
         ("policy", policy_sha.as_str()),
-        ("recipient", spec.recipient.as_str()),
-        ("agreement", spec.agreement.as_str()),
-        ("run", spec.id.as_str()),
+        ("recipient", to.recipient),
+        ("agreement", to.agreement),
+        ("run", to.run),
         ("release", release.as_str()),
     ];
+    if let Some(reviewed) = reviewed {
+        fields.push(("reviewed", reviewed));
+    }
     let statement = sandbox_log::release::Statement {
         actor: &core.name,
         time: Timestamp::now(),
@@ -388,8 +442,104 @@ async fn production_with_permit(
     .map_err(|e| internal("release bundle", e))?;
     let bytes = core.log.entry(index).map_err(|e| internal("log read", e))?;
     core.apply(index, &bytes)?;
-    drop(guard);
-    Ok("released")
+    Ok(release)
+}
+
+/// Releases the held tables of `run` that reviewers approved, once every held table is
+/// decided. The run's output is audited again first, against the differencing history as it
+/// is now: if the report is not the one the reviewers approved (a release since then that a
+/// held cell differs from by a few units), nothing leaves and the run ends `stale`.
+pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Status> {
+    struct Row {
+        module: String,
+        operator: String,
+        agreement: String,
+        recipient: String,
+        datasets: String,
+        report: String,
+    }
+    let row = core.read(|db| {
+        db.query_row(
+            "SELECT r.module, r.operator, r.agreement, a.application_unit, r.datasets, r.report_sha256
+             FROM runs r JOIN agreements a ON a.id = r.agreement WHERE r.id = ?1",
+            [run],
+            |r| {
+                Ok(Row {
+                    module: r.get(0)?,
+                    operator: r.get(1)?,
+                    agreement: r.get(2)?,
+                    recipient: r.get(3)?,
+                    datasets: r.get(4)?,
+                    report: r.get(5)?,
+                })
+            },
+        )
+    })?;
+    let manifest_text =
+        std::fs::read_to_string(manifest_path(core, &row.module)).map_err(|e| internal("manifest", e))?;
+    let manifest = Manifest::parse(&manifest_text).map_err(|e| internal("manifest", e))?;
+    let run_dir = core.dir.runs().join(run);
+    let raw = std::fs::read(run_dir.join("answer")).map_err(|e| internal("run answer", e))?;
+    let answer = parse_answer(&raw).map_err(|e| internal("run answer", e))?;
+
+    // The lock is held from the audit to the release: no other release may come between.
+    let guard = core.write.lock().await;
+    let review = core.read(|db| crate::state::review(db, run))?;
+    if !review.undecided.is_empty() || review.approved.is_empty() {
+        return Ok(());
+    }
+    let history = core.dir.history();
+    let (hasher, earlier) = sandbox_audit::history::open(&history).map_err(|e| internal("differencing history", e))?;
+    let audit = sandbox_audit::audit(AuditRequest {
+        catalog: &core.catalog,
+        variant: Variant::Real,
+        manifest: &manifest,
+        record: &answer.record,
+        tables: &answer.tables,
+        policy: &core.policy,
+        hasher: &hasher,
+        earlier: &earlier,
+    })
+    .await
+    .map_err(|e| internal("audit", e))?;
+    let report_sha = audit.report.sha256();
+    let approvals: Vec<Approval> = core.rows(
+        "SELECT reviewer, report, tbl FROM output_reviews WHERE run = ?1 AND decision = 'approved' ORDER BY log_index",
+        [run],
+        |r| Ok(Approval { reviewer: r.get(0)?, report_sha256: r.get(1)?, table: r.get(2)? }),
+    )?;
+    let approvals: Vec<Approval> = approvals.into_iter().filter(|a| review.approved.contains(&a.table)).collect();
+    let approved = if report_sha == row.report { audit.approve(&row.operator, &approvals).ok() } else { None };
+    let Some((tables, cells)) = approved else {
+        // What the reviewers read no longer holds; the new report says why.
+        std::fs::write(run_dir.join("report.json"), audit.report.to_json()).map_err(|e| internal("report", e))?;
+        std::fs::write(run_dir.join("report.txt"), audit.report.text()).map_err(|e| internal("report", e))?;
+        let fields = [("run", run), ("outcome", "stale"), ("report", report_sha.as_str()), ("released", "0")];
+        core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
+        return Ok(());
+    };
+    sandbox_audit::history::append(&history, &cells).map_err(|e| internal("differencing history", e))?;
+    let to = Recipient {
+        run,
+        module: &row.module,
+        manifest: &answer.record.manifest_sha256,
+        datasets: &row.datasets,
+        recipient: &row.recipient,
+        agreement: &row.agreement,
+    };
+    let reviewed = review.approved.join(",");
+    release(core, &guard, &to, &report_sha, audit.report.to_json(), &tables, Some(&reviewed)).await?;
+    Ok(())
+}
+
+/// At start: reviews completed before a stop whose release was not yet made.
+pub(crate) async fn resume_reviews(core: &Core) -> anyhow::Result<()> {
+    let waiting: Vec<String> =
+        core.rows("SELECT id FROM runs WHERE status = 'review' ORDER BY id", [], |r| r.get(0))?;
+    for run in waiting {
+        release_reviewed(core, &run).await?;
+    }
+    Ok(())
 }
 
 /// A released table as CSV with a header row.

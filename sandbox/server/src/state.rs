@@ -50,7 +50,12 @@ CREATE TABLE runs (
     id TEXT PRIMARY KEY, module TEXT NOT NULL, operator TEXT NOT NULL, licence TEXT NOT NULL,
     agreement TEXT NOT NULL, parameters_sha256 TEXT NOT NULL, datasets TEXT NOT NULL,
     status TEXT NOT NULL, error_code TEXT, audit_outcome TEXT, report_sha256 TEXT,
-    release TEXT, requested_at TEXT NOT NULL, finished_at TEXT, log_index INTEGER NOT NULL) STRICT;
+    release TEXT, requested_at TEXT NOT NULL, finished_at TEXT, log_index INTEGER NOT NULL,
+    held TEXT) STRICT;
+CREATE TABLE output_reviews (
+    run TEXT NOT NULL, tbl TEXT NOT NULL, reviewer TEXT NOT NULL, decision TEXT NOT NULL,
+    report TEXT NOT NULL, reason TEXT, at TEXT NOT NULL, log_index INTEGER NOT NULL,
+    PRIMARY KEY (run, tbl, reviewer)) STRICT;
 CREATE TABLE releases (
     id TEXT PRIMARY KEY, run TEXT NOT NULL, module TEXT NOT NULL, operator TEXT NOT NULL,
     application_unit TEXT NOT NULL, agreement TEXT NOT NULL, results TEXT NOT NULL,
@@ -66,7 +71,12 @@ CREATE TABLE refusals (
     log_index INTEGER PRIMARY KEY, actor TEXT NOT NULL, rpc TEXT NOT NULL, code TEXT NOT NULL,
     reason TEXT NOT NULL, at TEXT NOT NULL) STRICT;
 INSERT INTO meta VALUES ('applied', '0');
+INSERT INTO meta VALUES ('schema', '2');
 ";
+
+/// The schema's version, in `meta.schema`. A database of another version is rebuilt from the
+/// log when the server starts: the projection holds nothing the log does not.
+const SCHEMA_VERSION: &str = "2";
 
 /// The tables [`State::dump`] renders, each with the columns it orders by.
 const TABLES: &[(&str, &str)] = &[
@@ -77,6 +87,7 @@ const TABLES: &[(&str, &str)] = &[
     ("modules", "sha256"),
     ("approvals", "module, reviewer"),
     ("runs", "id"),
+    ("output_reviews", "run, tbl, reviewer"),
     ("releases", "id"),
     ("deliveries", "log_index"),
     ("feedback", "id"),
@@ -112,6 +123,17 @@ impl State {
             db.execute_batch(SCHEMA)?;
         }
         Ok(State { db })
+    }
+
+    /// Whether the database at `path` is of this server's schema (false if it does not exist).
+    pub fn is_current(path: &Path) -> Result<bool, ApplyError> {
+        if !path.exists() {
+            return Ok(false);
+        }
+        let db = Connection::open(path)?;
+        let version: Option<String> =
+            db.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()?;
+        Ok(version.as_deref() == Some(SCHEMA_VERSION))
     }
 
     /// How many log entries are applied.
@@ -293,7 +315,7 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
         }
         more::RUN_QUEUED => {
             tx.execute(
-                "INSERT INTO runs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', NULL, NULL, NULL, NULL, ?8, NULL, ?9)",
+                "INSERT INTO runs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', NULL, NULL, NULL, NULL, ?8, NULL, ?9, NULL)",
                 params![
                     f("run")?,
                     f("module")?,
@@ -318,20 +340,44 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
                 other => (other, Some(at.as_str())),
             };
             let n = tx.execute(
-                "UPDATE runs SET status = ?2, error_code = ?3, finished_at = ?4 WHERE id = ?1",
+                "UPDATE runs SET status = ?2, error_code = ?3, finished_at = ?4, held = NULL WHERE id = ?1",
                 params![f("run")?, status, entry.get("error"), finished],
             )?;
             changed(n, "run")?;
         }
         kind::AUDIT_OUTCOME => {
-            // A run that releases something ends with its release entry.
+            // A run that releases something goes on to its release entry; one with tables held
+            // waits for its reviewers; any other ends here (released, if an earlier entry of the
+            // run released something: an audit again at review that found the report stale).
             let released: u32 = f("released")?.parse().map_err(|_| ApplyError("released is not a count".into()))?;
-            let (status, finished) = if released == 0 { ("withheld", Some(at.as_str())) } else { ("auditing", None) };
+            let held = entry.get("held").filter(|h| !h.is_empty());
             let n = tx.execute(
-                "UPDATE runs SET status = ?2, audit_outcome = ?3, report_sha256 = ?4, finished_at = ?5 WHERE id = ?1",
-                params![f("run")?, status, f("outcome")?, f("report")?, finished],
+                "UPDATE runs SET audit_outcome = ?2, report_sha256 = ?3, held = ?4,
+                    status = CASE WHEN ?5 THEN 'auditing' WHEN ?4 IS NOT NULL THEN 'review'
+                        WHEN release IS NULL THEN 'withheld' ELSE 'released' END,
+                    finished_at = CASE WHEN ?5 OR ?4 IS NOT NULL THEN NULL ELSE ?6 END
+                 WHERE id = ?1",
+                params![f("run")?, f("outcome")?, f("report")?, held, released > 0, at],
             )?;
             changed(n, "run")?;
+        }
+        kind::OUTPUT_APPROVED | kind::OUTPUT_REJECTED => {
+            let decision = if entry.kind() == kind::OUTPUT_APPROVED { "approved" } else { "rejected" };
+            let run = f("run")?;
+            tx.execute(
+                "INSERT INTO output_reviews VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![run, f("table")?, actor, decision, f("report")?, entry.get("reason"), at, index],
+            )?;
+            // Every held table decided and none approved: the run ends without a review release.
+            let review = review(tx, run)?;
+            if review.undecided.is_empty() && review.approved.is_empty() {
+                tx.execute(
+                    "UPDATE runs SET held = NULL, finished_at = ?2,
+                        status = CASE WHEN release IS NULL THEN 'withheld' ELSE 'released' END
+                     WHERE id = ?1",
+                    params![run, at],
+                )?;
+            }
         }
         kind::RELEASE => {
             let results: Vec<&str> = entry.results().iter().map(|(name, _)| *name).collect();
@@ -342,8 +388,15 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
                 "INSERT INTO releases VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![release, run, module, operator, f("recipient")?, f("agreement")?, results.join(","), at, index],
             )?;
+            // The release of tables reviewers approved (`reviewed`) ends the review.
+            if entry.get("reviewed").is_some() {
+                tx.execute("UPDATE runs SET held = NULL WHERE id = ?1", [run])?;
+            }
             tx.execute(
-                "UPDATE runs SET status = 'released', release = ?2, finished_at = ?3 WHERE id = ?1",
+                "UPDATE runs SET release = ?2,
+                    status = CASE WHEN held IS NULL THEN 'released' ELSE 'review' END,
+                    finished_at = CASE WHEN held IS NULL THEN ?3 ELSE NULL END
+                 WHERE id = ?1",
                 params![run, release, at],
             )?;
         }
@@ -367,4 +420,36 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
         _ => {}
     }
     Ok(())
+}
+
+/// Where the output review of a run stands.
+#[derive(Debug, Default)]
+pub(crate) struct Review {
+    /// Tables held for review and not yet released or ended.
+    pub(crate) held: Vec<String>,
+    /// Held tables two different reviewers approved, and nobody rejected.
+    pub(crate) approved: Vec<String>,
+    /// Held tables neither approved twice nor rejected.
+    pub(crate) undecided: Vec<String>,
+}
+
+pub(crate) fn review(db: &Connection, run: &str) -> rusqlite::Result<Review> {
+    let held: Option<String> =
+        db.query_row("SELECT held FROM runs WHERE id = ?1", [run], |r| r.get(0)).optional()?.flatten();
+    let mut review = Review::default();
+    for table in held.iter().flat_map(|h| h.split(',')) {
+        let (approvals, rejections): (i64, i64) = db.query_row(
+            "SELECT count(*) FILTER (WHERE decision = 'approved'), count(*) FILTER (WHERE decision = 'rejected')
+             FROM output_reviews WHERE run = ?1 AND tbl = ?2",
+            [run, table],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if rejections == 0 && approvals >= 2 {
+            review.approved.push(table.to_owned());
+        } else if rejections == 0 {
+            review.undecided.push(table.to_owned());
+        }
+        review.held.push(table.to_owned());
+    }
+    Ok(review)
 }

@@ -48,6 +48,12 @@ pub mod kind {
     pub const MODULE_APPROVED: &str = "module.approved";
     /// Signed by the reviewer (the actor). Fields include `module`.
     pub const MODULE_REJECTED: &str = "module.rejected";
+    /// Signed by the reviewer (the actor): a table the output audit held for review (人工复核)
+    /// may leave. Fields `run`, `report` (the audit report's SHA-256), `table`.
+    pub const OUTPUT_APPROVED: &str = "output.approved";
+    /// Signed by the reviewer (the actor): a held table stays in. Fields as for
+    /// [`OUTPUT_APPROVED`], and `reason`.
+    pub const OUTPUT_REJECTED: &str = "output.rejected";
     /// A production run of an approved module started.
     pub const RUN_STARTED: &str = "run.started";
     /// A production run finished, with its record's hash.
@@ -75,6 +81,8 @@ pub mod kind {
         MODULE_SUBMITTED,
         MODULE_APPROVED,
         MODULE_REJECTED,
+        OUTPUT_APPROVED,
+        OUTPUT_REJECTED,
         RUN_STARTED,
         RUN_FINISHED,
         AUDIT_OUTCOME,
@@ -90,7 +98,9 @@ pub mod kind {
 pub fn actor_role(kind: &str) -> Option<&'static str> {
     match kind {
         kind::MODULE_SUBMITTED => Some("operator"),
-        kind::MODULE_APPROVED | kind::MODULE_REJECTED => Some("reviewer"),
+        kind::MODULE_APPROVED | kind::MODULE_REJECTED | kind::OUTPUT_APPROVED | kind::OUTPUT_REJECTED => {
+            Some("reviewer")
+        }
         _ => None,
     }
 }
@@ -110,7 +120,11 @@ impl SignedBy {
     /// Who signs entries of `kind`; unknown kinds are the log's.
     pub fn of(kind: &str) -> SignedBy {
         match kind {
-            kind::MODULE_SUBMITTED | kind::MODULE_APPROVED | kind::MODULE_REJECTED => SignedBy::Actor,
+            kind::MODULE_SUBMITTED
+            | kind::MODULE_APPROVED
+            | kind::MODULE_REJECTED
+            | kind::OUTPUT_APPROVED
+            | kind::OUTPUT_REJECTED => SignedBy::Actor,
             kind::RELEASE => SignedBy::ReleaseKey,
             _ => SignedBy::LogKey,
         }
@@ -124,6 +138,7 @@ fn required_fields(kind: &str) -> &'static [&'static str] {
         kind::KEY_ROTATED => &["principal", "key"],
         kind::MODULE_SUBMITTED => &["module", "manifest"],
         kind::MODULE_APPROVED | kind::MODULE_REJECTED => &["module"],
+        kind::OUTPUT_APPROVED | kind::OUTPUT_REJECTED => &["run", "report", "table"],
         kind::RELEASE => &["module", "manifest", "datasets", "audit_report", "policy", "recipient", "agreement"],
         _ => &[],
     }

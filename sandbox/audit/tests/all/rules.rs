@@ -233,6 +233,20 @@ fn negative_contributions_go_to_review() {
 }
 
 #[test]
+fn a_policy_can_send_every_table_to_review() {
+    let policy = AuditPolicy::parse("[datasets.shops]\nreview_all = true\n").unwrap();
+    let audit = audit_rows(&[truth("F")], &policy);
+    assert_eq!(verdicts(&audit)[0], (Verdict::Pass, vec![]), "no cell is at fault");
+    assert_eq!(audit.report.outcome, Verdict::Review);
+    assert!(audit.report.tables[0].findings.iter().any(|f| f.rule == Rule::ManualReview && f.row.is_none()));
+    assert!(audit.released.is_empty());
+    assert_eq!(audit.held(), ["t"]);
+    // Set for every dataset, a dataset cannot unset it: the strictest setting wins.
+    let text = "[defaults]\nreview_all = true\n[datasets.shops]\nreview_all = false\n";
+    assert!(AuditPolicy::parse(text).unwrap().rules_for(["shops"]).review_all);
+}
+
+#[test]
 fn a_table_held_for_review_leaves_after_two_different_reviewers() {
     use sandbox_audit::review::{Approval, ReviewError};
     let audit = audit_rows(&[truth("G")], &AuditPolicy::default());

@@ -364,6 +364,8 @@ async fn call(c: &mut Clients, rpc: &str) -> Code {
         "Runs.Get" => code(c.runs.get(pb::RunRef::default()).await),
         "Runs.Watch" => code(c.runs.watch(pb::RunRef::default()).await),
         "Runs.List" => code(c.runs.list(pb::Empty {}).await),
+        "Runs.ApproveOutput" => code(c.runs.approve_output(pb::SignedDecision::default()).await),
+        "Runs.RejectOutput" => code(c.runs.reject_output(pb::SignedDecision::default()).await),
         "Releases.List" => code(c.releases.list(pb::Empty {}).await),
         "Releases.Download" => code(c.releases.download(pb::ReleaseRef::default()).await),
         "Log.Checkpoint" => code(c.log.checkpoint(pb::Empty {}).await),
@@ -491,6 +493,66 @@ fn runs_time_out_and_are_cancelled() {
     assert!(s.ok("unit", &["release", "list"]).lines().all(|l| !l.contains("run-0")));
     s.stop();
     rebuild_equals_live(&dir);
+}
+
+/// Output review (人工复核) through the server, under a policy that holds every table of
+/// `persons` for review: two different reviewers release a table, one rejection keeps it in,
+/// and a held table whose audit changed before the decision (a release since then that it
+/// differs from by a few people) does not leave.
+#[test]
+fn held_tables_leave_only_after_two_reviewers() {
+    let dir = data_dir("review");
+    std::fs::write(dir.join("policy.toml"), "[datasets.persons]\nreview_all = true\n").unwrap();
+    let s = Served::start(&dir, &[]);
+    populate(&s);
+    let sha = approved(&s, "population");
+    for date in ["2024-12-31", "2025-12-31", "2024-12-31"] {
+        let param = format!("reference_date={date}");
+        let out = s.ok("op", &["run", "--module", &sha, "--agreement", "agr", "--param", &param]);
+        assert!(out.contains("in review") && out.contains("manual-review"), "{out}");
+    }
+    assert!(!s.ok("unit", &["release", "list"]).contains("rel-"), "nothing held leaves before review");
+    let refused = |who: &str, args: &[&str], code: &str| {
+        let o = s.cli(who, args);
+        assert!(!o.status.success() && stderr(&o).contains(code), "{args:?}: {}", stderr(&o));
+    };
+
+    // One reviewer is not enough; nobody decides twice; operators do not review.
+    let out = s.ok("reviewer-a", &["output", "approve", "run-000002"]);
+    assert!(out.contains("in review") && out.contains("population"), "{out}");
+    refused("reviewer-a", &["output", "approve", "run-000002"], "FailedPrecondition");
+    refused("op", &["output", "approve", "run-000002"], "PermissionDenied");
+    refused("reviewer-b", &["output", "approve", "run-000002", "--table", "nope"], "FailedPrecondition");
+    // The second reviewer's approval releases it to the agreement's unit, and it verifies.
+    let out = s.ok("reviewer-b", &["output", "approve", "run-000002"]);
+    assert!(out.contains("released") && out.contains("rel-000001"), "{out}");
+    let (bundle, trust) = (dir.join("got"), dir.join("keys/trust"));
+    let get = ["release", "get", "rel-000001", "--out", bundle.to_str().unwrap(), "--verify", "--trust"];
+    let out = s.ok("unit", &[&get[..], &[trust.to_str().unwrap()]].concat());
+    assert!(out.contains("verified"), "{out}");
+    assert!(bundle.join("results/population.csv").exists());
+
+    // Run 1 was audited before run 2 left; its age bands differ from run 2's by a few people,
+    // so its audit now finds differencing and the report the reviewers read no longer holds.
+    s.ok("reviewer-a", &["output", "approve", "run-000001"]);
+    let out = s.ok("reviewer-b", &["output", "approve", "run-000001"]);
+    assert!(out.contains("withheld") && out.contains("stale"), "{out}");
+    let report = s.ok("op", &["runs", "show", "run-000001"]);
+    assert!(report.contains("differencing"), "{report}");
+    // A rejection keeps the table in; there is nothing left to decide.
+    let out = s.ok("reviewer-a", &["output", "reject", "run-000003", "--reason", "口径不清 unclear"]);
+    assert!(out.contains("withheld"), "{out}");
+    refused("reviewer-b", &["output", "approve", "run-000003"], "no table waiting");
+    assert_eq!(s.ok("unit", &["release", "list"]).matches("rel-").count(), 1);
+
+    let kinds = log_kinds(&s);
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert_eq!((count("output.approved"), count("output.rejected"), count("release")), (4, 1, 1), "{kinds:?}");
+    s.stop();
+    rebuild_equals_live(&dir);
+    let trust = sandbox_verify::trust::Trust::parse(&std::fs::read_to_string(&trust).unwrap()).unwrap();
+    let report = sandbox_verify::audit::audit(&dir.join("log"), &trust);
+    assert!(report.verified(), "reviewers' signatures check out: {:?}", report.problems);
 }
 
 /// Refused requests: a clear code, and nothing changes but the refusal's log entry.

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Benchmark: the service, client to verified release. Prepares a data folder with
+# `sandbox demo --scale 100000` (release build), then runs the bench in sandbox/server/benches:
+# one client's runs one after another (median, p99), then 16 clients at once (throughput).
+# Usage: ops/bench/service.sh [bench arguments, e.g. --runs 200 --clients 16 --per-client 10]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sandbox-target}"
+cargo build --release --locked -q -p sandbox -p sandbox-runner
+data="$(mktemp -d)"
+trap 'rm -rf "$data"' EXIT
+"$CARGO_TARGET_DIR/release/sandbox" demo --data-dir "$data" --scale 100000 > "$data.demo.log" \
+    || { cat "$data.demo.log"; exit 1; }
+rm -f "$data.demo.log"
+cargo bench --locked -q -p sandbox-server --bench service -- "$data" "$@"
