@@ -34,6 +34,39 @@ pub(crate) struct Connect {
     /// 以 JSON 输出 / Print JSON
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// 服务端证书的签发 CA（PEM），用于 https:// 地址 / CA of the server's certificate (PEM),
+    /// for an https:// address
+    #[arg(long, env = "SANDBOX_TLS_CA", global = true)]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// 客户端证书（PEM），服务端要求双向 TLS 时 / Client certificate (PEM), where the server
+    /// requires mutual TLS
+    #[arg(long, env = "SANDBOX_TLS_CERT", global = true, requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// 客户端私钥（PEM）/ Client private key (PEM)
+    #[arg(long, env = "SANDBOX_TLS_KEY", global = true, requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
+impl Connect {
+    fn tls(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+        if !self.server.starts_with("https://") {
+            anyhow::ensure!(
+                self.tls_ca.is_none() && self.tls_cert.is_none(),
+                "TLS files are given but {} is not an https:// address / 已给出 TLS 文件，但服务地址不是 https://",
+                self.server
+            );
+            return Ok(None);
+        }
+        let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+        let mut config = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &self.tls_ca {
+            config = config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config = config.identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(Some(config))
+    }
 }
 
 /// A group of client subcommands with the connection flags.
@@ -67,12 +100,21 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) async fn open(server: &str, identity: &Path) -> anyhow::Result<Session> {
+        Session::open_with(server, identity, None).await
+    }
+
+    async fn open_with(
+        server: &str,
+        identity: &Path,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> anyhow::Result<Session> {
         let Identity { token, key } = Identity::load(identity)?;
-        let channel = Channel::from_shared(server.to_owned())
-            .with_context(|| format!("server address {server}"))?
-            .connect()
-            .await
-            .with_context(|| format!("connecting to {server} / 无法连接服务端"))?;
+        let mut endpoint =
+            Channel::from_shared(server.to_owned()).with_context(|| format!("server address {server}"))?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).context("TLS configuration / TLS 配置无效")?;
+        }
+        let channel = endpoint.connect().await.with_context(|| format!("connecting to {server} / 无法连接服务端"))?;
         let auth = Auth(format!("Bearer {token}").parse().context("token")?);
         Ok(Session { channel, auth, name: key.verifier().name().to_owned(), key })
     }
@@ -81,7 +123,7 @@ impl Session {
         let Some(identity) = &connect.identity else {
             bail!("who is calling? give --as DIR (or SANDBOX_IDENTITY) / 请用 --as 指定身份目录");
         };
-        Session::open(&connect.server, identity).await
+        Session::open_with(&connect.server, identity, connect.tls()?).await
     }
 
     pub(crate) fn principals(&self) -> PrincipalsClient<Svc> {

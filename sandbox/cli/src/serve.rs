@@ -33,6 +33,16 @@ pub(crate) struct ServeArgs {
     /// 无法隔离网络时拒绝运行 / Refuse runs where the runner cannot cut off the network
     #[arg(long)]
     require_isolation: bool,
+    /// 服务端证书（PEM），启用 TLS / The server's certificate (PEM): serve TLS
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// 服务端私钥（PEM）/ The server's private key (PEM)
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// 客户端证书的签发 CA（PEM）：双向 TLS，无此 CA 签发证书的连接一律拒绝 / CA of client
+    /// certificates (PEM): mutual TLS; connections without a certificate it signed are refused
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -45,6 +55,13 @@ impl ServeArgs {
         config.max_concurrent_runs = self.max_runs;
         config.run_timeout = Duration::from_secs(self.run_timeout);
         config.require_isolation = self.require_isolation;
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config.tls = Some(sandbox_server::Tls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            });
+        }
         config
     }
 }
@@ -53,7 +70,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     client::block_on(async {
         let server = sandbox_server::start(args.config()).await?;
         // Tests and scripts wait for this line.
-        println!("listening on http://{} / 服务已启动", server.addr);
+        let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{} / 服务已启动", server.addr);
         println!("管理员身份 / admin identity: {}", args.data_dir.join("identities/admin").display());
         server.wait().await?;
         Ok(ExitCode::SUCCESS)

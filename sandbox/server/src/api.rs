@@ -48,6 +48,7 @@ pub(crate) struct Api {
 pub(crate) async fn serve(
     core: Arc<Core>,
     listener: tokio::net::TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let api = Api { core: Arc::clone(&core) };
@@ -76,7 +77,11 @@ pub(crate) async fn serve(
         .into_axum_router()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(move || async move { metrics.metrics.render() }));
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .accept_http1(true)
         .add_routes(tonic::service::Routes::from(router))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)

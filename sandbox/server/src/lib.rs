@@ -48,6 +48,17 @@ pub struct Config {
     pub run_timeout: Duration,
     /// Refuse to run modules where the runner cannot cut itself off the network.
     pub require_isolation: bool,
+    /// Serve TLS instead of plain HTTP/2, and with a client CA, mutual TLS.
+    pub tls: Option<Tls>,
+}
+
+/// PEM files for TLS. With `client_ca`, every connection must present a certificate that CA
+/// signed (mutual TLS) before any call is read; the bearer token is still checked per call.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -65,7 +76,22 @@ impl Config {
             max_concurrent_runs: 2,
             run_timeout: Duration::from_secs(600),
             require_isolation: false,
+            tls: None,
         }
+    }
+}
+
+impl Tls {
+    fn server_config(&self) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {} / 无法读取 TLS 文件", path.display()))
+        };
+        let mut config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(read(&self.cert)?, read(&self.key)?));
+        if let Some(ca) = &self.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        Ok(config)
     }
 }
 
@@ -246,12 +272,13 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     }
     runs::resume_reviews(&core).await?;
 
+    let tls = config.tls.as_ref().map(Tls::server_config).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(api::serve(core, listener, async {
+    let task = tokio::spawn(api::serve(core, listener, tls, async {
         let _ = rx.await;
     }));
     Ok(Server { addr, shutdown: Some(tx), task })

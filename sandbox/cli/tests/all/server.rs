@@ -63,7 +63,7 @@ impl Served {
         BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_owned();
         Served { child, url, dir: dir.to_owned() }
@@ -491,6 +491,154 @@ fn runs_time_out_and_are_cancelled() {
     let o = s.cli("op2", &["runs", "cancel", "run-000002"]);
     assert!(stderr(&o).contains("PermissionDenied"), "another operator's run: {}", stderr(&o));
     assert!(s.ok("unit", &["release", "list"]).lines().all(|l| !l.contains("run-0")));
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
+/// A certificate authority and, signed by it, a server certificate for 127.0.0.1 and a client
+/// certificate, made with the openssl command in `dir`: `<name>.pem` and `<name>.key`.
+fn pki(dir: &Path, ca: &str, certs: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl command (ops/setup)");
+        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    };
+    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    let subject = format!("/CN={ca}");
+    openssl(
+        &[&["req", "-x509"], &key[..], &["-keyout", &ca_key, "-out", &ca_pem, "-days", "2", "-subj", &subject]]
+            .concat(),
+    );
+    for (name, extension) in certs {
+        let (pem, private, csr, ext) =
+            (format!("{name}.pem"), format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"));
+        std::fs::write(dir.join(&ext), extension).unwrap();
+        let subject = format!("/CN={name}");
+        openssl(&[&["req"], &key[..], &["-keyout", &private, "-out", &csr, "-subj", &subject]].concat());
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
+    }
+}
+
+/// TLS, and mutual TLS: with `--tls-client-ca` a client without a certificate that CA signed
+/// cannot call at all, whatever its token; with one, it calls as its token says.
+#[test]
+fn mutual_tls_refuses_clients_without_a_certificate() {
+    let dir = data_dir("mtls");
+    let ca = dir.join("pki");
+    pki(&ca, "ca", &[("server", "subjectAltName=IP:127.0.0.1\n"), ("client", "extendedKeyUsage=clientAuth\n")]);
+    pki(&dir.join("other"), "other-ca", &[("client", "extendedKeyUsage=clientAuth\n")]);
+    let file = |path: &str| dir.join(path).to_str().unwrap().to_owned();
+    let args = ["--tls-cert", &file("pki/server.pem"), "--tls-key", &file("pki/server.key")];
+    let s = Served::start(&dir, &[&args[..], &["--tls-client-ca", &file("pki/ca.pem")]].concat());
+    assert!(s.url.starts_with("https://"), "{}", s.url);
+    let whoami = |extra: &[&str]| s.cli("admin", &[&["principal", "whoami"], extra].concat());
+
+    let with_cert =
+        ["--tls-ca", &file("pki/ca.pem"), "--tls-cert", &file("pki/client.pem"), "--tls-key", &file("pki/client.key")];
+    let o = whoami(&with_cert);
+    assert!(o.status.success() && stdout(&o).contains("admin"), "{}{}", stdout(&o), stderr(&o));
+    let o = whoami(&["--tls-ca", &file("pki/ca.pem")]);
+    assert!(!o.status.success(), "no client certificate: {}", stdout(&o));
+    let stranger = [
+        "--tls-ca",
+        &file("pki/ca.pem"),
+        "--tls-cert",
+        &file("other/client.pem"),
+        "--tls-key",
+        &file("other/client.key"),
+    ];
+    let o = whoami(&stranger);
+    assert!(!o.status.success(), "a certificate another CA signed: {}", stdout(&o));
+    // Plain HTTP/2 to the TLS port gets nowhere either.
+    let plain = s.url.replace("https://", "http://");
+    let identity = dir.join("identities/admin");
+    let o = sandbox(&["principal", "whoami", "--server", &plain, "--as", identity.to_str().unwrap()]);
+    assert!(!o.status.success());
+    s.stop();
+}
+
+/// A codec that sends and receives bytes as they are, to send what no client would.
+#[derive(Debug, Clone, Copy, Default)]
+struct Raw;
+
+impl tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let bytes = bytes::Buf::chunk(src).to_vec();
+        bytes::Buf::advance(src, bytes.len());
+        Ok(Some(bytes))
+    }
+}
+
+/// Bytes that are no protobuf message, to every RPC as a known principal: refused with the
+/// code gRPC prescribes for a message that does not parse (INTERNAL, "failed to decode"), before
+/// any handler runs, so nothing is logged and nothing changes.
+#[test]
+fn undecodable_requests_change_nothing() {
+    let dir = data_dir("garbage");
+    let s = Served::start(&dir, &[]);
+    populate(&s);
+    let before = dump(&s);
+    let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", s.token("admin")).parse().unwrap();
+    block_on(async {
+        let channel = tonic::transport::Channel::from_shared(s.url.clone()).unwrap().connect().await.unwrap();
+        for (rpc, _) in sandbox_server::auth::MATRIX {
+            let (service, method) = rpc.split_once('.').unwrap();
+            let path: tonic::codegen::http::uri::PathAndQuery =
+                format!("/sandbox.v1.{service}/{method}").parse().unwrap();
+            // Field 1 with wire type 7, which does not exist; then a length running past the end.
+            for garbage in [vec![0x0f, 0x01], vec![0x0a, 0xff, 0xff, 0x03, 0x00]] {
+                let mut grpc = tonic::client::Grpc::new(channel.clone());
+                grpc.ready().await.unwrap();
+                let mut request = tonic::Request::new(garbage);
+                request.metadata_mut().insert("authorization", token.clone());
+                let status = grpc.unary::<_, Vec<u8>, _>(request, path.clone(), Raw).await.unwrap_err();
+                assert_eq!(status.code(), Code::Internal, "{rpc}: {status:?}");
+                assert!(status.message().contains("failed to decode"), "{rpc}: {status:?}");
+            }
+        }
+    });
+    assert_eq!(dump(&s), before, "no entry, no change");
     s.stop();
     rebuild_equals_live(&dir);
 }
