@@ -270,9 +270,7 @@ async fn production_with_permit(
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<&'static str, Status> {
     core.record(kind::RUN_STARTED, &[("run", &spec.id)]).await?;
-    let manifest_text =
-        std::fs::read_to_string(manifest_path(core, &spec.module)).map_err(|e| internal("manifest", e))?;
-    let manifest = Manifest::parse(&manifest_text).map_err(|e| internal("manifest", e))?;
+    let manifest = read_manifest(core, &spec.module)?;
 
     // Differential privacy: the run's ρ is reserved before it runs, refunded if nothing noised
     // leaves.
@@ -316,20 +314,7 @@ async fn production_with_permit(
     core.record(kind::RUN_FINISHED, &[("run", &spec.id), ("status", "ok"), ("record", &record_sha)]).await?;
 
     // The output audit, in this process, on the host's own evidence.
-    let history = core.dir.history();
-    let (hasher, earlier) = sandbox_audit::history::open(&history).map_err(|e| internal("differencing history", e))?;
-    let audit = sandbox_audit::audit(AuditRequest {
-        catalog: &core.catalog,
-        variant: Variant::Real,
-        manifest: &manifest,
-        record: &answer.record,
-        tables: &answer.tables,
-        policy: &core.policy,
-        hasher: &hasher,
-        earlier: &earlier,
-    })
-    .await;
-    let audit = match audit {
+    let audit = match audit_answer(core, &manifest, &answer).await? {
         Ok(audit) => audit,
         Err(e) => {
             refund();
@@ -342,12 +327,10 @@ async fn production_with_permit(
     if let Some(id) = reservation {
         core.ledger.commit(id, &audit.dp_spent).map_err(|e| internal("privacy budget", e))?;
     }
-    let report_json = audit.report.to_json();
     let report_sha = audit.report.sha256();
     let run_dir = core.dir.runs().join(&spec.id);
     std::fs::create_dir_all(&run_dir).map_err(|e| internal("run folder", e))?;
-    std::fs::write(run_dir.join("report.json"), &report_json).map_err(|e| internal("report", e))?;
-    std::fs::write(run_dir.join("report.txt"), audit.report.text()).map_err(|e| internal("report", e))?;
+    let report_json = keep_report(&run_dir, &audit.report)?;
 
     // Held tables wait for reviewers; the runner's answer stays inside the domain so that the
     // output can be audited again when they decide.
@@ -367,7 +350,8 @@ async fn production_with_permit(
     if audit.released.is_empty() {
         return Ok(if held.is_empty() { "withheld" } else { "review" });
     }
-    sandbox_audit::history::append(&history, &audit.cells).map_err(|e| internal("differencing history", e))?;
+    sandbox_audit::history::append(&core.dir.history(), &audit.cells)
+        .map_err(|e| internal("differencing history", e))?;
     let to = Recipient::of(spec, &answer.record.manifest_sha256);
     release(core, &guard, &to, &report_sha, report_json, &audit.released, None).await?;
     Ok(if held.is_empty() { "released" } else { "review" })
@@ -475,9 +459,7 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
             },
         )
     })?;
-    let manifest_text =
-        std::fs::read_to_string(manifest_path(core, &row.module)).map_err(|e| internal("manifest", e))?;
-    let manifest = Manifest::parse(&manifest_text).map_err(|e| internal("manifest", e))?;
+    let manifest = read_manifest(core, &row.module)?;
     let run_dir = core.dir.runs().join(run);
     let raw = std::fs::read(run_dir.join("answer")).map_err(|e| internal("run answer", e))?;
     let answer = parse_answer(&raw).map_err(|e| internal("run answer", e))?;
@@ -488,37 +470,24 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
     if !review.undecided.is_empty() || review.approved.is_empty() {
         return Ok(());
     }
-    let history = core.dir.history();
-    let (hasher, earlier) = sandbox_audit::history::open(&history).map_err(|e| internal("differencing history", e))?;
-    let audit = sandbox_audit::audit(AuditRequest {
-        catalog: &core.catalog,
-        variant: Variant::Real,
-        manifest: &manifest,
-        record: &answer.record,
-        tables: &answer.tables,
-        policy: &core.policy,
-        hasher: &hasher,
-        earlier: &earlier,
-    })
-    .await
-    .map_err(|e| internal("audit", e))?;
+    let audit = audit_answer(core, &manifest, &answer).await?.map_err(|e| internal("audit", e))?;
     let report_sha = audit.report.sha256();
+    if report_sha != row.report {
+        // What the reviewers read no longer holds; the new report says why.
+        keep_report(&run_dir, &audit.report)?;
+        let fields = [("run", run), ("outcome", "stale"), ("report", report_sha.as_str()), ("released", "0")];
+        core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
+        return Ok(());
+    }
     let approvals: Vec<Approval> = core.rows(
         "SELECT reviewer, report, tbl FROM output_reviews WHERE run = ?1 AND decision = 'approved' ORDER BY log_index",
         [run],
         |r| Ok(Approval { reviewer: r.get(0)?, report_sha256: r.get(1)?, table: r.get(2)? }),
     )?;
     let approvals: Vec<Approval> = approvals.into_iter().filter(|a| review.approved.contains(&a.table)).collect();
-    let approved = if report_sha == row.report { audit.approve(&row.operator, &approvals).ok() } else { None };
-    let Some((tables, cells)) = approved else {
-        // What the reviewers read no longer holds; the new report says why.
-        std::fs::write(run_dir.join("report.json"), audit.report.to_json()).map_err(|e| internal("report", e))?;
-        std::fs::write(run_dir.join("report.txt"), audit.report.text()).map_err(|e| internal("report", e))?;
-        let fields = [("run", run), ("outcome", "stale"), ("report", report_sha.as_str()), ("released", "0")];
-        core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
-        return Ok(());
-    };
-    sandbox_audit::history::append(&history, &cells).map_err(|e| internal("differencing history", e))?;
+    // The server checked each decision as it came; a fault here is the server's own.
+    let (tables, cells) = audit.approve(&row.operator, &approvals).map_err(|e| internal("output review", e))?;
+    sandbox_audit::history::append(&core.dir.history(), &cells).map_err(|e| internal("differencing history", e))?;
     let to = Recipient {
         run,
         module: &row.module,
@@ -540,6 +509,41 @@ pub(crate) async fn resume_reviews(core: &Core) -> anyhow::Result<()> {
         release_reviewed(core, &run).await?;
     }
     Ok(())
+}
+
+fn read_manifest(core: &Core, module: &str) -> Result<Manifest, Status> {
+    let text = std::fs::read_to_string(manifest_path(core, module)).map_err(|e| internal("manifest", e))?;
+    Manifest::parse(&text).map_err(|e| internal("manifest", e))
+}
+
+/// Audits a runner's answer against the differencing history as it is now. The outer error is
+/// the server's; the inner one, the audit's own (it could not compute its evidence).
+async fn audit_answer(
+    core: &Core,
+    manifest: &Manifest,
+    answer: &Answer,
+) -> Result<Result<sandbox_audit::Audit, sandbox_audit::AuditError>, Status> {
+    let (hasher, earlier) =
+        sandbox_audit::history::open(&core.dir.history()).map_err(|e| internal("differencing history", e))?;
+    Ok(sandbox_audit::audit(AuditRequest {
+        catalog: &core.catalog,
+        variant: Variant::Real,
+        manifest,
+        record: &answer.record,
+        tables: &answer.tables,
+        policy: &core.policy,
+        hasher: &hasher,
+        earlier: &earlier,
+    })
+    .await)
+}
+
+/// Writes the report beside the run (`report.json`, `report.txt`); returns the JSON.
+fn keep_report(run_dir: &std::path::Path, report: &sandbox_audit::AuditReport) -> Result<Vec<u8>, Status> {
+    let json = report.to_json();
+    std::fs::write(run_dir.join("report.json"), &json).map_err(|e| internal("report", e))?;
+    std::fs::write(run_dir.join("report.txt"), report.text()).map_err(|e| internal("report", e))?;
+    Ok(json)
 }
 
 /// A released table as CSV with a header row.
