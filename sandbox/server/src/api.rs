@@ -358,6 +358,18 @@ impl Api {
             .ok_or_else(|| not_found("licence", "授权运营协议", id))
     }
 
+    /// The licence `id`, if new runs may start under it now.
+    fn licence_in_force(&self, id: &str) -> Result<pb::Licence, Status> {
+        let licence = self.licence(id)?;
+        if !licence.in_force {
+            return Err(precondition(
+                format!("licence {id} is suspended, revoked or outside its period: no new run starts"),
+                "授权运营协议已暂停、撤销或不在有效期内，不能开始新的运行",
+            ));
+        }
+        Ok(licence)
+    }
+
     fn agreement(&self, id: &str) -> Result<pb::Agreement, Status> {
         self.core
             .read(|db| db.query_row("SELECT * FROM agreements WHERE id = ?1", [id], agreement_row).optional())?
@@ -1049,13 +1061,7 @@ impl Runs for Api {
                 return Err(precondition(format!("module {} is not approved", r.module), "模块未经审核通过"));
             }
             manifest.bind(&given).map_err(|e| bad(format!("parameters: {e}"), "参数不符合模块清单"))?;
-            let licence = self.licence(&module.licence)?;
-            if !licence.in_force {
-                return Err(precondition(
-                    format!("licence {} is suspended, revoked or outside its period: no new run starts", licence.id),
-                    "授权运营协议已暂停、撤销或不在有效期内，不能开始新的运行",
-                ));
-            }
+            let licence = self.licence_in_force(&module.licence)?;
             let agreement = self.agreement(&r.agreement)?;
             if agreement.operator != caller.name || agreement.licence != licence.id {
                 return Err(denied(
@@ -1121,10 +1127,33 @@ impl Runs for Api {
             if module.status == pb::ModuleStatus::Revoked as i32 {
                 return Err(precondition(format!("module {} is revoked", r.module), "模块已撤销"));
             }
+            let licence = self.licence_in_force(&module.licence)?;
             manifest.bind(&given).map_err(|e| bad(format!("parameters: {e}"), "参数不符合模块清单"))?;
-            let answer = runs::develop(&self.core, &r.module, &module.licence, &given)
-                .await
-                .map_err(|code| Status::unavailable(format!("the runner failed: {code} / 运行器失败")))?;
+            let answer = runs::develop(&self.core, &r.module, &licence.id, &given).await;
+            // Logged before it is answered, so the bureau can count development runs too.
+            let outcome = match &answer {
+                Ok(answer) => answer.record.error.as_ref().map_or_else(|| "ok".to_owned(), |e| e.code()),
+                Err(code) => format!("runner:{code}"),
+            };
+            let (fuel, wall_ms) = answer
+                .as_ref()
+                .map(|a| (a.record.fuel_used.to_string(), a.record.wall_time_ms.to_string()))
+                .unwrap_or_default();
+            let parameters_sha = runs::parameters_sha256(&given);
+            let mut fields = vec![
+                ("module", r.module.as_str()),
+                ("licence", licence.id.as_str()),
+                ("parameters", &parameters_sha),
+                ("outcome", &outcome),
+            ];
+            if answer.is_ok() {
+                fields.extend([("fuel", fuel.as_str()), ("wall_ms", wall_ms.as_str())]);
+            }
+            let guard = self.core.write.lock().await;
+            self.core.commit_entry(&guard, kind::RUN_DEVELOPED, &caller.name, &fields).await?;
+            drop(guard);
+            let answer =
+                answer.map_err(|code| Status::unavailable(format!("the runner failed: {code} / 运行器失败")))?;
             let record = &answer.record;
             Ok(pb::DevelopResponse {
                 error_code: record.error.as_ref().map(|e| e.code()).unwrap_or_default(),

@@ -269,6 +269,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         }
         register_datasets(&core, &guard).await?;
         runs::fail_interrupted(&core, &guard).await?;
+        tokio::task::block_in_place(|| runs::recover_releases(&core))?;
     }
     runs::resume_reviews(&core).await?;
 

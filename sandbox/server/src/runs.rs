@@ -574,6 +574,29 @@ pub(crate) async fn fail_interrupted(core: &Core, guard: &WriteGuard<'_>) -> any
     Ok(())
 }
 
+/// At start: finishes the bundle folders of releases a stop interrupted after their statement's
+/// append (see [`sandbox_log::release::write_bundle`]), and removes the partial folders of
+/// releases that were never appended.
+pub(crate) fn recover_releases(core: &Core) -> anyhow::Result<()> {
+    let releases: Vec<(String, i64)> =
+        core.rows("SELECT id, log_index FROM releases ORDER BY id", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    for (id, index) in releases {
+        let out = core.dir.releases().join(&id);
+        if sandbox_log::release::recover_bundle(&core.log, index as u64, &out)? {
+            eprintln!(
+                "发布 {id} 的文件夹在中断后已补全 / release {id}: its bundle folder, interrupted by a stop, is complete"
+            );
+        }
+    }
+    for entry in std::fs::read_dir(core.dir.releases())? {
+        let path = entry?.path();
+        if path.to_string_lossy().ends_with(sandbox_log::release::PARTIAL_SUFFIX) {
+            std::fs::remove_dir_all(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// The hash the log keeps of a run's parameters.
 pub(crate) fn parameters_sha256(parameters: &[(String, String)]) -> String {
     hex::encode(Sha256::digest(json!(parameters).to_string().as_bytes()))

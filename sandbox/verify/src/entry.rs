@@ -56,6 +56,10 @@ pub mod kind {
     pub const OUTPUT_REJECTED: &str = "output.rejected";
     /// A production run of an approved module started.
     pub const RUN_STARTED: &str = "run.started";
+    /// A development run on the synthetic twins: fields `module`, `licence`, `parameters` (their
+    /// SHA-256), `outcome` (`ok` or an error code), and `fuel`, `wall_ms` when the runner answered.
+    /// Its output went to the operator and is not logged.
+    pub const RUN_DEVELOPED: &str = "run.developed";
     /// A production run finished, with its record's hash.
     pub const RUN_FINISHED: &str = "run.finished";
     /// The output audit's (出域审核) outcome for a run.
@@ -84,6 +88,7 @@ pub mod kind {
         OUTPUT_APPROVED,
         OUTPUT_REJECTED,
         RUN_STARTED,
+        RUN_DEVELOPED,
         RUN_FINISHED,
         AUDIT_OUTCOME,
         RELEASE,
@@ -139,6 +144,7 @@ fn required_fields(kind: &str) -> &'static [&'static str] {
         kind::MODULE_SUBMITTED => &["module", "manifest"],
         kind::MODULE_APPROVED | kind::MODULE_REJECTED => &["module"],
         kind::OUTPUT_APPROVED | kind::OUTPUT_REJECTED => &["run", "report", "table"],
+        kind::RUN_DEVELOPED => &["module", "licence", "parameters", "outcome"],
         kind::RELEASE => &["module", "manifest", "datasets", "audit_report", "policy", "recipient", "agreement"],
         _ => &[],
     }

@@ -223,6 +223,13 @@ fn the_whole_flow_through_the_cli() {
     populate(&s);
     let sha = approved(&s, "population");
 
+    // A development run answers its operator in full, from the twins, and is logged.
+    let dev = ["run", "--dev", "--module", &sha, "--param", "reference_date=2024-12-31"];
+    let out = s.ok("op", &dev);
+    assert!(out.contains("table population") && out.contains("[query] SELECT district"), "{out}");
+    let o = s.cli("op2", &dev);
+    assert!(!o.status.success() && stderr(&o).contains("not yours"), "{}", stderr(&o));
+
     // The operator runs it; the CLI follows the run and prints the audit report only.
     let o = s.cli("op", &["run", "--module", &sha, "--agreement", "agr", "--param", "reference_date=2024-12-31"]);
     let (out, err) = (stdout(&o), stderr(&o));
@@ -268,13 +275,16 @@ fn the_whole_flow_through_the_cli() {
     s.ok("admin", &["licence", "suspend", "lic", "--reason", "整改 rectification"]);
     let o = s.cli("op", &["run", "--module", &sha, "--agreement", "agr"]);
     assert!(!o.status.success() && stderr(&o).contains("suspended"), "{}", stderr(&o));
+    let o = s.cli("op", &dev);
+    assert!(!o.status.success() && stderr(&o).contains("suspended"), "so do development runs: {}", stderr(&o));
     let metrics = s.http_get("/metrics");
     assert!(metrics.contains("sandbox_calls_total{method=\"Runs.Start\",code=\"FailedPrecondition\"} 1"), "{metrics}");
     assert!(metrics.contains("sandbox_runs_ended_total{status=\"released\"} 1"), "{metrics}");
     s.ok("admin", &["licence", "resume", "lic"]);
     let kinds = log_kinds(&s);
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
-    assert_eq!(count("request.refused"), 3, "the two refused downloads and the refused run: {kinds:?}");
+    assert_eq!(count("request.refused"), 5, "two downloads, a foreign and two suspended runs: {kinds:?}");
+    assert_eq!(count("run.developed"), 1, "{kinds:?}");
     assert_eq!((count("release"), count("delivery"), count("feedback")), (1, 1, 1), "{kinds:?}");
     s.stop();
 
@@ -449,22 +459,37 @@ fn wait_for(s: &Served, run: &str, status: &str) -> String {
 
 /// A server killed while a run is under way: on restart the run ends as failed
 /// (`interrupted`), everything acknowledged before is there, and the projection is the log's.
+/// A release whose statement was logged but whose folder a stop cut off is completed.
 #[test]
 fn a_crash_mid_run_fails_the_run_and_loses_nothing() {
     let dir = data_dir("restart");
     let s = Served::start(&dir, &[]);
     populate(&s);
+    let population = approved(&s, "population");
+    s.ok("op", &["run", "--module", &population, "--agreement", "agr", "--param", "reference_date=2024-12-31"]);
     let sha = approved(&s, "hostile-module");
     let args = ["run", "--module", &sha, "--agreement", "agr", "--param", "attack=loop", "--no-wait"];
-    assert!(s.ok("op", &args).contains("run-000001"));
-    wait_for(&s, "run-000001", "running");
+    assert!(s.ok("op", &args).contains("run-000002"));
+    wait_for(&s, "run-000002", "running");
     s.crash();
+    // What a stop between a release's append and its folder leaves: the results and the
+    // statement in the partial folder, no proof. And a partial folder never appended.
+    let releases = dir.join("releases");
+    std::fs::rename(releases.join("rel-000001"), releases.join("rel-000001.partial")).unwrap();
+    std::fs::remove_file(releases.join("rel-000001.partial/statement.tlog-proof")).unwrap();
+    std::fs::create_dir(releases.join("rel-000002.partial")).unwrap();
 
     let s = Served::start(&dir, &[]);
-    let out = s.ok("op", &["runs", "show", "run-000001"]);
+    let out = s.ok("op", &["runs", "show", "run-000002"]);
     assert!(out.contains("failed") && out.contains("interrupted"), "{out}");
     assert!(s.ok("op", &["module", "list"]).contains("approved"), "acknowledged approvals survive");
     assert!(s.ok("unit", &["agreement", "list"]).contains("agr"));
+    let names: Vec<_> = std::fs::read_dir(&releases).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["rel-000001"], "the release is complete and the stray partial folder gone");
+    let (bundle, trust) = (dir.join("got"), dir.join("keys/trust"));
+    let get = ["release", "get", "rel-000001", "--out", bundle.to_str().unwrap(), "--verify", "--trust"];
+    let out = s.ok("unit", &[&get[..], &[trust.to_str().unwrap()]].concat());
+    assert!(out.contains("verified"), "{out}");
     s.stop();
     rebuild_equals_live(&dir);
 }

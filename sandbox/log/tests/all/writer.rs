@@ -216,3 +216,59 @@ fn leaf_at(dir: &std::path::Path, index: u64) -> Hash {
     assert_eq!(index, 256);
     Hash::from_slice(&data[..32]).unwrap()
 }
+
+/// A stop between a release statement's append and its bundle folder leaves the files in the
+/// partial folder; `recover_bundle` finishes exactly that bundle, and nothing else.
+#[test]
+fn a_bundle_cut_off_after_its_append_is_completed() {
+    use sandbox_log::release::{Statement, partial_path, recover_bundle, write_bundle};
+
+    let dir = temp();
+    let log = open(&dir.path().join("log"));
+    let bundle = dir.path().join("rel-000001");
+    let partial = partial_path(&bundle);
+    // A partial folder from a stop before any append is replaced, not reused.
+    std::fs::create_dir_all(partial.join("results")).unwrap();
+    std::fs::write(partial.join("results/left-over.csv"), b"x").unwrap();
+    let sha = "ab".repeat(32);
+    let statement = Statement {
+        actor: "sandbox",
+        time: sandbox_verify::time::Timestamp::now(),
+        fields: &[
+            ("module", &sha),
+            ("manifest", &sha),
+            ("datasets", "persons@1"),
+            ("audit_report", &sha),
+            ("policy", &sha),
+            ("recipient", "unit"),
+            ("agreement", "agr"),
+        ],
+        results: &[("population.csv", b"district,count\nA,120\n")],
+    };
+    let index = write_bundle(&log, &crate::release_key(), &statement, &bundle).unwrap();
+    assert!(!partial.exists() && !bundle.join("results/left-over.csv").exists());
+    let trust = sandbox_verify::trust::Trust::parse(&crate::trust_text(&log_key())).unwrap();
+    assert!(sandbox_verify::release::verify(&bundle, &trust).verified());
+    assert!(!recover_bundle(&log, index, &bundle).unwrap(), "a whole bundle needs nothing");
+
+    // A second bundle at the same place is refused before anything is appended.
+    let size = log.size();
+    assert!(write_bundle(&log, &crate::release_key(), &statement, &bundle).is_err());
+    assert_eq!(log.size(), size);
+
+    // The state a stop after the append leaves: results and statement, no proof, no folder.
+    std::fs::rename(&bundle, &partial).unwrap();
+    std::fs::remove_file(partial.join("statement.tlog-proof")).unwrap();
+    assert!(recover_bundle(&log, index, &bundle).unwrap());
+    assert!(!partial.exists());
+    let report = sandbox_verify::release::verify(&bundle, &trust);
+    assert!(report.verified(), "{:#?}", report.problems);
+
+    // A partial folder with another statement is not passed off as this release.
+    std::fs::rename(&bundle, &partial).unwrap();
+    let err = recover_bundle(&log, index - 1, &bundle).unwrap_err();
+    assert!(err.to_string().contains("not the one logged"), "{err}");
+    assert!(partial.exists() && !bundle.exists(), "nothing moved");
+    std::fs::remove_dir_all(&partial).unwrap();
+    assert!(recover_bundle(&log, index, &bundle).is_err(), "a release whose files are gone is an error");
+}
