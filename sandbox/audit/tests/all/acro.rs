@@ -51,7 +51,8 @@ fn acro(tables: &[(&str, &[Cell])]) -> BTreeMap<Key, (bool, Vec<String>)> {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("cells.csv");
     std::fs::write(&input, csv).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/acro/check.py");
+    let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("tests/acro/check.py");
     let output = Command::new("python3").arg(script).arg(&input).output().expect("python3 runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("ModuleNotFoundError"), "ACRO is not installed: run ops/setup\n{stderr}");

@@ -11,7 +11,8 @@ use sandbox_verify::time::Timestamp;
 use crate::{entry, log_key, open, release_key, temp};
 
 fn python_check(log: Option<&Path>, bundle: Option<&Path>) -> (bool, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_log.py");
+    let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("tests/python/check_log.py");
     let mut command = Command::new("python3");
     command
         .arg(script)

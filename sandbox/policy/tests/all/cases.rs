@@ -132,7 +132,8 @@ async fn outcome(case: &Case) -> (Verdict, Vec<String>) {
 #[tokio::test]
 async fn policy_cases() {
     let bless = std::env::var_os("BLESS").is_some();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("tests/cases");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -12,7 +12,11 @@ use serde_json::Value;
 
 fn cases(kind: &str) -> Vec<(PathBuf, Value)> {
     let mut cases = Vec::new();
-    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rfc6962").join(kind)];
+    let mut dirs = vec![
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("tests/data/rfc6962")
+            .join(kind),
+    ];
     while let Some(dir) = dirs.pop() {
         for file in std::fs::read_dir(&dir).unwrap() {
             let path = file.unwrap().path();
