@@ -491,6 +491,26 @@ pub(crate) enum FeedbackCommand {
     List,
 }
 
+#[derive(clap::Subcommand)]
+pub(crate) enum ReportCommand {
+    /// 从日志计算并备案年度运营报告（管理员）/ Compute the annual operation report from the log and
+    /// file it (admin)
+    File {
+        /// 年度（北京时间）/ The year (Beijing time)
+        #[arg(long)]
+        year: i32,
+    },
+    /// 取得某年度最近备案的报告；用 sandbox-verify report 核验 / Get the latest report filed for a
+    /// year; check it with sandbox-verify report
+    Get {
+        #[arg(long)]
+        year: i32,
+        /// 写入文件（否则打印）/ Write it to this file (else print it)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
 pub(crate) fn block_on<F: Future<Output = anyhow::Result<ExitCode>>>(f: F) -> anyhow::Result<ExitCode> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(f)
 }
@@ -895,5 +915,33 @@ pub(crate) async fn feedback(connect: Connect, command: FeedbackCommand) -> anyh
             )?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn report(connect: Connect, command: ReportCommand) -> anyhow::Result<ExitCode> {
+    let session = Session::connect(&connect).await?;
+    let (report, out) = match command {
+        ReportCommand::File { year } => (session.log().file_report(pb::ReportRequest { year }).await?, None),
+        ReportCommand::Get { year, out } => (session.log().get_report(pb::ReportRequest { year }).await?, out),
+    };
+    let report = report.into_inner();
+    if connect.json {
+        let json = serde_json::json!({
+            "year": report.year, "size": report.size, "sha256": report.sha256, "log_index": report.log_index,
+            "filed_by": report.filed_by, "filed_at": report.filed_at, "text": report.text,
+        });
+        println!("{json}");
+    } else if out.is_none() {
+        print!("{}", report.text);
+    }
+    if let Some(out) = &out {
+        std::fs::write(out, &report.text).with_context(|| format!("writing {}", out.display()))?;
+    }
+    let pb::AnnualReport { year, size, sha256, log_index, filed_by, filed_at, .. } = &report;
+    eprintln!(
+        "{year} 年度报告：日志前 {size} 个条目，sha256 {sha256}，由 {filed_by} 于 {filed_at} 备案（日志第 {log_index} 条）\n\
+         annual report {year}: the log's first {size} entries, sha256 {sha256}, filed by {filed_by} at {filed_at} \
+         (log entry {log_index})"
+    );
     Ok(ExitCode::SUCCESS)
 }

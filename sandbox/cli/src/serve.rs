@@ -332,5 +332,31 @@ async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
         checkpoint.size,
         report.results.len()
     );
+
+    step(
+        11,
+        "数据主管部门备案年度运营报告，评估机构从日志重新计算并核验",
+        "the bureau files the annual operation report; the evaluator computes it again from the log",
+    );
+    let year = sandbox_verify::annual::year_of(Timestamp::now());
+    let filed = admin.log().file_report(pb::ReportRequest { year }).await?.into_inner();
+    println!("    {year}: log entries 0..{}, sha256 {}…, entry {}", filed.size, &filed.sha256[..16], filed.log_index);
+    let evaluator = Session::open(url, &ids.join("evaluator-demo")).await?;
+    let got = evaluator.log().get_report(pb::ReportRequest { year }).await?.into_inner();
+    let path = dir.join("reports-demo").join(format!("annual-{year}.txt"));
+    std::fs::create_dir_all(path.parent().expect("a folder"))?;
+    std::fs::write(&path, &got.text)?;
+    let operator_section = got.text.lines().skip_while(|l| !l.starts_with("  operator-demo")).take(6);
+    for line in operator_section {
+        println!("    {line}");
+    }
+    println!("    sandbox-verify report {}/log {} --trust {}", dir.display(), path.display(), trust.display());
+    let trust = sandbox_verify::trust::Trust::parse(&std::fs::read_to_string(&trust)?)?;
+    let check = sandbox_verify::annual::verify(&dir.join("log"), &path.display().to_string(), &got.text, &trust)?;
+    for problem in &check.problems {
+        println!("    ✗ {problem}");
+    }
+    anyhow::ensure!(check.problems.is_empty(), "the annual report did not verify / 年度报告核验未通过");
+    println!("    ✓ the same report, computed again from the verified log, filed as entry {}", got.log_index);
     Ok(())
 }

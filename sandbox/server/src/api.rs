@@ -30,7 +30,6 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Caller, Role};
-use crate::state::more;
 use crate::{Core, DataDir, internal, runs};
 
 /// The largest module a submission may carry.
@@ -553,7 +552,7 @@ impl Api {
         let result = async {
             let r = request.into_inner();
             check_id("id", &r.id)?;
-            check_text("reason", &r.reason, entry_kind != more::LICENCE_RESUMED)?;
+            check_text("reason", &r.reason, entry_kind != kind::LICENCE_RESUMED)?;
             let guard = self.core.write.lock().await;
             let licence = self.licence(&r.id)?;
             if !from.contains(&licence.status) {
@@ -638,13 +637,13 @@ impl Licences for Api {
     }
 
     async fn resume(&self, request: Request<pb::LicenceActionRequest>) -> Reply<pb::Licence> {
-        self.licence_action("Licences.Resume", request, more::LICENCE_RESUMED, &[pb::LicenceStatus::Suspended as i32])
+        self.licence_action("Licences.Resume", request, kind::LICENCE_RESUMED, &[pb::LicenceStatus::Suspended as i32])
             .await
     }
 
     async fn revoke(&self, request: Request<pb::LicenceActionRequest>) -> Reply<pb::Licence> {
         let from = [pb::LicenceStatus::Active as i32, pb::LicenceStatus::Suspended as i32];
-        self.licence_action("Licences.Revoke", request, more::LICENCE_REVOKED, &from).await
+        self.licence_action("Licences.Revoke", request, kind::LICENCE_REVOKED, &from).await
     }
 
     async fn list(&self, request: Request<pb::Empty>) -> Reply<pb::LicenceList> {
@@ -697,7 +696,7 @@ impl Agreements for Api {
             self.core
                 .commit_entry(
                     &guard,
-                    more::AGREEMENT_SIGNED,
+                    kind::AGREEMENT_SIGNED,
                     &caller.name,
                     &[
                         ("agreement", &r.id),
@@ -733,7 +732,7 @@ impl Agreements for Api {
             if !r.reason.is_empty() {
                 fields.push(("reason", r.reason.as_str()));
             }
-            self.core.commit_entry(&guard, more::AGREEMENT_ENDED, &caller.name, &fields).await?;
+            self.core.commit_entry(&guard, kind::AGREEMENT_ENDED, &caller.name, &fields).await?;
             self.agreement(&r.id)
         }
         .await;
@@ -892,7 +891,7 @@ impl Modules for Api {
             self.core
                 .commit_entry(
                     &guard,
-                    more::MODULE_REVOKED,
+                    kind::MODULE_REVOKED,
                     &caller.name,
                     &[("module", &r.module), ("reason", &r.reason)],
                 )
@@ -1010,6 +1009,16 @@ impl Api {
             if run.operator == caller.name {
                 return Err(denied("nobody reviews their own output", "不得复核本人的输出"));
             }
+            // Nothing is let out under a licence or agreement no longer in force.
+            if entry_kind == kind::OUTPUT_APPROVED {
+                self.licence_in_force(&run.licence)?;
+                if !self.agreement(&run.agreement)?.in_force {
+                    return Err(precondition(
+                        format!("agreement {} has ended or expired: no held table is let out", run.agreement),
+                        "数据服务协议已终止或过期，待复核的表不能放行",
+                    ));
+                }
+            }
             let decided: bool = self.core.read(|db| {
                 db.query_row(
                     "SELECT count(*) > 0 FROM output_reviews WHERE run = ?1 AND tbl = ?2 AND reviewer = ?3",
@@ -1032,6 +1041,7 @@ impl Api {
             if review.undecided.is_empty() && !review.approved.is_empty() {
                 runs::release_reviewed(&self.core, id).await?;
             }
+            runs::forget_answer(&self.core, id)?;
             Ok(self.with_report(self.run(id)?))
         }
         .await;
@@ -1088,7 +1098,7 @@ impl Runs for Api {
             self.core
                 .commit_entry(
                     &guard,
-                    more::RUN_QUEUED,
+                    kind::RUN_QUEUED,
                     &caller.name,
                     &[
                         ("run", &id),
@@ -1402,6 +1412,85 @@ impl Log for Api {
                 .map_err(|e| internal("proof", e))
         };
         self.end(RPC, &caller, result).await
+    }
+
+    async fn file_report(&self, request: Request<pb::ReportRequest>) -> Reply<pb::AnnualReport> {
+        const RPC: &str = "Log.FileReport";
+        let caller = self.begin(RPC, &request).await?;
+        let result = async {
+            let year = request.get_ref().year;
+            let guard = self.core.write.lock().await;
+            let size = self.core.log.size();
+            let mut annual = sandbox_verify::annual::Annual::new(year, &self.core.name, size)
+                .map_err(|e| bad(format!("{e}"), e.zh()))?;
+            if annual.period().0 > now() {
+                return Err(bad(format!("year {year} has not begun"), "该年度尚未开始"));
+            }
+            let core = &self.core;
+            tokio::task::block_in_place(|| {
+                for start in (0..size).step_by(1000) {
+                    let entries =
+                        core.log.entries(start..(start + 1000).min(size)).map_err(|e| internal("log read", e))?;
+                    for (i, bytes) in entries.iter().enumerate() {
+                        annual.add(start + i as u64, entry::open(bytes).ok().map(|(e, _)| e).as_ref());
+                    }
+                }
+                Ok::<_, Status>(())
+            })?;
+            let text = annual.render();
+            let sha = sha256_hex(text.as_bytes());
+            // Content-addressed and immutable, written before the entry that names it.
+            let reports = self.core.dir.reports();
+            let mut files = sandbox_log::files::Writer::new(&reports);
+            files
+                .create(&format!("{sha}.txt"), text.as_bytes())
+                .and_then(|()| files.sync())
+                .map_err(|e| internal("report file", e))?;
+            let fields = [("year", year.to_string()), ("size", size.to_string()), ("sha256", sha)];
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            self.core.commit_entry(&guard, kind::REPORT, &caller.name, &fields).await?;
+            self.report(year)
+        }
+        .await;
+        self.end(RPC, &caller, result).await
+    }
+
+    async fn get_report(&self, request: Request<pb::ReportRequest>) -> Reply<pb::AnnualReport> {
+        const RPC: &str = "Log.GetReport";
+        let caller = self.begin(RPC, &request).await?;
+        let result = self.report(request.get_ref().year);
+        self.end(RPC, &caller, result).await
+    }
+}
+
+impl Api {
+    /// The latest annual report filed for `year`.
+    fn report(&self, year: i32) -> Result<pb::AnnualReport, Status> {
+        let report = self
+            .core
+            .read(|db| {
+                db.query_row(
+                    "SELECT year, size, sha256, log_index, filed_by, filed_at FROM reports WHERE year = ?1
+                     ORDER BY log_index DESC LIMIT 1",
+                    [year],
+                    |r| {
+                        Ok(pb::AnnualReport {
+                            year: r.get(0)?,
+                            size: r.get::<_, i64>(1)? as u64,
+                            sha256: r.get(2)?,
+                            text: String::new(),
+                            log_index: r.get::<_, i64>(3)? as u64,
+                            filed_by: r.get(4)?,
+                            filed_at: r.get(5)?,
+                        })
+                    },
+                )
+                .optional()
+            })?
+            .ok_or_else(|| not_found("annual report for year", "年度运营报告", &year.to_string()))?;
+        let path = self.core.dir.reports().join(format!("{}.txt", report.sha256));
+        let text = std::fs::read_to_string(path).map_err(|e| internal("report file", e))?;
+        Ok(pb::AnnualReport { text, ..report })
     }
 }
 

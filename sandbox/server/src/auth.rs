@@ -121,6 +121,8 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("Log.Entries", &[A, R, O, U, E]),
     ("Log.InclusionProof", &[A, R, O, U, E]),
     ("Log.ConsistencyProof", &[A, R, O, U, E]),
+    ("Log.FileReport", &[A]),
+    ("Log.GetReport", &[A, R, E]),
     ("Feedback.Submit", &[U]),
     ("Feedback.List", &[A, R, O, E]),
 ];

@@ -83,6 +83,10 @@ impl DataDir {
     pub fn releases(&self) -> PathBuf {
         self.root.join("releases")
     }
+    /// Filed annual reports, by SHA-256: `<sha256>.txt`.
+    pub fn reports(&self) -> PathBuf {
+        self.root.join("reports")
+    }
     pub fn history(&self) -> PathBuf {
         self.root.join("audit/history.jsonl")
     }
@@ -111,7 +115,15 @@ impl DataDir {
             self.root.display(),
             self.catalog().display()
         );
-        for dir in [self.keys(), self.modules(), self.runs(), self.releases(), self.root.join("audit"), self.cache()] {
+        for dir in [
+            self.keys(),
+            self.modules(),
+            self.runs(),
+            self.releases(),
+            self.reports(),
+            self.root.join("audit"),
+            self.cache(),
+        ] {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let mut trust = String::new();

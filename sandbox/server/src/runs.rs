@@ -336,7 +336,7 @@ async fn production_with_permit(
     // output can be audited again when they decide.
     let held = audit.held().join(",");
     if !held.is_empty() {
-        std::fs::write(run_dir.join("answer"), &answer.raw).map_err(|e| internal("run answer", e))?;
+        std::fs::write(run_dir.join(ANSWER), &answer.raw).map_err(|e| internal("run answer", e))?;
     }
     let guard = core.write.lock().await;
     let outcome = audit.report.outcome.as_str();
@@ -461,7 +461,7 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
     })?;
     let manifest = read_manifest(core, &row.module)?;
     let run_dir = core.dir.runs().join(run);
-    let raw = std::fs::read(run_dir.join("answer")).map_err(|e| internal("run answer", e))?;
+    let raw = std::fs::read(run_dir.join(ANSWER)).map_err(|e| internal("run answer", e))?;
     let answer = parse_answer(&raw).map_err(|e| internal("run answer", e))?;
 
     // The lock is held from the audit to the release: no other release may come between.
@@ -501,14 +501,38 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
     Ok(())
 }
 
-/// At start: reviews completed before a stop whose release was not yet made.
+/// At start: reviews completed before a stop whose release was not yet made, and the answers
+/// of runs no reviewer waits for any more.
 pub(crate) async fn resume_reviews(core: &Core) -> anyhow::Result<()> {
     let waiting: Vec<String> =
         core.rows("SELECT id FROM runs WHERE status = 'review' ORDER BY id", [], |r| r.get(0))?;
     for run in waiting {
         release_reviewed(core, &run).await?;
     }
+    for entry in std::fs::read_dir(core.dir.runs())? {
+        let entry = entry?;
+        if entry.path().join(ANSWER).exists() {
+            forget_answer(core, &entry.file_name().to_string_lossy())?;
+        }
+    }
     Ok(())
+}
+
+/// The runner's answer, kept beside a run while its held tables wait for reviewers.
+const ANSWER: &str = "answer";
+
+/// Deletes the answer kept for the review of `run` once it waits for nobody.
+pub(crate) fn forget_answer(core: &Core, run: &str) -> Result<(), Status> {
+    let in_review: bool = core.read(|db| {
+        db.query_row("SELECT count(*) > 0 FROM runs WHERE id = ?1 AND status = 'review'", [run], |r| r.get(0))
+    })?;
+    if in_review {
+        return Ok(());
+    }
+    match std::fs::remove_file(core.dir.runs().join(run).join(ANSWER)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(internal("run answer", e)),
+        _ => Ok(()),
+    }
 }
 
 fn read_manifest(core: &Core, module: &str) -> Result<Manifest, Status> {

@@ -11,16 +11,6 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sandbox_verify::entry::{self, Entry, kind};
 
-/// Kinds the server logs beyond those `sandbox-verify` names (all vouched for by the log).
-pub(crate) mod more {
-    pub(crate) const LICENCE_RESUMED: &str = "licence.resumed";
-    pub(crate) const LICENCE_REVOKED: &str = "licence.revoked";
-    pub(crate) const AGREEMENT_SIGNED: &str = "agreement.signed";
-    pub(crate) const AGREEMENT_ENDED: &str = "agreement.ended";
-    pub(crate) const MODULE_REVOKED: &str = "module.revoked";
-    pub(crate) const RUN_QUEUED: &str = "run.queued";
-}
-
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 CREATE TABLE principals (
@@ -70,13 +60,16 @@ CREATE TABLE feedback (
 CREATE TABLE refusals (
     log_index INTEGER PRIMARY KEY, actor TEXT NOT NULL, rpc TEXT NOT NULL, code TEXT NOT NULL,
     reason TEXT NOT NULL, at TEXT NOT NULL) STRICT;
+CREATE TABLE reports (
+    log_index INTEGER PRIMARY KEY, year INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    filed_by TEXT NOT NULL, filed_at TEXT NOT NULL) STRICT;
 INSERT INTO meta VALUES ('applied', '0');
-INSERT INTO meta VALUES ('schema', '2');
+INSERT INTO meta VALUES ('schema', '3');
 ";
 
 /// The schema's version, in `meta.schema`. A database of another version is rebuilt from the
 /// log when the server starts: the projection holds nothing the log does not.
-const SCHEMA_VERSION: &str = "2";
+const SCHEMA_VERSION: &str = "3";
 
 /// The tables [`State::dump`] renders, each with the columns it orders by.
 const TABLES: &[(&str, &str)] = &[
@@ -92,6 +85,7 @@ const TABLES: &[(&str, &str)] = &[
     ("deliveries", "log_index"),
     ("feedback", "id"),
     ("refusals", "log_index"),
+    ("reports", "log_index"),
     ("meta", "key"),
 ];
 
@@ -206,6 +200,10 @@ fn field<'e>(entry: &'e Entry, name: &str) -> Result<&'e str, ApplyError> {
 }
 
 /// One entry's effect on the tables.
+fn number(text: &str) -> Result<i64, ApplyError> {
+    text.parse().map_err(|_| ApplyError(format!("{text:?} is not a number")))
+}
+
 fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyError> {
     let at = entry.time().to_string();
     let actor = entry.actor();
@@ -247,10 +245,10 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
                 ],
             )?;
         }
-        kind::LICENCE_SUSPENDED | more::LICENCE_RESUMED | more::LICENCE_REVOKED => {
+        kind::LICENCE_SUSPENDED | kind::LICENCE_RESUMED | kind::LICENCE_REVOKED => {
             let status = match entry.kind() {
                 kind::LICENCE_SUSPENDED => "suspended",
-                more::LICENCE_RESUMED => "active",
+                kind::LICENCE_RESUMED => "active",
                 _ => "revoked",
             };
             let n = tx.execute(
@@ -259,7 +257,7 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
             )?;
             changed(n, "licence")?;
         }
-        more::AGREEMENT_SIGNED => {
+        kind::AGREEMENT_SIGNED => {
             tx.execute(
                 "INSERT INTO agreements VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL, ?7)",
                 params![
@@ -273,7 +271,7 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
                 ],
             )?;
         }
-        more::AGREEMENT_ENDED => {
+        kind::AGREEMENT_ENDED => {
             let n = tx.execute(
                 "UPDATE agreements SET ended = 1, reason = ?2 WHERE id = ?1",
                 params![f("agreement")?, entry.get("reason")],
@@ -305,7 +303,7 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
                 [module],
             )?;
         }
-        kind::MODULE_REJECTED | more::MODULE_REVOKED => {
+        kind::MODULE_REJECTED | kind::MODULE_REVOKED => {
             let status = if entry.kind() == kind::MODULE_REJECTED { "rejected" } else { "revoked" };
             let n = tx.execute(
                 "UPDATE modules SET status = ?2, reason = ?3 WHERE sha256 = ?1",
@@ -313,7 +311,7 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
             )?;
             changed(n, "module")?;
         }
-        more::RUN_QUEUED => {
+        kind::RUN_QUEUED => {
             tx.execute(
                 "INSERT INTO runs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', NULL, NULL, NULL, NULL, ?8, NULL, ?9, NULL)",
                 params![
@@ -416,7 +414,14 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
                 params![index, actor, f("rpc")?, f("code")?, f("reason")?, at],
             )?;
         }
-        // Kinds that change nothing queryable here (reports, later kinds) stay in the log only.
+        kind::REPORT => {
+            tx.execute(
+                "INSERT INTO reports VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![index, number(f("year")?)?, number(f("size")?)?, f("sha256")?, actor, at],
+            )?;
+        }
+        // Kinds that change nothing queryable here (development runs, later kinds) stay in the
+        // log only.
         _ => {}
     }
     Ok(())

@@ -96,13 +96,19 @@ struct Mismatch {
 
 /// Audits the archive at `archive` against the trusted keys.
 pub fn audit(archive: &Path, trust: &Trust) -> AuditReport {
+    audit_visiting(archive, trust, &mut |_, _| {})
+}
+
+/// [`audit`], showing `visit` every entry in order as it is replayed (`None` for one that does
+/// not parse), so a caller computes what it needs from the log in the same pass.
+pub fn audit_visiting(archive: &Path, trust: &Trust, visit: &mut dyn FnMut(u64, Option<&Entry>)) -> AuditReport {
     let storage = DirStorage::new(archive);
     let mut report = AuditReport::default();
     let checkpoints = read_checkpoints(&storage, trust, &mut report);
     report.checkpoints = checkpoints.len();
     report.size = checkpoints.iter().map(|c| c.checkpoint.size()).max().unwrap_or(0);
 
-    let mut replay = Replay::new(trust);
+    let mut replay = Replay::new(trust, visit);
     let used_bundles = replay.read_entries(&storage, report.size, &mut report.problems);
     report.entries = replay.tree.size();
     let disagreements = check_other_bundles(&storage, &used_bundles, &replay.tree, &mut report.problems);
@@ -226,6 +232,7 @@ fn verify_release(trust: &Trust, note: &Note, time: Timestamp) -> Result<(), Pro
 /// The state rebuilt by replaying the entries in order.
 struct Replay<'t> {
     trust: &'t Trust,
+    visit: &'t mut dyn FnMut(u64, Option<&Entry>),
     tree: Tree,
     /// Each entry's time, where the entry parsed.
     times: Vec<Option<Timestamp>>,
@@ -233,12 +240,12 @@ struct Replay<'t> {
 }
 
 impl<'t> Replay<'t> {
-    fn new(trust: &'t Trust) -> Replay<'t> {
+    fn new(trust: &'t Trust, visit: &'t mut dyn FnMut(u64, Option<&Entry>)) -> Replay<'t> {
         let principals = trust
             .keys(Role::Principal)
             .map(|k| (k.key.name().to_owned(), Principal { role: None, key: k.key.clone() }))
             .collect();
-        Replay { trust, tree: Tree::new(), times: Vec::new(), principals }
+        Replay { trust, visit, tree: Tree::new(), times: Vec::new(), principals }
     }
 
     /// Reads the bundles of a tree of `size` entries, checking each entry, until one is missing
@@ -311,8 +318,10 @@ impl<'t> Replay<'t> {
             workers.into_iter().flat_map(|w| w.join().expect("a precheck does not panic")).collect()
         });
         for ((bundle, _), pre) in batch.drain(..).zip(prechecked) {
-            let at = format!("entry {} ({bundle})", self.tree.size());
+            let index = self.tree.size();
+            let at = format!("entry {index} ({bundle})");
             self.tree.push(pre.leaf);
+            (self.visit)(index, pre.opened.as_ref().ok().map(|(entry, _)| entry));
             let (entry, signed) = match pre.opened {
                 Ok(opened) => opened,
                 Err(e) => {

@@ -42,18 +42,30 @@ pub mod kind {
     pub const LICENCE_GRANTED: &str = "licence.granted";
     /// A licence suspended, effective at once.
     pub const LICENCE_SUSPENDED: &str = "licence.suspended";
+    /// A suspended licence in force again.
+    pub const LICENCE_RESUMED: &str = "licence.resumed";
+    /// A licence ended for good.
+    pub const LICENCE_REVOKED: &str = "licence.revoked";
+    /// A service agreement (数据服务协议) between an operator (the actor) and an application unit.
+    pub const AGREEMENT_SIGNED: &str = "agreement.signed";
+    /// A service agreement ended before its term.
+    pub const AGREEMENT_ENDED: &str = "agreement.ended";
     /// Signed by the operator (the actor). Fields include `module`, `manifest`.
     pub const MODULE_SUBMITTED: &str = "module.submitted";
     /// Signed by the reviewer (the actor). Fields include `module`.
     pub const MODULE_APPROVED: &str = "module.approved";
     /// Signed by the reviewer (the actor). Fields include `module`.
     pub const MODULE_REJECTED: &str = "module.rejected";
+    /// An approved module withdrawn: no new run of it starts.
+    pub const MODULE_REVOKED: &str = "module.revoked";
     /// Signed by the reviewer (the actor): a table the output audit held for review (人工复核)
     /// may leave. Fields `run`, `report` (the audit report's SHA-256), `table`.
     pub const OUTPUT_APPROVED: &str = "output.approved";
     /// Signed by the reviewer (the actor): a held table stays in. Fields as for
     /// [`OUTPUT_APPROVED`], and `reason`.
     pub const OUTPUT_REJECTED: &str = "output.rejected";
+    /// A production run of an approved module queued by its operator (the actor).
+    pub const RUN_QUEUED: &str = "run.queued";
     /// A production run of an approved module started.
     pub const RUN_STARTED: &str = "run.started";
     /// A development run on the synthetic twins: fields `module`, `licence`, `parameters` (their
@@ -70,7 +82,8 @@ pub mod kind {
     pub const DELIVERY: &str = "delivery";
     /// An application unit's feedback on a product.
     pub const FEEDBACK: &str = "feedback";
-    /// A periodic operation report (年度运营报告) filed.
+    /// An annual operation report (年度运营报告, see [`crate::annual`]) filed by the bureau (the
+    /// actor): fields `year`, `size` (the log entries it covers), `sha256` (of its text).
     pub const REPORT: &str = "report";
     /// A request the sandbox refused, with the reason's code.
     pub const REQUEST_REFUSED: &str = "request.refused";
@@ -82,11 +95,17 @@ pub mod kind {
         KEY_ROTATED,
         LICENCE_GRANTED,
         LICENCE_SUSPENDED,
+        LICENCE_RESUMED,
+        LICENCE_REVOKED,
+        AGREEMENT_SIGNED,
+        AGREEMENT_ENDED,
         MODULE_SUBMITTED,
         MODULE_APPROVED,
         MODULE_REJECTED,
+        MODULE_REVOKED,
         OUTPUT_APPROVED,
         OUTPUT_REJECTED,
+        RUN_QUEUED,
         RUN_STARTED,
         RUN_DEVELOPED,
         RUN_FINISHED,
@@ -145,6 +164,7 @@ fn required_fields(kind: &str) -> &'static [&'static str] {
         kind::MODULE_APPROVED | kind::MODULE_REJECTED => &["module"],
         kind::OUTPUT_APPROVED | kind::OUTPUT_REJECTED => &["run", "report", "table"],
         kind::RUN_DEVELOPED => &["module", "licence", "parameters", "outcome"],
+        kind::REPORT => &["year", "size", "sha256"],
         kind::RELEASE => &["module", "manifest", "datasets", "audit_report", "policy", "recipient", "agreement"],
         _ => &[],
     }

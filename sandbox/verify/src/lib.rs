@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod annual;
 pub mod audit;
 pub mod checkpoint;
 pub mod entry;

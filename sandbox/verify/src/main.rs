@@ -11,6 +11,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use sandbox_verify::annual::{self, Filed, ReportCheck};
 use sandbox_verify::audit::{self, AuditReport};
 use sandbox_verify::checkpoint::{self, Checkpoint};
 use sandbox_verify::monitor::{self, Outcome, Refusal};
@@ -26,6 +27,7 @@ usage / 用法:
   sandbox-verify release BUNDLE --trust FILE [--json]
   sandbox-verify consistency OLD NEW PROOF --trust FILE [--json]
   sandbox-verify audit ARCHIVE --trust FILE [--json]
+  sandbox-verify report ARCHIVE REPORT --trust FILE [--json]
   sandbox-verify monitor --state FILE CHECKPOINT [--proof PROOF] --trust FILE [--json]
 
 exit status / 退出码: 0 verified 已验证, 1 not verified 未通过验证, 2 unusable input 输入无法使用";
@@ -88,6 +90,7 @@ impl Args {
         }
         let expected = match command.as_str() {
             "release" | "audit" | "monitor" => 1,
+            "report" => 2,
             "consistency" => 3,
             other => return Err(usage(&format!("unknown command {other:?}"), &format!("未知命令 {other:?}"))),
         };
@@ -301,6 +304,7 @@ fn run(args: &Args) -> Verdict {
         "release" => release_command(&args.paths[0], &trust),
         "consistency" => consistency_command(&args.paths, &trust),
         "audit" => audit_command(&args.paths[0], &trust),
+        "report" => report_command(&args.paths[0], &args.paths[1], &trust),
         _ => monitor_command(args, &trust),
     });
     result.unwrap_or_else(Verdict::unusable)
@@ -492,4 +496,36 @@ fn save_state(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// The largest annual report read.
+const MAX_REPORT: usize = 4 << 20;
+
+/// Audits the archive and, in the same pass, computes the annual report again from the entries
+/// it covers; the file must be exactly that report, and a `report` entry must name it.
+fn report_command(archive: &Path, report: &Path, trust: &Trust) -> Result<Verdict, Unusable> {
+    require_dir(archive)?;
+    let at = report.display().to_string();
+    let text =
+        String::from_utf8(read(report, MAX_REPORT)?).map_err(|_| Unusable::new(&at, "not UTF-8", "不是 UTF-8"))?;
+    let ReportCheck { year, origin, size, sha256, filed, problems } =
+        annual::verify(archive, &at, &text, trust).map_err(|e| Unusable::from_error(report, e))?;
+    let mut facts = vec![
+        ("year", Json::Num(year as u64), format!("year / 年度: {year}")),
+        ("log", Json::str(&origin), format!("log / 日志: {origin}, first {size} entries / 前 {size} 个条目")),
+        ("size", Json::Num(size), String::new()),
+        ("sha256", Json::str(sha256.to_hex()), format!("sha256: {sha256}")),
+    ];
+    if let Some(Filed { index, actor, time }) = filed {
+        facts.push((
+            "filed",
+            Json::Obj(vec![
+                ("index", Json::Num(index)),
+                ("actor", Json::str(&actor)),
+                ("time", Json::str(time.to_string())),
+            ]),
+            format!("filed / 备案: entry {index} by {actor} at {time}"),
+        ));
+    }
+    Ok(Verdict::checked(facts, problems))
 }

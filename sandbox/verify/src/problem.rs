@@ -144,6 +144,12 @@ pub enum ProblemKind {
     },
     /// A result file the statement does not name.
     UnlistedResult,
+    /// An annual report that is not what the log gives: the first line that differs.
+    ReportDiffers {
+        line: usize,
+    },
+    /// An annual report no `report` entry of the log names.
+    ReportNotFiled,
 }
 
 impl fmt::Display for ProblemKind {
@@ -211,6 +217,14 @@ impl fmt::Display for ProblemKind {
                 write!(f, "SHA-256 is {found}, the statement signs {expected}: the file was changed")
             }
             ProblemKind::UnlistedResult => f.write_str("the statement does not name this file"),
+            ProblemKind::ReportDiffers { line } => write!(
+                f,
+                "line {line} differs from the report computed again from the log: the report was changed or \
+                 the log does not back it"
+            ),
+            ProblemKind::ReportNotFiled => f.write_str(
+                "no report entry in the log names this report's SHA-256 (year and size): it was never filed",
+            ),
         }
     }
 }
@@ -267,6 +281,12 @@ impl ProblemKind {
                 format!("SHA-256 为 {found}，声明签署的是 {expected}：文件被改动")
             }
             ProblemKind::UnlistedResult => "声明中没有这个文件".to_owned(),
+            ProblemKind::ReportDiffers { line } => {
+                format!("第 {line} 行与由日志重新计算的报告不同：报告被改动，或日志不支持其内容")
+            }
+            ProblemKind::ReportNotFiled => {
+                "日志中没有任何 report 条目记载此报告的 SHA-256（及年份、条目数）：报告从未备案".to_owned()
+            }
         }
     }
 }

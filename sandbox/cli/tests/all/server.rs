@@ -23,7 +23,7 @@ fn runner() -> &'static Path {
         if !path.exists() {
             let status = Command::new(env!("CARGO"))
                 .args(["build", "-p", "sandbox-runner"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .current_dir(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
                 .status()
                 .unwrap();
             assert!(status.success());
@@ -286,13 +286,36 @@ fn the_whole_flow_through_the_cli() {
     assert_eq!(count("request.refused"), 5, "two downloads, a foreign and two suspended runs: {kinds:?}");
     assert_eq!(count("run.developed"), 1, "{kinds:?}");
     assert_eq!((count("release"), count("delivery"), count("feedback")), (1, 1, 1), "{kinds:?}");
+
+    // The bureau files the year's operation report; the evaluator gets it, nobody else does.
+    let year = sandbox_verify::annual::year_of(Timestamp::now()).to_string();
+    let filed = s.ok("admin", &["report", "file", "--year", &year]);
+    let annual = dir.join("annual.txt");
+    s.ok("eval", &["report", "get", "--year", &year, "--out", annual.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&annual).unwrap();
+    assert_eq!(filed, text);
+    for line in [
+        "  op\n",
+        "    开发运行（合成数据）/ development runs (synthetic twins): 1\n",
+        "    发布 / releases: 1\n",
+        "    平均评分 / mean rating: 4.00\n",
+        "    被拒绝的请求 / refused requests: 3\n",
+        "  operator Runs.Develop PermissionDenied: 1\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    let o = s.cli("op", &["report", "get", "--year", &year]);
+    assert!(stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
+    let o = s.cli("admin", &["report", "file", "--year", "2999"]);
+    assert!(stderr(&o).contains("has not begun"), "{}", stderr(&o));
     s.stop();
 
     rebuild_equals_live(&dir);
-    let text = std::fs::read_to_string(&trust).unwrap();
-    let trust = sandbox_verify::trust::Trust::parse(&text).unwrap();
+    let trust = sandbox_verify::trust::Trust::parse(&std::fs::read_to_string(&trust).unwrap()).unwrap();
     let report = sandbox_verify::audit::audit(&dir.join("log"), &trust);
     assert!(report.verified(), "{:?}", report.problems);
+    let check = sandbox_verify::annual::verify(&dir.join("log"), "annual.txt", &text, &trust).unwrap();
+    assert!(check.problems.is_empty() && check.filed.is_some(), "{:?}", check.problems);
 }
 
 fn block_on<T>(f: impl Future<Output = T>) -> T {
@@ -382,6 +405,8 @@ async fn call(c: &mut Clients, rpc: &str) -> Code {
         "Log.Entries" => code(c.log.entries(pb::EntriesRequest::default()).await),
         "Log.InclusionProof" => code(c.log.inclusion_proof(pb::IndexRequest::default()).await),
         "Log.ConsistencyProof" => code(c.log.consistency_proof(pb::ConsistencyRequest::default()).await),
+        "Log.FileReport" => code(c.log.file_report(pb::ReportRequest::default()).await),
+        "Log.GetReport" => code(c.log.get_report(pb::ReportRequest::default()).await),
         "Feedback.Submit" => code(c.feedback.submit(pb::FeedbackRequest::default()).await),
         "Feedback.List" => code(c.feedback.list(pb::Empty {}).await),
         other => panic!("the matrix names {other}, which this test cannot call"),
@@ -591,6 +616,18 @@ fn mutual_tls_refuses_clients_without_a_certificate() {
     ];
     let o = whoami(&stranger);
     assert!(!o.status.success(), "a certificate another CA signed: {}", stdout(&o));
+    // /healthz and /metrics share the port, and its TLS: HTTP/2 after ALPN (curl, see ops/setup).
+    let curl = |path: &str, cert: &str| {
+        let url = format!("{}{path}", s.url);
+        let (pem, key) = (file(&format!("{cert}/client.pem")), file(&format!("{cert}/client.key")));
+        let args = ["-sS", "--http2", "--cacert", &file("pki/ca.pem"), "--cert", &pem, "--key", &key, &url];
+        let o = Command::new("curl").args(args).output().expect("curl runs (ops/setup installs it)");
+        (o.status.success(), stdout(&o))
+    };
+    assert_eq!(curl("/healthz", "pki"), (true, "ok\n".to_owned()));
+    let (ok, metrics) = curl("/metrics", "pki");
+    assert!(ok && metrics.contains("sandbox_calls_total"), "{metrics}");
+    assert!(!curl("/healthz", "other").0, "a certificate another CA signed");
     // Plain HTTP/2 to the TLS port gets nowhere either.
     let plain = s.url.replace("https://", "http://");
     let identity = dir.join("identities/admin");
@@ -685,6 +722,8 @@ fn held_tables_leave_only_after_two_reviewers() {
         assert!(out.contains("in review") && out.contains("manual-review"), "{out}");
     }
     assert!(!s.ok("unit", &["release", "list"]).contains("rel-"), "nothing held leaves before review");
+    let answer = |run: &str| dir.join("runs").join(run).join("answer").exists();
+    assert!(answer("run-000001") && answer("run-000002"), "the runner's answers wait with the tables");
     let refused = |who: &str, args: &[&str], code: &str| {
         let o = s.cli(who, args);
         assert!(!o.status.success() && stderr(&o).contains(code), "{args:?}: {}", stderr(&o));
@@ -696,6 +735,10 @@ fn held_tables_leave_only_after_two_reviewers() {
     refused("reviewer-a", &["output", "approve", "run-000002"], "FailedPrecondition");
     refused("op", &["output", "approve", "run-000002"], "PermissionDenied");
     refused("reviewer-b", &["output", "approve", "run-000002", "--table", "nope"], "FailedPrecondition");
+    // Nothing is let out while the licence is suspended.
+    s.ok("admin", &["licence", "suspend", "lic", "--reason", "整改 rectification"]);
+    refused("reviewer-b", &["output", "approve", "run-000002"], "suspended");
+    s.ok("admin", &["licence", "resume", "lic"]);
     // The second reviewer's approval releases it to the agreement's unit, and it verifies.
     let out = s.ok("reviewer-b", &["output", "approve", "run-000002"]);
     assert!(out.contains("released") && out.contains("rel-000001"), "{out}");
@@ -717,6 +760,7 @@ fn held_tables_leave_only_after_two_reviewers() {
     assert!(out.contains("withheld"), "{out}");
     refused("reviewer-b", &["output", "approve", "run-000003"], "no table waiting");
     assert_eq!(s.ok("unit", &["release", "list"]).matches("rel-").count(), 1);
+    assert!(!answer("run-000001") && !answer("run-000002") && !answer("run-000003"), "and go once decided");
 
     let kinds = log_kinds(&s);
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();

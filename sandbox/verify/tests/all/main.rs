@@ -2,6 +2,7 @@
 //! note format against Go's published vectors, every format's parser on good, bad and random
 //! input, and the binary on archives and releases built here and then tampered with.
 
+mod annual;
 mod cli;
 mod formats;
 mod merkle;

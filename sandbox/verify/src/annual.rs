@@ -1,0 +1,448 @@
+//! The annual operation report (年度运营报告): what the log says happened in one calendar year,
+//! Beijing time, for the bureau and its evaluators (第三方评估机构) — per operator, per application
+//! unit and per reviewer, with the refused requests.
+//!
+//! The report is a function of the log's first `size` entries and nothing else, written in one
+//! canonical text, so an evaluator holding the log computes it again byte for byte
+//! (`sandbox-verify report`) and compares it with the copy the bureau filed; the `report` entry
+//! of the filing names the copy's SHA-256. The first lines are for programs:
+//!
+//! ```text
+//! sandbox.report/annual/v1
+//! year 2026
+//! log <origin>
+//! size <entries covered>
+//! ```
+//!
+//! then a blank line and the report for people, in Chinese and English.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::entry::{Entry, kind};
+use crate::error::{Error, Format};
+use crate::merkle::Hash;
+use crate::problem::{Problem, ProblemKind};
+use crate::time::Timestamp;
+use crate::trust::Trust;
+
+/// The first line of every annual report of this version.
+pub const HEADER: &str = "sandbox.report/annual/v1";
+/// Beijing time is UTC+8 all year.
+const BEIJING_OFFSET: i64 = 8 * 3600;
+
+/// What a count is of: a bilingual label, in the order the report lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Metric {
+    LicencesGranted,
+    LicencesSuspended,
+    LicencesRevoked,
+    AgreementsSigned,
+    AgreementsEnded,
+    ModulesSubmitted,
+    ModuleApprovals,
+    ModulesRejected,
+    ModulesRevoked,
+    DevelopmentRuns,
+    DevelopmentRunsFailed,
+    ProductionRuns,
+    RunsEnded,
+    AuditOutcomes,
+    OutputsApproved,
+    OutputsRejected,
+    Releases,
+    Deliveries,
+    Feedback,
+    RatingSum,
+    Refused,
+}
+
+impl Metric {
+    fn label(self) -> &'static str {
+        match self {
+            Metric::LicencesGranted => "授予授权运营协议 / licences granted",
+            Metric::LicencesSuspended => "暂停授权 / licences suspended",
+            Metric::LicencesRevoked => "撤销授权 / licences revoked",
+            Metric::AgreementsSigned => "签订数据服务协议 / agreements signed",
+            Metric::AgreementsEnded => "终止数据服务协议 / agreements ended",
+            Metric::ModulesSubmitted => "提交模块 / modules submitted",
+            Metric::ModuleApprovals => "模块审核通过签名 / module approvals signed",
+            Metric::ModulesRejected => "驳回模块 / modules rejected",
+            Metric::ModulesRevoked => "撤销模块 / modules revoked",
+            Metric::DevelopmentRuns => "开发运行（合成数据）/ development runs (synthetic twins)",
+            Metric::DevelopmentRunsFailed => "其中出错 / of which ended in an error",
+            Metric::ProductionRuns => "生产运行 / production runs",
+            Metric::RunsEnded => "运行结束于 / runs ended",
+            Metric::AuditOutcomes => "出域审核结论 / output audit outcomes",
+            Metric::OutputsApproved => "人工复核放行的表 / held tables approved",
+            Metric::OutputsRejected => "人工复核驳回的表 / held tables rejected",
+            Metric::Releases => "发布 / releases",
+            Metric::Deliveries => "交付（下载）/ deliveries (downloads)",
+            Metric::Feedback => "评价 / feedback",
+            Metric::RatingSum => "平均评分 / mean rating",
+            Metric::Refused => "被拒绝的请求 / refused requests",
+        }
+    }
+}
+
+/// The counts of one principal: per metric, per code (`""` when the metric has none).
+type Counts = BTreeMap<(Metric, String), u64>;
+
+/// Who an operator's runs, releases and agreements belong to, learnt from every entry before.
+#[derive(Debug, Default)]
+struct Owners {
+    roles: HashMap<String, String>,
+    licences: HashMap<String, String>,
+    /// Agreement → (operator, application unit).
+    agreements: HashMap<String, (String, String)>,
+    modules: HashMap<String, String>,
+    /// Run → (operator, application unit).
+    runs: HashMap<String, (String, String)>,
+    releases: HashMap<String, (String, String)>,
+}
+
+/// An annual report being computed: feed it the log's entries in order with [`Annual::add`],
+/// then [`Annual::render`] it.
+#[derive(Debug)]
+pub struct Annual {
+    year: i32,
+    origin: String,
+    size: u64,
+    start: Timestamp,
+    end: Timestamp,
+    seen: u64,
+    in_period: u64,
+    kinds: BTreeMap<String, u64>,
+    owners: Owners,
+    operators: BTreeMap<String, Counts>,
+    units: BTreeMap<String, Counts>,
+    reviewers: BTreeMap<String, Counts>,
+    /// (role, RPC, status code) → refusals.
+    refusals: BTreeMap<(String, String, String), u64>,
+}
+
+fn malformed(en: impl Into<String>, zh: impl Into<String>) -> Error {
+    Error::malformed(Format::File, en, zh)
+}
+
+/// The calendar year of `time` in Beijing time.
+pub fn year_of(time: Timestamp) -> i32 {
+    let text = Timestamp(time.0 + BEIJING_OFFSET).to_string();
+    text[..text.len() - "-MM-DDTHH:MM:SSZ".len()].parse().expect("a timestamp starts with its year")
+}
+
+/// The first instant of `year` in Beijing time.
+fn year_start(year: i32) -> Timestamp {
+    let midnight = Timestamp::parse(&format!("{year:04}-01-01T00:00:00Z")).expect("years 1..=9998 parse");
+    Timestamp(midnight.0 - BEIJING_OFFSET)
+}
+
+impl Annual {
+    /// A report on `year` (Beijing time) from the first `size` entries of the log `origin`.
+    pub fn new(year: i32, origin: &str, size: u64) -> Result<Annual, Error> {
+        if !(2000..=9998).contains(&year) {
+            return Err(malformed(format!("year {year} is not 2000–9998"), format!("年份 {year} 不在 2000–9998 之间")));
+        }
+        if origin.is_empty() || origin.contains(char::is_whitespace) {
+            return Err(malformed(format!("log origin {origin:?} is not a name"), format!("日志名 {origin:?} 无效")));
+        }
+        Ok(Annual {
+            year,
+            origin: origin.to_owned(),
+            size,
+            start: year_start(year),
+            end: year_start(year + 1),
+            seen: 0,
+            in_period: 0,
+            kinds: BTreeMap::new(),
+            owners: Owners::default(),
+            operators: BTreeMap::new(),
+            units: BTreeMap::new(),
+            reviewers: BTreeMap::new(),
+            refusals: BTreeMap::new(),
+        })
+    }
+
+    /// The report's period: from its first instant to the first instant after it.
+    pub fn period(&self) -> (Timestamp, Timestamp) {
+        (self.start, self.end)
+    }
+
+    /// The log entries the report covers.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads the next entry of the log (entry `index`; entries must come in order from 0, and
+    /// unreadable ones as `None`). Entries from `size` on are ignored.
+    pub fn add(&mut self, index: u64, entry: Option<&Entry>) {
+        if index >= self.size || index != self.seen {
+            return;
+        }
+        self.seen += 1;
+        let Some(entry) = entry else { return };
+        let counted = (self.start..self.end).contains(&entry.time());
+        self.learn(entry);
+        if counted {
+            self.in_period += 1;
+            *self.kinds.entry(entry.kind().to_owned()).or_default() += 1;
+            self.count(entry);
+        }
+    }
+
+    /// Learns who owns what from `entry`, whatever its time.
+    fn learn(&mut self, entry: &Entry) {
+        let owners = &mut self.owners;
+        let get = |name: &str| entry.get(name).unwrap_or_default().to_owned();
+        match entry.kind() {
+            kind::PRINCIPAL_REGISTERED => {
+                owners.roles.insert(get("principal"), get("role"));
+            }
+            kind::LICENCE_GRANTED => {
+                owners.licences.insert(get("licence"), get("operator"));
+            }
+            kind::AGREEMENT_SIGNED => {
+                owners.agreements.insert(get("agreement"), (entry.actor().to_owned(), get("application_unit")));
+            }
+            kind::MODULE_SUBMITTED => {
+                owners.modules.insert(get("module"), entry.actor().to_owned());
+            }
+            kind::RUN_QUEUED => {
+                let unit = owners.agreements.get(&get("agreement")).map(|(_, unit)| unit.clone()).unwrap_or_default();
+                owners.runs.insert(get("run"), (entry.actor().to_owned(), unit));
+            }
+            kind::RELEASE => {
+                let owner = owners.runs.get(&get("run")).cloned().unwrap_or_default();
+                owners.releases.insert(get("release"), owner);
+            }
+            _ => {}
+        }
+    }
+
+    fn count(&mut self, entry: &Entry) {
+        let get = |name: &str| entry.get(name).unwrap_or_default().to_owned();
+        let actor = entry.actor().to_owned();
+        let owners = &self.owners;
+        let of = |map: &HashMap<String, String>, key: &str| map.get(key).cloned().unwrap_or_default();
+        let run = |key: &str| owners.runs.get(key).cloned().unwrap_or_default();
+        let release = |key: &str| owners.releases.get(key).cloned().unwrap_or_default();
+        // (operator, unit, reviewer) the entry counts for, and what.
+        let (operator, unit, reviewer, metric, code) = match entry.kind() {
+            kind::LICENCE_GRANTED => (get("operator"), None, None, Metric::LicencesGranted, ""),
+            kind::LICENCE_SUSPENDED => {
+                (of(&owners.licences, &get("licence")), None, None, Metric::LicencesSuspended, "")
+            }
+            kind::LICENCE_REVOKED => (of(&owners.licences, &get("licence")), None, None, Metric::LicencesRevoked, ""),
+            kind::AGREEMENT_SIGNED => (actor, Some(get("application_unit")), None, Metric::AgreementsSigned, ""),
+            kind::AGREEMENT_ENDED => {
+                let (operator, unit) = owners.agreements.get(&get("agreement")).cloned().unwrap_or_default();
+                (operator, Some(unit), None, Metric::AgreementsEnded, "")
+            }
+            kind::MODULE_SUBMITTED => (actor, None, None, Metric::ModulesSubmitted, ""),
+            kind::MODULE_APPROVED => {
+                (of(&owners.modules, &get("module")), None, Some(actor), Metric::ModuleApprovals, "")
+            }
+            kind::MODULE_REJECTED => {
+                (of(&owners.modules, &get("module")), None, Some(actor), Metric::ModulesRejected, "")
+            }
+            kind::MODULE_REVOKED => (of(&owners.modules, &get("module")), None, None, Metric::ModulesRevoked, ""),
+            kind::RUN_DEVELOPED => {
+                if entry.get("outcome") != Some("ok") {
+                    add(&mut self.operators, &actor, Metric::DevelopmentRunsFailed, "", 1);
+                }
+                (actor, None, None, Metric::DevelopmentRuns, "")
+            }
+            kind::RUN_QUEUED => {
+                let (operator, unit) = run(&get("run"));
+                (operator, Some(unit), None, Metric::ProductionRuns, "")
+            }
+            kind::RUN_FINISHED => {
+                let code = match (entry.get("status"), entry.get("error")) {
+                    (Some("ok"), _) => return,
+                    (Some(status), Some(error)) => format!("{status}:{error}"),
+                    (status, None) => status.unwrap_or("?").to_owned(),
+                    (None, Some(_)) => "?".to_owned(),
+                };
+                add(&mut self.operators, &run(&get("run")).0, Metric::RunsEnded, &code, 1);
+                return;
+            }
+            kind::AUDIT_OUTCOME => {
+                let code = get("outcome");
+                add(&mut self.operators, &run(&get("run")).0, Metric::AuditOutcomes, &code, 1);
+                return;
+            }
+            kind::OUTPUT_APPROVED => (run(&get("run")).0, None, Some(actor), Metric::OutputsApproved, ""),
+            kind::OUTPUT_REJECTED => (run(&get("run")).0, None, Some(actor), Metric::OutputsRejected, ""),
+            kind::RELEASE => {
+                let (operator, unit) = release(&get("release"));
+                (operator, Some(unit), None, Metric::Releases, "")
+            }
+            kind::DELIVERY => (release(&get("release")).0, Some(actor), None, Metric::Deliveries, ""),
+            kind::FEEDBACK => {
+                let operator = release(&get("release")).0;
+                let rating = entry.get("rating").and_then(|r| r.parse::<u64>().ok()).unwrap_or(0);
+                add(&mut self.operators, &operator, Metric::RatingSum, "", rating);
+                add(&mut self.units, &actor, Metric::RatingSum, "", rating);
+                (operator, Some(actor), None, Metric::Feedback, "")
+            }
+            kind::REQUEST_REFUSED => {
+                let role = owners.roles.get(&actor).cloned().unwrap_or_else(|| "?".to_owned());
+                *self.refusals.entry((role.clone(), get("rpc"), get("code"))).or_default() += 1;
+                match role.as_str() {
+                    "operator" => (actor, None, None, Metric::Refused, ""),
+                    "application_unit" => (String::new(), Some(actor), None, Metric::Refused, ""),
+                    _ => return,
+                }
+            }
+            _ => return,
+        };
+        add(&mut self.operators, &operator, metric, code, 1);
+        add(&mut self.units, unit.as_deref().unwrap_or_default(), metric, code, 1);
+        add(&mut self.reviewers, reviewer.as_deref().unwrap_or_default(), metric, code, 1);
+    }
+
+    /// The report's canonical text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let (year, origin, size) = (self.year, &self.origin, self.size);
+        let _ = writeln!(out, "{HEADER}\nyear {year}\nlog {origin}\nsize {size}\n");
+        let _ = writeln!(out, "{year} 年度运营报告 / Annual operation report {year}");
+        let _ = writeln!(
+            out,
+            "期间 / period: {} – {}（北京时间全年 / the calendar year in Beijing time）",
+            self.start, self.end
+        );
+        let _ = writeln!(
+            out,
+            "依据 / from: 日志 {origin} 的前 {size} 个条目，其中 {} 个在期间内 / the first {size} entries of the log \
+             {origin}, {} of them in the period",
+            self.in_period, self.in_period
+        );
+        out.push_str("\n一、条目 / Entries\n");
+        section(&mut out, self.kinds.iter().map(|(kind, n)| format!("{kind}: {n}")));
+        out.push_str("\n二、运营单位 / Operators\n");
+        principals(&mut out, &self.operators);
+        out.push_str("\n三、应用单位 / Application units\n");
+        principals(&mut out, &self.units);
+        out.push_str("\n四、审核人员 / Reviewers\n");
+        principals(&mut out, &self.reviewers);
+        out.push_str("\n五、被拒绝的请求 / Refused requests (role, RPC, code)\n");
+        section(&mut out, self.refusals.iter().map(|((role, rpc, code), n)| format!("{role} {rpc} {code}: {n}")));
+        out
+    }
+}
+
+/// Adds `n` to `who`'s count of `metric` (nobody's, if `who` is empty: an owner the log never named).
+fn add(counts: &mut BTreeMap<String, Counts>, who: &str, metric: Metric, code: &str, n: u64) {
+    if !who.is_empty() {
+        *counts.entry(who.to_owned()).or_default().entry((metric, code.to_owned())).or_default() += n;
+    }
+}
+
+fn section(out: &mut String, lines: impl Iterator<Item = String>) {
+    let mut any = false;
+    for line in lines {
+        let _ = writeln!(out, "  {line}");
+        any = true;
+    }
+    if !any {
+        out.push_str("  无 / none\n");
+    }
+}
+
+fn principals(out: &mut String, counts: &BTreeMap<String, Counts>) {
+    section(
+        out,
+        counts.iter().map(|(name, counts)| {
+            let feedback = counts.get(&(Metric::Feedback, String::new())).copied().unwrap_or(0);
+            let lines = counts.iter().map(|((metric, code), n)| match metric {
+                Metric::RatingSum if feedback > 0 => {
+                    // Two decimals, rounded half up, in integers: the same bytes everywhere.
+                    let hundredths = (n * 100 * 2 + feedback) / (feedback * 2);
+                    format!("    {}: {}.{:02}", metric.label(), hundredths / 100, hundredths % 100)
+                }
+                Metric::RatingSum => String::new(),
+                _ if code.is_empty() => format!("    {}: {n}", metric.label()),
+                _ => format!("    {} ({code}): {n}", metric.label()),
+            });
+            let lines: Vec<String> = lines.filter(|l| !l.is_empty()).collect();
+            format!("{name}\n{}", lines.join("\n"))
+        }),
+    );
+}
+
+/// The year, log origin and size a report's first lines state.
+pub fn parse_header(text: &str) -> Result<(i32, String, u64), Error> {
+    let bad = || {
+        malformed(
+            format!("not an annual report: the first lines must be {HEADER}, year, log and size"),
+            format!("不是年度运营报告：前几行须为 {HEADER}、year、log 和 size"),
+        )
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(HEADER) {
+        return Err(bad());
+    }
+    let mut value = |key: &str| lines.next().and_then(|l| l.strip_prefix(key)).and_then(|l| l.strip_prefix(' '));
+    let year = value("year").and_then(|y| y.parse().ok()).ok_or_else(bad)?;
+    let origin = value("log").ok_or_else(bad)?.to_owned();
+    let size = value("size").and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    Ok((year, origin, size))
+}
+
+/// The `report` entry that filed a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filed {
+    pub index: u64,
+    pub actor: String,
+    pub time: Timestamp,
+}
+
+/// What checking a report found; it is verified when `problems` is empty.
+#[derive(Debug)]
+pub struct ReportCheck {
+    pub year: i32,
+    pub origin: String,
+    pub size: u64,
+    pub sha256: Hash,
+    pub filed: Option<Filed>,
+    pub problems: Vec<Problem>,
+}
+
+/// Checks the report `text` (read from `at`) against the log archive at `archive`: audits the
+/// archive as [`crate::audit::audit`] does and, in the same pass, computes the report again from
+/// the entries it covers; the text must be exactly that, and a `report` entry of the log must
+/// name its SHA-256, year and size. An error if `text` is not an annual report at all.
+pub fn verify(archive: &Path, at: &str, text: &str, trust: &Trust) -> Result<ReportCheck, Error> {
+    let (year, origin, size) = parse_header(text)?;
+    let mut computed = Annual::new(year, &origin, size)?;
+    let sha256 = Hash::sha256(text.as_bytes());
+    let expected = [("sha256", sha256.to_hex()), ("year", year.to_string()), ("size", size.to_string())];
+    let mut filed = None;
+    let audited = crate::audit::audit_visiting(archive, trust, &mut |index, entry| {
+        computed.add(index, entry);
+        if let Some(e) = entry.filter(|e| e.kind() == kind::REPORT)
+            && expected.iter().all(|(key, value)| e.get(key) == Some(value.as_str()))
+        {
+            filed.get_or_insert(Filed { index, actor: e.actor().to_owned(), time: e.time() });
+        }
+    });
+    let mut problems = audited.problems;
+    let problem = |kind| Problem { at: at.to_owned(), kind };
+    if let Some(log) = audited.origin.filter(|log| *log != origin) {
+        problems.push(problem(ProblemKind::OtherOrigin { expected: log, found: origin.clone() }));
+    }
+    if size > audited.entries {
+        problems.push(problem(ProblemKind::Unverifiable { size, available: audited.entries }));
+    }
+    let again = computed.render();
+    if again != text {
+        let line = again.lines().zip(text.lines()).take_while(|(a, b)| a == b).count() + 1;
+        problems.push(problem(ProblemKind::ReportDiffers { line }));
+    }
+    if filed.is_none() {
+        problems.push(problem(ProblemKind::ReportNotFiled));
+    }
+    Ok(ReportCheck { year, origin, size, sha256, filed, problems })
+}
