@@ -1419,7 +1419,7 @@ impl Log for Api {
         let caller = self.begin(RPC, &request).await?;
         let result = async {
             let year = request.get_ref().year;
-            let guard = self.core.write.lock().await;
+            // Entries below `size` never change: the report is computed without the write lock.
             let size = self.core.log.size();
             let mut annual = sandbox_verify::annual::Annual::new(year, &self.core.name, size)
                 .map_err(|e| bad(format!("{e}"), e.zh()))?;
@@ -1448,6 +1448,7 @@ impl Log for Api {
                 .map_err(|e| internal("report file", e))?;
             let fields = [("year", year.to_string()), ("size", size.to_string()), ("sha256", sha)];
             let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let guard = self.core.write.lock().await;
             self.core.commit_entry(&guard, kind::REPORT, &caller.name, &fields).await?;
             self.report(year)
         }
