@@ -272,6 +272,20 @@ impl Log {
         Ok(out)
     }
 
+    /// Every entry in `range` with its index, read with [`Log::entries`] `batch` entries at a
+    /// time, so that a long range needs no more memory than one batch.
+    pub fn scan(
+        &self,
+        range: std::ops::Range<u64>,
+        batch: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
+        let (end, batch) = (range.end, batch.max(1));
+        range.step_by(batch as usize).flat_map(move |start| match self.entries(start..end.min(start + batch)) {
+            Ok(entries) => (start..).zip(entries).map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        })
+    }
+
     /// A c2sp.org/tlog-proof of the entry at `index` in the latest checkpoint.
     pub fn tlog_proof(&self, index: u64) -> Result<TlogProof, LogError> {
         let Published { size, checkpoint } = self.published.read().expect("never poisoned").clone();

@@ -1145,10 +1145,8 @@ impl Runs for Api {
                 Ok(answer) => answer.record.error.as_ref().map_or_else(|| "ok".to_owned(), |e| e.code()),
                 Err(code) => format!("runner:{code}"),
             };
-            let (fuel, wall_ms) = answer
-                .as_ref()
-                .map(|a| (a.record.fuel_used.to_string(), a.record.wall_time_ms.to_string()))
-                .unwrap_or_default();
+            let usage =
+                answer.as_ref().ok().map(|a| (a.record.fuel_used.to_string(), a.record.wall_time_ms.to_string()));
             let parameters_sha = runs::parameters_sha256(&given);
             let mut fields = vec![
                 ("module", r.module.as_str()),
@@ -1156,7 +1154,7 @@ impl Runs for Api {
                 ("parameters", &parameters_sha),
                 ("outcome", &outcome),
             ];
-            if answer.is_ok() {
+            if let Some((fuel, wall_ms)) = &usage {
                 fields.extend([("fuel", fuel.as_str()), ("wall_ms", wall_ms.as_str())]);
             }
             let guard = self.core.write.lock().await;
@@ -1426,14 +1424,10 @@ impl Log for Api {
             if annual.period().0 > now() {
                 return Err(bad(format!("year {year} has not begun"), "该年度尚未开始"));
             }
-            let core = &self.core;
             tokio::task::block_in_place(|| {
-                for start in (0..size).step_by(1000) {
-                    let entries =
-                        core.log.entries(start..(start + 1000).min(size)).map_err(|e| internal("log read", e))?;
-                    for (i, bytes) in entries.iter().enumerate() {
-                        annual.add(start + i as u64, entry::open(bytes).ok().map(|(e, _)| e).as_ref());
-                    }
+                for item in self.core.log.scan(0..size, 4096) {
+                    let (index, bytes) = item.map_err(|e| internal("log read", e))?;
+                    annual.add(index, entry::open(&bytes).ok().map(|(e, _)| e).as_ref());
                 }
                 Ok::<_, Status>(())
             })?;

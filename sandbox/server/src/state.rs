@@ -152,15 +152,9 @@ impl State {
 
     /// Applies whatever `log` holds beyond what is applied already.
     pub fn catch_up(&mut self, log: &sandbox_log::Log) -> Result<(), ApplyError> {
-        const BATCH: u64 = 4096;
-        let (mut next, size) = (self.applied()?, log.size());
-        while next < size {
-            let end = size.min(next + BATCH);
-            let entries = log.entries(next..end).map_err(|e| ApplyError(format!("reading the log: {e}")))?;
-            for bytes in entries {
-                self.apply(next, &bytes)?;
-                next += 1;
-            }
+        for entry in log.scan(self.applied()?..log.size(), 4096) {
+            let (index, bytes) = entry.map_err(|e| ApplyError(format!("reading the log: {e}")))?;
+            self.apply(index, &bytes)?;
         }
         Ok(())
     }

@@ -128,8 +128,7 @@ fn malformed(en: impl Into<String>, zh: impl Into<String>) -> Error {
 
 /// The calendar year of `time` in Beijing time.
 pub fn year_of(time: Timestamp) -> i32 {
-    let text = Timestamp(time.0 + BEIJING_OFFSET).to_string();
-    text[..text.len() - "-MM-DDTHH:MM:SSZ".len()].parse().expect("a timestamp starts with its year")
+    Timestamp(time.0 + BEIJING_OFFSET).year() as i32
 }
 
 /// The first instant of `year` in Beijing time.

@@ -48,6 +48,11 @@ impl Timestamp {
         Timestamp(since.map_or(0, |d| d.as_secs() as i64))
     }
 
+    /// The year (UTC) this instant falls in.
+    pub fn year(self) -> i64 {
+        civil_from_days(self.0.div_euclid(86_400)).0
+    }
+
     /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ` (years 0000–9999, no leap second).
     pub fn parse(text: &str) -> Result<Timestamp, Error> {
         let bad = || {

@@ -66,6 +66,19 @@ fn a_writer_killed_at_any_point_loses_nothing_it_acknowledged() {
         }
     }
     assert!(acknowledged.len() > rounds as usize, "only {} acknowledgements", acknowledged.len());
+    // `scan` reads the whole log back, every index once and in order.
+    let log = open(&log_dir);
+    let mut next = 1;
+    for item in log.scan(1..log.size(), 100) {
+        let (index, bytes) = item.unwrap();
+        assert_eq!(index, next);
+        if let Some(hash) = acknowledged.get(&index) {
+            assert_eq!(&Hash::sha256(&bytes).to_hex(), hash, "scanned entry {index}");
+        }
+        next += 1;
+    }
+    assert_eq!(next, log.size());
+    drop(log);
     let torn = if log_dir.join("torn").exists() { files_under(&log_dir.join("torn")).len() } else { 0 };
     eprintln!("{} acknowledged entries over {rounds} kills; {torn} torn files set aside", acknowledged.len());
     assert_verifies(&log_dir);

@@ -42,6 +42,13 @@ fn concurrent_appends_share_commits_and_the_log_verifies() {
         let proof = log.tlog_proof(*index).unwrap();
         proof.verify(bytes, &[log_key().verifier().clone()]).unwrap();
     }
+    // `scan` gives every entry once, in order, across batches and bundles; past the end, an error.
+    let scanned: Vec<(u64, Vec<u8>)> = log.scan(3..601, 7).map(Result::unwrap).collect();
+    assert_eq!(scanned.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (3..601).collect::<Vec<_>>());
+    for (index, bytes) in &scanned {
+        assert_eq!(&log.entry(*index).unwrap(), bytes);
+    }
+    assert!(log.scan(590..602, 7).any(|item| item.is_err()));
     // Consistency from an old checkpoint to the latest.
     let (old, _) = checkpoint::open(
         &std::fs::read(dir.path().join("checkpoints/00000000000000000001")).unwrap(),

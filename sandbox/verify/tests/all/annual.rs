@@ -143,6 +143,8 @@ fn a_year_is_counted_per_operator_unit_and_reviewer_in_beijing_time() {
     assert!(next.contains("  licence.suspended: 1\n") && next.contains("operator.acme\n    暂停授权"), "{next}");
     assert!(report(&log, 2025, log.tree.size()).contains("一、条目 / Entries\n  无 / none\n"));
     assert!(Annual::new(1999, ORIGIN, 1).is_err() && Annual::new(2026, "a b", 1).is_err());
+    assert_eq!(sandbox_verify::annual::year_of(time("2025-12-31T16:00:00Z")), 2026);
+    assert_eq!(sandbox_verify::annual::year_of(time("2025-12-31T15:59:59Z")), 2025);
 }
 
 fn verify(log: &TestLog, report: &std::path::Path) -> (i32, String) {
