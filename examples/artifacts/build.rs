@@ -15,6 +15,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("example-new-enterprises", "examples/modules/new-enterprises"),
     ("example-contributions", "examples/modules/contributions"),
     ("example-electricity-model", "examples/modules/electricity-model"),
+    ("example-capital", "examples/modules/capital"),
     ("hostile-module", "runner/tests/hostile"),
 ];
 

@@ -7,6 +7,7 @@
 //! through the gate and checker, output tables checked against the manifest, a development log,
 //! and WASI with nothing real behind it (`wasi.rs`).
 
+pub mod contract;
 mod engine;
 mod host;
 mod ipc;
@@ -19,5 +20,5 @@ pub use engine::Runner;
 pub use host::sandbox::analysis::types::ErrorCode;
 pub use limits::RunLimits;
 pub use manifest::{Manifest, ManifestError};
-pub use run::{OutputTable, RunError, RunMode, RunOutcome, RunRecord, RunRequest};
+pub use run::{Failed, OutputTable, RunError, RunMode, RunOutcome, RunRecord, RunRequest};
 pub use wasi::DevLog;

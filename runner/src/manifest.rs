@@ -101,6 +101,27 @@ pub struct OutputSpec {
     /// columns the dimensions or filters use. Many rows to one: each counted row meets at most
     /// one row of the other dataset.
     pub join: Option<Join>,
+    /// For a model's table (its dimension is the model's `terms`): which model the host fits.
+    pub model: Option<ModelKind>,
+}
+
+/// The models the host can fit itself, so the models a manifest may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Ordinary least squares.
+    Ols,
+    /// Logistic regression of a 0/1 response, fitted by iteratively reweighted least squares.
+    Logistic,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Ols => "ols",
+            ModelKind::Logistic => "logistic",
+        }
+    }
 }
 
 /// One condition on the rows a table counts.
@@ -213,11 +234,33 @@ pub enum Statistic {
     Ratio,
     /// A model coefficient, in a table whose dimension is the model's terms.
     Coefficient,
+    /// A coefficient's standard error.
+    StdError,
     /// A model's residual degrees of freedom.
     ResidualDf,
 }
 
 impl Statistic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Statistic::Count => "count",
+            Statistic::Sum => "sum",
+            Statistic::Mean => "mean",
+            Statistic::Quantile => "quantile",
+            Statistic::Min => "min",
+            Statistic::Max => "max",
+            Statistic::Ratio => "ratio",
+            Statistic::Coefficient => "coefficient",
+            Statistic::StdError => "std_error",
+            Statistic::ResidualDf => "residual_df",
+        }
+    }
+
+    /// Whether only a model's table may declare it.
+    pub fn is_model(self) -> bool {
+        matches!(self, Statistic::Coefficient | Statistic::StdError | Statistic::ResidualDf)
+    }
+
     fn needs_column(self) -> bool {
         !matches!(self, Statistic::Count | Statistic::ResidualDf)
     }
@@ -362,8 +405,100 @@ impl Manifest {
                 self.check_measure(measure, &format!("{place}.measures[{j}]"), &mut p);
             }
             self.check_rows(out, &place, &mut p);
+            self.check_model(out, &place, &mut p);
         }
         p.finish()
+    }
+
+    /// A model's table: one dimension, its terms, each column once; the model the host fits;
+    /// one coefficient and one count (n), and at most one standard error and residual degrees
+    /// of freedom, all of one response. Other tables declare none of these.
+    fn check_model(&self, out: &OutputSpec, place: &str, p: &mut Problems) {
+        let terms: Vec<&Dimension> = out.dimensions.iter().filter(|d| d.terms.is_some()).collect();
+        if terms.is_empty() {
+            if out.model.is_some() {
+                p.add(
+                    place,
+                    "model applies only to a table whose dimension is the model's terms",
+                    "只有以模型项为维度的表才能声明 model",
+                );
+            }
+            if let Some(m) = out.measures.iter().find(|m| m.statistic.is_model()) {
+                p.add(
+                    place,
+                    format!("{} is a model's statistic: this table has no terms dimension", m.statistic.as_str()),
+                    format!("{} 是模型统计量，但该表没有模型项维度", m.statistic.as_str()),
+                );
+            }
+            return;
+        }
+        if out.dimensions.len() != 1 {
+            p.add(place, "a model's table has one dimension, its terms", "模型表只能有一个维度，即模型项");
+        }
+        if out.model.is_none() {
+            p.add(
+                place,
+                "a model's table names the model the host fits: model = \"ols\" or \"logistic\"",
+                "模型表必须声明主机拟合的模型：model = \"ols\" 或 \"logistic\"",
+            );
+        }
+        for dim in terms {
+            let mut seen = BTreeSet::new();
+            for t in dim.terms.iter().flatten() {
+                if !seen.insert(t) {
+                    p.add(place, format!("term column {t:?} is listed twice"), format!("模型项列 {t} 重复列出"));
+                }
+            }
+        }
+        let count = |s: Statistic| out.measures.iter().filter(|m| m.statistic == s).count();
+        if count(Statistic::Coefficient) != 1 {
+            p.add(place, "a model's table has exactly one coefficient measure", "模型表必须恰有一个系数度量");
+        }
+        if count(Statistic::Count) != 1 {
+            p.add(
+                place,
+                "a model's table has exactly one count measure, its n (observations)",
+                "模型表必须恰有一个计数度量（样本量 n）",
+            );
+        }
+        if count(Statistic::StdError) > 1 || count(Statistic::ResidualDf) > 1 {
+            p.add(
+                place,
+                "std_error and residual_df are declared at most once",
+                "std_error 与 residual_df 至多各声明一次",
+            );
+        }
+        if let Some(m) = out.measures.iter().find(|m| {
+            !matches!(
+                m.statistic,
+                Statistic::Coefficient | Statistic::StdError | Statistic::Count | Statistic::ResidualDf
+            )
+        }) {
+            p.add(
+                place,
+                format!(
+                    "a model's table declares coefficient, std_error, count and residual_df only, not {}",
+                    m.statistic.as_str()
+                ),
+                format!(
+                    "模型表只能声明 coefficient、std_error、count 和 residual_df，不能声明 {}",
+                    m.statistic.as_str()
+                ),
+            );
+        }
+        let responses: BTreeSet<&str> = out
+            .measures
+            .iter()
+            .filter(|m| matches!(m.statistic, Statistic::Coefficient | Statistic::StdError))
+            .map(|m| m.of.as_str())
+            .collect();
+        if responses.len() > 1 {
+            p.add(
+                place,
+                format!("the coefficient and its standard error are of one response, not {responses:?}"),
+                "系数与标准误必须针对同一个响应变量",
+            );
+        }
     }
 
     /// The counted dataset, the join and the filters: the host must be able to read the rows
@@ -480,23 +615,23 @@ impl Manifest {
         if let Some(min) = bound(&param.min)
             && compare(value, &min) == Some(std::cmp::Ordering::Less)
         {
-            return Err(format!("{value} is below the minimum {min}"));
+            return Err(format!("is below the minimum {min}"));
         }
         if let Some(max) = bound(&param.max)
             && compare(value, &max) == Some(std::cmp::Ordering::Greater)
         {
-            return Err(format!("{value} is above the maximum {max}"));
+            return Err(format!("is above the maximum {max}"));
         }
         if let ParameterValue::Text(text) = value {
             if let Some(limit) = param.max_length
                 && text.len() > limit
             {
-                return Err(format!("is {} bytes long, more than the {limit} allowed", text.len()));
+                return Err(format!("is longer than the {limit} bytes allowed"));
             }
             if let Some(choices) = &param.choices
                 && !choices.contains(text)
             {
-                return Err(format!("{text:?} is not one of {choices:?}"));
+                return Err(format!("is not one of {choices:?}"));
             }
         }
         Ok(())
@@ -697,18 +832,19 @@ impl Manifest {
 
     /// Turns `name=value` texts into the parameters the module receives, in the manifest's
     /// order, with defaults filled in. Unknown, missing, mistyped and out-of-range values are
-    /// refused.
+    /// refused. No problem quotes a value given, nor a name the manifest does not declare:
+    /// refusals are logged, and a value may be anything an operator typed, an identity number
+    /// among them.
     pub fn bind(&self, given: &[(String, String)]) -> Result<Vec<(String, ParameterValue)>, ManifestError> {
         let mut p = Problems::default();
-        for (name, _) in given {
+        for (i, (name, _)) in given.iter().enumerate() {
             if !self.parameters.iter().any(|q| &q.name == name) {
                 p.add(
-                    format!("--param {name}"),
-                    format!("the manifest declares no parameter {name:?}"),
-                    format!("清单未声明参数 {name}"),
+                    format!("--param #{}", i + 1),
+                    "the manifest declares no parameter of this name",
+                    "清单未声明该名称的参数",
                 );
-            }
-            if given.iter().filter(|(n, _)| n == name).count() > 1 {
+            } else if given.iter().filter(|(n, _)| n == name).count() > 1 {
                 p.add(format!("--param {name}"), "given more than once", "重复给出");
             }
         }
@@ -719,7 +855,7 @@ impl Manifest {
                 Some((_, text)) => match parse_value(param.kind, text) {
                     Some(v) => v,
                     None => {
-                        p.add(&place, format!("{text:?} is not a {:?} value", param.kind), "参数值类型不符");
+                        p.add(&place, format!("the value is not a {:?} value", param.kind), "参数值类型不符");
                         continue;
                     }
                 },

@@ -93,6 +93,32 @@ impl RunError {
         }
     }
 
+    /// How a production run that ended so is told to its operator: a class from a fixed set,
+    /// never the module's own number or the host call it failed on. A module can choose to fail
+    /// and how, so each class is a channel; four of them carry two bits (see ARCHITECTURE.md).
+    pub fn failure(&self) -> Failed {
+        match self {
+            RunError::FuelExhausted
+            | RunError::Timeout
+            | RunError::MemoryLimit
+            | RunError::StackOverflow
+            | RunError::ResourceLimit => Failed::Limits,
+            RunError::Host { host } | RunError::OutputRefused { host }
+                if matches!(host.as_str(), "resources-exhausted" | "too-many-queries" | "too-large") =>
+            {
+                Failed::Limits
+            }
+            RunError::InvalidManifest { .. } | RunError::OutputRefused { .. } => Failed::Contract,
+            RunError::InvalidModule { .. }
+            | RunError::ForbiddenImport { .. }
+            | RunError::Trap
+            | RunError::Host { .. }
+            | RunError::Module { .. }
+            | RunError::MissingOutput { .. } => Failed::Module,
+            RunError::Internal { .. } => Failed::Interrupted,
+        }
+    }
+
     /// Plain words in English and Chinese, for the development loop.
     pub fn explain(&self) -> String {
         match self {
@@ -130,6 +156,45 @@ impl RunError {
             }
             RunError::Internal { detail } => format!("internal error: {detail} / 内部错误"),
         }
+    }
+}
+
+/// Why a production run failed, as its operator is told: one of four codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failed {
+    /// The module failed: it trapped, returned an error, or did not finish its tables.
+    Module,
+    /// The run reached a limit: fuel, time, memory, stack, output size, queries.
+    Limits,
+    /// The module broke its output contract, or its declared values disagree with the host's.
+    Contract,
+    /// The run was stopped from outside: a restart, the host, the runner process.
+    Interrupted,
+}
+
+impl Failed {
+    pub const ALL: [Failed; 4] = [Failed::Module, Failed::Limits, Failed::Contract, Failed::Interrupted];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failed::Module => "module",
+            Failed::Limits => "limits",
+            Failed::Contract => "contract",
+            Failed::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn zh(self) -> &'static str {
+        match self {
+            Failed::Module => "模块失败",
+            Failed::Limits => "超出限制",
+            Failed::Contract => "违反输出契约",
+            Failed::Interrupted => "运行中断",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Failed> {
+        Failed::ALL.into_iter().find(|f| f.as_str() == text)
     }
 }
 

@@ -93,10 +93,11 @@ fn the_model_reports_n_and_residual_degrees_of_freedom() {
     let df = batch.column(3).as_primitive::<Int64Type>().value(0);
     assert_eq!(df, n - batch.num_rows() as i64, "residual df = n - number of coefficients");
 
-    // n is the number of household-months in cells that passed the threshold.
+    // n is the number of readings (household-months with a value) in cells that passed the
+    // threshold: what the host counts when it fits the model itself.
     let policy =
         PolicyContext::new(catalog(), &["utility_usage"], Variant::Twin, Some(key()), Default::default()).unwrap();
-    let sql = "SELECT sum(households) AS n FROM (SELECT district, month, count(*) AS households, \
+    let sql = "SELECT sum(households) AS n FROM (SELECT district, month, count(electricity_kwh) AS households, \
                sum(electricity_kwh) AS kwh FROM utility_usage WHERE month >= '2025-01' AND month <= '2025-12' \
                GROUP BY district, month) t WHERE kwh IS NOT NULL";
     let direct = runtime().block_on(policy.collect(sql)).unwrap();

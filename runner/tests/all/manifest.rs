@@ -40,7 +40,7 @@ fn mistakes_are_named_with_their_place() {
     let cases = [
         (GOOD.replace("name = \"m\"", "name = \"M!\""), "name: \"M!\" is not a module name"),
         (GOOD.replace("[\"persons\"]", "[]"), "datasets: no datasets are listed"),
-        (GOOD.replace("default = 2025", "default = 1990"), "the default 1990 is below the minimum 2000"),
+        (GOOD.replace("default = 2025", "default = 1990"), "the default is below the minimum 2000"),
         (GOOD.replace("min = 2000", "min = \"x\""), "min = \"x\" is not a Integer value"),
         (GOOD.replace("persons.district", "people.district"), "names dataset \"people\""),
         (GOOD.replace("persons.district", "district"), "is not dataset.column"),
@@ -107,4 +107,23 @@ fn parameters_are_bound_in_order_with_defaults() {
     }
     let twice = [("year".to_owned(), "2001".to_owned()), ("year".to_owned(), "2002".to_owned())];
     assert!(m.bind(&twice).unwrap_err().to_string().contains("more than once"));
+}
+
+#[test]
+fn a_refused_parameter_is_never_quoted() {
+    // Refusals are logged, and an operator may type anything, an identity number among them.
+    let m = Manifest::parse(GOOD).unwrap();
+    let secret = "11010519491231002X";
+    for given in [
+        vec![("year".to_owned(), secret.to_owned())],
+        vec![("year".to_owned(), "3026".to_owned())],
+        vec![(secret.to_owned(), "2001".to_owned())],
+        vec![("year".to_owned(), "2001".to_owned()), (format!("x{secret}"), secret.to_owned())],
+    ] {
+        let text = m.bind(&given).unwrap_err().to_string();
+        for (name, value) in &given {
+            assert!(!text.contains(value.as_str()) || value == "2001", "{text}");
+            assert!(name == "year" || !text.contains(name.as_str()), "{text}");
+        }
+    }
 }

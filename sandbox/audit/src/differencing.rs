@@ -106,7 +106,7 @@ fn bucket(x: u64) -> usize {
 /// tens of nanoseconds, where HMAC-SHA-256 would add seconds to a ten-million-unit audit.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct UnitHasher {
-    key: [u8; 16],
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for UnitHasher {
@@ -118,14 +118,28 @@ impl std::fmt::Debug for UnitHasher {
 impl UnitHasher {
     /// The hasher of a 256-bit secret (SipHash takes its first 128 bits).
     pub fn new(key: &[u8; 32]) -> UnitHasher {
-        UnitHasher { key: key[..16].try_into().expect("16 bytes") }
+        UnitHasher { key: *key }
     }
 
     /// A field element that is never an evaluation point.
     pub(crate) fn element(&self, unit: &[u8]) -> u64 {
-        let mut hasher = SipHasher24::new_with_key(&self.key);
+        let key: &[u8; 16] = self.key[..16].try_into().expect("16 bytes");
+        let mut hasher = SipHasher24::new_with_key(key);
         hasher.write(unit);
         hasher.finish() % (P - 1024) + 1024
+    }
+}
+
+impl UnitHasher {
+    /// HMAC-SHA-256 of `bytes` under the whole key, for `purpose` (hex): a name that only holders
+    /// of the key can recompute, so it cannot be tested against guessed contents.
+    pub(crate) fn digest(&self, purpose: &str, bytes: &[u8]) -> String {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length");
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(bytes);
+        hex::encode(mac.finalize().into_bytes())
     }
 }
 

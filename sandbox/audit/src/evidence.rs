@@ -7,7 +7,7 @@
 //! largest value; a cell's unit sketch for differencing); nothing it computes leaves the host
 //! except as a verdict.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Array};
@@ -22,7 +22,9 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 use sandbox_catalog::{Catalog, Variant};
-use sandbox_runner::manifest::{AgeAt, Banding, DatePart, Dimension, FilterOp, Measure, OutputSpec, dataset_of};
+use sandbox_runner::manifest::{
+    AgeAt, Banding, DatePart, Dimension, FilterOp, Measure, OutputSpec, Statistic, dataset_of,
+};
 
 use crate::AuditError;
 use crate::differencing::{Sketch, UnitHasher};
@@ -33,14 +35,28 @@ pub(crate) type Key = Vec<Option<String>>;
 /// What the host knows about one magnitude column in one cell.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Magnitude {
+    /// The exact sum (decimal arithmetic, six decimals a value).
     pub(crate) total: f64,
     /// The largest and second-largest sum per privacy unit.
     pub(crate) largest: f64,
     pub(crate) second: f64,
-    /// Non-NULL values, negative values, NULL values (rows).
+    /// Non-NULL values, negative values, NULL values, values other than zero (rows).
     pub(crate) values: u64,
     pub(crate) negatives: u64,
     pub(crate) missing: u64,
+    pub(crate) nonzero: u64,
+    /// Units with at least one non-NULL value.
+    pub(crate) valued_units: u64,
+    /// The smallest and largest value of any row.
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+    /// The k-th smallest of the units' smallest values and the k-th largest of their largest
+    /// (k = `min_units_extremes`): the most extreme values at least k units reach. `None` when
+    /// fewer than k units have a value.
+    pub(crate) kth_min: Option<f64>,
+    pub(crate) kth_max: Option<f64>,
+    /// The quantiles the table declares of this column ([`quantiles_of`]), over its rows.
+    pub(crate) quantiles: Vec<Option<f64>>,
     /// For differential privacy: the sum of each unit's total clamped to the policy's bound.
     pub(crate) clamped: f64,
 }
@@ -56,21 +72,39 @@ pub(crate) struct Cell {
     pub(crate) sketch: Option<Sketch>,
 }
 
-/// For a table of cells: each cell's evidence, and per dimension the shown labels that are not
-/// values of its source.
+/// The host's table of cells: every cell the contract's rows fall in, by label.
 #[derive(Debug, Default)]
 pub(crate) struct TableEvidence {
-    pub(crate) cells: HashMap<Key, Cell>,
-    pub(crate) outside: Vec<BTreeSet<String>>,
+    pub(crate) cells: BTreeMap<Key, Cell>,
 }
 
-/// For a model's coefficient table.
-#[derive(Debug, Default)]
-pub(crate) struct ModelEvidence {
-    pub(crate) rows: u64,
-    pub(crate) units: u64,
-    /// For each term column (its bare name): the values it takes among all rows.
-    pub(crate) domains: Vec<(String, BTreeSet<String>)>,
+/// One combination of a model's term levels.
+#[derive(Debug, Clone)]
+pub(crate) struct CrossCell {
+    pub(crate) levels: Vec<String>,
+    /// Observations (rows with a response and every term).
+    pub(crate) n: u64,
+    pub(crate) sum_y: f64,
+    pub(crate) sum_yy: f64,
+    /// Responses other than 0 and 1 (a logistic model's response must be binary).
+    pub(crate) non_binary: u64,
+    /// Units with a row in the combination, with a response or not: what the policy views count.
+    pub(crate) everyone: u64,
+}
+
+/// The columns of one magnitude in a batch of the rows pass.
+struct RowColumns {
+    total: Vec<f64>,
+    largest: Vec<f64>,
+    smallest: Vec<Option<f64>>,
+    second: Vec<f64>,
+    values: Vec<u64>,
+    negatives: Vec<u64>,
+    missing: Vec<u64>,
+    nonzero: Vec<u64>,
+    kmax: Vec<Option<f64>>,
+    kmin: Vec<Option<f64>>,
+    quantiles: Vec<Vec<Option<f64>>>,
 }
 
 /// The trusted session and the answers it has given, kept so that tables sharing a query share
@@ -225,158 +259,132 @@ impl<'a> Evidence<'a> {
         })
     }
 
-    /// Every label a dimension can take: the banding's labels, or the distinct values of its
-    /// source over the whole dataset (not only the filtered rows).
-    async fn domain(&mut self, spec: &OutputSpec, dim: &Dimension) -> Result<BTreeSet<String>, AuditError> {
-        if let Some(Banding::Bins { labels, .. } | Banding::Age { labels, .. }) = &dim.banding {
-            return Ok(labels.iter().cloned().collect());
-        }
-        let expr = self.dimension(dim)?;
-        let batches = self.query(format!("SELECT DISTINCT {expr} AS v {}", from(spec))).await?;
-        Ok(strings(&batches, 0)?.into_iter().flatten().collect())
-    }
-
-    /// The evidence for a table of cells. `shown` holds, per dimension, the labels the output
-    /// shows; those found in no cell are looked up in the dimension's domain.
+    /// The evidence for a table of cells: every cell the contract's rows fall in, in canonical
+    /// order (by label, NULL first). `k` is the number of units that must reach a released
+    /// minimum or maximum (`min_units_extremes`).
     ///
     /// One grouped pass over the rows gives each cell's rows, distinct units (and their sketch)
-    /// and, per magnitude, the rows' largest and second-largest values. Those are the largest
-    /// contributions per unit only where each unit has one row in the cell; where some cell has
-    /// more rows than units, a second pass sums each unit's rows first.
-    pub(crate) async fn cells(
-        &mut self,
-        spec: &OutputSpec,
-        shown: &[BTreeSet<String>],
-    ) -> Result<TableEvidence, AuditError> {
-        let mut evidence = self.cells_query(spec, false, None).await?;
-        let repeated = evidence.cells.values().any(|c| c.sketch.as_ref().is_some_and(|s| s.size != c.rows));
+    /// and, per magnitude, its exact total, the rows' extremes and quantiles. Where each unit has
+    /// one row in a cell its rows are its contributions; where some cell has more rows than
+    /// units, a second pass takes each unit's rows together first (their sum for dominance, their
+    /// smallest and largest values for the extremes).
+    pub(crate) async fn cells(&mut self, spec: &OutputSpec, k: u64) -> Result<TableEvidence, AuditError> {
+        let mut evidence = self.rows_pass(spec, k).await?;
+        let repeated = evidence.cells.values().any(|c| c.units != c.rows);
         if repeated && !magnitude_columns(spec).is_empty() {
-            evidence = self.cells_query(spec, true, None).await?;
-        }
-        for (i, dim) in spec.dimensions.iter().enumerate() {
-            let in_cells: BTreeSet<&str> = evidence.cells.keys().filter_map(|k| k[i].as_deref()).collect();
-            let unseen: BTreeSet<String> =
-                shown.get(i).into_iter().flatten().filter(|v| !in_cells.contains(v.as_str())).cloned().collect();
-            let outside = if unseen.is_empty() {
-                unseen
-            } else {
-                let domain = self.domain(spec, dim).await?;
-                unseen.into_iter().filter(|v| !domain.contains(v)).collect()
-            };
-            evidence.outside.push(outside);
+            self.units_pass(spec, k, None, &mut evidence).await?;
         }
         Ok(evidence)
     }
 
-    /// The grouped query of [`Evidence::cells`]: over rows, or over per-unit sums (`by_unit`),
-    /// which may also be clamped to `[-bound, bound]` ([`Magnitude::clamped`]).
-    async fn cells_query(
-        &mut self,
-        spec: &OutputSpec,
-        by_unit: bool,
-        bound: Option<f64>,
-    ) -> Result<TableEvidence, AuditError> {
-        let unit = column(&format!("{}.{}", counted(spec), self.privacy_unit(counted(spec))?));
-        let dims: Vec<String> = spec.dimensions.iter().map(|d| self.dimension(d)).collect::<Result<_, _>>()?;
-        let magnitudes = magnitude_columns(spec);
+    /// What differential privacy releases of a table of cells: each cell's distinct units and,
+    /// per magnitude, the sum of each unit's total clamped to `[-bound, bound]`.
+    pub(crate) async fn dp_cells(&mut self, spec: &OutputSpec, bound: f64) -> Result<TableEvidence, AuditError> {
+        let mut evidence = self.rows_pass(spec, 1).await?;
+        self.units_pass(spec, 1, Some(bound), &mut evidence).await?;
+        Ok(evidence)
+    }
 
-        // The inner select: rows, or one row per (cell, unit).
-        let mut inner = Vec::new();
-        let mut outer = Vec::new();
-        for (i, d) in dims.iter().enumerate() {
-            inner.push(format!("{d} AS d{i}"));
-            outer.push(format!("d{i}"));
+    /// The inner select every pass groups: each row's cell labels (`d0` ...) and privacy unit.
+    fn labelled_rows(&self, spec: &OutputSpec) -> Result<(Vec<String>, Vec<String>), AuditError> {
+        let unit = column(&format!("{}.{}", counted(spec), self.privacy_unit(counted(spec))?));
+        let mut select = Vec::new();
+        let mut keys = Vec::new();
+        for (i, d) in spec.dimensions.iter().enumerate() {
+            select.push(format!("{} AS d{i}", self.dimension(d)?));
+            keys.push(format!("d{i}"));
         }
-        let keys = outer.clone();
-        inner.push(format!("arrow_cast({unit}, 'Utf8') AS unit"));
-        inner.push(if by_unit { "count(*) AS rows" } else { "1 AS rows" }.to_owned());
-        outer.push("sum(rows) AS rows".to_owned());
+        select.push(format!("arrow_cast({unit}, 'Utf8') AS unit"));
+        Ok((select, keys))
+    }
+
+    /// One pass over the rows: see [`Evidence::cells`].
+    async fn rows_pass(&mut self, spec: &OutputSpec, k: u64) -> Result<TableEvidence, AuditError> {
+        let (mut inner, keys) = self.labelled_rows(spec)?;
+        let magnitudes = magnitude_columns(spec);
+        let top = self.top_k(k);
+        let mut outer = keys.clone();
+        outer.push("count(*) AS rows".to_owned());
         outer.push("unit_set(unit) AS sketch".to_owned());
         for (j, m) in magnitudes.iter().enumerate() {
-            let x = format!("CAST({} AS DOUBLE)", column(m));
-            let (s, n, neg, miss) = (
-                format!("sum({x})"),
-                format!("count({x})"),
-                format!("sum(CASE WHEN {x} < 0 THEN 1 ELSE 0 END)"),
-                format!("sum(CASE WHEN {x} IS NULL THEN 1 ELSE 0 END)"),
-            );
-            if by_unit {
-                inner.extend([format!("{s} AS s{j}"), format!("{n} AS n{j}"), format!("{neg} AS neg{j}")]);
-                inner.push(format!("{miss} AS miss{j}"));
-            } else {
-                inner.extend([format!("{x} AS s{j}"), format!("CASE WHEN {x} IS NULL THEN 0 ELSE 1 END AS n{j}")]);
-                inner.push(format!("CASE WHEN {x} < 0 THEN 1 ELSE 0 END AS neg{j}"));
-                inner.push(format!("CASE WHEN {x} IS NULL THEN 1 ELSE 0 END AS miss{j}"));
-            }
-            outer.push(format!("sum(s{j}) AS total{j}"));
-            outer.push(format!("max(s{j}) AS largest{j}"));
-            outer.push(format!("second_largest(s{j}) AS second{j}"));
-            outer.push(format!("sum(n{j}) AS values{j}"));
-            outer.push(format!("sum(neg{j}) AS negatives{j}"));
-            outer.push(format!("sum(miss{j}) AS missing{j}"));
-            if let (true, Some(b)) = (by_unit, bound) {
-                // Units only: rows without one are no unit's contribution.
-                outer.push(format!(
-                    "sum(CASE WHEN unit IS NULL THEN 0 ELSE greatest(least(s{j}, {b:?}), {:?}) END) AS clamped{j}",
-                    -b
-                ));
+            let x = column(m);
+            // Totals in exact decimal arithmetic: the same sum in any order, so the released
+            // (rounded) figure is the same on every run, whatever the partitioning.
+            inner.push(format!("CAST({x} AS DECIMAL(38, 6)) AS s{j}"));
+            inner.push(format!("CAST({x} AS DOUBLE) AS x{j}"));
+            outer.push(format!("CAST(sum(s{j}) AS DOUBLE) AS total{j}"));
+            outer.push(format!("max(x{j}) AS largest{j}"));
+            outer.push(format!("min(x{j}) AS smallest{j}"));
+            outer.push(format!("second_largest(x{j}) AS second{j}"));
+            outer.push(format!("count(x{j}) AS values{j}"));
+            outer.push(format!("sum(CASE WHEN x{j} < 0 THEN 1 ELSE 0 END) AS negatives{j}"));
+            outer.push(format!("sum(CASE WHEN x{j} IS NULL THEN 1 ELSE 0 END) AS missing{j}"));
+            outer.push(format!("sum(CASE WHEN x{j} <> 0 THEN 1 ELSE 0 END) AS nonzero{j}"));
+            outer.push(format!("{top}(x{j}) AS kmax{j}"));
+            outer.push(format!("{top}(-x{j}) AS kmin{j}"));
+            for (i, q) in quantiles_of(spec, m).iter().enumerate() {
+                outer.push(format!("percentile_cont(x{j}, {q:?}) AS q{j}_{i}"));
             }
         }
-        let group_inner = if by_unit {
-            let positions: Vec<String> = (1..=dims.len() + 1).map(|i| i.to_string()).collect();
-            format!(" GROUP BY {}", positions.join(", "))
-        } else {
-            String::new()
-        };
-        let group_outer = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) };
-        let sql = format!(
-            "SELECT {} FROM (SELECT {} {}{group_inner}) cells{group_outer}",
-            outer.join(", "),
-            inner.join(", "),
-            self.rows(spec)?,
-        );
+        let group = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) };
+        let sql =
+            format!("SELECT {} FROM (SELECT {} {}) cells{group}", outer.join(", "), inner.join(", "), self.rows(spec)?);
         let batches = self.query(sql).await?;
 
         let mut evidence = TableEvidence::default();
         for batch in &batches {
-            let keys: Vec<Vec<Option<String>>> =
-                (0..dims.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
-            let int = |name: &str| -> Result<Vec<u64>, AuditError> { integers(batch, name) };
-            let float = |name: &str| -> Result<Vec<f64>, AuditError> { floats(batch, name) };
-            let rows = int("rows")?;
+            let key_columns: Vec<Vec<Option<String>>> =
+                (0..keys.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
+            let rows = integers(batch, "rows")?;
             let sketches = batch
                 .column_by_name("sketch")
                 .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
                 .ok_or_else(|| AuditError::Evidence("no sketch column".to_owned()))?;
             let mut columns = Vec::new();
-            for j in 0..magnitudes.len() {
-                columns.push((
-                    float(&format!("total{j}"))?,
-                    float(&format!("largest{j}"))?,
-                    float(&format!("second{j}"))?,
-                    int(&format!("values{j}"))?,
-                    int(&format!("negatives{j}"))?,
-                    int(&format!("missing{j}"))?,
-                    if bound.is_some() { float(&format!("clamped{j}"))? } else { vec![0.0; batch.num_rows()] },
-                ));
+            for (j, m) in magnitudes.iter().enumerate() {
+                let quantiles = (0..quantiles_of(spec, m).len())
+                    .map(|i| optional_floats(batch, &format!("q{j}_{i}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                columns.push(RowColumns {
+                    total: floats(batch, &format!("total{j}"))?,
+                    largest: floats(batch, &format!("largest{j}"))?,
+                    smallest: optional_floats(batch, &format!("smallest{j}"))?,
+                    second: floats(batch, &format!("second{j}"))?,
+                    values: integers(batch, &format!("values{j}"))?,
+                    negatives: integers(batch, &format!("negatives{j}"))?,
+                    missing: integers(batch, &format!("missing{j}"))?,
+                    nonzero: integers(batch, &format!("nonzero{j}"))?,
+                    kmax: optional_floats(batch, &format!("kmax{j}"))?,
+                    kmin: optional_floats(batch, &format!("kmin{j}"))?,
+                    quantiles,
+                });
             }
             for r in 0..batch.num_rows() {
-                let key: Key = keys.iter().map(|k| k[r].clone()).collect();
+                let key: Key = key_columns.iter().map(|k| k[r].clone()).collect();
                 let sketch = Sketch::from_bytes(sketches.value(r))
                     .ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))?;
                 let mut cell =
                     Cell { units: sketch.size, rows: rows[r], magnitudes: HashMap::new(), sketch: Some(sketch) };
                 for (m, c) in magnitudes.iter().zip(&columns) {
+                    let largest = (c.values[r] > 0).then_some(c.largest[r]);
                     cell.magnitudes.insert(
                         m.clone(),
                         Magnitude {
-                            total: c.0[r],
-                            largest: c.1[r],
-                            second: c.2[r],
-                            values: c.3[r],
-                            negatives: c.4[r],
-                            missing: c.5[r],
-                            clamped: c.6[r],
+                            total: c.total[r],
+                            largest: c.largest[r],
+                            second: c.second[r],
+                            values: c.values[r],
+                            negatives: c.negatives[r],
+                            missing: c.missing[r],
+                            nonzero: c.nonzero[r],
+                            // One row per unit (checked by the caller): rows are units.
+                            valued_units: c.values[r],
+                            min: c.smallest[r],
+                            max: largest,
+                            kth_min: c.kmin[r].map(|v| -v),
+                            kth_max: c.kmax[r],
+                            quantiles: c.quantiles.iter().map(|q| q[r]).collect(),
+                            clamped: 0.0,
                         },
                     );
                 }
@@ -386,10 +394,88 @@ impl<'a> Evidence<'a> {
         Ok(evidence)
     }
 
-    /// What differential privacy releases of a table of cells: each cell's distinct units and,
-    /// per magnitude, the sum of each unit's total clamped to `[-bound, bound]`.
-    pub(crate) async fn dp_cells(&mut self, spec: &OutputSpec, bound: f64) -> Result<TableEvidence, AuditError> {
-        self.cells_query(spec, true, Some(bound)).await
+    /// The second pass of [`Evidence::cells`], over one row per (cell, unit): each unit's total,
+    /// smallest and largest value. Replaces what the first pass read from rows as if they were
+    /// units, and adds the clamped sums of differential privacy (`bound`).
+    async fn units_pass(
+        &mut self,
+        spec: &OutputSpec,
+        k: u64,
+        bound: Option<f64>,
+        evidence: &mut TableEvidence,
+    ) -> Result<(), AuditError> {
+        let (mut inner, keys) = self.labelled_rows(spec)?;
+        let magnitudes = magnitude_columns(spec);
+        let top = self.top_k(k);
+        let mut outer = keys.clone();
+        for (j, m) in magnitudes.iter().enumerate() {
+            let x = column(m);
+            inner.push(format!("CAST(sum(CAST({x} AS DECIMAL(38, 6))) AS DOUBLE) AS t{j}"));
+            inner.push(format!("count({x}) AS n{j}"));
+            inner.push(format!("max(CAST({x} AS DOUBLE)) AS hi{j}"));
+            inner.push(format!("min(CAST({x} AS DOUBLE)) AS lo{j}"));
+            outer.push(format!("max(t{j}) AS largest{j}"));
+            outer.push(format!("second_largest(t{j}) AS second{j}"));
+            outer.push(format!("sum(CASE WHEN n{j} > 0 THEN 1 ELSE 0 END) AS valued{j}"));
+            outer.push(format!("{top}(hi{j}) AS kmax{j}"));
+            outer.push(format!("{top}(-lo{j}) AS kmin{j}"));
+            if let Some(b) = bound {
+                // Units only: rows without one are no unit's contribution.
+                outer.push(format!(
+                    "sum(CASE WHEN unit IS NULL THEN 0 ELSE greatest(least(t{j}, {b:?}), {:?}) END) AS clamped{j}",
+                    -b
+                ));
+            }
+        }
+        let positions: Vec<String> = (1..=keys.len() + 1).map(|i| i.to_string()).collect();
+        let group = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) };
+        let sql = format!(
+            "SELECT {} FROM (SELECT {} {} GROUP BY {}) units{group}",
+            outer.join(", "),
+            inner.join(", "),
+            self.rows(spec)?,
+            positions.join(", "),
+        );
+        let batches = self.query(sql).await?;
+        for batch in &batches {
+            let key_columns: Vec<Vec<Option<String>>> =
+                (0..keys.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
+            for (j, m) in magnitudes.iter().enumerate() {
+                let largest = floats(batch, &format!("largest{j}"))?;
+                let second = floats(batch, &format!("second{j}"))?;
+                let valued = integers(batch, &format!("valued{j}"))?;
+                let kmax = optional_floats(batch, &format!("kmax{j}"))?;
+                let kmin = optional_floats(batch, &format!("kmin{j}"))?;
+                let clamped = match bound {
+                    Some(_) => floats(batch, &format!("clamped{j}"))?,
+                    None => vec![0.0; batch.num_rows()],
+                };
+                for r in 0..batch.num_rows() {
+                    let key: Key = key_columns.iter().map(|k| k[r].clone()).collect();
+                    let magnitude = evidence
+                        .cells
+                        .get_mut(&key)
+                        .and_then(|c| c.magnitudes.get_mut(m))
+                        .ok_or_else(|| AuditError::Evidence("the passes disagree on the cells".to_owned()))?;
+                    magnitude.largest = largest[r];
+                    magnitude.second = second[r];
+                    magnitude.valued_units = valued[r];
+                    magnitude.kth_max = kmax[r];
+                    magnitude.kth_min = kmin[r].map(|v| -v);
+                    magnitude.clamped = clamped[r];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The name of `top<k>(x)`, the k-th largest value of a group, registered on first use.
+    fn top_k(&mut self, k: u64) -> String {
+        let name = format!("top{k}");
+        if !self.ctx.state().aggregate_functions().contains_key(&name) {
+            self.ctx.register_udaf(top_k(k as usize));
+        }
+        name
     }
 
     /// The most cells of the table one unit falls in: its figures' sensitivity grows with it.
@@ -408,25 +494,120 @@ impl<'a> Evidence<'a> {
         Ok(batches.first().map(|b| integers(b, "most")).transpose()?.and_then(|v| v.first().copied()).unwrap_or(0))
     }
 
-    /// The evidence for a model's coefficient table: the rows and units it could have used, and
-    /// the values of its term columns.
-    pub(crate) async fn model(&mut self, spec: &OutputSpec, terms: &[String]) -> Result<ModelEvidence, AuditError> {
-        let counted = counted(spec);
-        let unit = column(&format!("{counted}.{}", self.privacy_unit(counted)?));
+    /// The evidence for a model: per combination of its term columns' levels (rows with every
+    /// term), the observations (rows with a response too), the response's exact sum and sum of
+    /// squares, how many responses are neither 0 nor 1, and how many units it holds (what the
+    /// policy views' threshold counts).
+    pub(crate) async fn model(
+        &mut self,
+        spec: &OutputSpec,
+        terms: &[String],
+        response: &str,
+    ) -> Result<Vec<CrossCell>, AuditError> {
+        let unit = column(&format!("{}.{}", counted(spec), self.privacy_unit(counted(spec))?));
+        let y = column(response);
+        let mut select = Vec::new();
+        let mut present = Vec::new();
+        for (i, t) in terms.iter().enumerate() {
+            select.push(format!("CAST({} AS VARCHAR) AS l{i}", column(t)));
+            present.push(format!("{} IS NOT NULL", column(t)));
+        }
+        let keys: Vec<String> = (0..terms.len()).map(|i| format!("l{i}")).collect();
         let rows = self.rows(spec)?;
-        let batches = self.query(format!("SELECT count(*) AS rows, count(DISTINCT {unit}) AS units {rows}")).await?;
-        let mut evidence = ModelEvidence::default();
-        if let Some(batch) = batches.first().filter(|b| b.num_rows() == 1) {
-            evidence.rows = integers(batch, "rows")?[0];
-            evidence.units = integers(batch, "units")?[0];
+        let rows = if rows.contains(" WHERE ") {
+            format!("{rows} AND {}", present.join(" AND "))
+        } else {
+            format!("{rows} WHERE {}", present.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {keys}, count(x) AS n, CAST(sum(s) AS DOUBLE) AS sy, CAST(sum(ss) AS DOUBLE) AS syy, \
+             sum(CASE WHEN x IS NULL OR x = 0 OR x = 1 THEN 0 ELSE 1 END) AS non_binary, \
+             unit_set(unit) AS everyone \
+             FROM (SELECT {select}, arrow_cast({unit}, 'Utf8') AS unit, CAST({y} AS DOUBLE) AS x, \
+             CAST({y} AS DECIMAL(38, 6)) AS s, CAST(CAST({y} AS DOUBLE) * CAST({y} AS DOUBLE) AS DECIMAL(38, 6)) AS ss \
+             {rows}) obs GROUP BY {keys}",
+            keys = keys.join(", "),
+            select = select.join(", "),
+        );
+        let batches = self.query(sql).await?;
+        let mut cells = Vec::new();
+        for batch in &batches {
+            let levels: Vec<Vec<Option<String>>> =
+                (0..terms.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
+            let (n, sy, syy) = (integers(batch, "n")?, floats(batch, "sy")?, floats(batch, "syy")?);
+            let non_binary = integers(batch, "non_binary")?;
+            let sketch = |name: &str, r: usize| -> Result<Sketch, AuditError> {
+                let array = batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+                    .ok_or_else(|| AuditError::Evidence(format!("no column {name}")))?;
+                Sketch::from_bytes(array.value(r))
+                    .ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))
+            };
+            for r in 0..batch.num_rows() {
+                cells.push(CrossCell {
+                    levels: levels.iter().map(|l| l[r].clone().unwrap_or_default()).collect(),
+                    n: n[r],
+                    sum_y: sy[r],
+                    sum_yy: syy[r],
+                    non_binary: non_binary[r],
+                    everyone: sketch("everyone", r)?.size,
+                });
+            }
         }
-        for term in terms {
-            let dim = Dimension { name: String::new(), source: Some(term.clone()), banding: None, terms: None };
-            let bare = term.split_once('.').map_or(term.as_str(), |(_, c)| c).to_owned();
-            let domain = self.domain(spec, &dim).await?;
-            evidence.domains.push((bare, domain));
+        cells.sort_by(|a, b| a.levels.cmp(&b.levels));
+        Ok(cells)
+    }
+
+    /// The distinct units with a response behind a model, in the combinations of its terms'
+    /// levels that hold at least `threshold` units (those the fit uses): in all, and per level
+    /// of each term column (`column=level`). A unit is counted once however many rows it has.
+    pub(crate) async fn model_units(
+        &mut self,
+        spec: &OutputSpec,
+        terms: &[String],
+        response: &str,
+        threshold: u64,
+    ) -> Result<(u64, BTreeMap<String, u64>), AuditError> {
+        let unit = column(&format!("{}.{}", counted(spec), self.privacy_unit(counted(spec))?));
+        let y = column(response);
+        let levels: Vec<String> = (0..terms.len()).map(|i| format!("l{i}")).collect();
+        let select: Vec<String> =
+            terms.iter().enumerate().map(|(i, t)| format!("CAST({} AS VARCHAR) AS l{i}", column(t))).collect();
+        let present: Vec<String> = terms.iter().map(|t| format!("{} IS NOT NULL", column(t))).collect();
+        let rows = self.rows(spec)?;
+        let rows = if rows.contains(" WHERE ") {
+            format!("{rows} AND {}", present.join(" AND "))
+        } else {
+            format!("{rows} WHERE {}", present.join(" AND "))
+        };
+        let on: Vec<String> = levels.iter().map(|l| format!("obs.{l} = kept.{l}")).collect();
+        let with = format!(
+            "WITH obs AS (SELECT {}, arrow_cast({unit}, 'Utf8') AS unit, {y} AS x {rows}), \
+             kept AS (SELECT {levels} FROM obs GROUP BY {levels} HAVING count(DISTINCT unit) >= {threshold}), \
+             used AS (SELECT obs.* FROM obs JOIN kept ON {} WHERE obs.x IS NOT NULL)",
+            select.join(", "),
+            on.join(" AND "),
+            levels = levels.join(", "),
+        );
+        let total = self.query(format!("{with} SELECT count(DISTINCT unit) AS units FROM used")).await?;
+        let total =
+            total.first().map(|b| integers(b, "units")).transpose()?.and_then(|v| v.first().copied()).unwrap_or(0);
+        let mut per_level = BTreeMap::new();
+        for (i, term) in terms.iter().enumerate() {
+            let bare = term.split_once('.').map_or(term.as_str(), |(_, c)| c);
+            let batches = self
+                .query(format!("{with} SELECT l{i} AS level, count(DISTINCT unit) AS units FROM used GROUP BY l{i}"))
+                .await?;
+            for batch in &batches {
+                let names = strings(std::slice::from_ref(batch), 0)?;
+                let units = integers(batch, "units")?;
+                for (name, n) in names.into_iter().zip(units) {
+                    per_level.insert(format!("{bare}={}", name.unwrap_or_default()), n);
+                }
+            }
         }
-        Ok(evidence)
+        Ok((total, per_level))
     }
 
     /// Which of `values` appear in string column `source` (raw values).
@@ -489,6 +670,17 @@ pub(crate) fn magnitude_columns(spec: &OutputSpec) -> Vec<String> {
     columns
 }
 
+/// The quantiles the table declares of `source`, in order.
+pub(crate) fn quantiles_of(spec: &OutputSpec, source: &str) -> Vec<f64> {
+    let mut out: Vec<f64> = Vec::new();
+    for m in spec.measures.iter().filter(|m| m.statistic == Statistic::Quantile && m.of == source) {
+        if let Some(q) = m.quantile.filter(|q| !out.contains(q)) {
+            out.push(q);
+        }
+    }
+    out
+}
+
 /// Column `index` of every batch as text.
 pub(crate) fn strings(batches: &[RecordBatch], index: usize) -> Result<Vec<Option<String>>, AuditError> {
     let mut out = Vec::new();
@@ -511,8 +703,12 @@ fn integers(batch: &RecordBatch, name: &str) -> Result<Vec<u64>, AuditError> {
 }
 
 fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, AuditError> {
+    Ok(optional_floats(batch, name)?.into_iter().map(|v| v.unwrap_or(0.0)).collect())
+}
+
+fn optional_floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>, AuditError> {
     let array = batch.column_by_name(name).ok_or_else(|| AuditError::Evidence(format!("no column {name}")))?;
-    Ok(numbers(array)?.into_iter().map(|v| v.unwrap_or(0.0)).collect())
+    numbers(array)
 }
 
 /// Any numeric column as `f64`s.
@@ -584,6 +780,69 @@ impl Accumulator for TopTwo {
     fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::error::Result<()> {
         self.push_all(&states[0]);
         self.push_all(&states[1]);
+        Ok(())
+    }
+}
+
+/// `top<k>(x)`: the k-th largest value of a group, NULL when it has fewer than k values. It
+/// keeps the k largest values seen, so its memory does not grow with the group.
+fn top_k(k: usize) -> AggregateUDF {
+    create_udaf(
+        &format!("top{k}"),
+        vec![DataType::Float64],
+        Arc::new(DataType::Float64),
+        Volatility::Immutable,
+        Arc::new(move |_| Ok(Box::new(TopK { k: k.max(1), largest: Vec::new() }))),
+        Arc::new(vec![DataType::Binary]),
+    )
+}
+
+#[derive(Debug)]
+struct TopK {
+    k: usize,
+    /// At most k values, largest first.
+    largest: Vec<f64>,
+}
+
+impl TopK {
+    fn push(&mut self, value: f64) {
+        if self.largest.len() == self.k && self.largest.last().is_some_and(|&last| value <= last) {
+            return;
+        }
+        let at = self.largest.partition_point(|&v| v >= value);
+        self.largest.insert(at, value);
+        self.largest.truncate(self.k);
+    }
+}
+
+impl Accumulator for TopK {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::error::Result<()> {
+        for v in values[0].as_primitive::<Float64Type>().iter().flatten() {
+            self.push(v);
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> datafusion::error::Result<ScalarValue> {
+        let kth = (self.largest.len() == self.k).then(|| self.largest[self.k - 1]);
+        Ok(ScalarValue::Float64(kth))
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.largest.capacity() * 8
+    }
+
+    fn state(&mut self) -> datafusion::error::Result<Vec<ScalarValue>> {
+        let bytes = self.largest.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Ok(vec![ScalarValue::Binary(Some(bytes))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::error::Result<()> {
+        for state in binary(&states[0])?.iter().flatten() {
+            for v in state.chunks_exact(8) {
+                self.push(f64::from_le_bytes(v.try_into().expect("8 bytes")));
+            }
+        }
         Ok(())
     }
 }
@@ -801,6 +1060,20 @@ mod tests {
         let quarters = labels(date_label("d", DatePart::Quarter)).await;
         let expected = ["0999Q1", "1985Q1", "2024Q4", "2024Q4"].map(|q| Some(q.to_owned()));
         assert_eq!(quarters, [&expected[..], &[None]].concat());
+    }
+
+    #[test]
+    fn top_k_gives_the_kth_largest_or_nothing() {
+        let mut top = TopK { k: 3, largest: Vec::new() };
+        for v in [3.0, 9.0, 1.0, 9.0, 4.0, 2.0] {
+            top.push(v);
+        }
+        assert_eq!(top.largest, [9.0, 9.0, 4.0]);
+        assert_eq!(top.evaluate().unwrap(), ScalarValue::Float64(Some(4.0)));
+        let mut few = TopK { k: 3, largest: Vec::new() };
+        few.push(1.0);
+        few.push(2.0);
+        assert_eq!(few.evaluate().unwrap(), ScalarValue::Float64(None));
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct Rules {
     pub max_bytes: u64,
     /// Released counts are rounded to a multiple of this.
     pub rounding_base: u64,
+    /// Released sums, means, ratios, extremes, quantiles, coefficients and standard errors are
+    /// rounded to this many significant digits.
+    pub significant_digits: u32,
     /// Every table goes to two reviewers (人工复核) even when every check passes, as
     /// OpenSAFELY's output checkers see every output. Tables under differential privacy are
     /// released with their noise instead: it is drawn only for what leaves at once.
@@ -47,8 +50,31 @@ impl Default for Rules {
             max_rows: 5000,
             max_bytes: 16 << 20,
             rounding_base: 5,
+            significant_digits: 4,
             review_all: false,
         }
+    }
+}
+
+/// Limits on production runs, per licence, that bound what a run's outcome and timing can
+/// carry out (see ARCHITECTURE.md, "Channels that remain").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunPolicy {
+    /// Breaches of the output contract (declared values that disagree with the host's, output
+    /// the contract does not declare) after which a licence is suspended at once, pending the
+    /// bureau's review (包头 第四十九条).
+    pub max_breaches: u32,
+    /// Production runs a licence may start in one day (Beijing time).
+    pub runs_per_day: u32,
+    /// When not zero, a production run's end is logged and answered only at a multiple of this
+    /// many milliseconds after it started, so its duration carries less.
+    pub answer_quantum_ms: u64,
+}
+
+impl Default for RunPolicy {
+    fn default() -> Self {
+        RunPolicy { max_breaches: 3, runs_per_day: 50, answer_quantum_ms: 0 }
     }
 }
 
@@ -65,6 +91,7 @@ struct Tightening {
     max_rows: Option<u64>,
     max_bytes: Option<u64>,
     rounding_base: Option<u64>,
+    significant_digits: Option<u32>,
     review_all: Option<bool>,
     /// Differential privacy for the dataset's tables (only under `[datasets.<id>]`).
     dp: Option<DpSettings>,
@@ -78,6 +105,8 @@ pub struct AuditPolicy {
     defaults: Tightening,
     #[serde(default)]
     datasets: BTreeMap<String, Tightening>,
+    #[serde(default)]
+    runs: RunPolicy,
 }
 
 /// A policy file that cannot be used: it does not parse or it loosens a rule.
@@ -118,6 +147,18 @@ impl AuditPolicy {
                 });
             }
         }
+        let (runs, defaults) = (&policy.runs, RunPolicy::default());
+        let looser = [
+            (!(1..=defaults.max_breaches).contains(&runs.max_breaches), "max_breaches"),
+            (!(1..=defaults.runs_per_day).contains(&runs.runs_per_day), "runs_per_day"),
+            (runs.answer_quantum_ms > 3_600_000, "answer_quantum_ms (at most an hour)"),
+        ];
+        if let Some((_, rule)) = looser.into_iter().find(|(looser, _)| *looser) {
+            return Err(PolicyFileError {
+                en: format!("runs: {rule} is out of range; a policy may only tighten"),
+                zh: format!("runs：{rule} 超出允许范围；策略只能收紧"),
+            });
+        }
         Ok(policy)
     }
 
@@ -130,6 +171,11 @@ impl AuditPolicy {
             }
         }
         rules
+    }
+
+    /// The limits on production runs.
+    pub fn runs(&self) -> &RunPolicy {
+        &self.runs
     }
 
     /// The differential-privacy settings of `dataset`, if its tables are released with noise.
@@ -156,6 +202,7 @@ impl Tightening {
             max_rows: self.max_rows.unwrap_or(base.max_rows),
             max_bytes: self.max_bytes.unwrap_or(base.max_bytes),
             rounding_base: self.rounding_base.unwrap_or(base.rounding_base),
+            significant_digits: self.significant_digits.unwrap_or(base.significant_digits),
             review_all: self.review_all.unwrap_or(base.review_all),
         }
     }
@@ -173,6 +220,7 @@ fn loosened(a: &Rules, b: &Rules) -> Option<&'static str> {
         (b.max_rows > a.max_rows, "max_rows"),
         (b.max_bytes > a.max_bytes, "max_bytes"),
         (b.rounding_base < a.rounding_base || !b.rounding_base.is_multiple_of(a.rounding_base), "rounding_base"),
+        (!(1..=a.significant_digits).contains(&b.significant_digits), "significant_digits"),
         (a.review_all && !b.review_all, "review_all"),
     ];
     checks.into_iter().find(|(looser, _)| *looser).map(|(_, rule)| rule)
@@ -189,6 +237,7 @@ fn strictest(a: &Rules, b: &Rules) -> Rules {
         max_rows: a.max_rows.min(b.max_rows),
         max_bytes: a.max_bytes.min(b.max_bytes),
         rounding_base: a.rounding_base.max(b.rounding_base),
+        significant_digits: a.significant_digits.min(b.significant_digits),
         review_all: a.review_all || b.review_all,
     }
 }

@@ -1,6 +1,6 @@
 //! Review (人工复核): a table the audit holds for review (zeros, negative values) leaves only
 //! once two different bureau reviewers, neither of them the operator whose module wrote it,
-//! approve it by the audit report's SHA-256. The server signs and logs each approval; this is
+//! approve it by the internal audit report's name ([`Audit::report_id`]). The server signs and logs each approval; this is
 //! the rule it applies.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,7 +19,8 @@ pub(crate) struct HeldTable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approval {
     pub reviewer: String,
-    pub report_sha256: String,
+    /// The internal report's name ([`Audit::report_id`]).
+    pub report_id: String,
     pub table: String,
 }
 
@@ -55,14 +56,14 @@ impl Audit {
         operator: &str,
         approvals: &[Approval],
     ) -> Result<(Vec<ReleasedTable>, Vec<ReleasedCell>), ReviewError> {
-        let report = self.report.sha256();
+        let report = self.report_id();
         let mut reviewers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for approval in approvals {
             let table = approval.table.clone();
             if !self.held.iter().any(|h| h.table.name == approval.table) {
                 return Err(ReviewError::NotHeld(table));
             }
-            if approval.report_sha256 != report {
+            if approval.report_id != report {
                 return Err(ReviewError::WrongReport { table });
             }
             if approval.reviewer == operator {

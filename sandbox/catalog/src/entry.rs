@@ -11,8 +11,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::problem::{Problem, ProblemKind};
-use crate::{Column, ColumnType, Constraint, DataFile, Dataset, FileFormat, Level, Openness, Sharing, Text};
-use crate::{UpdateFrequency, Variant};
+use crate::{Classification, Column, ColumnType, Constraint, DataFile, Dataset, FileFormat, Grain, Level, Openness};
+use crate::{Sharing, Text, UpdateFrequency, Variant};
 
 /// A parsed entry and where its values sit in the file.
 #[derive(Debug, Clone)]
@@ -65,6 +65,14 @@ struct RawColumn {
     data_type: Spanned<String>,
     constraint: Spanned<String>,
     description: Text,
+    classification: Option<Spanned<RawClassification>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClassification {
+    grains: Option<Spanned<Vec<Spanned<String>>>>,
+    edges: Option<Spanned<Vec<Spanned<f64>>>>,
 }
 
 /// Parses `text`, the contents of `path`. Returns every problem found, or the entry.
@@ -139,8 +147,10 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Entry, Vec<Problem>> {
         if constraint.is_none() {
             problem(c.constraint.span(), ProblemKind::UnknownConstraint(c.constraint.get_ref().clone()));
         }
+        let classification =
+            c.classification.and_then(|raw| parse_classification(&name, raw, data_type, constraint, &mut problem));
         if let (Some(data_type), Some(constraint)) = (data_type, constraint) {
-            columns.push(Column { name, data_type, constraint, description: c.description });
+            columns.push(Column { name, data_type, constraint, description: c.description, classification });
         }
     }
 
@@ -203,6 +213,77 @@ fn parse_coded<T>(
         problem(value.span(), kind);
     }
     parsed
+}
+
+/// Checks a column's published classification on its own and against the column's type and
+/// constraint (where those parsed). Whatever it returns is used only if the entry has no problem.
+fn parse_classification(
+    column: &str,
+    raw: Spanned<RawClassification>,
+    data_type: Option<ColumnType>,
+    constraint: Option<Constraint>,
+    problem: &mut impl FnMut(std::ops::Range<usize>, ProblemKind),
+) -> Option<Classification> {
+    let at = raw.span();
+    let raw = raw.into_inner();
+    let column_name = || column.to_owned();
+    if let Some(constraint @ (Constraint::Pseudonymized | Constraint::Forbidden)) = constraint {
+        problem(at.clone(), ProblemKind::ClassificationNotBanded { column: column_name(), constraint });
+    }
+    match (raw.grains, raw.edges) {
+        (Some(grains), None) => {
+            if let Some(t) = data_type.filter(|t| !t.is_temporal()) {
+                problem(at, ProblemKind::GrainsNeedDates { column: column_name(), data_type: t.to_string() });
+            }
+            if grains.get_ref().is_empty() {
+                problem(grains.span(), ProblemKind::EmptyClassification { column: column_name(), key: "grains" });
+            }
+            let mut parsed = Vec::new();
+            for grain in grains.into_inner() {
+                let written = || grain.get_ref().clone();
+                match Grain::parse(grain.get_ref()) {
+                    None => {
+                        problem(grain.span(), ProblemKind::UnknownGrain { column: column_name(), grain: written() })
+                    }
+                    Some(g) if parsed.contains(&g) => {
+                        problem(grain.span(), ProblemKind::DuplicateGrain { column: column_name(), grain: written() })
+                    }
+                    Some(g) => parsed.push(g),
+                }
+            }
+            Some(Classification::Grains(parsed))
+        }
+        (None, Some(edges)) => {
+            if let Some(t) = data_type.filter(|t| !t.is_numeric()) {
+                problem(at, ProblemKind::EdgesNeedNumbers { column: column_name(), data_type: t.to_string() });
+            }
+            if edges.get_ref().is_empty() {
+                problem(edges.span(), ProblemKind::EmptyClassification { column: column_name(), key: "edges" });
+            }
+            let mut parsed: Vec<f64> = Vec::new();
+            for edge in edges.into_inner() {
+                let value = *edge.get_ref();
+                if !value.is_finite() {
+                    problem(edge.span(), ProblemKind::NonFiniteEdge { column: column_name(), edge: value.to_string() });
+                    continue;
+                }
+                if let Some(&previous) = parsed.last().filter(|&&p| value <= p) {
+                    let kind = ProblemKind::EdgesNotIncreasing {
+                        column: column_name(),
+                        edge: value.to_string(),
+                        previous: previous.to_string(),
+                    };
+                    problem(edge.span(), kind);
+                }
+                parsed.push(value);
+            }
+            Some(Classification::Edges(parsed))
+        }
+        _ => {
+            problem(at, ProblemKind::ClassificationNeedsOne(column_name()));
+            None
+        }
+    }
 }
 
 /// Names that SQL reads without quotes and DataFusion does not fold: `[a-z_][a-z0-9_]*`.

@@ -2,7 +2,8 @@
 //! and hold exactly the declared columns with compatible types.
 //!
 //! `Depth::Schema` reads only what a Parquet footer or CSV header says; `Depth::Full` also decodes
-//! every value, which is what finds a corrupt page or a CSV cell that does not parse.
+//! every value, which is what finds a corrupt page or a CSV cell that does not parse, and
+//! compares the twin files with the real ones (see `twin.rs`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -26,6 +27,16 @@ pub(crate) fn check(entry: &Entry, depth: Depth, problems: &mut Vec<Problem>) {
         for file in entry.dataset.files(variant) {
             check_file(entry, variant, file, depth, problems);
         }
+    }
+    // Only a full check looks for a twin that is real data: opening a catalog stays as cheap as
+    // reading footers, and `sandbox_policy::files_table` refuses such a twin whenever one is
+    // opened for a query. An I/O error here is a missing or unreadable file, which
+    // `check_file` has already reported.
+    if depth == Depth::Full
+        && let Ok(Some(twin)) = entry.dataset.twin_is_real()
+    {
+        let line = Some(entry.lines.twin_files);
+        problems.push(Problem::new(&entry.dataset.entry, line, ProblemKind::RealTwin(twin)));
     }
 }
 

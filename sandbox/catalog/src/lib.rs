@@ -9,15 +9,17 @@ mod entry;
 mod files;
 mod model;
 mod problem;
+mod twin;
 mod version;
 
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    Column, ColumnType, Constraint, DataFile, Dataset, FileFormat, Level, Openness, Sharing, Text, UpdateFrequency,
-    Variant,
+    Classification, Column, ColumnType, Constraint, DataFile, Dataset, FileFormat, Grain, Level, Openness, Sharing,
+    Text, UpdateFrequency, Variant,
 };
 pub use problem::{Problem, ProblemKind};
+pub use twin::{RealTwin, Sameness};
 pub use version::DatasetVersion;
 
 use entry::Entry;

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use arrow_schema::{DataType, TimeUnit};
+use chrono::{Datelike, NaiveDate};
 
 /// A text in both languages the platform's users read.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -83,12 +84,125 @@ impl Dataset {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Not `Eq`: a classification's edges are floating-point numbers.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Column {
     pub name: String,
     pub data_type: ColumnType,
     pub constraint: Constraint,
     pub description: Text,
+    /// 公开分类: the only boundaries at which an output contract may band or filter the column.
+    pub classification: Option<Classification>,
+}
+
+/// A published classification (公开分类) of one column. Statistical agencies publish tables only
+/// on fixed classifications, so that two tables cut at different boundaries cannot be
+/// subtracted from each other to isolate the few units between the cuts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Classification {
+    /// 日期粒度: the calendar periods a date or timestamp column is published by.
+    Grains(Vec<Grain>),
+    /// 数值分段边界: strictly increasing, finite band edges of a numeric column. The bands are
+    /// below the first edge, `[edges[i-1], edges[i])`, and from the last edge up, as the output
+    /// contract's `bins` banding reads its edges.
+    Edges(Vec<f64>),
+}
+
+impl Classification {
+    /// Whether dates may be labelled or cut by `grain`.
+    pub fn has_grain(&self, grain: Grain) -> bool {
+        matches!(self, Classification::Grains(grains) if grains.contains(&grain))
+    }
+
+    /// The published grains; empty for a numeric classification.
+    pub fn grains(&self) -> &[Grain] {
+        match self {
+            Classification::Grains(grains) => grains,
+            Classification::Edges(_) => &[],
+        }
+    }
+
+    /// The published edges; `None` for a date classification.
+    pub fn edges(&self) -> Option<&[f64]> {
+        match self {
+            Classification::Edges(edges) => Some(edges),
+            Classification::Grains(_) => None,
+        }
+    }
+
+    /// Whether `value` is one of the published edges.
+    pub fn has_edge(&self, value: f64) -> bool {
+        self.edges().is_some_and(|edges| edges.contains(&value))
+    }
+
+    /// Whether bands cut at `edges` are unions of published bands: every edge is a published one.
+    pub fn admits_edges(&self, edges: &[f64]) -> bool {
+        edges.iter().all(|&e| self.has_edge(e))
+    }
+
+    /// Whether `date` begins a period of one of the published grains, so that a filter cutting
+    /// there selects whole published periods.
+    pub fn starts_period(&self, date: NaiveDate) -> bool {
+        self.grains().iter().any(|g| g.starts_period(date))
+    }
+}
+
+/// A calendar period dates are published by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Grain {
+    Year,
+    Quarter,
+    Month,
+}
+
+impl Grain {
+    pub const ALL: [Grain; 3] = [Grain::Year, Grain::Quarter, Grain::Month];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grain::Year => "year",
+            Grain::Quarter => "quarter",
+            Grain::Month => "month",
+        }
+    }
+
+    pub fn zh(self) -> &'static str {
+        match self {
+            Grain::Year => "年",
+            Grain::Quarter => "季度",
+            Grain::Month => "月",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Grain> {
+        Grain::ALL.into_iter().find(|g| g.as_str() == s || g.zh() == s)
+    }
+
+    /// The period's label, as the output contract's year, quarter and month bandings write it:
+    /// `YYYY`, `YYYYQn`, `YYYY-MM`.
+    pub fn label(self, date: NaiveDate) -> String {
+        match self {
+            Grain::Year => format!("{:04}", date.year()),
+            Grain::Quarter => format!("{:04}Q{}", date.year(), date.month0() / 3 + 1),
+            Grain::Month => format!("{:04}-{:02}", date.year(), date.month()),
+        }
+    }
+
+    /// Whether `date` is the first day of its year, quarter or month.
+    pub fn starts_period(self, date: NaiveDate) -> bool {
+        let first_month = match self {
+            Grain::Year => date.month0() == 0,
+            Grain::Quarter => date.month0().is_multiple_of(3),
+            Grain::Month => true,
+        };
+        first_month && date.day() == 1
+    }
+}
+
+impl fmt::Display for Grain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What analysis code may do with a column (DESIGN.md section 4, after SCQL's column control
@@ -218,6 +332,25 @@ impl ColumnType {
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             ColumnType::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
         }
+    }
+
+    /// Whether values are numbers, which a classification's edges may band.
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            ColumnType::Int8
+                | ColumnType::Int16
+                | ColumnType::Int32
+                | ColumnType::Int64
+                | ColumnType::Float32
+                | ColumnType::Float64
+                | ColumnType::Decimal { .. }
+        )
+    }
+
+    /// Whether values are dates or times, which a classification's grains may label.
+    pub fn is_temporal(self) -> bool {
+        matches!(self, ColumnType::Date | ColumnType::Timestamp)
     }
 
     /// Whether a file column of type `found` holds values of this declared type without loss.

@@ -79,6 +79,28 @@ pub enum ProblemKind {
     CsvHeader { expected: String, found: String },
     #[error("CSV value does not parse: {0}")]
     CsvValue(String),
+    #[error("{0}")]
+    RealTwin(crate::RealTwin),
+    #[error("the classification of column {0:?} needs exactly one of grains or edges")]
+    ClassificationNeedsOne(String),
+    #[error("the classification of column {column:?} lists no {key}")]
+    EmptyClassification { column: String, key: &'static str },
+    #[error(
+        "unknown grain {grain:?} in the classification of column {column:?} (expected one of year (年), quarter (季度), month (月))"
+    )]
+    UnknownGrain { column: String, grain: String },
+    #[error("grain {grain:?} is listed twice in the classification of column {column:?}")]
+    DuplicateGrain { column: String, grain: String },
+    #[error("edge {edge} in the classification of column {column:?} is not a finite number")]
+    NonFiniteEdge { column: String, edge: String },
+    #[error("edges in the classification of column {column:?} must increase strictly, but {edge} follows {previous}")]
+    EdgesNotIncreasing { column: String, edge: String, previous: String },
+    #[error("column {column:?} is {data_type}: grains classify only date and timestamp columns")]
+    GrainsNeedDates { column: String, data_type: String },
+    #[error("column {column:?} is {data_type}: edges classify only numeric columns (int*, float*, decimal)")]
+    EdgesNeedNumbers { column: String, data_type: String },
+    #[error("column {column:?} is {constraint} and never banded: it takes no classification")]
+    ClassificationNotBanded { column: String, constraint: crate::Constraint },
 }
 
 impl ProblemKind {
@@ -111,6 +133,30 @@ impl ProblemKind {
             }
             ProblemKind::CsvHeader { .. } => "CSV 表头与声明的列（及顺序）不一致".to_owned(),
             ProblemKind::CsvValue(_) => "CSV 数据值无法按声明的类型解析".to_owned(),
+            ProblemKind::RealTwin(t) => t.zh(),
+            ProblemKind::ClassificationNeedsOne(c) => {
+                format!("列 {c:?} 的公开分类须给出 grains（日期粒度）或 edges（分段边界）二者之一")
+            }
+            ProblemKind::EmptyClassification { column, key } => format!("列 {column:?} 的公开分类 {key} 为空"),
+            ProblemKind::UnknownGrain { column, grain } => {
+                format!("列 {column:?} 的公开分类中日期粒度 {grain:?} 无效（可用：年、季度、月）")
+            }
+            ProblemKind::DuplicateGrain { column, grain } => {
+                format!("列 {column:?} 的公开分类中日期粒度 {grain:?} 重复")
+            }
+            ProblemKind::NonFiniteEdge { column, edge } => format!("列 {column:?} 的分段边界 {edge} 不是有限数值"),
+            ProblemKind::EdgesNotIncreasing { column, edge, previous } => {
+                format!("列 {column:?} 的分段边界须严格递增，但 {edge} 位于 {previous} 之后")
+            }
+            ProblemKind::GrainsNeedDates { column, data_type } => {
+                format!("列 {column:?} 的类型为 {data_type}：日期粒度只适用于日期和时间列")
+            }
+            ProblemKind::EdgesNeedNumbers { column, data_type } => {
+                format!("列 {column:?} 的类型为 {data_type}：分段边界只适用于数值列")
+            }
+            ProblemKind::ClassificationNotBanded { column, constraint } => {
+                format!("列 {column:?} 的约束为{}，从不分段，不能设公开分类", constraint.zh())
+            }
         }
     }
 }

@@ -8,10 +8,11 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::{DataFile, Dataset, Variant};
+use crate::{Dataset, Variant};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DatasetVersion(String);
@@ -38,7 +39,7 @@ impl Dataset {
     pub fn version(&self, variant: Variant) -> io::Result<DatasetVersion> {
         let mut listing = String::new();
         for file in self.files(variant) {
-            listing.push_str(&hex::encode(file_sha256(file)?));
+            listing.push_str(&hex::encode(file_sha256(&file.path)?));
             listing.push_str("  ");
             listing.push_str(&file.name);
             listing.push('\n');
@@ -47,8 +48,8 @@ impl Dataset {
     }
 }
 
-fn file_sha256(file: &DataFile) -> io::Result<[u8; 32]> {
-    let mut f = File::open(&file.path)?;
+pub(crate) fn file_sha256(path: &Path) -> io::Result<[u8; 32]> {
+    let mut f = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

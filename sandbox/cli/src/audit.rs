@@ -1,6 +1,8 @@
-//! `sandbox audit`: runs a module and prints only what the output audit lets out — the audit
-//! report and the released tables. On real data it is the bureau's tool; with `--twin`, on the
-//! synthetic twins, operators use it to see how their outputs would fare before submitting.
+//! `sandbox audit`: runs a module and prints only what the output audit lets out — the released
+//! audit report and the host's released tables (with `--internal`, the internal report with
+//! every figure instead: the bureau's view). On real data it is the bureau's tool; with
+//! `--twin`, on the synthetic twins, operators use it to see how their outputs would fare
+//! before submitting, and the internal report is theirs to read.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +43,10 @@ pub(crate) struct Args {
     /// 每张表最多显示的行数 / Rows shown per table
     #[arg(long, default_value_t = 50)]
     max_rows: usize,
+    /// 打印内部审核报告（含全部数值；仅限数据主管部门，或 --twin 预演）/ Print the internal
+    /// report, with every figure (the bureau's view, or a rehearsal with --twin)
+    #[arg(long)]
+    internal: bool,
     /// 以 JSON 输出 / Print JSON
     #[arg(long)]
     json: bool,
@@ -56,6 +62,27 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => AuditPolicy::default(),
     };
     let manifest = Manifest::parse(&manifest_text)?;
+    // The contract is judged before anything runs, with this run's parameter values: its
+    // problems, each with its place and what to change, are the operator's to read.
+    let bound = manifest.bind(&parameters)?;
+    let bound: Vec<(String, String)> = bound.into_iter().map(|(n, v)| (n, v.to_string())).collect();
+    let judge = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(sandbox_runner::contract::judge(&manifest, &catalog, Some(&bound)));
+    if let Err(problems) = judge {
+        if args.json {
+            let problems: Vec<_> =
+                problems.problems.iter().map(|p| json!({ "place": p.place, "en": p.en, "zh": p.zh })).collect();
+            println!("{}", json!({ "contract_refused": problems }));
+        } else {
+            println!("输出契约被拒绝，未运行 / the output contract is refused, nothing ran:");
+            for p in &problems.problems {
+                println!("  {p}");
+            }
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     let (hasher, earlier) = match &args.history {
         Some(path) => sandbox_audit::history::open(path)?,
         // Without a history, differencing compares this run's cells with each other only.
@@ -104,10 +131,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }));
     if let Some(err) = &outcome.record.error {
         settle(&[])?;
+        // On real data only the fixed code leaves; a rehearsal on the twins explains it.
+        let told = if args.twin { err.to_string() } else { err.failure().as_str().to_owned() };
         if args.json {
-            println!("{}", json!({ "run_error": err.code() }));
+            println!("{}", json!({ "run_error": told }));
         } else {
-            println!("运行失败，未审核 / the run failed, nothing to audit: [{}]", err.code());
+            println!("运行失败，未审核 / the run failed, nothing to audit: {told}");
         }
         return Ok(ExitCode::FAILURE);
     }
@@ -154,18 +183,27 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 json!({ "name": t.name, "columns": columns, "rows": rows })
             })
             .collect();
-        let report: serde_json::Value = serde_json::from_slice(&audit.report.to_json())?;
+        let report: serde_json::Value = if args.internal {
+            serde_json::from_slice(&audit.report.to_json())?
+        } else {
+            serde_json::from_slice(&audit.released_report.to_json())?
+        };
         let left: serde_json::Map<String, serde_json::Value> =
             left.iter().map(|(d, n)| (d.clone(), json!(n))).collect();
         let out = json!({
             "report": report,
-            "report_sha256": audit.report.sha256(),
+            "report_sha256": audit.released_report.sha256(),
+            "breach": !audit.breach.is_empty(),
             "released": released,
             "queries_left": left,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        print!("{}", audit.report.text());
+        if args.internal {
+            print!("{}", audit.report_text());
+        } else {
+            print!("{}", audit.released_report.text());
+        }
         for table in &audit.released {
             println!("\n可出域的表 / released table {}", table.name);
             println!("{}", crate::policy::result_table(std::slice::from_ref(&table.batch), args.max_rows)?);

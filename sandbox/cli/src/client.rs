@@ -762,6 +762,15 @@ pub(crate) async fn develop_run(connect: &Connect, module: String, params: &[Str
 pub(crate) async fn runs(connect: Connect, command: RunsCommand) -> anyhow::Result<ExitCode> {
     let session = Session::connect(&connect).await?;
     let runs = match command {
+        RunsCommand::Report { run } => {
+            let report = session.runs().get_internal_report(pb::RunRef { run }).await?.into_inner();
+            if connect.json {
+                println!("{}", report.json);
+            } else {
+                print!("{}", report.text);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         RunsCommand::List => session.runs().list(pb::Empty {}).await?.into_inner().runs,
         RunsCommand::Show { run } => vec![session.runs().get(pb::RunRef { run }).await?.into_inner()],
         RunsCommand::Cancel { run } => vec![session.runs().cancel(pb::RunRef { run }).await?.into_inner()],
@@ -810,7 +819,7 @@ pub(crate) async fn output(connect: Connect, command: OutputCommand) -> anyhow::
         bail!("run {run} has no table waiting for review / 该运行没有待复核的表");
     }
     for table in &tables {
-        let mut fields = vec![("run", run.as_str()), ("report", state.audit_report_sha256.as_str()), ("table", table)];
+        let mut fields = vec![("run", run.as_str()), ("report", state.audit_report_id.as_str()), ("table", table)];
         if let Some(reason) = &reason {
             fields.push(("reason", reason));
         }
@@ -831,8 +840,11 @@ pub(crate) async fn output(connect: Connect, command: OutputCommand) -> anyhow::
 pub(crate) enum RunsCommand {
     /// 列出运行 / List runs
     List,
-    /// 运行状态与审核报告 / A run's state and audit report
+    /// 运行状态与发布版审核报告 / A run's state and released audit report
     Show { run: String },
+    /// 内部审核报告，含全部数值（审核员、管理员；每次读取记入日志）/ The internal audit report,
+    /// with every figure (reviewers, admins; each read is logged)
+    Report { run: String },
     /// 取消排队或运行中的运行 / Cancel a queued or running run
     Cancel { run: String },
 }

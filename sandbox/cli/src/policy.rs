@@ -2,6 +2,8 @@
 //! or runs it on the synthetic twins (never on real data).
 
 use std::io::Read;
+
+use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,8 +61,24 @@ impl Query {
 
 #[derive(clap::Args)]
 pub(crate) struct CheckArgs {
-    #[command(flatten)]
-    query: Query,
+    /// 目录文件夹 / Catalog folder
+    #[arg(long)]
+    catalog: PathBuf,
+    /// 授权的数据集，逗号分隔 / The licence's datasets, comma-separated
+    #[arg(long, value_delimiter = ',', required_unless_present = "manifest", conflicts_with = "manifest")]
+    datasets: Vec<String>,
+    /// 检查模块清单的输出契约：每张表渲染为主机将在策略视图上执行的 SQL 并按列约束与公开分类审查
+    /// / Check a module manifest's output contract: each table rendered as the SQL the host runs
+    /// over the policy views, judged by the column constraints and published classifications
+    #[arg(long, conflicts_with = "sql")]
+    manifest: Option<PathBuf>,
+    /// 与 --manifest 一起：按这些参数值审查（name=value，可重复）/ With --manifest: judge with
+    /// these parameter values (name=value, repeatable)
+    #[arg(long = "param", requires = "manifest")]
+    params: Vec<String>,
+    /// SQL；"-" 表示从标准输入读取 / The SQL; "-" reads it from standard input
+    #[arg(allow_hyphen_values = true, required_unless_present = "manifest")]
+    sql: Option<String>,
     /// 机器可读输出 / Machine-readable output
     #[arg(long)]
     json: bool,
@@ -134,9 +152,59 @@ fn rejection(e: &PolicyError) -> String {
     }
 }
 
+/// `policy check --manifest`: each output table's contract as SQL, with its verdict.
+fn check_manifest(args: &CheckArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest = sandbox_runner::Manifest::parse(&text)?;
+    let catalog = Catalog::open(&args.catalog)?;
+    let bound = if args.params.is_empty() {
+        None
+    } else {
+        let mut given = Vec::new();
+        for param in &args.params {
+            let (name, value) = param.split_once('=').context("--param takes NAME=VALUE / 参数格式应为 NAME=VALUE")?;
+            given.push((name.to_owned(), value.to_owned()));
+        }
+        let bound = manifest.bind(&given)?;
+        Some(bound.into_iter().map(|(n, v)| (n, v.to_string())).collect::<Vec<_>>())
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let tables = runtime.block_on(sandbox_runner::contract::judge_tables(&manifest, &catalog, bound.as_deref()))?;
+    let admitted = tables.iter().all(|t| t.problems.is_empty());
+    if args.json {
+        let tables: Vec<_> = tables
+            .iter()
+            .map(|t| {
+                let problems: Vec<_> =
+                    t.problems.iter().map(|p| json!({ "place": p.place, "en": p.en, "zh": p.zh })).collect();
+                let verdict = if t.problems.is_empty() { "accepted" } else { "rejected" };
+                json!({ "table": t.query.table, "sql": t.query.sql, "verdict": verdict, "problems": problems })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json!({ "tables": tables }))?);
+    } else {
+        for t in &tables {
+            let verdict = if t.problems.is_empty() { "accepted / 通过" } else { "rejected / 拒绝" };
+            println!("{} {verdict}\n  {}", t.query.table, t.query.sql);
+            for p in &t.problems {
+                println!("  {p}");
+            }
+        }
+    }
+    Ok(if admitted { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.manifest {
+        return check_manifest(&args, path);
+    }
+    let query = Query {
+        catalog: args.catalog.clone(),
+        datasets: args.datasets.clone(),
+        sql: args.sql.clone().unwrap_or_default(),
+    };
     // Checking plans the query and never runs it: no pseudonymization key is needed.
-    let (ctx, sql) = args.query.open(Variant::Real, None, PolicyConfig::default())?;
+    let (ctx, sql) = query.open(Variant::Real, None, PolicyConfig::default())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let checked = runtime.block_on(ctx.check(&sql));
     match checked {

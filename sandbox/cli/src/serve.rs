@@ -227,14 +227,14 @@ async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
             .grant(pb::GrantLicenceRequest {
                 id: LICENCE.into(),
                 operator: OPERATOR.into(),
-                datasets: vec!["persons".into()],
-                purpose: "人口结构分析产品 Population structure product".into(),
+                datasets: vec!["persons".into(), "enterprises".into()],
+                purpose: "人口结构与市场主体分析产品 Population and market-entity products".into(),
                 valid_from: Timestamp::now().to_string(),
                 valid_until: until.clone(),
             })
             .await?;
     }
-    println!("    licence {LICENCE}: {OPERATOR} × persons, until {until}");
+    println!("    licence {LICENCE}: {OPERATOR} × persons, enterprises, until {until}");
     let agreements = operator.agreements().list(pb::Empty {}).await?.into_inner().agreements;
     if !agreements.iter().any(|a| a.id == AGREEMENT) {
         operator
@@ -251,33 +251,10 @@ async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
     println!("    agreement {AGREEMENT}: {OPERATOR} → {UNIT}");
 
     step(5, "运营单位提交签名的分析模块", "the operator submits a signed analysis module");
-    let example = sandbox_examples::find("population").context("the population example")?;
-    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(example.wasm));
-    let modules = operator.modules().list(pb::Empty {}).await?.into_inner().modules;
-    if modules.iter().any(|m| m.module == sha) {
-        println!("    population {}… submitted before / 已提交", &sha[..16]);
-    } else {
-        let module = operator.submit(example.wasm.to_vec(), example.manifest.to_owned(), LICENCE).await?;
-        println!(
-            "    population {}… ({} bytes); persons is important-level data: {} reviewers needed",
-            &sha[..16],
-            example.wasm.len(),
-            module.approvals_needed
-        );
-    }
+    let sha = submit(&operator, "population").await?;
 
     step(6, "两名不同的审核员签名批准", "two different reviewers approve, each signing");
-    for reviewer in REVIEWERS {
-        let session = Session::open(url, &ids.join(reviewer)).await?;
-        let module = operator.modules().list(pb::Empty {}).await?.into_inner().modules;
-        let module = module.iter().find(|m| m.module == sha).context("the module")?;
-        if module.approvals.iter().any(|a| a == reviewer) || module.status == pb::ModuleStatus::Approved as i32 {
-            println!("    {reviewer}: approved before / 已批准");
-            continue;
-        }
-        let module = session.approve(&sha).await?;
-        println!("    {reviewer} approved: {}/{}", module.approvals.len(), module.approvals_needed);
-    }
+    approve(url, &ids, &operator, &sha).await?;
 
     step(
         7,
@@ -335,6 +312,30 @@ async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
 
     step(
         11,
+        "第二个模块：审核扣下的单元格只注明规则，不给数值",
+        "a second module: the audit withholds cells, naming the rule and no figure of them",
+    );
+    let sha = submit(&operator, "capital").await?;
+    approve(url, &ids, &operator, &sha).await?;
+    let run = operator
+        .runs()
+        .start(pb::StartRunRequest { module: sha, agreement: AGREEMENT.into(), parameters: vec![] })
+        .await?
+        .into_inner();
+    let run = operator.follow(&run.id, |r| println!("    {}  {}", r.id, client::status_name(r.status))).await?;
+    anyhow::ensure!(
+        run.status == pb::RunStatus::Released as i32,
+        "the run ended {} ({}) / 运行未发布",
+        client::status_name(run.status),
+        run.error_code
+    );
+    let out = dir.join("downloads").join(&run.release);
+    let _ = std::fs::remove_dir_all(&out);
+    unit.download(&run.release, &out).await?;
+    show_withheld(&out)?;
+
+    step(
+        12,
         "数据主管部门备案年度运营报告，评估机构从日志重新计算并核验",
         "the bureau files the annual operation report; the evaluator computes it again from the log",
     );
@@ -358,5 +359,84 @@ async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
     }
     anyhow::ensure!(check.problems.is_empty(), "the annual report did not verify / 年度报告核验未通过");
     println!("    ✓ the same report, computed again from the verified log, filed as entry {}", got.log_index);
+    Ok(())
+}
+
+/// Submits an example module (signed by the operator), unless it was before; its SHA-256.
+async fn submit(operator: &Session, name: &str) -> anyhow::Result<String> {
+    let example = sandbox_examples::find(name).with_context(|| format!("the {name} example"))?;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(example.wasm));
+    let modules = operator.modules().list(pb::Empty {}).await?.into_inner().modules;
+    if modules.iter().any(|m| m.module == sha) {
+        println!("    {name} {}… submitted before / 已提交", &sha[..16]);
+    } else {
+        let module = operator.submit(example.wasm.to_vec(), example.manifest.to_owned(), LICENCE).await?;
+        println!(
+            "    {name} {}… ({} bytes); {} reviewer(s) needed for the level of its data",
+            &sha[..16],
+            example.wasm.len(),
+            module.approvals_needed
+        );
+    }
+    Ok(sha)
+}
+
+/// Both reviewers approve the module (as many as its data's level needs).
+async fn approve(url: &str, ids: &Path, operator: &Session, sha: &str) -> anyhow::Result<()> {
+    for reviewer in REVIEWERS {
+        let session = Session::open(url, &ids.join(reviewer)).await?;
+        let module = operator.modules().list(pb::Empty {}).await?.into_inner().modules;
+        let module = module.iter().find(|m| m.module == sha).context("the module")?;
+        if module.status == pb::ModuleStatus::Approved as i32 {
+            println!("    {reviewer}: not needed, the module is approved / 模块已批准，无需再审");
+            continue;
+        }
+        if module.approvals.iter().any(|a| a == reviewer) {
+            println!("    {reviewer}: approved before / 已批准");
+            continue;
+        }
+        let module = session.approve(sha).await?;
+        println!("    {reviewer} approved: {}/{}", module.approvals.len(), module.approvals_needed);
+    }
+    Ok(())
+}
+
+/// A released table's withheld cells beside what the released report says of each: the rule,
+/// never a figure.
+fn show_withheld(bundle: &Path) -> anyhow::Result<()> {
+    let results = bundle.join("results");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(results.join("audit-report.json"))?)?;
+    let csv = std::fs::read_to_string(results.join("capital.csv"))?;
+    let rows: Vec<&str> = csv.lines().collect();
+    let findings = report["tables"][0]["findings"].as_array().cloned().unwrap_or_default();
+    let mut shown = 0;
+    println!("    {}  ← 出域审核 / output audit", rows.first().copied().unwrap_or_default());
+    for (r, row) in rows.iter().skip(1).enumerate() {
+        let rules: Vec<&str> = findings
+            .iter()
+            .filter(|f| f["row"].as_u64() == Some(r as u64) && f["verdict"] == "suppressed")
+            .filter_map(|f| f["rule"].as_str())
+            .collect();
+        if !rules.is_empty() || shown < 3 {
+            let note = if rules.is_empty() {
+                "通过 / pass".to_owned()
+            } else {
+                format!("抑制 / suppressed: {}", rules.join(", "))
+            };
+            println!("    {row}  ← {note}");
+            shown += 1;
+        }
+        if shown >= 12 {
+            break;
+        }
+    }
+    let withheld: std::collections::BTreeSet<u64> =
+        findings.iter().filter(|f| f["verdict"] == "suppressed").filter_map(|f| f["row"].as_u64()).collect();
+    println!(
+        "    {} rows, {} withheld and named by rule; the figures are the host's own (counts to 5, sums to 4 digits)",
+        rows.len().saturating_sub(1),
+        withheld.len()
+    );
+    println!("    {}", results.join("audit-report.json").display());
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow_schema::{Field, Schema};
-use sandbox_catalog::{ColumnType, Constraint, Level, Openness, Sharing, UpdateFrequency};
+use sandbox_catalog::{ColumnType, Constraint, Grain, Level, Openness, Sharing, UpdateFrequency};
 
 pub(crate) struct DatasetSpec {
     pub(crate) id: &'static str,
@@ -26,6 +26,16 @@ pub(crate) struct ColumnSpec {
     pub(crate) constraint: Constraint,
     pub(crate) zh: &'static str,
     pub(crate) en: &'static str,
+    /// 公开分类: where output contracts may band or filter the column.
+    pub(crate) classification: Option<Published>,
+}
+
+/// A published classification, in a form constants can hold (the catalog's `Classification`
+/// owns its lists).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Published {
+    Grains(&'static [Grain]),
+    Edges(&'static [f64]),
 }
 
 const fn col(
@@ -35,8 +45,21 @@ const fn col(
     zh: &'static str,
     en: &'static str,
 ) -> ColumnSpec {
-    ColumnSpec { name, data_type, constraint, zh, en }
+    ColumnSpec { name, data_type, constraint, zh, en, classification: None }
 }
+
+impl ColumnSpec {
+    const fn grains(self, grains: &'static [Grain]) -> ColumnSpec {
+        ColumnSpec { classification: Some(Published::Grains(grains)), ..self }
+    }
+
+    const fn edges(self, edges: &'static [f64]) -> ColumnSpec {
+        ColumnSpec { classification: Some(Published::Edges(edges)), ..self }
+    }
+}
+
+/// Dates are published by year, quarter and month.
+const CALENDAR: &[Grain] = &[Grain::Year, Grain::Quarter, Grain::Month];
 
 use ColumnType::{Date, Float64, String as Str};
 use Constraint::{AggregateOnly, CompareOnly, Forbidden, GroupByOnly, Plaintext, Pseudonymized};
@@ -58,7 +81,7 @@ pub(crate) const PERSONS: DatasetSpec = DatasetSpec {
         col("citizen_id", Str, Pseudonymized, "公民身份号码（GB 11643）", "Citizen ID number (GB 11643)"),
         col("name", Str, Pseudonymized, "姓名", "Name"),
         col("gender", Str, GroupByOnly, "性别（男/女）", "Gender (男 male / 女 female)"),
-        col("birth_date", Date, GroupByOnly, "出生日期", "Date of birth"),
+        col("birth_date", Date, GroupByOnly, "出生日期", "Date of birth").grains(CALENDAR),
         col("district", Str, GroupByOnly, "居住地行政区划代码（GB/T 2260）", "District of residence (GB/T 2260 code)"),
         col("hukou_type", Str, GroupByOnly, "户籍类型", "Household registration type"),
         col("education", Str, GroupByOnly, "学历", "Education"),
@@ -80,8 +103,9 @@ pub(crate) const ENTERPRISES: DatasetSpec = DatasetSpec {
         col("uscc", Str, Pseudonymized, "统一社会信用代码（GB 32100）", "Unified social credit code (GB 32100)"),
         col("name", Str, Pseudonymized, "单位名称", "Registered name"),
         col("industry", Str, GroupByOnly, "行业门类（GB/T 4754）", "Industry section (GB/T 4754)"),
-        col("registered_capital", CAPITAL, AggregateOnly, "注册资本（万元）", "Registered capital (10,000 yuan)"),
-        col("established", Date, CompareOnly, "成立日期", "Date of establishment"),
+        col("registered_capital", CAPITAL, AggregateOnly, "注册资本（万元）", "Registered capital (10,000 yuan)")
+            .edges(&[10.0, 50.0, 100.0, 500.0, 1_000.0, 5_000.0]),
+        col("established", Date, CompareOnly, "成立日期", "Date of establishment").grains(CALENDAR),
         col(
             "district",
             Str,
@@ -107,14 +131,18 @@ pub(crate) const SOCIAL_INSURANCE: DatasetSpec = DatasetSpec {
         col("person_id", Str, Pseudonymized, "参保人公民身份号码", "Insured person's citizen ID number"),
         col("employer_uscc", Str, Pseudonymized, "缴费单位统一社会信用代码", "Employer's unified social credit code"),
         col("month", Str, Plaintext, "费款所属期（YYYY-MM）", "Contribution month (YYYY-MM)"),
-        col("contribution_base", MONEY, AggregateOnly, "缴费基数（元）", "Contribution base (yuan)"),
+        // The base is clamped to 4 494–22 470 yuan (`people.rs`) and the amount is 24 % of it: no
+        // band below the floor, which would always be empty.
+        col("contribution_base", MONEY, AggregateOnly, "缴费基数（元）", "Contribution base (yuan)")
+            .edges(&[5_000.0, 6_000.0, 8_000.0, 12_000.0, 20_000.0]),
         col(
             "amount",
             MONEY,
             AggregateOnly,
             "养老保险缴费额（元，单位与个人合计）",
             "Pension contribution, employer and employee (yuan)",
-        ),
+        )
+        .edges(&[1_200.0, 1_500.0, 2_000.0, 3_000.0, 5_000.0]),
     ],
 };
 
@@ -132,9 +160,13 @@ pub(crate) const UTILITY_USAGE: DatasetSpec = DatasetSpec {
         col("household_key", Str, Pseudonymized, "户号（地址编码）", "Household (address) key"),
         col("district", Str, GroupByOnly, "行政区划代码（GB/T 2260）", "District (GB/T 2260 code)"),
         col("month", Str, Plaintext, "账期（YYYY-MM）", "Billing month (YYYY-MM)"),
-        col("water_m3", Float64, AggregateOnly, "用水量（立方米）", "Water (m³)"),
-        col("electricity_kwh", Float64, AggregateOnly, "用电量（千瓦时）", "Electricity (kWh)"),
-        col("gas_m3", Float64, AggregateOnly, "用气量（立方米）", "Gas (m³)"),
+        // An occupied home's month (`homes.rs`) uses about 2–13 m³ of water, 80–360 kWh and
+        // 10–52 m³ of gas (5th–95th percentiles, medians 6, 180 and 24); the lowest bands also
+        // hold the empty homes.
+        col("water_m3", Float64, AggregateOnly, "用水量（立方米）", "Water (m³)").edges(&[2.0, 5.0, 10.0, 15.0, 20.0]),
+        col("electricity_kwh", Float64, AggregateOnly, "用电量（千瓦时）", "Electricity (kWh)")
+            .edges(&[100.0, 200.0, 300.0, 400.0, 500.0]),
+        col("gas_m3", Float64, AggregateOnly, "用气量（立方米）", "Gas (m³)").edges(&[10.0, 20.0, 30.0, 50.0, 80.0]),
     ],
 };
 
@@ -179,9 +211,37 @@ impl DatasetSpec {
             let _ = writeln!(s, "type = {}", q(&c.data_type.to_string()));
             let _ = writeln!(s, "constraint = {}  # {}", q(c.constraint.as_str()), c.constraint.zh());
             let _ = writeln!(s, "description = {{ zh = {}, en = {} }}", q(c.zh), q(c.en));
+            match c.classification {
+                Some(Published::Grains(grains)) => {
+                    let codes: Vec<String> = grains.iter().map(|g| q(g.as_str())).collect();
+                    let zh: Vec<&str> = grains.iter().map(|g| g.zh()).collect();
+                    let en: Vec<&str> = grains.iter().map(|g| g.as_str()).collect();
+                    let _ = writeln!(
+                        s,
+                        "classification = {{ grains = [{}] }}  # 公开分类：按{}发布 / published by {}",
+                        codes.join(", "),
+                        zh.join("、"),
+                        en.join(", ")
+                    );
+                }
+                Some(Published::Edges(edges)) => {
+                    let edges: Vec<String> = edges.iter().map(|&e| toml_number(e)).collect();
+                    let _ = writeln!(
+                        s,
+                        "classification = {{ edges = [{}] }}  # 公开分类：分段边界 / published band edges",
+                        edges.join(", ")
+                    );
+                }
+                None => {}
+            }
         }
         s
     }
+}
+
+/// Whole numbers without a fraction, as people write edges; others as TOML floats.
+fn toml_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { toml::Value::Float(v).to_string() }
 }
 
 fn toml_string(v: &str) -> String {

@@ -6,22 +6,41 @@
 //! the result itself (and a subquery's result), predicates (WHERE, HAVING, JOIN ON, FILTER), GROUP
 //! BY and DISTINCT, aggregate arguments, window functions, ORDER BY, LIMIT and UNNEST.
 //!
+//! Identifiers (`pseudonymized` columns) may be used anywhere, except where they single one
+//! person out of a statistic: reduced together with raw `aggregate_only` values, in an
+//! aggregate's arguments or its FILTER; aggregated other than counted, or named in a FILTER, in a
+//! grouping by raw `group_by_only` values; or in a grouping key in any form but the bare
+//! identifier (and not even bare next to raw `group_by_only` keys).
+//!
+//! A `compare_only` or `aggregate_only` column may also be used through `classify`, at a grain
+//! or edges the catalog publishes for it (`Flow::Classified`): as a grouping key (a restricted
+//! grouping, like raw `group_by_only` keys) and in predicates, and like any value once grouped.
+//!
+//! Values may not grow without bound: a value is weighed by how many stored values or constants
+//! it is assembled from, counting an argument a function repeats once per repetition; an
+//! argument repeated as many times as the data decides (a delimiter, a replacement) must be a
+//! literal.
+//!
 //! Three things it must never do: accept a plan node it does not understand (it rejects the
 //! unknown), let a subquery's result lose the lineage of the outer columns it was correlated on,
 //! or let a `compare_only` value be compared across rows of different relations (the rows that
 //! match would reveal it).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema, JoinType};
+use datafusion::common::{Column, DFSchema, JoinType, ScalarValue};
 use datafusion::logical_expr::utils::{grouping_set_to_exprlist, split_conjunction};
-use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, Subquery, Volatility};
+use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, LogicalPlan, Subquery, Volatility};
 
-use sandbox_catalog::Constraint;
+use datafusion::logical_expr::expr::ScalarFunction;
+use sandbox_catalog::{Classification, Constraint};
 
+use crate::classify::{self, Cut};
 use crate::lineage::{Flow, Item, Lineage, Origin, OutputColumn, Source};
-use crate::rejection::{Place, Reason, Rejection};
+use crate::rejection::{Classes, Place, Reason, Rejection, RestrictedKeys};
 use crate::views::Views;
 
 /// Aggregates that reduce many values to one summary: the only ones an `aggregate_only` column may
@@ -80,7 +99,7 @@ pub(crate) const RESERVED: &str = "__sandbox_";
 
 /// Checks `plan` and returns the lineage of each output column.
 pub(crate) fn check(views: &Views, plan: &LogicalPlan) -> Result<Vec<OutputColumn>, Rejection> {
-    let mut checker = Checker { views, origins: 0, within: Vec::new(), grouping_restricted: false };
+    let mut checker = Checker { views, origins: 0, within: Vec::new(), grouping_restricted: None };
     let lineage = checker.plan(plan, None)?;
     for l in &lineage {
         checker.consume(l, &Place::Output)?;
@@ -94,8 +113,9 @@ struct Checker<'v> {
     origins: usize,
     /// Names of the subqueries being walked, for messages.
     within: Vec<String>,
-    /// Whether the aggregates being walked are those of a grouping by raw `group_by_only` values.
-    grouping_restricted: bool,
+    /// Whether the aggregates being walked are those of a restricted grouping: by raw
+    /// `group_by_only` values or by a classification of a restricted column.
+    grouping_restricted: Option<RestrictedKeys>,
 }
 
 /// The columns an expression can name: one or more input relations, then enclosing queries.
@@ -106,6 +126,21 @@ struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
+    /// The columns of the input relations as one schema, to compute the types of expressions.
+    fn schema(&self) -> Cow<'a, DFSchema> {
+        match self.parts {
+            [] => Cow::Owned(DFSchema::empty()),
+            [(schema, _)] => Cow::Borrowed(*schema),
+            [(first, _), rest @ ..] => {
+                let mut schema = (*first).clone();
+                for (other, _) in rest {
+                    schema.merge(other);
+                }
+                Cow::Owned(schema)
+            }
+        }
+    }
+
     fn resolve(&self, c: &Column) -> Option<&'a Lineage> {
         self.parts.iter().find_map(|(schema, lineage)| schema.maybe_index_of_column(c).and_then(|i| lineage.get(i)))
     }
@@ -181,16 +216,14 @@ impl Checker<'_> {
                 let origin = self.fresh();
                 let mut out = Vec::new();
                 let groups = grouping_set_to_exprlist(&a.group_expr).map_err(|_| self.internal("grouping sets"))?;
-                let mut restricted = false;
+                let mut keys = Vec::new();
                 for g in groups {
                     let l = self.expr(g, &scope)?;
                     self.consume(&l, &Place::GroupBy)?;
-                    restricted |= l.items.iter().any(|i| {
-                        i.flow == Flow::Value
-                            && matches!(i.source, Source::Column { constraint: Constraint::GroupByOnly, .. })
-                    });
-                    out.push(l.became(Flow::GroupKey, origin));
+                    keys.push(l);
                 }
+                let restricted = self.keys(&keys, &Place::GroupBy)?;
+                out.extend(keys.into_iter().map(|l| l.became(Flow::GroupKey, origin)));
                 if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
                     out.push(Lineage::default()); // the internal grouping id
                 }
@@ -279,21 +312,23 @@ impl Checker<'_> {
             LogicalPlan::Distinct(Distinct::All(input)) => {
                 let lineage = self.plan(input, outer)?;
                 let origin = self.fresh();
-                let mut out = Vec::new();
-                for l in lineage {
-                    self.consume(&l, &Place::Distinct)?;
-                    out.push(with_rows(l.became(Flow::GroupKey, origin), origin));
+                for l in &lineage {
+                    self.consume(l, &Place::Distinct)?;
                 }
-                Ok(out)
+                self.keys(&lineage, &Place::Distinct)?;
+                Ok(lineage.into_iter().map(|l| with_rows(l.became(Flow::GroupKey, origin), origin)).collect())
             }
             LogicalPlan::Distinct(Distinct::On(d)) => {
                 let input = self.plan(&d.input, outer)?;
                 let parts = [(d.input.schema().as_ref(), input.as_slice())];
                 let scope = Scope { parts: &parts, outer };
+                let mut keys = Vec::new();
                 for e in &d.on_expr {
                     let l = self.expr(e, &scope)?;
                     self.consume(&l, &Place::DistinctOn)?;
+                    keys.push(l);
                 }
+                self.keys(&keys, &Place::DistinctOn)?;
                 // DISTINCT ON must sort by its keys first; sorting by a key is grouping by it.
                 for e in d.sort_expr.iter().flatten().filter(|e| !d.on_expr.contains(&e.expr)) {
                     let l = self.expr(&e.expr, &scope)?;
@@ -364,10 +399,21 @@ impl Checker<'_> {
     }
 
     /// The lineage of an expression's value, checking the uses inside it (aggregate and window
-    /// arguments, subqueries).
+    /// arguments, subqueries). Only a column reference or an alias passes a value on unchanged;
+    /// every other expression computes a new value from its sources.
     #[recursive::recursive]
     fn expr(&mut self, e: &Expr, scope: &Scope<'_>) -> Result<Lineage, Rejection> {
+        let lineage = self.value(e, scope)?;
+        Ok(match e {
+            Expr::Column(_) | Expr::OuterReferenceColumn(..) | Expr::Alias(_) => lineage,
+            _ => lineage.computed(),
+        })
+    }
+
+    /// The lineage of `e`, before `expr` marks whether it passes a value on unchanged.
+    fn value(&mut self, e: &Expr, scope: &Scope<'_>) -> Result<Lineage, Rejection> {
         match e {
+            Expr::Alias(a) => self.expr(&a.expr, scope),
             Expr::Column(c) => scope.resolve(c).cloned().ok_or_else(|| self.internal("an unresolved column")),
             Expr::OuterReferenceColumn(_, c) => scope.resolve_outer(c).cloned().ok_or_else(|| {
                 self.reject(Reason::Unsupported(
@@ -380,6 +426,15 @@ impl Checker<'_> {
             #[allow(deprecated)] // The planner expands wildcards; one left over would hide columns.
             Expr::Wildcard { .. } => Err(self.internal("an unexpanded wildcard")),
             Expr::GroupingSet(_) => Err(self.internal("a grouping set outside GROUP BY")),
+            // A lambda runs once per element of a list: whatever it captures is repeated as many
+            // times as the data decides, and its parameters carry no lineage.
+            Expr::HigherOrderFunction(_) | Expr::Lambda(_) | Expr::LambdaVariable(_) => {
+                Err(self.reject(Reason::Unsupported("higher-order functions (lambdas)")))
+            }
+            Expr::ScalarFunction(f) if classify::is_classify(f) => {
+                self.deterministic(f.func.signature().volatility, f.func.name())?;
+                self.classify(f, scope)
+            }
             Expr::ScalarFunction(f) => {
                 self.deterministic(f.func.signature().volatility, f.func.name())?;
                 if AMPLIFYING_FUNCTIONS.contains(&f.func.name()) {
@@ -398,17 +453,26 @@ impl Checker<'_> {
                     self.consume(&l, &place)?;
                     out.extend(l);
                 }
-                self.unidentified(&out, &name)?;
-                if self.grouping_restricted {
-                    self.no_members(a, &out, &name)?;
+                // string_agg puts its delimiter between every two rows it collects.
+                if let ("string_agg", Some(delimiter)) = (name.as_str(), a.params.args.get(1)) {
+                    self.repeated(delimiter, &name, "delimiter")?;
                 }
-                if let Some(filter) = &a.params.filter {
-                    self.predicate(filter, scope, &Place::AggregateFilter(name))?;
+                let filter = match &a.params.filter {
+                    Some(filter) => Some(self.predicate(filter, scope, &Place::AggregateFilter(name.clone()))?),
+                    None => None,
+                };
+                self.unidentified(&out, filter.as_ref(), &name)?;
+                if let Some(keys) = self.grouping_restricted {
+                    self.no_members(a, &out, filter.as_ref(), &name, keys)?;
                 }
                 // An aggregate's value is held by its accumulator, inside the memory pool.
                 out.weight = 1;
                 Ok(out.became(Flow::Aggregated, Origin::CONSTANT))
             }
+            // PARTITION BY is not judged as a grouping key: a window sees no raw group_by_only or
+            // aggregate_only value (they are refused here), so a partition computed from an
+            // identifier isolates nothing the threshold protects; and the window's result carries
+            // the identifier's lineage, so a grouping by it further up is judged there.
             Expr::WindowFunction(w) => {
                 let name = w.fun.name().to_owned();
                 let place = Place::Window(name.clone());
@@ -453,27 +517,169 @@ impl Checker<'_> {
         }
     }
 
+    /// `classify(x, grain)` or `classify(x, edges...)`: the period or band of each of `x`'s
+    /// view columns, judged against the catalog's published classification.
+    ///
+    /// `x` must pass a view column's stored values on unchanged: a classification is published
+    /// for those values, and `classify(registered_capital * 2, 100)` cuts the column at 50, which
+    /// is not a published edge. A value already grouped or aggregated is a released statistic
+    /// and may be cut anywhere. The grain and edges must be literals, to be judged here before
+    /// anything runs. A `plaintext` or `group_by_only` column may be cut anywhere (grouping by a
+    /// band of it is grouping by it); a `compare_only` or `aggregate_only` one only where its
+    /// classification is published; a `pseudonymized` or `forbidden` one nowhere.
+    fn classify(&mut self, f: &ScalarFunction, scope: &Scope<'_>) -> Result<Lineage, Rejection> {
+        let Some((value, cut)) = f.args.split_first() else { return Err(self.internal("classify without arguments")) };
+        let mut literals = Vec::with_capacity(cut.len());
+        for c in cut {
+            let Expr::Literal(literal, _) = c else { return Err(self.reject(Reason::ClassifyNotLiteral)) };
+            literals.push(literal);
+        }
+        // The function refused a malformed grain or edges when the query was planned.
+        let cut = Cut::parse(&literals).map_err(|_| self.internal("a classify call its function refuses"))?;
+        let lineage = self.expr(value, scope)?;
+        let mut out = Lineage::constant();
+        for item in lineage.items {
+            let Source::Column { view, column, constraint } = &item.source else {
+                out.items.insert(item);
+                continue;
+            };
+            match item.flow {
+                Flow::GroupKey | Flow::Aggregated => {
+                    out.items.insert(item);
+                    continue;
+                }
+                Flow::Value if item.exact => {}
+                Flow::Value | Flow::Classified => return Err(self.reject(Reason::ClassifyExpression)),
+            }
+            match constraint {
+                Constraint::Plaintext | Constraint::GroupByOnly => {}
+                Constraint::Pseudonymized | Constraint::Forbidden => {
+                    let reason =
+                        Reason::Unclassifiable { view: view.clone(), column: column.clone(), constraint: *constraint };
+                    return Err(self.reject(reason));
+                }
+                Constraint::CompareOnly | Constraint::AggregateOnly => {
+                    let published = self.views.classification(view, column);
+                    if let Some(asked) = unpublished(&cut, published) {
+                        let reason = Reason::Unpublished {
+                            column: format!("{view}.{column}"),
+                            constraint: *constraint,
+                            asked,
+                            published: published.map(classes),
+                        };
+                        return Err(self.reject(reason));
+                    }
+                }
+            }
+            out.items.insert(Item { flow: Flow::Classified, exact: false, ..item });
+        }
+        Ok(out)
+    }
+
     fn children(&mut self, e: &Expr, scope: &Scope<'_>) -> Result<Lineage, Rejection> {
+        self.no_list_as_text(e, scope)?;
         let mut children = Vec::new();
         e.apply_children(|c| {
             children.push(c);
             Ok(TreeNodeRecursion::Continue)
         })
         .map_err(|_| self.internal("an expression"))?;
-        let mut out = Lineage::default();
-        let mut parts = 0u64;
+        let mut parts = Vec::with_capacity(children.len());
         for c in children {
-            let l = self.expr(c, scope)?;
-            parts = parts.saturating_add(l.weight);
+            parts.push(self.expr(c, scope)?);
+        }
+        let weight = self.weight(e, &parts)?;
+        if weight > MAX_VALUE_WEIGHT {
+            return Err(self.reject(Reason::TooLarge { parts: weight, limit: MAX_VALUE_WEIGHT }));
+        }
+        let mut out = Lineage::default();
+        for l in parts {
             out.extend(l);
         }
-        if concatenates(e) {
-            out.weight = parts;
-            if parts > MAX_VALUE_WEIGHT {
-                return Err(self.reject(Reason::TooLarge { parts, limit: MAX_VALUE_WEIGHT }));
-            }
-        }
+        out.weight = weight;
         Ok(out)
+    }
+
+    /// How many stored values or constants the value of `e` is assembled from, given its
+    /// children's `parts`: their sum for a concatenation, the largest otherwise, and, for a
+    /// function that repeats an argument, that argument once per repetition.
+    ///
+    /// `concat_ws` repeats its separator between every two values: it weighs the separator once
+    /// per gap. `array_to_string` (`array_join`, `list_to_string` ...) repeats its delimiter, and
+    /// its null string, once per element, and `array_replace_all` / `array_replace_n` their
+    /// replacement once per match: how many times, the data decides. Such an argument must be a
+    /// literal, and weighs its length in bytes once per part of the list: a list of one-character
+    /// elements joined by a 100-byte delimiter is 101 times its size (and `string_to_array(s,
+    /// NULL)` makes a list of the characters of any string). Some functions grow text by a bounded
+    /// factor, which nesting compounds: `encode` writes two characters per byte, `upper`,
+    /// `lower` and `initcap` can triple a character's bytes (`upper('ΐ')`), and `translate` can
+    /// map a one-byte character to a four-byte one; `translate(upper(s), 'ʼN', 'ŉŉ')` doubles
+    /// `s = 'ŉ...'` each round.
+    fn weight(&self, e: &Expr, parts: &[Lineage]) -> Result<u64, Rejection> {
+        let sum = || parts.iter().fold(0u64, |w, l| w.saturating_add(l.weight));
+        let largest = || parts.iter().map(|l| l.weight).max().unwrap_or(0);
+        if concatenates(e) {
+            return Ok(sum());
+        }
+        let Expr::ScalarFunction(f) = e else { return Ok(largest()) };
+        let name = f.func.name();
+        let first = parts.first().map_or(0, |l| l.weight);
+        Ok(match (name, f.args.as_slice()) {
+            ("concat_ws", [_, values @ ..]) => {
+                let gaps = values.len().saturating_sub(1) as u64;
+                first.saturating_mul(gaps).saturating_add(sum().saturating_sub(first))
+            }
+            ("array_to_string", [_, repeated @ ..]) => {
+                let mut bytes = 1;
+                for (argument, what) in repeated.iter().zip(["delimiter", "null string"]) {
+                    bytes = bytes.max(self.repeated(argument, name, what)?);
+                }
+                first.saturating_mul(1 + bytes)
+            }
+            ("array_replace_all" | "array_replace_n", [_, _, replacement, ..]) => {
+                let bytes = self.repeated(replacement, name, "replacement")?.max(1);
+                first.saturating_mul(1 + bytes)
+            }
+            ("encode", _) => first.saturating_mul(2),
+            ("upper" | "lower" | "initcap", _) => first.saturating_mul(3),
+            ("translate", _) => first.saturating_mul(4),
+            _ => largest(),
+        })
+    }
+
+    /// A list turned into text, by a cast or by a text function that coerces its argument
+    /// (`concat(list, '')`, `length(list)`), becomes `[a, b, c]`: a separator and brackets
+    /// repeated once per element, as many times as the data decides, with no literal to weigh
+    /// (`string_to_array(s, NULL)` makes a list of the characters of any string, so the two in
+    /// turn triple a value each round). Lists are joined into text only by `array_to_string`,
+    /// which is weighed. Functions whose text does not depend on the elements are let through.
+    fn no_list_as_text(&self, e: &Expr, scope: &Scope<'_>) -> Result<(), Rejection> {
+        let (function, inputs): (&str, Vec<&Expr>) = match e {
+            Expr::Cast(c) => ("cast", vec![&c.expr]),
+            Expr::TryCast(c) => ("try_cast", vec![&c.expr]),
+            Expr::ScalarFunction(f) if !matches!(f.func.name(), "array_to_string" | "arrow_typeof") => {
+                (f.func.name(), f.args.iter().collect())
+            }
+            _ => return Ok(()),
+        };
+        let schema = scope.schema();
+        let type_of =
+            |e: &Expr| e.get_type(schema.as_ref()).map_err(|_| self.internal("an expression of unknown type"));
+        let mut nested = false;
+        for input in inputs {
+            nested |= type_of(input)?.is_nested();
+        }
+        if nested && matches!(type_of(e)?, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+            return Err(self.reject(Reason::ListAsText(function.to_owned())));
+        }
+        Ok(())
+    }
+
+    /// An argument that a function repeats as many times as the data decides must be a literal,
+    /// so that its size is bounded by the SQL text's. Returns its length in bytes.
+    fn repeated(&self, argument: &Expr, function: &str, what: &'static str) -> Result<u64, Rejection> {
+        literal_length(argument)
+            .ok_or_else(|| self.reject(Reason::Repeating { function: function.to_owned(), argument: what }))
     }
 
     /// The lineage of a subquery's result column. What it returns counts as one value per outer
@@ -492,11 +698,10 @@ impl Checker<'_> {
         }
         self.within.pop();
         let weight = lineage.iter().map(|l| l.weight).max().unwrap_or(0);
-        let items = lineage.into_iter().flat_map(|l| l.items).map(|i| {
-            let compared =
-                i.flow == Flow::Value && matches!(i.source, Source::Column { constraint: Constraint::CompareOnly, .. });
-            if compared { i } else { Item { origin: Origin::CONSTANT, ..i } }
-        });
+        let items = lineage
+            .into_iter()
+            .flat_map(|l| l.items)
+            .map(|i| if compared(&i) { i } else { Item { origin: Origin::CONSTANT, ..i } });
         Ok(Lineage { items: items.collect(), weight })
     }
 
@@ -522,7 +727,7 @@ impl Checker<'_> {
             _ => None,
         })) {
             if let Some(lineage) = scope.resolve(c).or_else(|| scope.resolve_outer(c)) {
-                out.items.extend(lineage.items.iter().cloned().map(|i| Item { correlated: true, ..i }));
+                out.items.extend(lineage.items.iter().cloned().map(|i| Item { correlated: true, exact: false, ..i }));
             }
         }
         Ok(out)
@@ -543,12 +748,11 @@ impl Checker<'_> {
 
     /// A `compare_only` value may be compared only with constants and values of its own row: a
     /// comparison with other rows' values (another table's, another scan's, a subquery's set or
-    /// an aggregate over other rows) says, through which rows match or how many, what it is.
+    /// an aggregate over other rows) says, through which rows match or how many, what it is. Its
+    /// classification too: it is still one row's value, and the rule is the column's.
     fn same_row(&self, lineage: &Lineage, place: &Place) -> Result<(), Rejection> {
         let items: Vec<&Item> = lineage.items.iter().filter(|i| !i.correlated).collect();
-        let compared = items.iter().find(|i| {
-            i.flow == Flow::Value && matches!(i.source, Source::Column { constraint: Constraint::CompareOnly, .. })
-        });
+        let compared = items.iter().find(|i| compared(i));
         let Some(Item { source: Source::Column { view, column, .. }, origin, .. }) = compared else { return Ok(()) };
         if items.iter().any(|i| i.origin != Origin::CONSTANT && i.origin != *origin) {
             let reason =
@@ -563,11 +767,10 @@ impl Checker<'_> {
         for item in &lineage.items {
             let Source::Column { view, column, constraint } = &item.source else { continue };
             if !allowed(*constraint, item.flow, place) {
-                let reason = Reason::Constraint {
-                    view: view.clone(),
-                    column: column.clone(),
-                    constraint: *constraint,
-                    place: place.clone(),
+                let (view, column, constraint, place) = (view.clone(), column.clone(), *constraint, place.clone());
+                let reason = match item.flow {
+                    Flow::Classified => Reason::ClassifiedUse { view, column, constraint, place },
+                    _ => Reason::Constraint { view, column, constraint, place },
                 };
                 return Err(self.reject(reason));
             }
@@ -575,20 +778,71 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Checks the keys of one grouping (GROUP BY, DISTINCT or DISTINCT ON) as a whole, and
+    /// returns what restricts it, if anything: grouped by raw `group_by_only` values or by a
+    /// classification of a `group_by_only`, `compare_only` or `aggregate_only` column (a quarter
+    /// of founding dates, a band of capital), so that its groups are counted against the
+    /// threshold and identifiers may only be counted in it.
+    ///
+    /// A key may be an identifier itself (`GROUP BY person_id`: one group per person, which the
+    /// threshold drops wherever a restricted value is involved), but not a value computed from
+    /// one, in any form: `citizen_id = 'x'` next to `education` splits one person off each
+    /// group, and the difference between the groups says what that person's education is;
+    /// `substr(citizen_id, 1, 3)` or `district || citizen_id` sort people by their identifier.
+    /// In a restricted grouping not even the identifier itself may be a key: one group per
+    /// identifier and district is a list of who lives where (`array_agg(citizen_id)` per
+    /// district is refused for that), and the threshold counts the units of the scans behind
+    /// the `group_by_only` keys, not those behind the identifier: keyed by one side of a
+    /// self-join (`a.citizen_id, b.district ... ON a.citizen_id >= b.citizen_id`), every group
+    /// is large and the differences between neighbouring ones place each person.
+    fn keys(&self, keys: &[Lineage], place: &Place) -> Result<Option<RestrictedKeys>, Rejection> {
+        let mut restricted = None;
+        for item in keys.iter().flat_map(|l| &l.items) {
+            let Source::Column { constraint, .. } = &item.source else { continue };
+            match (constraint, item.flow) {
+                (Constraint::GroupByOnly, Flow::Value | Flow::Classified) => {
+                    restricted = Some(RestrictedKeys::GroupByOnly)
+                }
+                (Constraint::CompareOnly | Constraint::AggregateOnly, Flow::Classified) => {
+                    restricted = restricted.or(Some(RestrictedKeys::Classified));
+                }
+                _ => {}
+            }
+        }
+        for item in keys.iter().flat_map(|l| &l.items) {
+            let Source::Column { view, column, constraint: Constraint::Pseudonymized } = &item.source else {
+                continue;
+            };
+            let identifier = format!("{view}.{column}");
+            if !item.exact {
+                return Err(self.reject(Reason::IdentifierKey { identifier, place: place.clone() }));
+            }
+            if let Some(keys) = restricted {
+                return Err(self.reject(Reason::MemberKey { identifier, place: place.clone(), keys }));
+            }
+        }
+        Ok(restricted)
+    }
+
     /// An aggregate may not reduce raw `aggregate_only` values together with an identifier: `min`
     /// of `person_id || amount` is one person's amount with their pseudonym, and a sum of
-    /// `CASE WHEN person_id = ... THEN amount END` is one person's total.
+    /// `CASE WHEN person_id = ... THEN amount END` is one person's total. Its FILTER counts like
+    /// its arguments: `sum(amount) FILTER (WHERE person_id = ...)` is the same total.
     /// An identifier counts in any form: raw, or made a group key or aggregate on the way.
-    fn unidentified(&self, arguments: &Lineage, function: &str) -> Result<(), Rejection> {
+    fn unidentified(&self, arguments: &Lineage, filter: Option<&Lineage>, function: &str) -> Result<(), Rejection> {
         let value = arguments.items.iter().find_map(|i| match &i.source {
             Source::Column { view, column, constraint: Constraint::AggregateOnly } if i.flow == Flow::Value => {
                 Some(format!("{view}.{column}"))
             }
             _ => None,
         });
-        if let (Some(value), Some(identifier)) = (value, identifier(arguments)) {
-            let reason = Reason::IdentifiedAggregate { value, identifier, function: function.to_owned() };
-            return Err(self.reject(reason));
+        let Some(value) = value else { return Ok(()) };
+        let function = function.to_owned();
+        if let Some(identifier) = identifier(arguments) {
+            return Err(self.reject(Reason::IdentifiedAggregate { value, identifier, function }));
+        }
+        if let Some(identifier) = filter.and_then(identifier) {
+            return Err(self.reject(Reason::IdentifiedFilter { value, identifier, function }));
         }
         Ok(())
     }
@@ -596,13 +850,20 @@ impl Checker<'_> {
     /// In a grouping by raw `group_by_only` values, an aggregate of identifiers would name the
     /// members of each group (`array_agg(citizen_id)` per district, or `max(CASE WHEN
     /// citizen_id = ... THEN 1 END)`); joining such lists rebuilds each person's values. Only
-    /// counting the identifiers themselves is allowed: `count(DISTINCT citizen_id)`.
+    /// counting the identifiers themselves is allowed: `count(DISTINCT citizen_id)`. A FILTER
+    /// counts like the arguments: `max(1) FILTER (WHERE citizen_id = ...)` marks the group that
+    /// person is in, and so does `count(DISTINCT citizen_id) FILTER (WHERE citizen_id = ...)`.
     fn no_members(
         &self,
         a: &datafusion::logical_expr::expr::AggregateFunction,
         arguments: &Lineage,
+        filter: Option<&Lineage>,
         function: &str,
+        keys: RestrictedKeys,
     ) -> Result<(), Rejection> {
+        if let Some(identifier) = filter.and_then(identifier) {
+            return Err(self.reject(Reason::GroupMembersFilter { identifier, function: function.to_owned(), keys }));
+        }
         let Some(identifier) = identifier(arguments) else { return Ok(()) };
         let counting = matches!(function, "count" | "approx_distinct")
             && a.params.order_by.is_empty()
@@ -610,7 +871,7 @@ impl Checker<'_> {
         if counting {
             return Ok(());
         }
-        Err(self.reject(Reason::GroupMembers { identifier, function: function.to_owned() }))
+        Err(self.reject(Reason::GroupMembers { identifier, function: function.to_owned(), keys }))
     }
 
     fn deterministic(&self, volatility: Volatility, name: &str) -> Result<(), Rejection> {
@@ -622,6 +883,33 @@ impl Checker<'_> {
 
     fn internal(&self, what: &'static str) -> Rejection {
         self.reject(Reason::Unsupported(what))
+    }
+}
+
+/// A `compare_only` value still of one row, raw or classified: compared only within its row.
+fn compared(item: &Item) -> bool {
+    matches!(item.flow, Flow::Value | Flow::Classified)
+        && matches!(item.source, Source::Column { constraint: Constraint::CompareOnly, .. })
+}
+
+/// What a `classify` cut asks for that `published` does not publish, if anything.
+fn unpublished(cut: &Cut, published: Option<&Classification>) -> Option<Classes> {
+    match cut {
+        Cut::Grain(grain) if published.is_some_and(|c| c.has_grain(*grain)) => None,
+        Cut::Grain(grain) => Some(Classes::Grains(vec![*grain])),
+        Cut::Edges(edges) if published.is_some_and(|c| c.admits_edges(edges)) => None,
+        Cut::Edges(edges) => {
+            let off = edges.iter().filter(|&&e| !published.is_some_and(|c| c.has_edge(e)));
+            Some(Classes::Edges(off.map(ToString::to_string).collect()))
+        }
+    }
+}
+
+/// A published classification, for messages.
+fn classes(published: &Classification) -> Classes {
+    match published {
+        Classification::Grains(grains) => Classes::Grains(grains.clone()),
+        Classification::Edges(edges) => Classes::Edges(edges.iter().map(ToString::to_string).collect()),
     }
 }
 
@@ -639,14 +927,31 @@ fn identifier(lineage: &Lineage) -> Option<String> {
 /// within this many times the largest input.
 const MAX_VALUE_WEIGHT: u64 = 256;
 
+/// The length in bytes of a literal argument (under aliases and casts), or `None` for anything
+/// else. A literal's size is bounded by the SQL text's.
+fn literal_length(e: &Expr) -> Option<u64> {
+    match e {
+        Expr::Literal(value, _) => Some(match value {
+            ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s) => {
+                s.as_ref().map_or(0, |s| s.len() as u64)
+            }
+            other => other.to_string().len() as u64,
+        }),
+        Expr::Alias(a) => literal_length(&a.expr),
+        Expr::Cast(c) => literal_length(&c.expr),
+        Expr::TryCast(c) => literal_length(&c.expr),
+        _ => None,
+    }
+}
+
 /// Whether an expression's value holds all of its parts (rather than one of them, or a number).
+/// (`concat_ws` and the functions that repeat an argument are weighed in `Checker::weight`.)
 fn concatenates(e: &Expr) -> bool {
     match e {
         Expr::BinaryExpr(b) => b.op == datafusion::logical_expr::Operator::StringConcat,
         Expr::ScalarFunction(f) => matches!(
             f.func.name(),
             "concat"
-                | "concat_ws"
                 | "make_array"
                 | "array_concat"
                 | "array_append"
@@ -656,6 +961,8 @@ fn concatenates(e: &Expr) -> bool {
                 | "struct"
                 | "map"
                 | "overlay"
+                | "arrays_zip"
+                | "array_replace"
         ),
         _ => false,
     }
@@ -674,7 +981,14 @@ fn allowed(constraint: Constraint, flow: Flow, place: &Place) -> bool {
         (Constraint::Forbidden, _) => false,
         // Once grouped or aggregated, a value is a released statistic of many rows.
         (_, Flow::GroupKey | Flow::Aggregated) => true,
-        (Constraint::GroupByOnly, Flow::Value) => place.is_grouping(),
+        // A classification of a group_by_only column is a band of it: grouped, as the column is.
+        // (Compared, a band of any width would filter on the raw value row by row.)
+        (Constraint::GroupByOnly, Flow::Value | Flow::Classified) => place.is_grouping(),
+        // A published period or band of a restricted value: what the bureau's own tables group
+        // and filter by.
+        (Constraint::AggregateOnly | Constraint::CompareOnly, Flow::Classified) => {
+            place.is_grouping() || place.is_predicate()
+        }
         (Constraint::AggregateOnly, Flow::Value) => {
             matches!(place, Place::Aggregate(name) if REDUCING_AGGREGATES.contains(&name.as_str()))
         }

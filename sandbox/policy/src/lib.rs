@@ -9,6 +9,7 @@
 //! function in the session, and never run a query the checker has not admitted.
 
 mod checker;
+mod classify;
 mod gate;
 mod lineage;
 mod pseudonym;
@@ -35,9 +36,10 @@ use futures::{Stream, StreamExt};
 use sandbox_catalog::{Catalog, Variant};
 use tokio::time::{Instant, Sleep};
 
+pub use classify::classify_udf;
 pub use lineage::{Flow, OutputColumn, Source};
 pub use pseudonym::{DomainSecret, KeyError, PseudonymKey};
-pub use rejection::{Place, Reason, Rejection};
+pub use rejection::{Classes, Place, Reason, Rejection, RestrictedKeys};
 pub use views::files_table;
 
 /// Limits on what one query may take.
@@ -184,6 +186,9 @@ impl PolicyContext {
             .with_table_factories(Default::default())
             .build();
         let ctx = SessionContext::new_with_state(state);
+        // The published classifications, which the checker lets restricted columns be grouped
+        // and compared by.
+        ctx.register_udf(classify_udf());
 
         let mut views = views::Views::default();
         for &id in datasets {

@@ -24,6 +24,11 @@ pub enum Source {
 pub enum Flow {
     /// The value itself, or a row-by-row function of it.
     Value,
+    /// The value's period or band in a classification, row by row (`classify`): for a
+    /// `compare_only` or `aggregate_only` column, one the catalog publishes. Such a value may be
+    /// grouped by and compared where the raw value may not; until it is grouped it is still one
+    /// row's value.
+    Classified,
     /// The value as a GROUP BY key (or DISTINCT): one per group.
     GroupKey,
     /// Reduced by an aggregate function.
@@ -34,6 +39,7 @@ impl Flow {
     pub fn as_str(self) -> &'static str {
         match self {
             Flow::Value => "value",
+            Flow::Classified => "classified",
             Flow::GroupKey => "group key",
             Flow::Aggregated => "aggregated",
         }
@@ -42,6 +48,7 @@ impl Flow {
     pub fn zh(self) -> &'static str {
         match self {
             Flow::Value => "原值",
+            Flow::Classified => "公开分类",
             Flow::GroupKey => "分组键",
             Flow::Aggregated => "聚合值",
         }
@@ -66,6 +73,12 @@ pub(crate) struct Item {
     /// Reached the value only as an outer column a subquery is correlated on. Every comparison
     /// of it inside the subquery was checked there; it still counts for where the value is used.
     pub(crate) correlated: bool,
+    /// The value is the source's stored value itself, passed on unchanged (through aliases,
+    /// projections, unions, subquery relations, and as a group key of itself), not computed from
+    /// it. A grouping key may be a bare identifier (one group per person) but nothing computed
+    /// from one: `citizen_id = 'x'` or `substr(citizen_id, 1, 3)` as a key singles people out or
+    /// sorts them by their identifier.
+    pub(crate) exact: bool,
 }
 
 /// Everything that flows into one value. Empty for constants.
@@ -81,11 +94,12 @@ pub(crate) struct Lineage {
 impl Lineage {
     pub(crate) fn column(view: &str, column: &str, constraint: Constraint, origin: Origin) -> Lineage {
         let source = Source::Column { view: view.to_owned(), column: column.to_owned(), constraint };
-        Lineage { items: BTreeSet::from([Item { source, flow: Flow::Value, origin, correlated: false }]), weight: 1 }
+        let item = Item { source, flow: Flow::Value, origin, correlated: false, exact: true };
+        Lineage { items: BTreeSet::from([item]), weight: 1 }
     }
 
     pub(crate) fn rows(origin: Origin) -> Lineage {
-        let item = Item { source: Source::Rows, flow: Flow::Value, origin, correlated: false };
+        let item = Item { source: Source::Rows, flow: Flow::Value, origin, correlated: false, exact: false };
         Lineage { items: BTreeSet::from([item]), weight: 0 }
     }
 
@@ -100,17 +114,26 @@ impl Lineage {
     }
 
     /// The same sources after a step that turns raw values into `flow` (grouping, aggregating),
-    /// now read from the rows `origin`.
+    /// now read from the rows `origin`. A group key is still its value; an aggregate is not. A
+    /// row's value, raw or classified, becomes what the step makes of it; a value already grouped
+    /// stays a group key unless it is aggregated.
     pub(crate) fn became(self, flow: Flow, origin: Origin) -> Lineage {
         let items = self
             .items
             .into_iter()
             .map(|i| {
-                let flow = if i.flow == Flow::Value || flow == Flow::Aggregated { flow } else { i.flow };
-                Item { flow, origin, ..i }
+                let exact = i.exact && flow != Flow::Aggregated;
+                let raw = matches!(i.flow, Flow::Value | Flow::Classified);
+                let flow = if raw || flow == Flow::Aggregated { flow } else { i.flow };
+                Item { flow, origin, exact, ..i }
             })
             .collect();
         Lineage { items, weight: self.weight }
+    }
+
+    /// The same sources, in a value computed from them rather than passed on.
+    pub(crate) fn computed(self) -> Lineage {
+        Lineage { items: self.items.into_iter().map(|i| Item { exact: false, ..i }).collect(), weight: self.weight }
     }
 
     /// The same sources, read from the rows `origin`.

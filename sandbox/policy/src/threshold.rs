@@ -1,8 +1,9 @@
 //! Drops groups under the threshold (DESIGN.md section 4): wherever an admitted query groups by
-//! raw `group_by_only` values, groups with fewer than `min_group_units` distinct privacy units
-//! are removed before anything above sees them; wherever it aggregates raw `aggregate_only`
-//! values, an aggregate with fewer units behind it becomes NULL. An aggregate with a FILTER counts
-//! the units its FILTER keeps. So a one-person "group" (grouping by a pseudonym, or filtering to
+//! raw `group_by_only` values, or by a classification (`classify`) of a `group_by_only`,
+//! `compare_only` or `aggregate_only` column, groups with fewer than `min_group_units` distinct
+//! privacy units are removed before anything above sees them; wherever it aggregates raw
+//! `aggregate_only` values, an aggregate with fewer units behind it becomes NULL. An aggregate
+//! with a FILTER counts the units its FILTER keeps. So a one-person "group" (grouping by a pseudonym, or filtering to
 //! one person) never yields a value of that person.
 //!
 //! What this cannot see — an aggregate that isolates one person inside its argument, such as
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Int64Builder, StringArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, JoinType, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::functions_aggregate::count::count_distinct;
@@ -32,6 +33,7 @@ use datafusion::logical_expr::{
 };
 use sandbox_catalog::Constraint;
 
+use crate::classify;
 use crate::views::Views;
 
 /// Names of the hidden columns; the checker refuses queries that use the prefix.
@@ -63,12 +65,31 @@ struct Provenance {
     grouped: BTreeSet<usize>,
     /// Raw `aggregate_only` values.
     aggregated: BTreeSet<usize>,
+    /// Raw `compare_only` values, which only a classification can make a key.
+    compared: BTreeSet<usize>,
+    /// Classifications (`classify`) of restricted values: periods and bands.
+    classified: BTreeSet<usize>,
 }
 
 impl Provenance {
     fn extend(&mut self, other: &Provenance) {
         self.grouped.extend(&other.grouped);
         self.aggregated.extend(&other.aggregated);
+        self.compared.extend(&other.compared);
+        self.classified.extend(&other.classified);
+    }
+
+    /// The provenance of a classification of these values: a period or band of a restricted
+    /// value, no longer a raw value to aggregate or compare.
+    fn classification(&self) -> Provenance {
+        let sources = [&self.grouped, &self.aggregated, &self.compared, &self.classified];
+        Provenance { classified: sources.into_iter().flatten().copied().collect(), ..Provenance::default() }
+    }
+
+    /// The scans whose units a grouping by this value must count: it is a raw `group_by_only`
+    /// value or a classification of a restricted one.
+    fn keys(self) -> BTreeSet<usize> {
+        self.grouped.into_iter().chain(self.classified).collect()
     }
 }
 
@@ -100,13 +121,28 @@ impl Node {
         self.units().into_values().map(|name| Expr::Column(Column::from_name(name))).collect()
     }
 
-    /// The scans behind the raw restricted values an expression reads.
+    /// The scans behind the raw restricted values an expression reads, and behind those it
+    /// classifies.
     fn provenance_of(&self, e: &Expr) -> Provenance {
         let schema = self.plan.schema();
         let mut out = Provenance::default();
-        for i in e.column_refs().into_iter().filter_map(|c| schema.maybe_index_of_column(c)) {
-            out.extend(&self.provenance[i]);
-        }
+        let _ = e.apply(|e| {
+            match e {
+                Expr::Column(c) => {
+                    if let Some(i) = schema.maybe_index_of_column(c) {
+                        out.extend(&self.provenance[i]);
+                    }
+                }
+                Expr::ScalarFunction(f) if classify::is_classify(f) => {
+                    for argument in &f.args {
+                        out.extend(&self.provenance_of(argument).classification());
+                    }
+                    return Ok(TreeNodeRecursion::Jump);
+                }
+                _ => {}
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
         out
     }
 
@@ -183,6 +219,7 @@ impl Rewriter<'_> {
                         Constraint::AggregateOnly => {
                             Provenance { aggregated: BTreeSet::from([id]), ..Default::default() }
                         }
+                        Constraint::CompareOnly => Provenance { compared: BTreeSet::from([id]), ..Default::default() },
                         _ => Provenance::default(),
                     })
                     .collect();
@@ -235,7 +272,7 @@ impl Rewriter<'_> {
             LogicalPlan::Aggregate(a) => {
                 let input = self.node(&a.input)?;
                 let groups = grouping_set_to_exprlist(&a.group_expr)?;
-                let keys: BTreeSet<usize> = groups.iter().flat_map(|g| input.provenance_of(g).grouped).collect();
+                let keys: BTreeSet<usize> = groups.iter().flat_map(|g| input.provenance_of(g).keys()).collect();
                 let mut counts: Vec<UnitCount> =
                     keys.iter().map(|&scan| UnitCount { scan, filter: None, guard: Guard::Group }).collect();
                 for (j, e) in a.aggr_expr.iter().enumerate() {
@@ -265,7 +302,7 @@ impl Rewriter<'_> {
             LogicalPlan::Distinct(Distinct::All(inner)) => {
                 let input = self.node(inner)?;
                 let visible = input.visible();
-                let keys: BTreeSet<usize> = visible.iter().flat_map(|e| input.provenance_of(e).grouped).collect();
+                let keys: BTreeSet<usize> = visible.iter().flat_map(|e| input.provenance_of(e).keys()).collect();
                 if keys.is_empty() {
                     let projected = LogicalPlan::Projection(Projection::try_new(visible, Arc::new(input.plan))?);
                     Node::plain(LogicalPlan::Distinct(Distinct::All(Arc::new(projected))))
@@ -278,8 +315,12 @@ impl Rewriter<'_> {
             }
             LogicalPlan::Distinct(Distinct::On(d)) => {
                 let input = self.node(&d.input)?;
-                if d.on_expr.iter().any(|e| !input.provenance_of(e).grouped.is_empty()) {
+                let on: Vec<Provenance> = d.on_expr.iter().map(|e| input.provenance_of(e)).collect();
+                if on.iter().any(|p| !p.grouped.is_empty()) {
                     return Err(refuse("DISTINCT ON a group_by_only column; use GROUP BY"));
+                }
+                if on.iter().any(|p| !p.classified.is_empty()) {
+                    return Err(refuse("DISTINCT ON a classification of a restricted column; use GROUP BY"));
                 }
                 // One row per key: its values, and its units, go on up.
                 let mut provenance: Vec<Provenance> = d.select_expr.iter().map(|e| input.provenance_of(e)).collect();

@@ -26,7 +26,7 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableSource, cast, ident, lit};
 use datafusion::logical_expr::{LogicalPlan, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
-use sandbox_catalog::{Constraint, Dataset, FileFormat as CatalogFormat, Level, Sharing, Variant};
+use sandbox_catalog::{Classification, Constraint, Dataset, FileFormat as CatalogFormat, Level, Sharing, Variant};
 
 use crate::PolicyError;
 use crate::pseudonym::{self, PseudonymKey};
@@ -37,12 +37,19 @@ pub(crate) struct View {
     /// The column whose distinct values count the people or firms in a group.
     pub(crate) privacy_unit: String,
     constraints: HashMap<String, Constraint>,
+    /// The published classifications (公开分类) of the columns that have one.
+    classifications: HashMap<String, Classification>,
 }
 
 impl View {
     /// A column's constraint. A name the catalog does not declare is treated as forbidden.
     pub(crate) fn constraint(&self, column: &str) -> Constraint {
         self.constraints.get(column).copied().unwrap_or(Constraint::Forbidden)
+    }
+
+    /// A column's published classification, if the catalog publishes one.
+    pub(crate) fn classification(&self, column: &str) -> Option<&Classification> {
+        self.classifications.get(column)
     }
 }
 
@@ -58,6 +65,11 @@ impl Views {
         let provider = source_as_provider(source).ok()?;
         let address = Arc::as_ptr(&provider) as *const ();
         self.views.iter().find(|v| Arc::as_ptr(&v.provider) as *const () == address)
+    }
+
+    /// The published classification of a view's column, by the names lineage carries.
+    pub(crate) fn classification(&self, view: &str, column: &str) -> Option<&Classification> {
+        self.views.iter().find(|v| v.name == view)?.classification(column)
     }
 }
 
@@ -92,12 +104,21 @@ pub(crate) fn view(dataset: &Dataset, variant: Variant, key: Option<&PseudonymKe
     let schema = Arc::clone(plan.schema().inner());
     let provider: Arc<dyn TableProvider> = Arc::new(PolicyView { plan, schema });
     let constraints = dataset.columns.iter().map(|c| (c.name.clone(), c.constraint)).collect();
-    Ok(View { name: dataset.id.clone(), provider, privacy_unit: dataset.privacy_unit.clone(), constraints })
+    let classifications =
+        dataset.columns.iter().filter_map(|c| Some((c.name.clone(), c.classification.clone()?))).collect();
+    Ok(View {
+        name: dataset.id.clone(),
+        provider,
+        privacy_unit: dataset.privacy_unit.clone(),
+        constraints,
+        classifications,
+    })
 }
 
 /// The dataset's files as one table, with every column as it is: raw identifiers included.
 /// For the host's own evidence queries (the output audit) only; never registered in a session
-/// that runs analysis SQL.
+/// that runs analysis SQL. Refuses twin files that are the real data (the same file or a copy):
+/// every view and every rehearsal opens its files here.
 pub fn files_table(dataset: &Dataset, variant: Variant) -> Result<Arc<dyn TableProvider>, PolicyError> {
     let refuse = |reason: &str| PolicyError::Dataset { dataset: dataset.id.clone(), reason: reason.to_owned() };
     let files = dataset.files(variant);
@@ -107,6 +128,15 @@ pub fn files_table(dataset: &Dataset, variant: Variant) -> Result<Arc<dyn TableP
             Variant::Twin => "it has no synthetic twin files for development runs",
         };
         return Err(refuse(missing));
+    }
+    // A development run shows its operator everything, unaudited: its twin must not be the real
+    // data. Checked at every opening, since files can change after the catalog was checked.
+    if variant == Variant::Twin {
+        match dataset.twin_is_real() {
+            Ok(None) => {}
+            Ok(Some(twin)) => return Err(refuse(&format!("{twin} / {}", twin.zh()))),
+            Err(e) => return Err(refuse(&format!("cannot compare its twin files with its real files: {e}"))),
+        }
     }
     let format: Arc<dyn FileFormat> = match dataset.format {
         CatalogFormat::Parquet => Arc::new(ParquetFormat::default()),

@@ -223,7 +223,7 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<pb::Run> {
         status: run_status(&status) as i32,
         error_code: row.get::<_, Option<String>>("error_code")?.unwrap_or_default(),
         audit_outcome: row.get::<_, Option<String>>("audit_outcome")?.unwrap_or_default(),
-        audit_report_sha256: row.get::<_, Option<String>>("report_sha256")?.unwrap_or_default(),
+        audit_report_id: row.get::<_, Option<String>>("report_id")?.unwrap_or_default(),
         audit_report_json: String::new(),
         audit_report_text: String::new(),
         release: row.get::<_, Option<String>>("release")?.unwrap_or_default(),
@@ -806,6 +806,10 @@ impl Modules for Api {
             }
             let manifest = Manifest::parse(&r.manifest)
                 .map_err(|e| bad(format!("manifest: {e}"), "模块清单（module.toml）无效"))?;
+            // The output contract, judged like SQL before anyone reviews it.
+            sandbox_runner::contract::judge(&manifest, &self.core.catalog, None)
+                .await
+                .map_err(|e| bad(format!("output contract: {e}"), "输出契约不符合列约束或公开分类"))?;
             let entry = self.signed_entry(&caller, &r.entry, kind::MODULE_SUBMITTED)?;
             let (sha, manifest_sha) = (sha256_hex(&r.module), sha256_hex(r.manifest.as_bytes()));
             if field(&entry, "module")? != sha || field(&entry, "manifest")? != manifest_sha {
@@ -959,11 +963,23 @@ impl Api {
         Ok((module, manifest))
     }
 
+    /// The run with its released audit report: the one its operator may read.
     fn with_report(&self, mut run: pb::Run) -> pb::Run {
         let dir = self.core.dir.runs().join(&run.id);
         run.audit_report_json = std::fs::read_to_string(dir.join("report.json")).unwrap_or_default();
         run.audit_report_text = std::fs::read_to_string(dir.join("report.txt")).unwrap_or_default();
         run
+    }
+
+    /// Production runs the licence has started today (Beijing time), for `runs_per_day`.
+    fn runs_today(&self, licence: &str) -> Result<u32, Status> {
+        // Days of Beijing time (UTC+8, no daylight saving).
+        let day = |t: Timestamp| (t.0 + 8 * 3600).div_euclid(86_400);
+        let today = day(Timestamp::now());
+        let starts: Vec<String> =
+            self.core.rows("SELECT requested_at FROM runs WHERE licence = ?1", [licence], |r| r.get(0))?;
+        let today_runs = starts.iter().filter(|at| Timestamp::parse(at).is_ok_and(|t| day(t) == today)).count();
+        Ok(today_runs as u32)
     }
 
     fn visible_run(&self, caller: &Caller, id: &str) -> Result<pb::Run, Status> {
@@ -1000,9 +1016,9 @@ impl Api {
                     format!("运行 {id} 没有待复核的表 {table}"),
                 ));
             }
-            if report != run.audit_report_sha256 {
+            if report != run.audit_report_id {
                 return Err(precondition(
-                    format!("the decision names audit report {report}; run {id}'s is {}", run.audit_report_sha256),
+                    format!("the decision names audit report {report}; run {id}'s is {}", run.audit_report_id),
                     "复核意见针对的不是该运行当前的审核报告",
                 ));
             }
@@ -1070,8 +1086,20 @@ impl Runs for Api {
             if module.status != pb::ModuleStatus::Approved as i32 {
                 return Err(precondition(format!("module {} is not approved", r.module), "模块未经审核通过"));
             }
-            manifest.bind(&given).map_err(|e| bad(format!("parameters: {e}"), "参数不符合模块清单"))?;
+            let bound = manifest.bind(&given).map_err(|e| bad(format!("parameters: {e}"), "参数不符合模块清单"))?;
+            // The contract again, with this run's values (a cut a parameter moves).
+            let bound: Vec<(String, String)> = bound.into_iter().map(|(n, v)| (n, v.to_string())).collect();
+            sandbox_runner::contract::judge(&manifest, &self.core.catalog, Some(&bound))
+                .await
+                .map_err(|e| bad(format!("output contract: {e}"), "输出契约不符合列约束或公开分类"))?;
             let licence = self.licence_in_force(&module.licence)?;
+            let per_day = self.core.policy.runs().runs_per_day;
+            if self.runs_today(&licence.id)? >= per_day {
+                return Err(Status::resource_exhausted(format!(
+                    "licence {} has started {per_day} production runs today, the most the policy allows / 该授权今日的生产运行次数已达策略上限 {per_day}",
+                    licence.id
+                )));
+            }
             let agreement = self.agreement(&r.agreement)?;
             if agreement.operator != caller.name || agreement.licence != licence.id {
                 return Err(denied(
@@ -1259,6 +1287,26 @@ impl Runs for Api {
 
     async fn approve_output(&self, request: Request<pb::SignedDecision>) -> Reply<pb::Run> {
         self.review_output("Runs.ApproveOutput", request, kind::OUTPUT_APPROVED).await
+    }
+
+    async fn get_internal_report(&self, request: Request<pb::RunRef>) -> Reply<pb::InternalReport> {
+        const RPC: &str = "Runs.GetInternalReport";
+        let caller = self.begin(RPC, &request).await?;
+        let result = async {
+            let run = self.run(&request.get_ref().run)?;
+            let dir = self.core.dir.runs().join(&run.id);
+            let read = |name: &str| std::fs::read_to_string(dir.join(name));
+            let (Ok(json), Ok(text)) = (read(runs::INTERNAL_JSON), read(runs::INTERNAL_TEXT)) else {
+                return Err(precondition(format!("run {} has no audit report", run.id), "该运行没有审核报告"));
+            };
+            // Every read of figures that do not leave is on the record.
+            let guard = self.core.write.lock().await;
+            let fields = [("run", run.id.as_str()), ("report", run.audit_report_id.as_str())];
+            self.core.commit_entry(&guard, kind::AUDIT_REPORT_READ, &caller.name, &fields).await?;
+            Ok(pb::InternalReport { run: run.id, report_id: run.audit_report_id, json, text })
+        }
+        .await;
+        self.end(RPC, &caller, result).await
     }
 
     async fn reject_output(&self, request: Request<pb::SignedDecision>) -> Reply<pb::Run> {

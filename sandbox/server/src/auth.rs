@@ -115,6 +115,7 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("Runs.List", &[A, R, O]),
     ("Runs.ApproveOutput", &[R]),
     ("Runs.RejectOutput", &[R]),
+    ("Runs.GetInternalReport", &[A, R]),
     ("Releases.List", &[A, R, O, U]),
     ("Releases.Download", &[U]),
     ("Log.Checkpoint", &[A, R, O, U, E]),

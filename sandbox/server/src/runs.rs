@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use sandbox_audit::AuditRequest;
 use sandbox_audit::review::Approval;
 use sandbox_catalog::Variant;
-use sandbox_runner::{Manifest, OutputTable, RunRecord};
+use sandbox_runner::{Failed, Manifest, OutputTable, RunRecord};
 use sandbox_verify::entry::kind;
 use sandbox_verify::time::Timestamp;
 use serde::Deserialize;
@@ -217,7 +217,7 @@ pub(crate) fn enqueue(core: Arc<Core>, spec: Spec) {
             Ok(status) => status,
             Err(e) => {
                 eprintln!("sandbox serve: run {id}: {e}");
-                let _ = finish(&core, &id, "failed", Some("internal")).await;
+                let _ = finish(&core, &id, "failed", Some(Failed::Interrupted)).await;
                 "failed"
             }
         };
@@ -226,8 +226,9 @@ pub(crate) fn enqueue(core: Arc<Core>, spec: Spec) {
     });
 }
 
-/// Logs the end of a run that ends before its audit; returns `status`.
-async fn finish(core: &Core, run: &str, status: &'static str, error: Option<&str>) -> Result<&'static str, Status> {
+/// Logs the end of a run that ends before its audit; returns `status`. A failure is told as
+/// one of four codes ([`Failed`]), never the runner's own.
+async fn finish(core: &Core, run: &str, status: &'static str, error: Option<Failed>) -> Result<&'static str, Status> {
     let guard = core.write.lock().await;
     finish_locked(core, &guard, run, status, error).await?;
     Ok(status)
@@ -238,13 +239,31 @@ async fn finish_locked(
     guard: &WriteGuard<'_>,
     run: &str,
     status: &str,
-    error: Option<&str>,
+    error: Option<Failed>,
 ) -> Result<u64, Status> {
     let mut fields = vec![("run", run), ("status", status)];
     if let Some(code) = error {
-        fields.push(("error", code));
+        fields.push(("error", code.as_str()));
     }
     core.commit_entry(guard, kind::RUN_FINISHED, &core.name, &fields).await
+}
+
+/// How a runner process's own failure is told: it ran too long, or the host stopped it.
+fn process_failure(code: &str) -> Failed {
+    if code == "timeout" { Failed::Limits } else { Failed::Interrupted }
+}
+
+/// Waits until a whole number of `quantum`s has passed since `started` (nothing, for a zero
+/// quantum): a production run's end is logged and answered only then, so how long the module
+/// ran says less.
+async fn pad(started: tokio::time::Instant, quantum: std::time::Duration) {
+    if quantum.is_zero() {
+        return;
+    }
+    let elapsed = started.elapsed().as_nanos();
+    let step = quantum.as_nanos();
+    let wait = (step - elapsed % step) % step;
+    tokio::time::sleep(std::time::Duration::from_nanos(wait as u64)).await;
 }
 
 /// One production run from the queue to its release; returns its final status.
@@ -270,6 +289,8 @@ async fn production_with_permit(
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<&'static str, Status> {
     core.record(kind::RUN_STARTED, &[("run", &spec.id)]).await?;
+    let started = tokio::time::Instant::now();
+    let quantum = std::time::Duration::from_millis(core.policy.runs().answer_quantum_ms);
     let manifest = read_manifest(core, &spec.module)?;
 
     // Differential privacy: the run's ρ is reserved before it runs, refunded if nothing noised
@@ -283,7 +304,7 @@ async fn production_with_permit(
             Ok(id) => Some(id),
             Err(e) => {
                 eprintln!("sandbox serve: run {}: {e}", spec.id);
-                return finish(core, &spec.id, "failed", Some("budget-exhausted")).await;
+                return finish(core, &spec.id, "failed", Some(Failed::Limits)).await;
             }
         }
     };
@@ -294,24 +315,36 @@ async fn production_with_permit(
     };
 
     let ended = run_process(core, &spec.module, &spec.licence, &spec.parameters, true, cancel.clone()).await;
+    let run_dir = core.dir.runs().join(&spec.id);
+    std::fs::create_dir_all(&run_dir).map_err(|e| internal("run folder", e))?;
     let answer = match ended {
         Ended::Done(answer) => answer,
         Ended::Failed(code) => {
             refund();
-            return finish(core, &spec.id, "failed", Some(&code)).await;
+            pad(started, quantum).await;
+            return finish(core, &spec.id, "failed", Some(process_failure(&code))).await;
         }
         Ended::Cancelled => {
             refund();
             return finish(core, &spec.id, "cancelled", None).await;
         }
     };
+    // The record (fuel, time, memory, the module's own error) stays inside the domain: every
+    // number in it is one the module could choose.
+    let record = serde_json::to_vec(&answer.record).map_err(|e| internal("run record", e))?;
+    std::fs::write(run_dir.join("record.json"), &record).map_err(|e| internal("run record", e))?;
+    pad(started, quantum).await;
     if let Some(error) = &answer.record.error {
         refund();
-        return finish(core, &spec.id, "failed", Some(&error.code())).await;
+        let failure = error.failure();
+        let guard = core.write.lock().await;
+        finish_locked(core, &guard, &spec.id, "failed", Some(failure)).await?;
+        if failure == Failed::Contract {
+            suspend_if_breached(core, &guard, &spec.licence).await?;
+        }
+        return Ok("failed");
     }
-    let record = serde_json::to_vec(&answer.record).map_err(|e| internal("run record", e))?;
-    let record_sha = hex::encode(Sha256::digest(&record));
-    core.record(kind::RUN_FINISHED, &[("run", &spec.id), ("status", "ok"), ("record", &record_sha)]).await?;
+    core.record(kind::RUN_FINISHED, &[("run", &spec.id), ("status", "ok")]).await?;
 
     // The output audit, in this process, on the host's own evidence.
     let audit = match audit_answer(core, &manifest, &answer).await? {
@@ -324,13 +357,15 @@ async fn production_with_permit(
             return Ok("withheld");
         }
     };
+    let report_id = audit.report_id();
+    keep_reports(&run_dir, &audit)?;
+    if !audit.breach.is_empty() {
+        refund();
+        return breach(core, spec, &report_id).await;
+    }
     if let Some(id) = reservation {
         core.ledger.commit(id, &audit.dp_spent).map_err(|e| internal("privacy budget", e))?;
     }
-    let report_sha = audit.report.sha256();
-    let run_dir = core.dir.runs().join(&spec.id);
-    std::fs::create_dir_all(&run_dir).map_err(|e| internal("run folder", e))?;
-    let report_json = keep_report(&run_dir, &audit.report)?;
 
     // Held tables wait for reviewers; the runner's answer stays inside the domain so that the
     // output can be audited again when they decide.
@@ -342,7 +377,7 @@ async fn production_with_permit(
     let outcome = audit.report.outcome.as_str();
     let released = audit.released.len().to_string();
     let mut fields =
-        vec![("run", spec.id.as_str()), ("outcome", outcome), ("report", &report_sha), ("released", &released)];
+        vec![("run", spec.id.as_str()), ("outcome", outcome), ("report", &report_id), ("released", &released)];
     if !held.is_empty() {
         fields.push(("held", &held));
     }
@@ -353,8 +388,42 @@ async fn production_with_permit(
     sandbox_audit::history::append(&core.dir.history(), &audit.cells)
         .map_err(|e| internal("differencing history", e))?;
     let to = Recipient::of(spec, &answer.record.manifest_sha256);
-    release(core, &guard, &to, &report_sha, report_json, &audit.released, None).await?;
+    release(core, &guard, &to, &audit.released_report, &audit.released, None).await?;
     Ok(if held.is_empty() { "released" } else { "review" })
+}
+
+/// A run whose declared values disagree with the host's: logged as a breach of the contract.
+async fn breach(core: &Core, spec: &Spec, report_id: &str) -> Result<&'static str, Status> {
+    let guard = core.write.lock().await;
+    let fields = [("run", spec.id.as_str()), ("outcome", "breach"), ("report", report_id), ("released", "0")];
+    core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
+    suspend_if_breached(core, &guard, &spec.licence).await?;
+    Ok("failed")
+}
+
+/// Suspends `licence` at once (pending the bureau's review, 包头 第四十九条) when its runs that
+/// failed on their contract — declared values the host disagrees with, or output the contract
+/// does not declare — reach the policy's `max_breaches`. Failing on the contract is the one
+/// outcome a module can choose that the operator pays for: it bounds that channel.
+async fn suspend_if_breached(core: &Core, guard: &WriteGuard<'_>, licence: &str) -> Result<(), Status> {
+    let (breaches, status): (u32, String) = core.read(|db| {
+        db.query_row(
+            "SELECT (SELECT count(*) FROM runs WHERE licence = ?1 AND error_code = 'contract'), status
+             FROM licences WHERE id = ?1",
+            [licence],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    })?;
+    let limit = core.policy.runs().max_breaches;
+    if breaches >= limit && status == "active" {
+        let reason = format!(
+            "自动暂停：模块声明值与主机计算值不一致 {breaches} 次（上限 {limit}），待数据主管部门审查 / suspended automatically: \
+             {breaches} breaches of the output contract (limit {limit}), pending the bureau's review"
+        );
+        let fields = [("licence", licence), ("reason", reason.as_str())];
+        core.commit_entry(guard, kind::LICENCE_SUSPENDED, &core.name, &fields).await?;
+    }
+    Ok(())
 }
 
 /// Who a release is for and what it states about its run.
@@ -380,14 +449,13 @@ impl Recipient<'_> {
     }
 }
 
-/// Signs, logs and writes the release of `tables` (as CSV, with the audit report) to the
-/// agreement's application unit; `reviewed` names the held tables reviewers approved.
+/// Signs, logs and writes the release of `tables` (as CSV, with the released audit report) to
+/// the agreement's application unit; `reviewed` names the held tables reviewers approved.
 async fn release(
     core: &Core,
     _guard: &WriteGuard<'_>,
     to: &Recipient<'_>,
-    report_sha: &str,
-    report_json: Vec<u8>,
+    report: &sandbox_audit::ReleasedReport,
     tables: &[sandbox_audit::ReleasedTable],
     reviewed: Option<&str>,
 ) -> Result<String, Status> {
@@ -395,7 +463,9 @@ async fn release(
     for table in tables {
         results.push((format!("{}.csv", table.name), csv(&table.batch)?));
     }
-    results.push(("audit-report.json".to_owned(), report_json));
+    // The released report, never the internal one: the bundle goes to the application unit.
+    let report_sha = report.sha256();
+    results.push(("audit-report.json".to_owned(), report.to_json()));
     let release = next_id(core, "releases", "rel")?;
     let results: Vec<(&str, &[u8])> = results.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
     let policy_sha = core.policy.sha256();
@@ -403,7 +473,7 @@ async fn release(
         ("module", to.module),
         ("manifest", to.manifest),
         ("datasets", to.datasets),
-        ("audit_report", report_sha),
+        ("audit_report", report_sha.as_str()),
         ("policy", policy_sha.as_str()),
         ("recipient", to.recipient),
         ("agreement", to.agreement),
@@ -444,7 +514,7 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
     }
     let row = core.read(|db| {
         db.query_row(
-            "SELECT r.module, r.operator, r.agreement, a.application_unit, r.datasets, r.report_sha256
+            "SELECT r.module, r.operator, r.agreement, a.application_unit, r.datasets, r.report_id
              FROM runs r JOIN agreements a ON a.id = r.agreement WHERE r.id = ?1",
             [run],
             |r| {
@@ -471,18 +541,18 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
         return Ok(());
     }
     let audit = audit_answer(core, &manifest, &answer).await?.map_err(|e| internal("audit", e))?;
-    let report_sha = audit.report.sha256();
-    if report_sha != row.report {
+    let report_id = audit.report_id();
+    if report_id != row.report {
         // What the reviewers read no longer holds; the new report says why.
-        keep_report(&run_dir, &audit.report)?;
-        let fields = [("run", run), ("outcome", "stale"), ("report", report_sha.as_str()), ("released", "0")];
+        keep_reports(&run_dir, &audit)?;
+        let fields = [("run", run), ("outcome", "stale"), ("report", report_id.as_str()), ("released", "0")];
         core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
         return Ok(());
     }
     let approvals: Vec<Approval> = core.rows(
         "SELECT reviewer, report, tbl FROM output_reviews WHERE run = ?1 AND decision = 'approved' ORDER BY log_index",
         [run],
-        |r| Ok(Approval { reviewer: r.get(0)?, report_sha256: r.get(1)?, table: r.get(2)? }),
+        |r| Ok(Approval { reviewer: r.get(0)?, report_id: r.get(1)?, table: r.get(2)? }),
     )?;
     let approvals: Vec<Approval> = approvals.into_iter().filter(|a| review.approved.contains(&a.table)).collect();
     // The server checked each decision as it came; a fault here is the server's own.
@@ -497,7 +567,7 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
         agreement: &row.agreement,
     };
     let reviewed = review.approved.join(",");
-    release(core, &guard, &to, &report_sha, audit.report.to_json(), &tables, Some(&reviewed)).await?;
+    release(core, &guard, &to, &audit.released_report, &tables, Some(&reviewed)).await?;
     Ok(())
 }
 
@@ -562,13 +632,20 @@ async fn audit_answer(
     .await)
 }
 
-/// Writes the report beside the run (`report.json`, `report.txt`); returns the JSON.
-fn keep_report(run_dir: &std::path::Path, report: &sandbox_audit::AuditReport) -> Result<Vec<u8>, Status> {
-    let json = report.to_json();
-    std::fs::write(run_dir.join("report.json"), &json).map_err(|e| internal("report", e))?;
-    std::fs::write(run_dir.join("report.txt"), report.text()).map_err(|e| internal("report", e))?;
-    Ok(json)
+/// Writes both reports beside the run: the released one (`report.json`, `report.txt`), which
+/// its operator reads, and the internal one (`internal-report.json`, `internal-report.txt`),
+/// which only reviewers and administrators read.
+fn keep_reports(run_dir: &std::path::Path, audit: &sandbox_audit::Audit) -> Result<(), Status> {
+    let write = |name: &str, bytes: &[u8]| std::fs::write(run_dir.join(name), bytes).map_err(|e| internal("report", e));
+    write("report.json", &audit.released_report.to_json())?;
+    write("report.txt", audit.released_report.text().as_bytes())?;
+    write(INTERNAL_JSON, &audit.report.to_json())?;
+    write(INTERNAL_TEXT, audit.report_text().as_bytes())
 }
+
+/// The internal report's files in a run's folder.
+pub(crate) const INTERNAL_JSON: &str = "internal-report.json";
+pub(crate) const INTERNAL_TEXT: &str = "internal-report.txt";
 
 /// A released table as CSV with a header row.
 fn csv(batch: &arrow_array::RecordBatch) -> Result<Vec<u8>, Status> {
@@ -593,7 +670,7 @@ pub(crate) async fn fail_interrupted(core: &Core, guard: &WriteGuard<'_>) -> any
             r.get(0)
         })?;
     for run in open {
-        finish_locked(core, guard, &run, "failed", Some("interrupted")).await?;
+        finish_locked(core, guard, &run, "failed", Some(Failed::Interrupted)).await?;
     }
     Ok(())
 }

@@ -39,7 +39,7 @@ CREATE TABLE approvals (
 CREATE TABLE runs (
     id TEXT PRIMARY KEY, module TEXT NOT NULL, operator TEXT NOT NULL, licence TEXT NOT NULL,
     agreement TEXT NOT NULL, parameters_sha256 TEXT NOT NULL, datasets TEXT NOT NULL,
-    status TEXT NOT NULL, error_code TEXT, audit_outcome TEXT, report_sha256 TEXT,
+    status TEXT NOT NULL, error_code TEXT, audit_outcome TEXT, report_id TEXT,
     release TEXT, requested_at TEXT NOT NULL, finished_at TEXT, log_index INTEGER NOT NULL,
     held TEXT) STRICT;
 CREATE TABLE output_reviews (
@@ -64,12 +64,12 @@ CREATE TABLE reports (
     log_index INTEGER PRIMARY KEY, year INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     filed_by TEXT NOT NULL, filed_at TEXT NOT NULL) STRICT;
 INSERT INTO meta VALUES ('applied', '0');
-INSERT INTO meta VALUES ('schema', '3');
+INSERT INTO meta VALUES ('schema', '4');
 ";
 
 /// The schema's version, in `meta.schema`. A database of another version is rebuilt from the
 /// log when the server starts: the projection holds nothing the log does not.
-const SCHEMA_VERSION: &str = "3";
+const SCHEMA_VERSION: &str = "4";
 
 /// The tables [`State::dump`] renders, each with the columns it orders by.
 const TABLES: &[(&str, &str)] = &[
@@ -337,6 +337,16 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
             )?;
             changed(n, "run")?;
         }
+        kind::AUDIT_OUTCOME if f("outcome")? == "breach" => {
+            // The module's declared values disagree with the host's: the run fails on its
+            // contract, and the breach counts against its licence.
+            let n = tx.execute(
+                "UPDATE runs SET audit_outcome = 'breach', report_id = ?2, held = NULL, status = 'failed',
+                    error_code = 'contract', finished_at = ?3 WHERE id = ?1",
+                params![f("run")?, f("report")?, at],
+            )?;
+            changed(n, "run")?;
+        }
         kind::AUDIT_OUTCOME => {
             // A run that releases something goes on to its release entry; one with tables held
             // waits for its reviewers; any other ends here (released, if an earlier entry of the
@@ -344,7 +354,7 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
             let released: u32 = f("released")?.parse().map_err(|_| ApplyError("released is not a count".into()))?;
             let held = entry.get("held").filter(|h| !h.is_empty());
             let n = tx.execute(
-                "UPDATE runs SET audit_outcome = ?2, report_sha256 = ?3, held = ?4,
+                "UPDATE runs SET audit_outcome = ?2, report_id = ?3, held = ?4,
                     status = CASE WHEN ?5 THEN 'auditing' WHEN ?4 IS NOT NULL THEN 'review'
                         WHEN release IS NULL THEN 'withheld' ELSE 'released' END,
                     finished_at = CASE WHEN ?5 OR ?4 IS NOT NULL THEN NULL ELSE ?6 END

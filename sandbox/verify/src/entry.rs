@@ -59,7 +59,8 @@ pub mod kind {
     /// An approved module withdrawn: no new run of it starts.
     pub const MODULE_REVOKED: &str = "module.revoked";
     /// Signed by the reviewer (the actor): a table the output audit held for review (人工复核)
-    /// may leave. Fields `run`, `report` (the audit report's SHA-256), `table`.
+    /// may leave. Fields `run`, `report` (the internal audit report's name, a keyed digest),
+    /// `table`.
     pub const OUTPUT_APPROVED: &str = "output.approved";
     /// Signed by the reviewer (the actor): a held table stays in. Fields as for
     /// [`OUTPUT_APPROVED`], and `reason`.
@@ -72,10 +73,16 @@ pub mod kind {
     /// SHA-256), `outcome` (`ok` or an error code), and `fuel`, `wall_ms` when the runner answered.
     /// Its output went to the operator and is not logged.
     pub const RUN_DEVELOPED: &str = "run.developed";
-    /// A production run finished, with its record's hash.
+    /// A production run finished: `status` `ok`, `failed` (with `error`, one of `module`,
+    /// `limits`, `contract`, `interrupted`) or `cancelled`. Never a number the module chose.
     pub const RUN_FINISHED: &str = "run.finished";
-    /// The output audit's (出域审核) outcome for a run.
+    /// The output audit's (出域审核) outcome for a run: `outcome` (`pass`, `suppressed`, `review`,
+    /// `fail`, `breach` — the module's declared values disagree with the host's —, `stale`,
+    /// `error`), `report` (the internal report's name), `released` (tables), `held`.
     pub const AUDIT_OUTCOME: &str = "audit.outcome";
+    /// A reviewer or administrator (the actor) read a run's internal audit report, which holds
+    /// figures that do not leave: fields `run`, `report`.
+    pub const AUDIT_REPORT_READ: &str = "audit.report.read";
     /// Signed by the sandbox release key; see [`crate::release`] for its fields.
     pub const RELEASE: &str = "release";
     /// A released result delivered to the application unit.
@@ -110,6 +117,7 @@ pub mod kind {
         RUN_DEVELOPED,
         RUN_FINISHED,
         AUDIT_OUTCOME,
+        AUDIT_REPORT_READ,
         RELEASE,
         DELIVERY,
         FEEDBACK,

@@ -4,7 +4,8 @@
 //! The module never sees a household. Ordinary least squares with categorical regressors only
 //! needs, per district × month cell, the number of households and the sum of their use: the
 //! normal equations X'X b = X'y are sums over cells of n·x·x' and S·x. Cells the host suppressed
-//! (under the threshold) are left out, and n counts only the households in cells that were used.
+//! (under the threshold) are left out, and n counts the readings (rows with a value) in the cells
+//! used, as the host does when it fits the same model itself.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ impl Analysis for ElectricityModel {
     fn run(params: &Params) -> Result<(), Error> {
         let year = params.integer("year")?;
         let sql = format!(
-            "SELECT district, month, count(*) AS households, sum(electricity_kwh) AS kwh
+            "SELECT district, month, count(electricity_kwh) AS households, sum(electricity_kwh) AS kwh
              FROM utility_usage
              WHERE month >= '{year:04}-01' AND month <= '{year:04}-12'
              GROUP BY district, month"

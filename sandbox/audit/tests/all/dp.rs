@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, Float64Array, Int64Array, StringArray};
+use arrow_array::{Float64Array, Int64Array, StringArray};
 use sandbox_audit::budget::{BudgetError, Ledger};
 use sandbox_audit::{AuditPolicy, DpSettings, Rule, UnitHasher, Verdict};
 
-use crate::rules::{MANIFEST, audit_rows, truth, verdicts, write_shop_rows};
+use crate::rules::{MANIFEST, audit_rows, cell, released, truth, write_shop_rows};
 use crate::{audit_tables, output_table};
 
 fn policy(rho: f64) -> AuditPolicy {
@@ -17,11 +17,11 @@ fn policy(rho: f64) -> AuditPolicy {
     .unwrap()
 }
 
-fn released(audit: &sandbox_audit::Audit) -> (Vec<Option<i64>>, Vec<Option<f64>>) {
-    let batch = &audit.released[0].batch;
-    let counts = batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
-    let sums = batch.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
-    (counts.iter().collect(), sums.iter().collect())
+/// Districts B, C and H released: (counts, sums).
+fn released_bch(audit: &sandbox_audit::Audit) -> (Vec<Option<i64>>, Vec<Option<f64>>) {
+    let keys = ["B", "C", "H"];
+    let counts = keys.iter().map(|k| released(audit, 0, k, 1).map(|v| v as i64)).collect();
+    (counts, keys.iter().map(|k| released(audit, 0, k, 2)).collect())
 }
 
 #[test]
@@ -30,22 +30,26 @@ fn the_host_s_figures_are_released_with_noise_and_sums_clamped_per_unit() {
     let rows = [truth("B"), truth("C"), truth("H")];
     // ρ so large the noise is all but zero: what is released is the host's figure.
     let exact = audit_rows(&rows, &policy(1e9));
-    assert_eq!(exact.report.outcome, Verdict::Pass, "{}", exact.report.text());
-    assert_eq!(released(&exact), (vec![Some(10), Some(10), Some(20)], vec![Some(100.0), Some(110.0), Some(161.0)]));
+    assert_eq!(exact.report.outcome, Verdict::Suppressed, "{}", exact.report_text());
+    assert_eq!(released_bch(&exact), (vec![Some(10), Some(10), Some(20)], vec![Some(100.0), Some(110.0), Some(161.0)]));
     assert_eq!(exact.dp_spent, [("shops".to_owned(), 1e9)]);
-    let noted = &exact.report.tables[0].findings;
-    assert!(noted.iter().all(|f| f.rule == Rule::DifferentialPrivacy && f.verdict == Verdict::Pass), "{noted:?}");
+    let noted: Vec<_> =
+        exact.report.tables[0].findings.iter().filter(|f| f.rule == Rule::DifferentialPrivacy).collect();
+    assert!(noted.iter().all(|f| f.verdict == Verdict::Pass && f.row.is_none()), "{noted:?}");
     assert!(noted[1].en.contains("discrete Gaussian noise") && noted[1].zh.contains("离散高斯噪声"));
+    // The released report says noise was added, not how much: the scale follows from the data.
+    let words = crate::rules::released_words(&exact);
+    assert!(words.contains("differential privacy") && !words.contains("scale"), "{words}");
 
     // A small ρ: the sums' noise has scale 51 / √ρ ≈ 2 300, so they move.
     let noisy = audit_rows(&rows, &policy(0.001));
-    let (counts, sums) = released(&noisy);
+    let (counts, sums) = released_bch(&noisy);
     assert!(sums.iter().zip([100.0, 110.0, 161.0]).any(|(s, t)| *s != Some(t)), "{sums:?}");
     assert!(counts.iter().flatten().all(|c| *c >= 0 && c % 5 == 0), "{counts:?}");
     // The threshold still runs on the true figures: district A (9 shops) is withheld.
     let with_a = audit_rows(&[truth("A"), truth("B")], &policy(1e9));
-    assert_eq!(verdicts(&with_a)[0].0, Verdict::Suppressed);
-    assert_eq!(released(&with_a).0[0], None);
+    assert_eq!(cell(&with_a, 0, "A").0, Verdict::Suppressed);
+    assert_eq!(released(&with_a, 0, "A", 1), None);
 }
 
 #[test]
@@ -72,6 +76,7 @@ fn a_unit_in_two_cells_doubles_the_variance_of_the_noise() {
     assert!(counts.en.contains("noise of scale 1.414"), "{}", counts.en);
     // With one cell per shop the scale is 1.
     let single = audit_rows(&[truth("B"), truth("C")], &policy(1.0));
+    assert!(!single.report.tables[0].findings.is_empty());
     let counts = single.report.tables[0].findings.iter().find(|f| f.column.as_deref() == Some("shops")).unwrap();
     assert!(counts.en.contains("noise of scale 1.000"), "{}", counts.en);
 }

@@ -5,6 +5,7 @@ mod acro;
 mod differencing;
 mod dp;
 mod examples;
+mod models;
 mod properties;
 mod rules;
 

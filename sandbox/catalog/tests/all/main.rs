@@ -1,7 +1,9 @@
 //! Integration tests of the catalog: every class of problem an entry or its files can have, where
-//! it is reported, and the dataset version.
+//! it is reported, published classifications, twins that are real data, and the dataset version.
 
+mod classification;
 mod problems;
+mod twin;
 mod version;
 
 use std::fs::File;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
+use sandbox_catalog::Variant;
 
 /// A valid entry for a Parquet dataset of three columns, `data/shops.parquet`.
 pub(crate) const ENTRY: &str = r#"# 商户 — test fixture
@@ -46,7 +49,8 @@ constraint = "aggregate_only"
 description = { zh = "营业额", en = "Turnover" }
 "#;
 
-/// A catalog folder holding [`ENTRY`] (with `edit` applied) and valid data for it.
+/// A catalog folder holding [`ENTRY`] (with `edit` applied) and valid data for it: a twin with
+/// other numbers than the real data.
 pub(crate) struct Fixture {
     pub(crate) dir: tempfile::TempDir,
 }
@@ -54,9 +58,9 @@ pub(crate) struct Fixture {
 impl Fixture {
     pub(crate) fn new(edit: impl FnOnce(&str) -> String) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        for sub in ["data", "twin"] {
+        for (sub, variant) in [("data", Variant::Real), ("twin", Variant::Twin)] {
             std::fs::create_dir(dir.path().join(sub)).unwrap();
-            write_shops(&dir.path().join(sub).join("shops.parquet"), DataType::Int64);
+            write_shops(&dir.path().join(sub).join("shops.parquet"), DataType::Int64, variant);
         }
         std::fs::write(dir.path().join("shops.toml"), edit(ENTRY)).unwrap();
         Fixture { dir }
@@ -71,11 +75,15 @@ impl Fixture {
     }
 }
 
-/// Writes three shops, with `turnover` stored as `turnover_type`.
-pub(crate) fn write_shops(path: &Path, turnover_type: DataType) {
+/// Writes three shops, with `turnover` stored as `turnover_type`; the twin's turnovers differ.
+pub(crate) fn write_shops(path: &Path, turnover_type: DataType, variant: Variant) {
+    let values = match variant {
+        Variant::Real => [10, 20, 30],
+        Variant::Twin => [12, 17, 33],
+    };
     let turnover: ArrayRef = match turnover_type {
-        DataType::Int32 => Arc::new(Int32Array::from(vec![10, 20, 30])),
-        _ => Arc::new(Int64Array::from(vec![10, 20, 30])),
+        DataType::Int32 => Arc::new(Int32Array::from(values.to_vec())),
+        _ => Arc::new(Int64Array::from(values.map(i64::from).to_vec())),
     };
     let schema = Arc::new(Schema::new(vec![
         Field::new("shop_id", DataType::Utf8, true),

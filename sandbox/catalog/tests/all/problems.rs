@@ -246,7 +246,7 @@ fn columns_missing_from_or_undeclared_in_files() {
 #[test]
 fn type_mismatches() {
     let fixture = Fixture::new(str::to_owned);
-    write_shops(&fixture.path("twin/shops.parquet"), DataType::Int32);
+    write_shops(&fixture.path("twin/shops.parquet"), DataType::Int32, Variant::Twin);
     let (kind, line) = single(&fixture);
     assert_eq!(
         kind,

@@ -155,6 +155,47 @@ fn policy_check_accepts_with_lineage_and_rejects_with_reasons() {
 }
 
 #[test]
+fn policy_check_judges_a_manifest_s_output_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = sandbox_examples::find("new-enterprises").unwrap();
+    let path = dir.path().join("module.toml");
+    std::fs::write(&path, example.manifest).unwrap();
+    let check = |path: &Path, extra: &[&str]| {
+        let mut args =
+            vec!["policy", "check", "--catalog", city().to_str().unwrap(), "--manifest", path.to_str().unwrap()];
+        args.extend(extra);
+        sandbox(&args)
+    };
+    // Each table as the SQL the host will run over the views, accepted.
+    let o = check(&path, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("new_enterprises accepted / 通过")
+            && out.contains("classify(\"enterprises\".\"established\", 'quarter')"),
+        "{out}"
+    );
+    // With a run's values, and as JSON.
+    let o = check(&path, &["--param", "year=2024", "--json"]);
+    let verdict: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(verdict["tables"][0]["verdict"], "accepted");
+    assert!(verdict["tables"][0]["sql"].as_str().unwrap().contains("'2024'"), "{verdict}");
+    // A contract cut at a registered capital the catalog does not publish: refused, with the
+    // place, the column's constraint, the published edges, and no run.
+    let off = example.manifest.replace(
+        r#"filters = [{ column = "enterprises.established", part = "year", op = "eq", parameter = "year" }]"#,
+        r#"filters = [{ column = "enterprises.registered_capital", op = "ge", value = 4321.5 }]"#,
+    );
+    assert_ne!(off, example.manifest);
+    std::fs::write(&path, off).unwrap();
+    let o = check(&path, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("rejected / 拒绝") && out.contains("outputs[0].filters[0]"), "{out}");
+    assert!(out.contains("aggregate_only") && out.contains("公开分类"), "{out}");
+}
+
+#[test]
 fn policy_check_reads_sql_from_standard_input() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sandbox"))
         .args(["policy", "check", "--catalog", city().to_str().unwrap(), "--datasets", "enterprises", "-"])

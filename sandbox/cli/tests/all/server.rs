@@ -399,6 +399,7 @@ async fn call(c: &mut Clients, rpc: &str) -> Code {
         "Runs.List" => code(c.runs.list(pb::Empty {}).await),
         "Runs.ApproveOutput" => code(c.runs.approve_output(pb::SignedDecision::default()).await),
         "Runs.RejectOutput" => code(c.runs.reject_output(pb::SignedDecision::default()).await),
+        "Runs.GetInternalReport" => code(c.runs.get_internal_report(pb::RunRef::default()).await),
         "Releases.List" => code(c.releases.list(pb::Empty {}).await),
         "Releases.Download" => code(c.releases.download(pb::ReleaseRef::default()).await),
         "Log.Checkpoint" => code(c.log.checkpoint(pb::Empty {}).await),
@@ -528,7 +529,7 @@ fn runs_time_out_and_are_cancelled() {
     let sha = approved(&s, "hostile-module");
     let o = s.cli("op", &["run", "--module", &sha, "--agreement", "agr", "--param", "attack=loop"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stdout(&o).contains("timeout"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("limits"), "a run past its time fails on limits: {}", stdout(&o));
 
     // With one runner slot, the second run waits in the queue behind the first.
     let start = ["run", "--module", &sha, "--agreement", "agr", "--param", "attack=loop", "--no-wait"];
@@ -981,16 +982,21 @@ fn refusals_change_nothing_but_the_log() {
 
 /// The kind of every entry in the log so far, read through the Log service.
 fn log_kinds(s: &Served) -> Vec<String> {
+    log_entries(s).iter().map(|e| e.kind().to_owned()).collect()
+}
+
+/// Every entry of the log, as any principal may read them (here the evaluator).
+fn log_entries(s: &Served) -> Vec<sandbox_verify::entry::Entry> {
     block_on(async {
         let mut log = client(&s.url, &s.token("eval")).log;
         let size = log.checkpoint(pb::Empty {}).await.unwrap().into_inner().size;
-        let mut kinds = Vec::new();
-        while (kinds.len() as u64) < size {
-            let start = kinds.len() as u64;
+        let mut all = Vec::new();
+        while (all.len() as u64) < size {
+            let start = all.len() as u64;
             let entries = log.entries(pb::EntriesRequest { start, count: 1000 }).await.unwrap().into_inner().entries;
-            kinds.extend(entries.iter().map(|e| sandbox_verify::entry::open(e).unwrap().0.kind().to_owned()));
+            all.extend(entries.iter().map(|e| sandbox_verify::entry::open(e).unwrap().0));
         }
-        kinds
+        all
     })
 }
 
@@ -998,4 +1004,127 @@ fn log_kinds(s: &Served) -> Vec<String> {
 fn dump(s: &Served) -> (usize, usize) {
     let kinds = log_kinds(s);
     (kinds.len(), kinds.iter().filter(|k| *k != "request.refused").count())
+}
+
+/// What a production run can tell its operator (and, through the log, anyone): one code from a
+/// fixed set, a released report with no figure of anything withheld, and nothing the module
+/// chose. A module whose declared values disagree with the host's is a breach; breaches suspend
+/// the licence. Runs per day are limited, and answers wait for the policy's quantum.
+#[test]
+fn a_production_run_tells_nothing_the_module_chose() {
+    let dir = data_dir("boundary");
+    let policy = "[runs]\nmax_breaches = 2\nruns_per_day = 5\nanswer_quantum_ms = 1500\n";
+    std::fs::write(dir.join("policy.toml"), policy).unwrap();
+    let s = Served::start(&dir, &[]);
+    populate(&s);
+    let sha = approved(&s, "hostile-module");
+
+    // A contract the checker refuses never reaches a reviewer: counting residents by the prefix
+    // of their (forbidden) mobile numbers, or by one citizen's ID number.
+    let (wasm, toml, _) = example_files(&s.dir, "hostile-module");
+    let honest = std::fs::read_to_string(&toml).unwrap();
+    for (filter, expected) in [
+        (r#"{ column = "persons.mobile", op = "starts_with", value = "138" }"#, "is forbidden"),
+        (r#"{ column = "persons.citizen_id", op = "eq", value = "150202198503061234" }"#, "is pseudonymized"),
+    ] {
+        let contract = honest.replace("en = \"Probe table\"", &format!("en = \"Probe table\"\nfilters = [{filter}]"));
+        assert_ne!(contract, honest);
+        let path = s.dir.join("files/attack.toml");
+        std::fs::write(&path, contract).unwrap();
+        let o = s.cli(
+            "op",
+            &["module", "submit", "--module", &wasm, "--manifest", path.to_str().unwrap(), "--licence", "lic"],
+        );
+        assert!(!o.status.success() && stderr(&o).contains(expected), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("150202198503061234"), "{}", stderr(&o));
+    }
+
+    let run = |params: &[&str]| {
+        let mut args = vec!["run", "--module", sha.as_str(), "--agreement", "agr"];
+        for p in params {
+            args.extend(["--param", p]);
+        }
+        s.cli("op", &args)
+    };
+    let show = |run: &str| -> serde_json::Value {
+        let json = s.ok("op", &["runs", "show", run, "--json"]);
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()[0].clone()
+    };
+
+    // The module fails with its own number 7: in production the operator reads "module", and
+    // the answer waits for the quantum; on the twins the number is the operator's to see.
+    let started = Instant::now();
+    let o = run(&["attack=module-error"]);
+    assert!(started.elapsed() >= Duration::from_millis(1500), "answered before the quantum");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let failed = show("run-000001");
+    assert_eq!((failed["error_code"].as_str(), failed["status"].as_i64()), (Some("module"), Some(6)), "{failed}");
+    let dev = stdout(&s.cli("op", &["run", "--dev", "--module", &sha, "--param", "attack=module-error"]));
+    assert!(dev.contains("module:7"), "{dev}");
+
+    // A module that adds one to every count: the host's own figures disagree. The run fails on
+    // its contract; nothing is released; the released report holds no figure.
+    let lie = "payload=SELECT district, count(*) + 1 AS residents FROM persons GROUP BY district";
+    let o = run(&["attack=sql", lie]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let breached = show("run-000002");
+    assert_eq!(
+        (breached["error_code"].as_str(), breached["audit_outcome"].as_str()),
+        (Some("contract"), Some("breach"))
+    );
+    let report = breached["audit_report_json"].as_str().unwrap();
+    assert!(report.contains("inconsistent") && !report.contains("host computes"), "{report}");
+    assert!(!report.contains("\"cells\"") && !report.contains("\"figures\""), "{report}");
+
+    // Writing a table the contract does not declare fails on the contract too: the second
+    // breach reaches max_breaches, and the server suspends the licence at once.
+    assert_eq!(run(&["attack=undeclared-table"]).status.code(), Some(1));
+    assert_eq!(show("run-000003")["error_code"].as_str(), Some("contract"));
+    let licences = s.ok("admin", &["licence", "list"]);
+    assert!(licences.contains("suspended"), "{licences}");
+    let o = run(&["attack=valid"]);
+    assert!(!o.status.success() && stderr(&o).contains("suspended"), "{}", stderr(&o));
+    s.ok("admin", &["licence", "resume", "lic"]);
+
+    // An honest run releases the host's table; the operator reads the released report, a
+    // reviewer the internal one (logged), the operator never.
+    let o = run(&["attack=valid"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let internal = s.ok("reviewer-a", &["runs", "report", "run-000004"]);
+    assert!(internal.contains("internal") && internal.contains("units"), "{internal}");
+    let o = s.cli("op", &["runs", "report", "run-000004"]);
+    assert!(stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
+    let bundle = dir.join("got");
+    let get = ["release", "get", "rel-000001", "--out", bundle.to_str().unwrap()];
+    s.ok("unit", &get);
+    let released = std::fs::read_to_string(bundle.join("results/audit-report.json")).unwrap();
+    assert!(!released.contains("\"cells\"") && !released.contains("privacy units,"), "{released}");
+
+    // Runs per day: five started (one refused while suspended does not count), the sixth is
+    // refused and logged.
+    assert!(run(&["attack=valid"]).status.success());
+    let o = run(&["attack=valid"]);
+    assert!(!o.status.success() && stderr(&o).contains("ResourceExhausted"), "{}", stderr(&o));
+
+    // The log carries codes only: no number the module chose, no run record, no figure.
+    let entries = log_entries(&s);
+    let finished: Vec<_> = entries.iter().filter(|e| e.kind() == "run.finished").collect();
+    for e in &finished {
+        assert!(e.get("record").is_none(), "no record hash: its numbers are the module's");
+        assert!(e.get("error").is_none_or(|c| ["module", "limits", "contract", "interrupted"].contains(&c)));
+    }
+    assert!(finished.iter().any(|e| e.get("error") == Some("module")));
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "audit.report.read").count(), 1, "{kinds:?}");
+    let suspended = entries.iter().find(|e| e.kind() == "licence.suspended").unwrap();
+    let server = entries.iter().find(|e| e.kind() == "run.started").unwrap().actor();
+    assert_eq!(suspended.actor(), server, "the server itself suspended it");
+    assert!(suspended.get("reason").is_some_and(|r| r.contains("breaches of the output contract")));
+    let outcomes: Vec<_> =
+        entries.iter().filter(|e| e.kind() == "audit.outcome").filter_map(|e| e.get("outcome")).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == "breach").count(), 1, "{outcomes:?}");
+    let contract = finished.iter().filter(|e| e.get("error") == Some("contract")).count();
+    assert_eq!(contract, 1, "the undeclared table; the breach's run finished ok and failed at its audit");
+    s.stop();
+    rebuild_equals_live(&dir);
 }

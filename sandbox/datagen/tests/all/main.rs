@@ -9,7 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Decimal128Type};
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use sandbox_catalog::Catalog;
+use sandbox_catalog::{Catalog, Classification, Grain};
 use sandbox_datagen::ids::{is_valid_citizen_id, is_valid_uscc};
 use sandbox_datagen::{Config, DatagenError, generate};
 
@@ -66,6 +66,41 @@ fn the_output_is_a_valid_catalog() {
     assert_eq!(report.entries, 4);
     let persons = summary.datasets.iter().find(|d| d.id == "persons").unwrap();
     assert_eq!((persons.rows, persons.twin_rows), (1_500, 300));
+}
+
+#[test]
+fn entries_publish_classifications() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&config(dir.path(), 1_000, 12)).unwrap();
+    let catalog = Catalog::open(dir.path()).unwrap();
+    let calendar = Classification::Grains(vec![Grain::Year, Grain::Quarter, Grain::Month]);
+    let edges = |e: &[f64]| Classification::Edges(e.to_vec());
+    let expected = [
+        ("persons", "birth_date", calendar.clone()),
+        ("enterprises", "established", calendar),
+        ("enterprises", "registered_capital", edges(&[10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0])),
+        ("social_insurance", "contribution_base", edges(&[5000.0, 6000.0, 8000.0, 12000.0, 20000.0])),
+        ("social_insurance", "amount", edges(&[1200.0, 1500.0, 2000.0, 3000.0, 5000.0])),
+        ("utility_usage", "water_m3", edges(&[2.0, 5.0, 10.0, 15.0, 20.0])),
+        ("utility_usage", "electricity_kwh", edges(&[100.0, 200.0, 300.0, 400.0, 500.0])),
+        ("utility_usage", "gas_m3", edges(&[10.0, 20.0, 30.0, 50.0, 80.0])),
+    ];
+    let mut classified = 0;
+    for d in &catalog.datasets {
+        for c in &d.columns {
+            let published = expected.iter().find(|(id, column, _)| *id == d.id && *column == c.name);
+            assert_eq!(c.classification.as_ref(), published.map(|p| &p.2), "{}.{}", d.id, c.name);
+            classified += usize::from(c.classification.is_some());
+        }
+    }
+    assert_eq!(classified, expected.len());
+    let text = std::fs::read_to_string(dir.path().join("enterprises.toml")).unwrap();
+    assert!(text.contains("classification = { edges = [10, 50, 100, 500, 1000, 5000] }  # 公开分类"), "{text}");
+    assert!(
+        text.contains(
+            "classification = { grains = [\"year\", \"quarter\", \"month\"] }  # 公开分类：按年、季度、月发布"
+        )
+    );
 }
 
 #[test]

@@ -2,5 +2,7 @@
 //! on generated data.
 
 mod cases;
+mod classify;
 mod execution;
 mod fixture;
+mod twins;

@@ -1,0 +1,786 @@
+//! One table's audit: the host builds its own table of the contract from the raw data
+//! ([`HostTable`]), compares the module's table with it (the operator's claim, never released),
+//! and judges every host cell against the rules. What may leave is the host's table, rounded.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sandbox_runner::OutputTable;
+use sandbox_runner::manifest::{ModelKind, OutputSpec, Statistic};
+
+use crate::evidence::{self, Evidence, Key, Magnitude, TableEvidence, numbers, quantiles_of, text};
+use crate::model::{self, Fit};
+use crate::{
+    AuditError, CellFinding, DpSettings, ReleasedCell, Rule, Rules, Sketch, Verdict, differencing, identifiers,
+};
+
+/// Groups the policy views keep (`min_group_units`): a model is fitted on the cross cells of its
+/// terms that hold at least this many units, which is what a module sees through the views.
+pub(crate) const VIEW_THRESHOLD: u64 = 10;
+
+/// The host's own table of a contract: its cells (or a model's terms) in canonical order, each
+/// measure's true figure, and the figure as it would be released.
+#[derive(Debug, Default)]
+pub(crate) struct HostTable {
+    pub(crate) keys: Vec<Key>,
+    /// Distinct privacy units behind each row (a model's: behind each term's observations).
+    pub(crate) units: Vec<u64>,
+    /// Per measure, per row: the true statistic. Stays inside the domain.
+    pub(crate) figures: Vec<Vec<Option<f64>>>,
+    /// Per measure, per row: what would be released, rounded and protected, before suppression.
+    pub(crate) released: Vec<Vec<Option<f64>>>,
+}
+
+/// The nearest multiple of `base`, halves rounding up.
+pub(crate) fn round_to(value: i64, base: i64) -> i64 {
+    if base <= 1 {
+        return value;
+    }
+    (value + base / 2).div_euclid(base) * base
+}
+
+/// `value` to `digits` significant decimal digits (halves away from zero), as the shortest
+/// decimal prints it: the same bytes for the same figure.
+pub(crate) fn round_sig(value: f64, digits: u32) -> f64 {
+    if value == 0.0 || !value.is_finite() {
+        return value;
+    }
+    let text = format!("{:.*e}", digits.saturating_sub(1) as usize, value);
+    text.parse().unwrap_or(value)
+}
+
+/// Two numbers agree when they differ by the rounding of another order of addition only.
+fn agrees(declared: f64, host: f64, tolerance: f64) -> bool {
+    (declared - host).abs() <= tolerance * host.abs().max(1.0)
+}
+
+/// Judges one table, collecting findings on the host's rows.
+pub(crate) struct Judge<'a> {
+    pub(crate) spec: &'a OutputSpec,
+    /// The module's table: the operator's claim.
+    pub(crate) module: &'a OutputTable,
+    pub(crate) rules: &'a Rules,
+    pub(crate) host: HostTable,
+    pub(crate) findings: Vec<CellFinding>,
+    /// Each host row's verdict so far.
+    pub(crate) cells: Vec<Verdict>,
+    /// Rows a rule suppressed whole: they stay blank if the table leaves after a review.
+    pub(crate) suppressed: Vec<bool>,
+    /// Released figures that differ from `host.released`: (measure, row) → value, `None` blank.
+    pub(crate) overrides: HashMap<(usize, usize), Option<f64>>,
+    /// Each host row's privacy units, where the evidence has them.
+    pub(crate) sketches: Vec<Option<Sketch>>,
+    /// The module's declared values disagree with the host's.
+    pub(crate) breach: bool,
+}
+
+impl<'a> Judge<'a> {
+    pub(crate) fn new(spec: &'a OutputSpec, module: &'a OutputTable, rules: &'a Rules) -> Judge<'a> {
+        Judge {
+            spec,
+            module,
+            rules,
+            host: HostTable::default(),
+            findings: Vec::new(),
+            cells: Vec::new(),
+            suppressed: Vec::new(),
+            overrides: HashMap::new(),
+            sketches: Vec::new(),
+            breach: false,
+        }
+    }
+
+    pub(crate) fn outcome(&self) -> Verdict {
+        crate::worst(&self.cells, &self.findings)
+    }
+
+    /// Records a finding; one on a row sets the whole row's verdict.
+    pub(crate) fn find(
+        &mut self,
+        row: Option<usize>,
+        column: Option<&str>,
+        rule: Rule,
+        verdict: Verdict,
+        en: String,
+        zh: String,
+    ) {
+        if let Some(r) = row {
+            self.cells[r] = self.cells[r].max(verdict);
+            self.suppressed[r] |= verdict == Verdict::Suppressed;
+        }
+        self.findings.push(CellFinding { row, column: column.map(str::to_owned), rule, verdict, en, zh });
+    }
+
+    /// Withholds one measure of one row, leaving the rest of the row.
+    fn withhold(&mut self, row: usize, measure: usize, rule: Rule, en: String, zh: String) {
+        let column = self.spec.measures[measure].name.clone();
+        self.overrides.insert((measure, row), None);
+        self.findings.push(CellFinding {
+            row: Some(row),
+            column: Some(column),
+            rule,
+            verdict: Verdict::Suppressed,
+            en,
+            zh,
+        });
+    }
+
+    /// The key of a row, for the internal report.
+    fn cell_name(&self, row: usize) -> String {
+        label(&self.host.keys[row])
+    }
+
+    /// The host's table of cells and every rule on them.
+    pub(crate) async fn cells(&mut self, evidence: &mut Evidence<'_>) -> Result<TableEvidence, AuditError> {
+        let table = evidence.cells(self.spec, self.rules.min_units_extremes).await?;
+        self.host = host_cells(self.spec, &table, self.rules);
+        let rows = self.host.keys.len();
+        self.cells = vec![Verdict::Pass; rows];
+        self.suppressed = vec![false; rows];
+        self.sketches = table.cells.values().map(|c| c.sketch.clone()).collect();
+        self.size();
+        self.consistency(1e-9);
+        let rules = self.rules.clone();
+        for (r, cell) in table.cells.values().enumerate() {
+            let name = self.cell_name(r);
+            if cell.units < rules.min_units {
+                self.find(
+                    Some(r),
+                    None,
+                    Rule::Threshold,
+                    Verdict::Suppressed,
+                    format!("[{name}] {} privacy units, fewer than {}", cell.units, rules.min_units),
+                    format!("[{name}] 隐私单元数 {} 少于 {}", cell.units, rules.min_units),
+                );
+                continue;
+            }
+            for (j, m) in self.spec.measures.iter().enumerate() {
+                if m.statistic == Statistic::Count {
+                    continue;
+                }
+                let magnitude = cell.magnitudes.get(&m.of).cloned().unwrap_or_default();
+                let measure = m.name.clone();
+                if magnitude.valued_units < rules.min_units {
+                    self.withhold(
+                        r,
+                        j,
+                        Rule::Threshold,
+                        format!(
+                            "[{name}] {measure} rests on the values of {} privacy units, fewer than {}",
+                            magnitude.valued_units, rules.min_units
+                        ),
+                        format!(
+                            "[{name}] {measure} 仅基于 {} 个隐私单元的取值，少于 {}",
+                            magnitude.valued_units, rules.min_units
+                        ),
+                    );
+                    continue;
+                }
+                match m.statistic {
+                    Statistic::Sum | Statistic::Mean => self.dominance(r, &measure, &magnitude),
+                    Statistic::Ratio => {
+                        self.dominance(r, &measure, &magnitude);
+                        let per = m.per.clone().unwrap_or_default();
+                        let denominator = cell.magnitudes.get(&per).cloned().unwrap_or_default();
+                        self.dominance(r, &format!("{measure} ({per})"), &denominator);
+                        if denominator.total == 0.0 {
+                            self.withhold(
+                                r,
+                                j,
+                                Rule::Zero,
+                                format!("[{name}] {measure}: the denominator {per} is zero"),
+                                format!("[{name}] {measure}：分母 {per} 为零"),
+                            );
+                        }
+                    }
+                    // Fewer than k units have a value: no value at least k units reach.
+                    Statistic::Min | Statistic::Max if self.host.released[j][r].is_none() => {
+                        let k = rules.min_units_extremes;
+                        self.withhold(
+                            r,
+                            j,
+                            Rule::Extremes,
+                            format!("[{name}] {measure}: fewer than {k} privacy units have a value"),
+                            format!("[{name}] {measure}：有取值的隐私单元少于 {k} 个"),
+                        );
+                    }
+                    Statistic::Quantile => self.quantile(r, j, &magnitude),
+                    _ => {}
+                }
+                if magnitude.values > 0 && magnitude.nonzero == 0 {
+                    self.find(
+                        Some(r),
+                        Some(&measure),
+                        Rule::Zero,
+                        Verdict::Review,
+                        format!("[{name}] every value of {measure} in the cell is zero"),
+                        format!("[{name}] 该单元格 {measure} 的取值全部为零"),
+                    );
+                }
+            }
+        }
+        Ok(table)
+    }
+
+    /// A quantile leaves only where at least `min_units_extremes` units reach it from each side:
+    /// between the k-th smallest of the units' smallest values and the k-th largest of their
+    /// largest.
+    fn quantile(&mut self, r: usize, j: usize, magnitude: &Magnitude) {
+        let value = self.host.figures[j][r];
+        let inside = match (value, magnitude.kth_min, magnitude.kth_max) {
+            (Some(v), Some(lo), Some(hi)) => lo <= v && v <= hi,
+            _ => false,
+        };
+        if !inside {
+            let (name, measure, k) =
+                (self.cell_name(r), self.spec.measures[j].name.clone(), self.rules.min_units_extremes);
+            let (en, zh) = (
+                format!(
+                    "[{name}] {measure} = {value:?}: fewer than {k} privacy units stand at or beyond it on one side (k-th extremes {:?}, {:?})",
+                    magnitude.kth_min, magnitude.kth_max
+                ),
+                format!("[{name}] {measure} = {value:?}：其一侧达到或超过该值的隐私单元少于 {k} 个"),
+            );
+            self.withhold(r, j, Rule::Extremes, en, zh);
+        }
+    }
+
+    /// nk-dominance and p-ratio on a magnitude (sum, mean, ratio numerator and denominator).
+    fn dominance(&mut self, r: usize, measure: &str, m: &Magnitude) {
+        let name = self.cell_name(r);
+        let rules = self.rules;
+        if m.negatives > 0 {
+            self.find(
+                Some(r),
+                Some(measure),
+                Rule::NegativeValues,
+                Verdict::Review,
+                format!("[{name}] {} negative values: dominance cannot be judged", m.negatives),
+                format!("[{name}] 存在 {} 个负值，无法判断支配性", m.negatives),
+            );
+            return;
+        }
+        if m.total <= 0.0 {
+            return;
+        }
+        let top = if rules.dominance_n >= 2 { m.largest + m.second } else { m.largest };
+        if top > rules.dominance_k * m.total {
+            let share = 100.0 * top / m.total;
+            self.find(
+                Some(r),
+                Some(measure),
+                Rule::Dominance,
+                Verdict::Suppressed,
+                format!(
+                    "[{name}] the {} largest contributors hold {share:.1}% of {measure}, more than {:.0}%",
+                    rules.dominance_n,
+                    100.0 * rules.dominance_k
+                ),
+                format!(
+                    "[{name}] 最大的 {} 个贡献者占 {measure} 的 {share:.1}%，超过 {:.0}%",
+                    rules.dominance_n,
+                    100.0 * rules.dominance_k
+                ),
+            );
+        }
+        let rest = m.total - m.largest - m.second;
+        if rest < rules.p_ratio * m.largest {
+            self.find(
+                Some(r),
+                Some(measure),
+                Rule::PRatio,
+                Verdict::Suppressed,
+                format!(
+                    "[{name}] without its two largest contributors {measure} ({rest}) is less than {:.0}% of the largest ({})",
+                    100.0 * rules.p_ratio,
+                    m.largest
+                ),
+                format!(
+                    "[{name}] 去掉最大的两个贡献者后，{measure} 的其余部分（{rest}）不足最大贡献者（{}）的 {:.0}%",
+                    m.largest,
+                    100.0 * rules.p_ratio
+                ),
+            );
+        }
+    }
+
+    /// The module's table against the host's: every row it writes must be a host cell (or a
+    /// zero cell the host has no rows for) with the host's figures. A row it leaves out is no
+    /// claim: the policy views drop groups under their threshold before a module sees them.
+    /// Any disagreement is a breach of the contract.
+    fn consistency(&mut self, tolerance: f64) {
+        let dims = self.spec.dimensions.len();
+        let batch = &self.module.batch;
+        let keys: Vec<Key> = match (0..dims).map(|i| text(batch.column(i))).collect::<Result<Vec<_>, _>>() {
+            Ok(columns) => (0..batch.num_rows()).map(|r| columns.iter().map(|c| c[r].clone()).collect()).collect(),
+            Err(e) => {
+                self.disagree(format!("its dimensions cannot be read: {e}"), "其维度无法读取".to_owned());
+                return;
+            }
+        };
+        let declared: Vec<Vec<Option<f64>>> =
+            match (0..self.spec.measures.len()).map(|j| numbers(batch.column(dims + j))).collect() {
+                Ok(columns) => columns,
+                Err(e) => {
+                    self.disagree(format!("its measures cannot be read: {e}"), "其度量无法读取".to_owned());
+                    return;
+                }
+            };
+        let at: HashMap<Key, usize> = self.host.keys.iter().cloned().enumerate().map(|(r, k)| (k, r)).collect();
+        let mut seen = BTreeSet::new();
+        // Collected, then reported once each: one mistyped label would otherwise make a finding
+        // of every row.
+        let (mut twice, mut unknown, mut differ) = (Vec::new(), Vec::new(), Vec::new());
+        for (r, key) in keys.iter().enumerate() {
+            let name = label(key);
+            if !seen.insert(key) {
+                twice.push(name);
+                continue;
+            }
+            let host_row = at.get(key).copied();
+            for (j, m) in self.spec.measures.iter().enumerate() {
+                let Some(value) = declared[j][r] else { continue };
+                let host = match host_row {
+                    Some(h) => self.host.figures[j][h],
+                    // A cell without rows: only a zero claims nothing.
+                    None if value == 0.0 => continue,
+                    None => {
+                        unknown.push(name.clone());
+                        break;
+                    }
+                };
+                let tolerance = if m.statistic.is_model() || self.spec.model.is_some() { 1e-6 } else { tolerance };
+                let fits = match host {
+                    Some(h) if m.statistic == Statistic::Count || m.statistic == Statistic::ResidualDf => value == h,
+                    Some(h) => agrees(value, h, tolerance),
+                    None => false,
+                };
+                if !fits {
+                    differ.push(format!("[{name}] {} declares {value} where the host computes {host:?}", m.name));
+                }
+            }
+        }
+        let few = |items: &[String]| items.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+        if !twice.is_empty() {
+            self.disagree(
+                format!("{} cells are written twice: {}", twice.len(), few(&twice)),
+                format!("{} 个单元格重复出现：{}", twice.len(), few(&twice)),
+            );
+        }
+        if !unknown.is_empty() {
+            self.disagree(
+                format!(
+                    "{} rows are cells the host's table does not have, e.g. {}: labels must be the contract's (a banding's labels, or values of the source column)",
+                    unknown.len(),
+                    few(&unknown)
+                ),
+                format!("{} 行不是主机表中的单元格，例如 {}：标签须与契约一致（分段标签或来源列的取值）", unknown.len(), few(&unknown)),
+            );
+        }
+        if !differ.is_empty() {
+            self.disagree(
+                format!("{} figures disagree with the host's: {}", differ.len(), few(&differ)),
+                format!("{} 个数值与主机计算值不一致：{}", differ.len(), few(&differ)),
+            );
+        }
+    }
+
+    fn disagree(&mut self, en: String, zh: String) {
+        self.breach = true;
+        let table = &self.spec.name;
+        self.findings.push(CellFinding {
+            row: None,
+            column: None,
+            rule: Rule::Inconsistent,
+            verdict: Verdict::Fail,
+            en: format!("the module's table {table}: {en}"),
+            zh: format!("模块输出表 {table}：{zh}"),
+        });
+    }
+
+    fn size(&mut self) {
+        let rows = self.host.keys.len() as u64;
+        // What the released CSV would hold at most: every label and a number per measure.
+        let bytes: u64 = self
+            .host
+            .keys
+            .iter()
+            .map(|k| k.iter().map(|v| v.as_ref().map_or(0, |s| s.len() as u64 + 1)).sum::<u64>())
+            .sum::<u64>()
+            + rows * 24 * self.spec.measures.len() as u64;
+        if rows > self.rules.max_rows || bytes > self.rules.max_bytes {
+            self.find(
+                None,
+                None,
+                Rule::Size,
+                Verdict::Fail,
+                format!(
+                    "{rows} cells, about {bytes} bytes: more than {} rows or {} bytes",
+                    self.rules.max_rows, self.rules.max_bytes
+                ),
+                format!(
+                    "{rows} 个单元格、约 {bytes} 字节，超过 {} 行或 {} 字节的上限",
+                    self.rules.max_rows, self.rules.max_bytes
+                ),
+            );
+        }
+    }
+
+    /// A model's table: the host fits the declared model on the contract's rows that have a
+    /// response and every term, in the cross cells of its terms that hold at least
+    /// [`VIEW_THRESHOLD`] units (those a module sees through the policy views), and releases its
+    /// own coefficients. Every level, and the whole, must rest on `min_units` units with a
+    /// response.
+    pub(crate) async fn model(&mut self, evidence: &mut Evidence<'_>) -> Result<(), AuditError> {
+        let spec = self.spec;
+        let term_columns: Vec<String> =
+            spec.dimensions.iter().flat_map(|d| d.terms.iter().flatten().cloned()).collect();
+        let bare: Vec<String> =
+            term_columns.iter().map(|t| t.split_once('.').map_or(t.as_str(), |(_, c)| c).to_owned()).collect();
+        let response = spec
+            .measures
+            .iter()
+            .find(|m| m.statistic == Statistic::Coefficient)
+            .map(|m| m.of.clone())
+            .ok_or_else(|| AuditError::Evidence("a model table without a coefficient".to_owned()))?;
+        let cross = evidence.model(spec, &term_columns, &response).await?;
+        let kept: Vec<_> = cross.into_iter().filter(|c| c.everyone >= VIEW_THRESHOLD).collect();
+        let rules = self.rules.clone();
+        let fit = match spec.model {
+            Some(ModelKind::Logistic) => model::logistic(&kept, &bare),
+            _ => model::ols(&kept, &bare),
+        };
+        let fit = match fit {
+            Ok(fit) => fit,
+            Err(problem) => {
+                // Nothing to hold the module's figures to: nothing of the table leaves.
+                self.find(None, None, Rule::ModelFit, Verdict::Fail, problem.en(), problem.zh());
+                return Ok(());
+            }
+        };
+        // Units behind the model and behind each term's level, each counted once.
+        let (all, per_level) = evidence.model_units(spec, &term_columns, &response, VIEW_THRESHOLD).await?;
+        let units: Vec<u64> = fit
+            .terms
+            .iter()
+            .map(|t| if t == "intercept" { all } else { per_level.get(t).copied().unwrap_or(0) })
+            .collect();
+        self.host = host_model(spec, &fit, &units, &rules);
+        self.cells = vec![Verdict::Pass; fit.terms.len()];
+        self.suppressed = vec![false; fit.terms.len()];
+        self.sketches = vec![None; fit.terms.len()];
+        self.consistency(1e-6);
+        if all < rules.min_units {
+            self.find(
+                None,
+                None,
+                Rule::Threshold,
+                Verdict::Fail,
+                format!("the model rests on {all} privacy units, fewer than {}", rules.min_units),
+                format!("模型仅基于 {all} 个隐私单元，少于 {}", rules.min_units),
+            );
+        }
+        // A level's coefficient is its group's mean against the reference: a small level's
+        // would describe its few units.
+        for (level, units) in &per_level {
+            if *units < rules.min_units {
+                self.find(
+                    None,
+                    None,
+                    Rule::Threshold,
+                    Verdict::Fail,
+                    format!("level {level} rests on {units} privacy units, fewer than {}", rules.min_units),
+                    format!("水平 {level} 仅基于 {units} 个隐私单元，少于 {}", rules.min_units),
+                );
+            }
+        }
+        if fit.residual_df < rules.min_residual_df {
+            self.find(
+                None,
+                None,
+                Rule::ModelDf,
+                Verdict::Fail,
+                format!("{} residual degrees of freedom, fewer than {}", fit.residual_df, rules.min_residual_df),
+                format!("残差自由度 {} 少于 {}", fit.residual_df, rules.min_residual_df),
+            );
+        }
+        Ok(())
+    }
+
+    /// Identifiers in the released labels, and values of sensitive columns.
+    pub(crate) async fn texts(&mut self, evidence: &mut Evidence<'_>, sensitive: &[String]) -> Result<(), AuditError> {
+        let names: Vec<String> = self.spec.dimensions.iter().map(|d| d.name.clone()).collect();
+        let mut strings: BTreeSet<String> = BTreeSet::new();
+        let mut where_found: Vec<(usize, String, String)> = Vec::new();
+        let keys = self.host.keys.clone();
+        for (r, key) in keys.iter().enumerate() {
+            for (name, value) in names.iter().zip(key) {
+                let Some(value) = value else { continue };
+                if let Some(kind) = identifiers::find(value) {
+                    self.identifier(r, name, kind);
+                }
+                strings.insert(value.clone());
+                // A model's term is `column=value`: the value too.
+                if let Some((_, x)) = value.split_once('=') {
+                    strings.insert(x.to_owned());
+                }
+                where_found.push((r, name.clone(), value.clone()));
+            }
+            let texts: Vec<&str> = key.iter().flatten().map(String::as_str).collect();
+            if texts.len() > 1
+                && let Some(kind) = identifiers::find_across(&texts)
+                && texts.iter().all(|t| identifiers::find(t).is_none())
+            {
+                self.identifier(r, &names.join("+"), kind);
+            }
+        }
+        for source in sensitive {
+            let found = evidence.members(source, &strings).await?;
+            for (r, name, value) in &where_found {
+                let inner = value.split_once('=').map(|(_, x)| x);
+                if found.contains(value) || inner.is_some_and(|x| found.contains(x)) {
+                    self.find(
+                        Some(*r),
+                        Some(name),
+                        Rule::Membership,
+                        Verdict::Fail,
+                        format!("{name} = {value:?} is a value of {source}, a column that may not be shown"),
+                        format!("{name} 含有不得展示的列 {source} 的值"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn identifier(&mut self, r: usize, column: &str, kind: identifiers::Identifier) {
+        self.find(
+            Some(r),
+            Some(column),
+            Rule::Identifier,
+            Verdict::Fail,
+            format!("{column} contains {}", kind.en()),
+            format!("{column} 含有{}", kind.zh()),
+        );
+    }
+
+    /// The figures differential privacy releases for this table, or findings that it cannot:
+    /// only counts, and sums under a `sum_bound`, can be noised.
+    pub(crate) async fn dp(
+        &mut self,
+        evidence: &mut Evidence<'_>,
+        settings: &DpSettings,
+    ) -> Result<Option<crate::DpTable>, AuditError> {
+        let mut refused = Vec::new();
+        for m in &self.spec.measures {
+            match m.statistic {
+                Statistic::Count => {}
+                Statistic::Sum if settings.sum_bound.is_some() => {}
+                Statistic::Sum => refused.push((
+                    m.name.clone(),
+                    format!("{}: the policy sets no sum_bound for this dataset, so its sums cannot be noised", m.name),
+                    format!("{}：策略未为该数据集设置 sum_bound，求和无法加噪", m.name),
+                )),
+                _ => refused.push((
+                    m.name.clone(),
+                    format!("{}: under differential privacy only counts and sums are released", m.name),
+                    format!("{}：差分隐私下只发布计数和求和", m.name),
+                )),
+            }
+        }
+        if self.spec.model.is_some() {
+            refused.push((
+                self.spec.name.clone(),
+                "under differential privacy models are not released".to_owned(),
+                "差分隐私下不发布模型".to_owned(),
+            ));
+        }
+        if !refused.is_empty() {
+            for (column, en, zh) in refused {
+                self.find(None, Some(&column), Rule::DifferentialPrivacy, Verdict::Fail, en, zh);
+            }
+            return Ok(None);
+        }
+        let bound = settings.sum_bound.unwrap_or(0.0);
+        let host = evidence.dp_cells(self.spec, bound).await?;
+        let spread = (evidence.max_cells_per_unit(self.spec).await?.max(1) as f64).sqrt();
+        let mut values = Vec::new();
+        let mut sensitivity = Vec::new();
+        for m in &self.spec.measures {
+            let column: Vec<i64> = self
+                .host
+                .keys
+                .iter()
+                .map(|key| match host.cells.get(key) {
+                    None => 0,
+                    Some(cell) if m.statistic == Statistic::Count => cell.units as i64,
+                    Some(cell) => cell.magnitudes.get(&m.of).map_or(0.0, |x| x.clamped).round() as i64,
+                })
+                .collect();
+            values.push(column);
+            let per_cell = if m.statistic == Statistic::Count { 1.0 } else { bound.ceil() + 1.0 };
+            sensitivity.push(per_cell * spread);
+        }
+        Ok(Some(crate::DpTable { dataset: evidence::counted(self.spec).to_owned(), values, sensitivity }))
+    }
+
+    /// Suppresses the rows whose units differ from an earlier released cell's, or another row's
+    /// of this audit, by fewer than the threshold; returns the rows that still pass.
+    pub(crate) fn differencing(
+        &mut self,
+        dataset: &str,
+        label: &str,
+        earlier: &[ReleasedCell],
+        this_run: &[ReleasedCell],
+    ) -> Vec<ReleasedCell> {
+        let limit = (self.rules.min_units as usize).saturating_sub(1).min(differencing::MAX_DIFFERENCE);
+        // Only cells whose sizes differ by at most `limit` can be that close: index by size.
+        let mut known: BTreeMap<u64, Vec<&ReleasedCell>> = BTreeMap::new();
+        for cell in earlier.iter().chain(this_run).filter(|c| c.dataset == dataset) {
+            known.entry(cell.sketch.size).or_default().push(cell);
+        }
+        let mut passed: Vec<ReleasedCell> = Vec::new();
+        let mut passed_by_size: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for r in 0..self.host.keys.len() {
+            let Some(sketch) = self.sketches[r].take() else { continue };
+            // Cells held for review may leave later: they are compared and kept too.
+            if !matches!(self.cells[r], Verdict::Pass | Verdict::Review) {
+                continue;
+            }
+            let sizes = sketch.size.saturating_sub(limit as u64)..=sketch.size.saturating_add(limit as u64);
+            let close = known
+                .range(sizes.clone())
+                .flat_map(|(_, cells)| cells.iter().copied())
+                .chain(passed_by_size.range(sizes).flat_map(|(_, at)| at.iter().map(|&i| &passed[i])))
+                .find_map(|c| {
+                    let d = sketch.difference(&c.sketch, limit)?;
+                    (d > 0).then(|| (c.label.clone(), d))
+                });
+            let cell = self.cell_name(r);
+            if let Some((other, d)) = close {
+                let k = self.rules.min_units;
+                self.find(
+                    Some(r),
+                    None,
+                    Rule::Differencing,
+                    Verdict::Suppressed,
+                    format!("[{cell}] its privacy units differ from those of {other} by {d}, fewer than {k}: subtracting one cell from the other would reveal them"),
+                    format!("[{cell}] 其隐私单元与 {other} 仅相差 {d} 个，少于 {k}：两者相减即可推出这些单位"),
+                );
+                continue;
+            }
+            passed_by_size.entry(sketch.size).or_default().push(passed.len());
+            passed.push(ReleasedCell { dataset: dataset.to_owned(), label: format!("{label} [{cell}]"), sketch });
+        }
+        passed
+    }
+}
+
+/// A cell's labels as the internal report names it.
+pub(crate) fn label(key: &Key) -> String {
+    key.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect::<Vec<_>>().join(", ")
+}
+
+/// The host's table of cells: each measure's true figure and the figure it would release.
+fn host_cells(spec: &OutputSpec, table: &TableEvidence, rules: &Rules) -> HostTable {
+    let base = rules.rounding_base as i64;
+    let digits = rules.significant_digits;
+    let mut host = HostTable {
+        keys: table.cells.keys().cloned().collect(),
+        units: table.cells.values().map(|c| c.units).collect(),
+        ..HostTable::default()
+    };
+    for m in &spec.measures {
+        let mut figures = Vec::new();
+        let mut released = Vec::new();
+        for cell in table.cells.values() {
+            let magnitude = cell.magnitudes.get(&m.of).cloned().unwrap_or_default();
+            let (figure, leaves) = match m.statistic {
+                Statistic::Count => (Some(cell.units as f64), Some(round_to(cell.units as i64, base) as f64)),
+                Statistic::Sum => (Some(magnitude.total), Some(round_sig(magnitude.total, digits))),
+                Statistic::Mean => {
+                    let mean = (magnitude.values > 0).then(|| magnitude.total / magnitude.values as f64);
+                    // From the released sum and the rounded number of values: the sum divided by
+                    // the mean gives back only a rounded count.
+                    let values = round_to(magnitude.values as i64, base);
+                    let leaves =
+                        (values > 0).then(|| round_sig(round_sig(magnitude.total, digits) / values as f64, digits));
+                    (mean, leaves)
+                }
+                Statistic::Ratio => {
+                    let per = m.per.as_deref().and_then(|p| cell.magnitudes.get(p)).map_or(0.0, |d| d.total);
+                    let ratio = (per != 0.0).then(|| magnitude.total / per);
+                    (ratio, ratio.map(|x| round_sig(x, digits)))
+                }
+                Statistic::Min => (magnitude.min, magnitude.kth_min.map(|x| round_sig(x, digits))),
+                Statistic::Max => (magnitude.max, magnitude.kth_max.map(|x| round_sig(x, digits))),
+                Statistic::Quantile => {
+                    let at = m.quantile.and_then(|q| quantiles_of(spec, &m.of).iter().position(|x| *x == q));
+                    let value = at.and_then(|i| magnitude.quantiles.get(i).copied().flatten());
+                    (value, value.map(|x| round_sig(x, digits)))
+                }
+                // Model statistics belong to model tables (the manifest check).
+                Statistic::Coefficient | Statistic::StdError | Statistic::ResidualDf => (None, None),
+            };
+            figures.push(figure);
+            released.push(leaves);
+        }
+        host.figures.push(figures);
+        host.released.push(released);
+    }
+    host
+}
+
+/// The host's model table: one row per term.
+fn host_model(spec: &OutputSpec, fit: &Fit, units: &[u64], rules: &Rules) -> HostTable {
+    let base = rules.rounding_base as i64;
+    let digits = rules.significant_digits;
+    let p = fit.terms.len() as i64;
+    let n = round_to(fit.n as i64, base);
+    let mut host = HostTable {
+        keys: fit.terms.iter().map(|t| vec![Some(t.clone())]).collect(),
+        units: units.to_vec(),
+        ..HostTable::default()
+    };
+    for m in &spec.measures {
+        let (figures, released): (Vec<_>, Vec<_>) = (0..fit.terms.len())
+            .map(|t| match m.statistic {
+                Statistic::Coefficient => {
+                    let b = fit.coefficients[t];
+                    (Some(b), Some(round_sig(b, digits)))
+                }
+                Statistic::StdError => (fit.std_errors[t], fit.std_errors[t].map(|s| round_sig(s, digits))),
+                Statistic::Count => (Some(fit.n as f64), Some(n as f64)),
+                // From the rounded n: the exact n does not come back as df + p.
+                Statistic::ResidualDf => (Some(fit.residual_df as f64), Some((n - p) as f64)),
+                _ => (None, None),
+            })
+            .unzip();
+        host.figures.push(figures);
+        host.released.push(released);
+    }
+    host
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_round_to_the_nearest_multiple_of_five() {
+        let cases = [(0, 0), (2, 0), (3, 5), (7, 5), (8, 10), (10, 10), (12, 10), (13, 15)];
+        for (value, rounded) in cases {
+            assert_eq!(round_to(value, 5), rounded, "{value}");
+        }
+    }
+
+    #[test]
+    fn figures_round_to_significant_digits() {
+        assert_eq!(round_sig(1101.12, 4), 1101.0);
+        assert_eq!(round_sig(12_345_678.9, 4), 12_350_000.0);
+        assert_eq!(round_sig(0.000_123_456, 3), 0.000_123);
+        assert_eq!(round_sig(-98_765.0, 2), -99_000.0);
+        assert_eq!(round_sig(0.0, 4), 0.0);
+        // The shortest decimal of the result has at most the digits asked for.
+        assert_eq!(round_sig(2.0 / 3.0, 4).to_string(), "0.6667");
+    }
+}
