@@ -137,6 +137,10 @@ struct Published {
     checkpoint: Arc<[u8]>,
 }
 
+/// How long `Log::open` waits for a lock held by someone else, and how often it looks again.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// The open log. Appends go to its writer thread; reads go to the immutable files directly.
 #[derive(Debug)]
 pub struct Log {
@@ -155,10 +159,20 @@ impl Log {
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let lock_path = dir.join("lock");
         let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(LogError::Locked { path: dir }),
-            Err(fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        // A lock just released can stay held for a moment by a child process another thread
+        // of this process forked: the child shares the open file until it execs. A writer that
+        // really holds the log holds it for longer than this wait.
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if waited < LOCK_WAIT => {
+                    std::thread::sleep(LOCK_RETRY);
+                    waited += LOCK_RETRY;
+                }
+                Err(fs::TryLockError::WouldBlock) => return Err(LogError::Locked { path: dir }),
+                Err(fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+            }
         }
         let origin = options.key.verifier().name().to_owned();
         let storage = DirStorage::new(&dir);
