@@ -198,6 +198,10 @@ impl Renderer<'_> {
         }
         for (j, m) in out.measures.iter().enumerate() {
             let place = format!("{}.measures[{j}]", self.place);
+            self.magnitude(&m.of, &place);
+            if let Some(per) = &m.per {
+                self.magnitude(per, &place);
+            }
             let x = column(&m.of);
             let name = quote(&m.name);
             let expr = match m.statistic {
@@ -237,6 +241,28 @@ impl Renderer<'_> {
             sql += &format!(" GROUP BY {}", keys.join(", "));
         }
         sql
+    }
+
+    /// A column a statistic is computed of: a number the views let be aggregated. A pseudonym
+    /// is an identifier in the raw files the host reads: its "maximum" is a person's number.
+    fn magnitude(&mut self, source: &str, place: &str) {
+        if !source.contains('.') {
+            return;
+        }
+        let Some(facts) = self.facts(source) else { return };
+        if matches!(facts.constraint, Constraint::Pseudonymized | Constraint::Forbidden) {
+            self.problem(
+                place,
+                format!("{source} is {}: no statistic is computed of it", facts.constraint),
+                format!("{source} 为{}列，不能对其计算统计量", facts.constraint.zh()),
+            );
+        } else if !facts.data_type.is_numeric() {
+            self.problem(
+                place,
+                format!("{source} is {}, not a number: no statistic is computed of it", facts.data_type),
+                format!("{source} 的类型 {} 不是数值，不能对其计算统计量", facts.data_type),
+            );
+        }
     }
 
     /// A column whose values become keys (a dimension or a model's terms).
@@ -417,7 +443,9 @@ impl Renderer<'_> {
         }
         let at_edge = match &facts.classification {
             Some(c @ Classification::Grains(_)) => {
-                chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d").is_ok_and(|d| c.starts_period(d))
+                // Exactly `YYYY-MM-DD`, as the host's cast reads it.
+                value.len() == 10
+                    && chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d").is_ok_and(|d| c.starts_period(d))
             }
             Some(c @ Classification::Edges(_)) => value.parse::<f64>().is_ok_and(|v| c.has_edge(v)),
             None => false,

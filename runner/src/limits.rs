@@ -38,6 +38,11 @@ pub struct RunLimits {
     pub policy: PolicyConfig,
 }
 
+impl RunLimits {
+    /// The bytes of output a module may write by default.
+    pub const DEFAULT_OUTPUT_BYTES: u64 = 64 << 20;
+}
+
 impl Default for RunLimits {
     fn default() -> Self {
         RunLimits {
@@ -53,7 +58,7 @@ impl Default for RunLimits {
             append_bytes: 16 << 20,
             live_queries: 16,
             output_rows: 1_000_000,
-            output_bytes: 64 << 20,
+            output_bytes: RunLimits::DEFAULT_OUTPUT_BYTES,
             dev_log_bytes: 1 << 20,
             // One partition: sums of floating-point values then always add in the same order, so
             // the same inputs give byte-identical outputs.

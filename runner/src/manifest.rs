@@ -717,7 +717,16 @@ impl Manifest {
     }
 
     fn check_measure(&self, measure: &Measure, place: &str, p: &mut Problems) {
-        if measure.of.contains('.') {
+        if measure.of.contains('.') && !measure.statistic.needs_column() {
+            p.add(
+                place,
+                format!(
+                    "{} counts a dataset's privacy units: of names the dataset, not a column",
+                    measure.statistic.as_str()
+                ),
+                format!("{} 计数的是数据集的隐私单元：of 应为数据集名，而不是列", measure.statistic.as_str()),
+            );
+        } else if measure.of.contains('.') {
             self.check_source(&measure.of, place, p);
         } else if measure.statistic.needs_column() {
             p.add(

@@ -95,7 +95,9 @@ impl RunError {
 
     /// How a production run that ended so is told to its operator: a class from a fixed set,
     /// never the module's own number or the host call it failed on. A module can choose to fail
-    /// and how, so each class is a channel; four of them carry two bits (see ARCHITECTURE.md).
+    /// and how — `module` or `limits` freely, `contract` at the price of a breach — so each class
+    /// is a channel (see ARCHITECTURE.md, "Channels that remain"). `interrupted` comes only from
+    /// outside the module.
     pub fn failure(&self) -> Failed {
         match self {
             RunError::FuelExhausted

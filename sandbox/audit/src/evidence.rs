@@ -23,7 +23,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{SessionConfig, SessionContext};
 use sandbox_catalog::{Catalog, Variant};
 use sandbox_runner::manifest::{
-    AgeAt, Banding, DatePart, Dimension, FilterOp, Measure, OutputSpec, Statistic, dataset_of,
+    AgeAt, Banding, DatePart, Dimension, Filter, FilterOp, Measure, OutputSpec, Statistic, dataset_of,
 };
 
 use crate::AuditError;
@@ -70,6 +70,17 @@ pub(crate) struct Cell {
     pub(crate) magnitudes: HashMap<String, Magnitude>,
     /// The cell's privacy units, for differencing.
     pub(crate) sketch: Option<Sketch>,
+    /// For rows joined to another dataset: its distinct units behind the cell, and per
+    /// magnitude the largest and second-largest total one of them contributes.
+    pub(crate) joined: Option<Joined>,
+}
+
+/// What the joined dataset's units stand behind in one cell.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Joined {
+    pub(crate) units: u64,
+    /// By `dataset.column` of the counted dataset: (largest, second) per joined unit.
+    pub(crate) contributions: HashMap<String, (f64, f64)>,
 }
 
 /// The host's table of cells: every cell the contract's rows fall in, by label.
@@ -190,41 +201,96 @@ impl<'a> Evidence<'a> {
     /// `FROM ... WHERE ...` for the rows a table counts.
     fn rows(&self, spec: &OutputSpec) -> Result<String, AuditError> {
         let mut sql = from(spec);
-        let mut conditions = Vec::new();
-        for filter in &spec.filters {
-            let mut lhs = column(&filter.column);
-            if let Some(part) = filter.part {
-                lhs = date_label(&lhs, part);
-            }
-            let value = match (&filter.value, &filter.parameter) {
-                (Some(toml::Value::String(s)), _) => s.clone(),
-                (Some(v), _) => v.to_string(),
-                (None, Some(name)) => self.parameter(name)?.to_owned(),
-                (None, None) => return Err(AuditError::Evidence("a filter has no value".to_owned())),
-            };
-            // Compare in the column's own type: the literal is cast to it.
-            let rhs = match filter.part {
-                Some(_) => literal(&value),
-                None => format!(
-                    "arrow_cast({}, {})",
-                    literal(&value),
-                    literal(&self.column_type(&filter.column)?.to_string())
-                ),
-            };
-            conditions.push(match filter.op {
-                FilterOp::Eq => format!("{lhs} = {rhs}"),
-                FilterOp::Ne => format!("{lhs} <> {rhs}"),
-                FilterOp::Lt => format!("{lhs} < {rhs}"),
-                FilterOp::Le => format!("{lhs} <= {rhs}"),
-                FilterOp::Gt => format!("{lhs} > {rhs}"),
-                FilterOp::Ge => format!("{lhs} >= {rhs}"),
-                FilterOp::StartsWith => format!("starts_with(CAST({lhs} AS VARCHAR), {})", literal(&value)),
-            });
-        }
+        let conditions: Vec<String> = spec.filters.iter().map(|f| self.condition(f)).collect::<Result<_, _>>()?;
         if !conditions.is_empty() {
             sql += &format!(" WHERE {}", conditions.join(" AND "));
         }
         Ok(sql)
+    }
+
+    /// One filter as an SQL condition.
+    fn condition(&self, filter: &Filter) -> Result<String, AuditError> {
+        let mut lhs = column(&filter.column);
+        if let Some(part) = filter.part {
+            lhs = date_label(&lhs, part);
+        }
+        let value = match (&filter.value, &filter.parameter) {
+            (Some(toml::Value::String(s)), _) => s.clone(),
+            (Some(v), _) => v.to_string(),
+            (None, Some(name)) => self.parameter(name)?.to_owned(),
+            (None, None) => return Err(AuditError::Evidence("a filter has no value".to_owned())),
+        };
+        // Compare in the column's own type: the literal is cast to it.
+        let rhs = match filter.part {
+            Some(_) => literal(&value),
+            None => {
+                format!("arrow_cast({}, {})", literal(&value), literal(&self.column_type(&filter.column)?.to_string()))
+            }
+        };
+        Ok(match filter.op {
+            FilterOp::Eq => format!("{lhs} = {rhs}"),
+            FilterOp::Ne => format!("{lhs} <> {rhs}"),
+            FilterOp::Lt => format!("{lhs} < {rhs}"),
+            FilterOp::Le => format!("{lhs} <= {rhs}"),
+            FilterOp::Gt => format!("{lhs} > {rhs}"),
+            FilterOp::Ge => format!("{lhs} >= {rhs}"),
+            FilterOp::StartsWith => format!("starts_with(CAST({lhs} AS VARCHAR), {})", literal(&value)),
+        })
+    }
+
+    /// Every label each dimension takes, whatever the rows a table counts: over the counted
+    /// dataset (and its join) with only the filters on that dimension's own column, plus a
+    /// banding's labels. The host's table is every combination of them, so which combinations
+    /// the counted rows fill — one person's attributes, where a cell holds one person — never
+    /// shows in which rows leave. One scan: a grouping set per dimension.
+    pub(crate) async fn domains(&mut self, spec: &OutputSpec) -> Result<Vec<BTreeSet<Option<String>>>, AuditError> {
+        if spec.dimensions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut select = Vec::new();
+        let mut sets = Vec::new();
+        for (i, dim) in spec.dimensions.iter().enumerate() {
+            let own: Vec<String> = spec
+                .filters
+                .iter()
+                .filter(|f| Some(&f.column) == dim.source.as_ref())
+                .map(|f| self.condition(f))
+                .collect::<Result<_, _>>()?;
+            let kept =
+                if own.is_empty() { "true".to_owned() } else { format!("coalesce({}, false)", own.join(" AND ")) };
+            select.push(format!("{} AS d{i}", self.dimension(dim)?));
+            select.push(format!("{kept} AS k{i}"));
+            sets.push(format!("(d{i}, k{i})"));
+        }
+        let columns: Vec<String> =
+            (0..spec.dimensions.len()).flat_map(|i| [format!("d{i}"), format!("k{i}")]).collect();
+        let sql = format!(
+            "SELECT {} FROM (SELECT {} {}) labels GROUP BY GROUPING SETS ({})",
+            columns.join(", "),
+            select.join(", "),
+            from(spec),
+            sets.join(", ")
+        );
+        let batches = self.query(sql).await?;
+        let mut domains: Vec<BTreeSet<Option<String>>> = vec![BTreeSet::new(); spec.dimensions.len()];
+        for batch in &batches {
+            for (i, domain) in domains.iter_mut().enumerate() {
+                let labels = strings(std::slice::from_ref(batch), 2 * i)?;
+                let kept = batch.column(2 * i + 1).as_boolean();
+                for (r, label) in labels.into_iter().enumerate() {
+                    // A row of dimension i's grouping set: its flag is set (true or false).
+                    if kept.is_valid(r) && kept.value(r) {
+                        domain.insert(label);
+                    }
+                }
+            }
+        }
+        for (dim, domain) in spec.dimensions.iter().zip(&mut domains) {
+            if let Some(Banding::Bins { labels, .. } | Banding::Age { labels, .. }) = &dim.banding {
+                domain.extend(labels.iter().cloned().map(Some));
+            }
+        }
+        Ok(domains)
     }
 
     /// The SQL expression of a dimension's label.
@@ -274,7 +340,77 @@ impl<'a> Evidence<'a> {
         if repeated && !magnitude_columns(spec).is_empty() {
             self.units_pass(spec, k, None, &mut evidence).await?;
         }
+        if spec.join.is_some() {
+            self.joined_pass(spec, &mut evidence).await?;
+        }
         Ok(evidence)
+    }
+
+    /// For rows joined to another dataset: that dataset's units behind each cell, and the
+    /// largest totals one of them contributes. A cell of many insured people of one employer
+    /// describes the employer.
+    async fn joined_pass(&mut self, spec: &OutputSpec, evidence: &mut TableEvidence) -> Result<(), AuditError> {
+        let Some(join) = &spec.join else { return Ok(()) };
+        let other = dataset_of(&join.to);
+        let other_unit = column(&format!("{other}.{}", self.privacy_unit(other)?));
+        // Many rows to one: a key the other dataset repeats would count its rows more than once.
+        let key = column(&join.to);
+        let unique = self
+            .query(format!("SELECT count({key}) = count(DISTINCT {key}) AS unique_key FROM {}", quote(other)))
+            .await?;
+        let unique = unique.first().map(|b| b.column(0).as_boolean().value(0)).unwrap_or(true);
+        if !unique {
+            return Err(AuditError::Contract(format!(
+                "the join's key {} is not unique in {other}: each counted row must meet at most one row / 关联键在 {other} 中不唯一",
+                join.to
+            )));
+        }
+        let (mut inner, keys) = self.labelled_rows(spec)?;
+        // The joined unit instead of the counted one.
+        inner.pop();
+        inner.push(format!("arrow_cast({other_unit}, 'Utf8') AS other"));
+        let magnitudes = magnitude_columns(spec);
+        let mut outer = keys.clone();
+        outer.push("unit_set(other) AS others".to_owned());
+        for (j, m) in magnitudes.iter().enumerate() {
+            inner.push(format!("CAST(sum(CAST({} AS DECIMAL(38, 6))) AS DOUBLE) AS t{j}", column(m)));
+            outer.push(format!("max(t{j}) AS largest{j}"));
+            outer.push(format!("second_largest(t{j}) AS second{j}"));
+        }
+        // One row per (cell, joined unit).
+        let positions: Vec<String> = (1..=keys.len() + 1).map(|i| i.to_string()).collect();
+        let group = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) };
+        let sql = format!(
+            "SELECT {} FROM (SELECT {} {} GROUP BY {}) joined{group}",
+            outer.join(", "),
+            inner.join(", "),
+            self.rows(spec)?,
+            positions.join(", "),
+        );
+        let batches = self.query(sql).await?;
+        for batch in &batches {
+            let key_columns: Vec<Vec<Option<String>>> =
+                (0..keys.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
+            let sketches = batch
+                .column_by_name("others")
+                .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+                .ok_or_else(|| AuditError::Evidence("no joined sketch".to_owned()))?;
+            let columns: Vec<(Vec<f64>, Vec<f64>)> = (0..magnitudes.len())
+                .map(|j| Ok((floats(batch, &format!("largest{j}"))?, floats(batch, &format!("second{j}"))?)))
+                .collect::<Result<_, AuditError>>()?;
+            for r in 0..batch.num_rows() {
+                let key: Key = key_columns.iter().map(|k| k[r].clone()).collect();
+                let units = Sketch::from_bytes(sketches.value(r))
+                    .ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))?
+                    .size;
+                let contributions =
+                    magnitudes.iter().zip(&columns).map(|(m, (l, s))| (m.clone(), (l[r], s[r]))).collect();
+                if let Some(cell) = evidence.cells.get_mut(&key) {
+                    cell.joined = Some(Joined { units, contributions });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// What differential privacy releases of a table of cells: each cell's distinct units and,
@@ -363,8 +499,13 @@ impl<'a> Evidence<'a> {
                 let key: Key = key_columns.iter().map(|k| k[r].clone()).collect();
                 let sketch = Sketch::from_bytes(sketches.value(r))
                     .ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))?;
-                let mut cell =
-                    Cell { units: sketch.size, rows: rows[r], magnitudes: HashMap::new(), sketch: Some(sketch) };
+                let mut cell = Cell {
+                    units: sketch.size,
+                    rows: rows[r],
+                    magnitudes: HashMap::new(),
+                    sketch: Some(sketch),
+                    joined: None,
+                };
                 for (m, c) in magnitudes.iter().zip(&columns) {
                     let largest = (c.values[r] > 0).then_some(c.largest[r]);
                     cell.magnitudes.insert(

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sandbox_runner::OutputTable;
-use sandbox_runner::manifest::{ModelKind, OutputSpec, Statistic};
+use sandbox_runner::manifest::{Banding, ModelKind, OutputSpec, Statistic, dataset_of};
 
-use crate::evidence::{self, Evidence, Key, Magnitude, TableEvidence, numbers, quantiles_of, text};
+use crate::evidence::{self, Cell, Evidence, Key, Magnitude, TableEvidence, numbers, quantiles_of, text};
 use crate::model::{self, Fit};
 use crate::{
     AuditError, CellFinding, DpSettings, ReleasedCell, Rule, Rules, Sketch, Verdict, differencing, identifiers,
@@ -69,6 +69,8 @@ pub(crate) struct Judge<'a> {
     pub(crate) overrides: HashMap<(usize, usize), Option<f64>>,
     /// Each host row's privacy units, where the evidence has them.
     pub(crate) sketches: Vec<Option<Sketch>>,
+    /// Each host row's evidence (a table of cells; none for a model): for secondary suppression.
+    pub(crate) evidence: Vec<Cell>,
     /// The module's declared values disagree with the host's.
     pub(crate) breach: bool,
 }
@@ -85,6 +87,7 @@ impl<'a> Judge<'a> {
             suppressed: Vec::new(),
             overrides: HashMap::new(),
             sketches: Vec::new(),
+            evidence: Vec::new(),
             breach: false,
         }
     }
@@ -131,15 +134,26 @@ impl<'a> Judge<'a> {
 
     /// The host's table of cells and every rule on them.
     pub(crate) async fn cells(&mut self, evidence: &mut Evidence<'_>) -> Result<TableEvidence, AuditError> {
-        let table = evidence.cells(self.spec, self.rules.min_units_extremes).await?;
+        let mut table = evidence.cells(self.spec, self.rules.min_units_extremes).await?;
+        // Every combination of the dimensions' labels, filled or not: an empty combination and
+        // a cell of one person look alike (both under the threshold), so the rows that leave
+        // say nothing of which combinations the counted rows fill.
+        let domains = evidence.domains(self.spec).await?;
+        let combinations = domains.iter().map(|d| d.len() as u64).fold(1u64, |n, d| n.saturating_mul(d));
+        let filled = combinations <= self.rules.max_rows;
+        if filled {
+            fill(&mut table, &domains);
+        }
         self.host = host_cells(self.spec, &table, self.rules);
         let rows = self.host.keys.len();
         self.cells = vec![Verdict::Pass; rows];
         self.suppressed = vec![false; rows];
         self.sketches = table.cells.values().map(|c| c.sketch.clone()).collect();
-        self.size();
-        self.consistency(1e-9);
+        self.evidence = table.cells.values().cloned().collect();
+        self.size(combinations.max(rows as u64));
+        self.consistency(1e-9, filled);
         let rules = self.rules.clone();
+        let joined = self.spec.join.as_ref().map(|j| dataset_of(&j.to).to_owned());
         for (r, cell) in table.cells.values().enumerate() {
             let name = self.cell_name(r);
             if cell.units < rules.min_units {
@@ -152,6 +166,26 @@ impl<'a> Judge<'a> {
                     format!("[{name}] 隐私单元数 {} 少于 {}", cell.units, rules.min_units),
                 );
                 continue;
+            }
+            // The joined dataset's units too: a cell of one employer's insured describes it.
+            if let (Some(other), Some(j)) = (&joined, &cell.joined) {
+                if j.units < rules.min_units {
+                    self.find(
+                        Some(r),
+                        None,
+                        Rule::Threshold,
+                        Verdict::Suppressed,
+                        format!("[{name}] {} privacy units of {other}, fewer than {}", j.units, rules.min_units),
+                        format!("[{name}] {other} 的隐私单元数 {} 少于 {}", j.units, rules.min_units),
+                    );
+                    continue;
+                }
+                for (m, (largest, second)) in &j.contributions {
+                    let total = cell.magnitudes.get(m).map_or(0.0, |x| x.total);
+                    let by_other = Magnitude { total, largest: *largest, second: *second, ..Magnitude::default() };
+                    let column = m.split_once('.').map_or(m.as_str(), |(_, c)| c).to_owned();
+                    self.dominance(r, &format!("{column} ({other})"), &by_other);
+                }
             }
             for (j, m) in self.spec.measures.iter().enumerate() {
                 if m.statistic == Statistic::Count {
@@ -307,7 +341,9 @@ impl<'a> Judge<'a> {
     /// zero cell the host has no rows for) with the host's figures. A row it leaves out is no
     /// claim: the policy views drop groups under their threshold before a module sees them.
     /// Any disagreement is a breach of the contract.
-    fn consistency(&mut self, tolerance: f64) {
+    /// `complete`: the host's table has every combination of the labels, so a row outside it is
+    /// no honest zero but bytes of the module's choosing (and time spent reading them).
+    fn consistency(&mut self, tolerance: f64, complete: bool) {
         let dims = self.spec.dimensions.len();
         let batch = &self.module.batch;
         let keys: Vec<Key> = match (0..dims).map(|i| text(batch.column(i))).collect::<Result<Vec<_>, _>>() {
@@ -330,6 +366,13 @@ impl<'a> Judge<'a> {
         // Collected, then reported once each: one mistyped label would otherwise make a finding
         // of every row.
         let (mut twice, mut unknown, mut differ) = (Vec::new(), Vec::new(), Vec::new());
+        if complete && keys.len() > self.host.keys.len() {
+            self.disagree(
+                format!("it writes {} rows; the contract's table has {}", keys.len(), self.host.keys.len()),
+                format!("写出 {} 行，而契约的表只有 {} 行", keys.len(), self.host.keys.len()),
+            );
+            return;
+        }
         for (r, key) in keys.iter().enumerate() {
             let name = label(key);
             if !seen.insert(key) {
@@ -337,6 +380,10 @@ impl<'a> Judge<'a> {
                 continue;
             }
             let host_row = at.get(key).copied();
+            if complete && host_row.is_none() {
+                unknown.push(name);
+                continue;
+            }
             for (j, m) in self.spec.measures.iter().enumerate() {
                 let Some(value) = declared[j][r] else { continue };
                 let host = match host_row {
@@ -397,8 +444,8 @@ impl<'a> Judge<'a> {
         });
     }
 
-    fn size(&mut self) {
-        let rows = self.host.keys.len() as u64;
+    /// The size caps, on the table's `rows` (every combination of its labels).
+    fn size(&mut self, rows: u64) {
         // What the released CSV would hold at most: every label and a number per measure.
         let bytes: u64 = self
             .host
@@ -468,7 +515,7 @@ impl<'a> Judge<'a> {
         self.cells = vec![Verdict::Pass; fit.terms.len()];
         self.suppressed = vec![false; fit.terms.len()];
         self.sketches = vec![None; fit.terms.len()];
-        self.consistency(1e-6);
+        self.consistency(1e-6, true);
         if all < rules.min_units {
             self.find(
                 None,
@@ -506,17 +553,28 @@ impl<'a> Judge<'a> {
         Ok(())
     }
 
-    /// Identifiers in the released labels, and values of sensitive columns.
+    /// Identifiers in the released labels, and values of sensitive columns. Labels a manifest
+    /// wrote (a banding's) are checked for identifiers' shapes only: looking them up in the data
+    /// would tell the operator whether a value of its choosing is some person's.
     pub(crate) async fn texts(&mut self, evidence: &mut Evidence<'_>, sensitive: &[String]) -> Result<(), AuditError> {
         let names: Vec<String> = self.spec.dimensions.iter().map(|d| d.name.clone()).collect();
+        let written: Vec<bool> = self
+            .spec
+            .dimensions
+            .iter()
+            .map(|d| matches!(d.banding, Some(Banding::Bins { .. } | Banding::Age { .. })))
+            .collect();
         let mut strings: BTreeSet<String> = BTreeSet::new();
         let mut where_found: Vec<(usize, String, String)> = Vec::new();
         let keys = self.host.keys.clone();
         for (r, key) in keys.iter().enumerate() {
-            for (name, value) in names.iter().zip(key) {
+            for ((name, value), written) in names.iter().zip(key).zip(&written) {
                 let Some(value) = value else { continue };
                 if let Some(kind) = identifiers::find(value) {
                     self.identifier(r, name, kind);
+                }
+                if *written {
+                    continue;
                 }
                 strings.insert(value.clone());
                 // A model's term is `column=value`: the value too.
@@ -641,7 +699,7 @@ impl<'a> Judge<'a> {
         let mut passed: Vec<ReleasedCell> = Vec::new();
         let mut passed_by_size: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for r in 0..self.host.keys.len() {
-            let Some(sketch) = self.sketches[r].take() else { continue };
+            let Some(sketch) = self.sketches[r].clone() else { continue };
             // Cells held for review may leave later: they are compared and kept too.
             if !matches!(self.cells[r], Verdict::Pass | Verdict::Review) {
                 continue;
@@ -672,6 +730,18 @@ impl<'a> Judge<'a> {
             passed.push(ReleasedCell { dataset: dataset.to_owned(), label: format!("{label} [{cell}]"), sketch });
         }
         passed
+    }
+}
+
+/// Adds to `table` every combination of `domains` it does not have, as an empty cell.
+fn fill(table: &mut TableEvidence, domains: &[BTreeSet<Option<String>>]) {
+    let mut keys: Vec<Key> = vec![Vec::new()];
+    for domain in domains {
+        keys =
+            keys.into_iter().flat_map(|k| domain.iter().map(move |v| [k.clone(), vec![v.clone()]].concat())).collect();
+    }
+    for key in keys {
+        table.cells.entry(key).or_default();
     }
 }
 

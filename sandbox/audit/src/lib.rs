@@ -263,8 +263,20 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         } else if outcome == Verdict::Review {
             held_cells.insert(spec.name.clone(), passed);
         }
-        let Judge { host, findings, cells: verdicts, suppressed, overrides, breach, .. } = judge;
-        judged.push(Judged { spec, rules, host, findings, verdicts, suppressed, overrides, dp, breach });
+        let Judge { host, findings, cells: verdicts, suppressed, overrides, breach, evidence: cells_evidence, .. } =
+            judge;
+        judged.push(Judged {
+            spec,
+            rules,
+            host,
+            findings,
+            verdicts,
+            suppressed,
+            overrides,
+            dp,
+            breach,
+            cells: cells_evidence,
+        });
     }
 
     // A table that disagrees with the host fails the whole run: nothing of it leaves.
@@ -340,6 +352,8 @@ struct Judged<'a> {
     /// What differential privacy releases instead of the host's figures, if its dataset asks.
     dp: Option<DpTable>,
     breach: bool,
+    /// Each row's evidence (none for a model).
+    cells: Vec<evidence::Cell>,
 }
 
 /// A table released under differential privacy: the host's figures, before noise.
@@ -427,16 +441,15 @@ impl Judged<'_> {
     }
 }
 
-/// Whether every cell of `margin` is a sum of cells of `detail`: the same rows counted, and
-/// dimensions that are some of `detail`'s. Returns where each of `margin`'s dimensions is in
-/// `detail`.
+/// Where each of `margin`'s dimensions is among `detail`'s, if `margin` could be a margin of
+/// `detail`: a table of cells of the same counted dataset, its dimensions (source and banding)
+/// some of `detail`'s. Whether its cells are sums of `detail`'s is decided by the data
+/// ([`nested`]), not by the filters as written: two spellings of one filter count the same rows.
 fn margin_of(margin: &OutputSpec, detail: &OutputSpec) -> Option<Vec<usize>> {
     let same = |a: &sandbox_runner::manifest::Dimension, b: &sandbox_runner::manifest::Dimension| {
         a.terms.is_none() && a.source == b.source && a.banding == b.banding && a.terms == b.terms
     };
-    if margin.filters != detail.filters
-        || margin.join != detail.join
-        || margin.model.is_some()
+    if margin.model.is_some()
         || detail.model.is_some()
         || evidence::counted(margin) != evidence::counted(detail)
         || margin.dimensions.len() >= detail.dimensions.len()
@@ -446,10 +459,23 @@ fn margin_of(margin: &OutputSpec, detail: &OutputSpec) -> Option<Vec<usize>> {
     margin.dimensions.iter().map(|m| detail.dimensions.iter().position(|d| same(m, d))).collect()
 }
 
+/// Whether a margin cell counts exactly the rows of the detail cells under it: the same rows,
+/// and the same total of every magnitude.
+fn nested(margin: &evidence::Cell, under: &[&evidence::Cell]) -> bool {
+    let rows: u64 = under.iter().map(|c| c.rows).sum();
+    margin.rows > 0
+        && margin.rows == rows
+        && margin.magnitudes.iter().all(|(column, m)| {
+            let total: f64 = under.iter().filter_map(|c| c.magnitudes.get(column)).map(|x| x.total).sum();
+            (m.total - total).abs() <= 1e-9 * m.total.abs().max(1.0)
+        })
+}
+
 /// Secondary suppression. Where one released table's cells are sums of another released
-/// table's cells (a margin, a total), the margin is released recomputed from the other's
-/// released cells only, and blank where all of them are suppressed: subtracting released cells
-/// from a margin can then never give a suppressed cell back.
+/// table's cells (a margin, a total), the margin's counts and sums are released recomputed from
+/// the other's released cells only, blank where all of them are suppressed, and its other
+/// statistics (means, ratios, extremes, quantiles) withheld: subtracting released cells from a
+/// margin can then never give a suppressed cell back.
 fn margins(judged: &mut [Judged<'_>]) {
     for m in 0..judged.len() {
         for d in 0..judged.len() {
@@ -466,24 +492,31 @@ fn margins(judged: &mut [Judged<'_>]) {
             let Some(positions) = margin_of(margin.spec, detail.spec) else { continue };
             let detail_keys: Vec<Key> =
                 detail.host.keys.iter().map(|k| positions.iter().map(|&p| k[p].clone()).collect()).collect();
+            let counted = |spec: &OutputSpec, j: usize| spec.measures[j].statistic == Statistic::Count;
             let mut changes: Vec<(usize, usize, Option<f64>, usize)> = Vec::new();
-            for (j, measure) in margin.spec.measures.iter().enumerate() {
-                if !matches!(measure.statistic, Statistic::Count | Statistic::Sum) {
+            for (r, key) in margin.host.keys.iter().enumerate() {
+                let under: Vec<usize> = (0..detail_keys.len()).filter(|&x| detail_keys[x] == *key).collect();
+                let cells: Vec<&evidence::Cell> = under.iter().filter_map(|&x| detail.cells.get(x)).collect();
+                let Some(cell) = margin.cells.get(r) else { continue };
+                if under.is_empty() || !nested(cell, &cells) {
                     continue;
                 }
-                let Some(dj) =
-                    detail.spec.measures.iter().position(|x| x.statistic == measure.statistic && x.of == measure.of)
-                else {
+                // Hidden: a detail cell whose count is not shown (a whole cell withheld).
+                let Some(dc) = (0..detail.spec.measures.len()).find(|&j| counted(detail.spec, j)) else { continue };
+                let hidden = under.iter().filter(|&&x| detail.shown(dc, x).is_none()).count();
+                if hidden == 0 {
                     continue;
-                };
-                for (r, key) in margin.host.keys.iter().enumerate() {
-                    let under: Vec<usize> = (0..detail_keys.len()).filter(|&x| detail_keys[x] == *key).collect();
-                    let hidden = under.iter().filter(|&&x| detail.shown(dj, x).is_none()).count();
-                    if hidden == 0 || under.is_empty() {
-                        continue;
-                    }
-                    let shown: Vec<f64> = under.iter().filter_map(|&x| detail.shown(dj, x)).collect();
-                    let value = (!shown.is_empty()).then(|| shown.iter().sum());
+                }
+                for (j, measure) in margin.spec.measures.iter().enumerate() {
+                    let dj = detail.spec.measures.iter().position(|x| match measure.statistic {
+                        Statistic::Count => x.statistic == Statistic::Count,
+                        Statistic::Sum => x.statistic == Statistic::Sum && x.of == measure.of,
+                        _ => false,
+                    });
+                    let value = dj.and_then(|dj| {
+                        let shown: Vec<f64> = under.iter().filter_map(|&x| detail.shown(dj, x)).collect();
+                        (shown.len() == under.len() - hidden && !shown.is_empty()).then(|| shown.iter().sum())
+                    });
                     changes.push((j, r, value, hidden));
                 }
             }
@@ -501,8 +534,10 @@ fn margins(judged: &mut [Judged<'_>]) {
                     ),
                     None => (
                         Verdict::Suppressed,
-                        format!("every cell of {detail_name} that {name} adds up is suppressed"),
-                        format!("{name} 所汇总的 {detail_name} 单元格全部被抑制"),
+                        format!(
+                            "{name} covers suppressed cells of {detail_name} and cannot be recomputed from its released ones"
+                        ),
+                        format!("{name} 涵盖 {detail_name} 中被抑制的单元格，无法按已发布单元格重新计算"),
                     ),
                 };
                 margin.overrides.insert((j, r), value);

@@ -19,25 +19,34 @@ use sandbox_verify::entry::kind;
 use sandbox_verify::time::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 use tonic::Status;
 
 use crate::{Core, DataDir, WriteGuard, internal};
 
-/// Bytes a runner may answer with: its output limit (16 MiB per run) plus the header.
-const MAX_ANSWER: u64 = 17 << 20;
+/// Bytes a runner may answer with: the runner's output limit plus a megabyte for the header.
+/// Equal to what the runner lets a module write, so that a module cannot cut its own answer
+/// short and have the run end as "interrupted", an outcome that should only ever come from
+/// outside.
+const MAX_ANSWER: u64 = sandbox_runner::RunLimits::DEFAULT_OUTPUT_BYTES + (1 << 20);
 
 /// The queue: a permit per concurrent run, and a way to cancel each run under way.
 pub(crate) struct Queue {
     permits: Arc<Semaphore>,
     cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// Development runs run alone: one beside a production run could time how the production
+    /// module loads the machine, and a development run's times go to its operator in full.
+    development: tokio::sync::RwLock<()>,
 }
 
 impl Queue {
     pub(crate) fn new(max: usize) -> Queue {
-        Queue { permits: Arc::new(Semaphore::new(max.max(1))), cancels: Mutex::default() }
+        Queue {
+            permits: Arc::new(Semaphore::new(max.max(1))),
+            cancels: Mutex::default(),
+            development: tokio::sync::RwLock::new(()),
+        }
     }
 
     /// Asks the run to stop; false if it is not queued or running here.
@@ -150,6 +159,9 @@ async fn run_process(
         () = cancelled(&mut cancel) => return Ended::Cancelled,
     };
     // Leaving the select dropped the child: kill_on_drop ends a process still running.
+    if answer.as_ref().is_ok_and(|bytes| bytes.len() as u64 >= MAX_ANSWER) {
+        return Ended::Failed("too-large".into());
+    }
     match answer.map_err(|e| e.to_string()).and_then(|bytes| parse_answer(&bytes)) {
         Ok(answer) => Ended::Done(answer),
         Err(e) => {
@@ -198,6 +210,7 @@ pub(crate) async fn develop(
     parameters: &[(String, String)],
 ) -> Result<Answer, String> {
     let _permit = core.runs.permits.acquire().await.map_err(|_| "the queue is closed".to_owned())?;
+    let _alone = core.runs.development.write().await;
     let (_tx, rx) = watch::channel(false);
     match run_process(core, module, licence, parameters, false, rx).await {
         Ended::Done(answer) => Ok(answer),
@@ -248,9 +261,10 @@ async fn finish_locked(
     core.commit_entry(guard, kind::RUN_FINISHED, &core.name, &fields).await
 }
 
-/// How a runner process's own failure is told: it ran too long, or the host stopped it.
+/// How a runner process's own failure is told: it ran too long or answered too much (limits),
+/// or the host stopped it.
 fn process_failure(code: &str) -> Failed {
-    if code == "timeout" { Failed::Limits } else { Failed::Interrupted }
+    if matches!(code, "timeout" | "too-large") { Failed::Limits } else { Failed::Interrupted }
 }
 
 /// Waits until a whole number of `quantum`s has passed since `started` (nothing, for a zero
@@ -277,7 +291,9 @@ async fn production(core: &Arc<Core>, spec: &Spec, mut cancel: watch::Receiver<b
     };
     core.metrics.queued.dec();
     core.metrics.running.inc();
+    let shared = core.runs.development.read().await;
     let result = production_with_permit(core, spec, &mut cancel).await;
+    drop(shared);
     core.metrics.running.dec();
     drop(permit);
     result
@@ -304,6 +320,7 @@ async fn production_with_permit(
             Ok(id) => Some(id),
             Err(e) => {
                 eprintln!("sandbox serve: run {}: {e}", spec.id);
+                pad(started, quantum).await;
                 return finish(core, &spec.id, "failed", Some(Failed::Limits)).await;
             }
         }
@@ -313,6 +330,13 @@ async fn production_with_permit(
             let _ = core.ledger.refund(id);
         }
     };
+    // Nothing of the run is logged or answered until a whole number of quanta after it started,
+    // whichever way it ends: how long the module, or the audit of its table, took says nothing.
+    // A cancel asked for before then ends it as cancelled, whether or not it had finished.
+    let ending = |cancel: watch::Receiver<bool>| async move {
+        pad(started, quantum).await;
+        cancel.has_changed().is_ok() && *cancel.borrow()
+    };
 
     let ended = run_process(core, &spec.module, &spec.licence, &spec.parameters, true, cancel.clone()).await;
     let run_dir = core.dir.runs().join(&spec.id);
@@ -321,11 +345,15 @@ async fn production_with_permit(
         Ended::Done(answer) => answer,
         Ended::Failed(code) => {
             refund();
-            pad(started, quantum).await;
-            return finish(core, &spec.id, "failed", Some(process_failure(&code))).await;
+            let cancelled = ending(cancel.clone()).await;
+            return match cancelled {
+                true => finish(core, &spec.id, "cancelled", None).await,
+                false => finish(core, &spec.id, "failed", Some(process_failure(&code))).await,
+            };
         }
         Ended::Cancelled => {
             refund();
+            ending(cancel.clone()).await;
             return finish(core, &spec.id, "cancelled", None).await;
         }
     };
@@ -333,9 +361,11 @@ async fn production_with_permit(
     // number in it is one the module could choose.
     let record = serde_json::to_vec(&answer.record).map_err(|e| internal("run record", e))?;
     std::fs::write(run_dir.join("record.json"), &record).map_err(|e| internal("run record", e))?;
-    pad(started, quantum).await;
     if let Some(error) = &answer.record.error {
         refund();
+        if ending(cancel.clone()).await {
+            return finish(core, &spec.id, "cancelled", None).await;
+        }
         let failure = error.failure();
         let guard = core.write.lock().await;
         finish_locked(core, &guard, &spec.id, "failed", Some(failure)).await?;
@@ -344,16 +374,26 @@ async fn production_with_permit(
         }
         return Ok("failed");
     }
-    core.record(kind::RUN_FINISHED, &[("run", &spec.id), ("status", "ok")]).await?;
 
-    // The output audit, in this process, on the host's own evidence.
-    let audit = match audit_answer(core, &manifest, &answer).await? {
+    // The output audit, in this process, on the host's own evidence, before anything is logged.
+    let audited = audit_answer(core, &manifest, &answer).await?;
+    if ending(cancel.clone()).await {
+        refund();
+        return finish(core, &spec.id, "cancelled", None).await;
+    }
+    let guard = core.write.lock().await;
+    core.commit_entry(&guard, kind::RUN_FINISHED, &core.name, &[("run", &spec.id), ("status", "ok")]).await?;
+    // Released cells are compared with the history as it is now: a run that ended while this
+    // one waited for its quantum may have released cells a few units from its own.
+    let audited =
+        if audited.history == history_size(core)? { audited } else { audit_answer(core, &manifest, &answer).await? };
+    let audit = match audited.audit {
         Ok(audit) => audit,
         Err(e) => {
             refund();
             eprintln!("sandbox serve: run {}: audit: {e}", spec.id);
             let fields = [("run", spec.id.as_str()), ("outcome", "error"), ("report", "-"), ("released", "0")];
-            core.record(kind::AUDIT_OUTCOME, &fields).await?;
+            core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
             return Ok("withheld");
         }
     };
@@ -361,7 +401,7 @@ async fn production_with_permit(
     keep_reports(&run_dir, &audit)?;
     if !audit.breach.is_empty() {
         refund();
-        return breach(core, spec, &report_id).await;
+        return breach(core, &guard, spec, &report_id).await;
     }
     if let Some(id) = reservation {
         core.ledger.commit(id, &audit.dp_spent).map_err(|e| internal("privacy budget", e))?;
@@ -373,7 +413,6 @@ async fn production_with_permit(
     if !held.is_empty() {
         std::fs::write(run_dir.join(ANSWER), &answer.raw).map_err(|e| internal("run answer", e))?;
     }
-    let guard = core.write.lock().await;
     let outcome = audit.report.outcome.as_str();
     let released = audit.released.len().to_string();
     let mut fields =
@@ -392,12 +431,18 @@ async fn production_with_permit(
     Ok(if held.is_empty() { "released" } else { "review" })
 }
 
+/// How many released cells the differencing history holds.
+fn history_size(core: &Core) -> Result<usize, Status> {
+    let (_, cells) =
+        sandbox_audit::history::open(&core.dir.history()).map_err(|e| internal("differencing history", e))?;
+    Ok(cells.len())
+}
+
 /// A run whose declared values disagree with the host's: logged as a breach of the contract.
-async fn breach(core: &Core, spec: &Spec, report_id: &str) -> Result<&'static str, Status> {
-    let guard = core.write.lock().await;
+async fn breach(core: &Core, guard: &WriteGuard<'_>, spec: &Spec, report_id: &str) -> Result<&'static str, Status> {
     let fields = [("run", spec.id.as_str()), ("outcome", "breach"), ("report", report_id), ("released", "0")];
-    core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
-    suspend_if_breached(core, &guard, &spec.licence).await?;
+    core.commit_entry(guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
+    suspend_if_breached(core, guard, &spec.licence).await?;
     Ok("failed")
 }
 
@@ -540,7 +585,7 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
     if !review.undecided.is_empty() || review.approved.is_empty() {
         return Ok(());
     }
-    let audit = audit_answer(core, &manifest, &answer).await?.map_err(|e| internal("audit", e))?;
+    let audit = audit_answer(core, &manifest, &answer).await?.audit.map_err(|e| internal("audit", e))?;
     let report_id = audit.report_id();
     if report_id != row.report {
         // What the reviewers read no longer holds; the new report says why.
@@ -612,14 +657,11 @@ fn read_manifest(core: &Core, module: &str) -> Result<Manifest, Status> {
 
 /// Audits a runner's answer against the differencing history as it is now. The outer error is
 /// the server's; the inner one, the audit's own (it could not compute its evidence).
-async fn audit_answer(
-    core: &Core,
-    manifest: &Manifest,
-    answer: &Answer,
-) -> Result<Result<sandbox_audit::Audit, sandbox_audit::AuditError>, Status> {
+async fn audit_answer(core: &Core, manifest: &Manifest, answer: &Answer) -> Result<Audited, Status> {
     let (hasher, earlier) =
         sandbox_audit::history::open(&core.dir.history()).map_err(|e| internal("differencing history", e))?;
-    Ok(sandbox_audit::audit(AuditRequest {
+    let history = earlier.len();
+    let audit = sandbox_audit::audit(AuditRequest {
         catalog: &core.catalog,
         variant: Variant::Real,
         manifest,
@@ -629,7 +671,14 @@ async fn audit_answer(
         hasher: &hasher,
         earlier: &earlier,
     })
-    .await)
+    .await;
+    Ok(Audited { history, audit })
+}
+
+/// An audit, and the size of the differencing history it compared with.
+struct Audited {
+    history: usize,
+    audit: Result<sandbox_audit::Audit, sandbox_audit::AuditError>,
 }
 
 /// Writes both reports beside the run: the released one (`report.json`, `report.txt`), which
@@ -698,7 +747,9 @@ pub(crate) fn recover_releases(core: &Core) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The hash the log keeps of a run's parameters.
-pub(crate) fn parameters_sha256(parameters: &[(String, String)]) -> String {
-    hex::encode(Sha256::digest(json!(parameters).to_string().as_bytes()))
+/// What the log keeps of a run's parameters: HMAC-SHA-256 under a key of the domain secret's,
+/// so that a run can be matched with another of the same parameters inside the domain, but a
+/// reader of the log cannot test guessed values (an identity number, a date) against it.
+pub(crate) fn parameters_digest(core: &Core, parameters: &[(String, String)]) -> String {
+    core.secret.licence_key("log:parameters").pseudonym(&json!(parameters).to_string())
 }

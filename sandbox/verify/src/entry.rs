@@ -69,8 +69,9 @@ pub mod kind {
     pub const RUN_QUEUED: &str = "run.queued";
     /// A production run of an approved module started.
     pub const RUN_STARTED: &str = "run.started";
-    /// A development run on the synthetic twins: fields `module`, `licence`, `parameters` (their
-    /// SHA-256), `outcome` (`ok` or an error code), and `fuel`, `wall_ms` when the runner answered.
+    /// A development run on the synthetic twins: fields `module`, `licence`, `parameters` (a
+    /// keyed digest of them), `outcome` (`ok` or an error code), and `fuel`, `wall_ms` when the
+    /// runner answered.
     /// Its output went to the operator and is not logged.
     pub const RUN_DEVELOPED: &str = "run.developed";
     /// A production run finished: `status` `ok`, `failed` (with `error`, one of `module`,

@@ -124,7 +124,6 @@ measures = [
         audit_tables(catalog, &manifest_text, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
     assert!(audit.breach.is_empty(), "the test's cells disagree with the host's:\n{}", audit.report_text());
     let report = &audit.report.tables[0];
-    assert_eq!(report.rows, cells.len(), "the host's table has the test's cells");
     cells
         .iter()
         .map(|cell| {

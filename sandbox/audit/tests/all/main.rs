@@ -2,6 +2,7 @@
 //! generated city, and the cross-check against ACRO on both.
 
 mod acro;
+mod boundary;
 mod differencing;
 mod dp;
 mod examples;

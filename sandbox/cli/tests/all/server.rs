@@ -105,9 +105,15 @@ impl Served {
     }
 
     fn http_get(&self, path: &str) -> String {
+        self.http_get_as(path, None)
+    }
+
+    /// A GET with `who`'s token, if any.
+    fn http_get_as(&self, path: &str, who: Option<&str>) -> String {
         let addr = self.url.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let auth = who.map_or(String::new(), |w| format!("Authorization: Bearer {}\r\n", self.token(w).trim()));
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
         answer
@@ -277,7 +283,11 @@ fn the_whole_flow_through_the_cli() {
     assert!(!o.status.success() && stderr(&o).contains("suspended"), "{}", stderr(&o));
     let o = s.cli("op", &dev);
     assert!(!o.status.success() && stderr(&o).contains("suspended"), "so do development runs: {}", stderr(&o));
-    let metrics = s.http_get("/metrics");
+    // The counts move as other operators' runs end: for administrators only.
+    for who in [None, Some("op"), Some("eval")] {
+        assert!(s.http_get_as("/metrics", who).contains("401 Unauthorized"), "{who:?}");
+    }
+    let metrics = s.http_get_as("/metrics", Some("admin"));
     assert!(metrics.contains("sandbox_calls_total{method=\"Runs.Start\",code=\"FailedPrecondition\"} 1"), "{metrics}");
     assert!(metrics.contains("sandbox_runs_ended_total{status=\"released\"} 1"), "{metrics}");
     s.ok("admin", &["licence", "resume", "lic"]);
@@ -618,10 +628,12 @@ fn mutual_tls_refuses_clients_without_a_certificate() {
     let o = whoami(&stranger);
     assert!(!o.status.success(), "a certificate another CA signed: {}", stdout(&o));
     // /healthz and /metrics share the port, and its TLS: HTTP/2 after ALPN (curl, see ops/setup).
+    let bearer = format!("Authorization: Bearer {}", s.token("admin").trim());
     let curl = |path: &str, cert: &str| {
         let url = format!("{}{path}", s.url);
         let (pem, key) = (file(&format!("{cert}/client.pem")), file(&format!("{cert}/client.key")));
-        let args = ["-sS", "--http2", "--cacert", &file("pki/ca.pem"), "--cert", &pem, "--key", &key, &url];
+        let args =
+            ["-sS", "--http2", "--cacert", &file("pki/ca.pem"), "--cert", &pem, "--key", &key, "-H", &bearer, &url];
         let o = Command::new("curl").args(args).output().expect("curl runs (ops/setup installs it)");
         (o.status.success(), stdout(&o))
     };
@@ -1013,7 +1025,7 @@ fn dump(s: &Served) -> (usize, usize) {
 #[test]
 fn a_production_run_tells_nothing_the_module_chose() {
     let dir = data_dir("boundary");
-    let policy = "[runs]\nmax_breaches = 2\nruns_per_day = 5\nanswer_quantum_ms = 1500\n";
+    let policy = "[runs]\nmax_breaches = 2\nruns_per_day = 6\nanswer_quantum_ms = 1500\n";
     std::fs::write(dir.join("policy.toml"), policy).unwrap();
     let s = Served::start(&dir, &[]);
     populate(&s);
@@ -1100,9 +1112,17 @@ fn a_production_run_tells_nothing_the_module_chose() {
     let released = std::fs::read_to_string(bundle.join("results/audit-report.json")).unwrap();
     assert!(!released.contains("\"cells\"") && !released.contains("privacy units,"), "{released}");
 
-    // Runs per day: five started (one refused while suspended does not count), the sixth is
-    // refused and logged.
+    // A cancel asked for before the run's (padded) end ends it as cancelled, whether or not the
+    // module had finished: when it finished is not told.
+    s.ok("op", &["run", "--module", &sha, "--agreement", "agr", "--param", "attack=valid", "--no-wait"]);
+    s.ok("op", &["runs", "cancel", "run-000005"]);
+    wait_for(&s, "run-000005", "cancelled");
+
+    // Runs per day: six started (one refused while suspended does not count), the seventh is
+    // refused and logged. An honest run's answer waits for the quantum too.
+    let started = Instant::now();
     assert!(run(&["attack=valid"]).status.success());
+    assert!(started.elapsed() >= Duration::from_millis(1500));
     let o = run(&["attack=valid"]);
     assert!(!o.status.success() && stderr(&o).contains("ResourceExhausted"), "{}", stderr(&o));
 
