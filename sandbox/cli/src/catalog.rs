@@ -114,12 +114,13 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
                 t.add_row(vec![field.to_owned(), value]);
             }
             println!("{t}");
-            let mut c = table(["列 Column", "类型 Type", "约束 Constraint", "说明 Description"]);
+            let mut c = table(["列 Column", "类型 Type", "约束 Constraint", "公开分类 Published", "说明 Description"]);
             for col in &d.columns {
                 c.add_row(vec![
                     col.name.clone(),
                     col.data_type.to_string(),
                     format!("{} {}", col.constraint.zh(), col.constraint),
+                    classification(col.classification.as_ref()),
                     format!("{}\n{}", col.description.zh, col.description.en),
                 ]);
             }
@@ -163,9 +164,27 @@ impl<'a> Listed<'a> {
                 "name": c.name,
                 "type": c.data_type.to_string(),
                 "constraint": c.constraint.as_str(),
+                "classification": match &c.classification {
+                    Some(sandbox_catalog::Classification::Grains(g)) => json!({ "grains": g.iter().map(|g| g.as_str()).collect::<Vec<_>>() }),
+                    Some(sandbox_catalog::Classification::Edges(e)) => json!({ "edges": e }),
+                    None => serde_json::Value::Null,
+                },
                 "description": { "zh": c.description.zh, "en": c.description.en },
             })).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// A column's published classification: the grains or edges a contract may cut it at.
+fn classification(c: Option<&sandbox_catalog::Classification>) -> String {
+    match c {
+        Some(sandbox_catalog::Classification::Grains(grains)) => {
+            grains.iter().map(|g| format!("{} {}", g.zh(), g.as_str())).collect::<Vec<_>>().join("\n")
+        }
+        Some(sandbox_catalog::Classification::Edges(edges)) => {
+            edges.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+        }
+        None => "—".to_owned(),
     }
 }
 

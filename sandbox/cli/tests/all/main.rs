@@ -117,8 +117,16 @@ fn catalog_list_and_show_read_well_in_chinese_and_in_json() {
 
     let o = sandbox(&["catalog", "show", dir, "enterprises"]);
     let shown = stdout(&o);
-    for text in ["registered_capital", "仅限聚合 aggregate_only", "established", "仅限比较 compare_only", "uscc"]
-    {
+    for text in [
+        "registered_capital",
+        "仅限聚合 aggregate_only",
+        "established",
+        "仅限比较 compare_only",
+        "uscc",
+        "公开分类 Published",
+        "10, 50, 100, 500, 1000, 5000",
+        "季度 quarter",
+    ] {
         assert!(shown.contains(text), "{text} in\n{shown}");
     }
     let o = sandbox(&["catalog", "show", dir, "nothing_here"]);
