@@ -79,6 +79,11 @@ pub(crate) struct Cell {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Joined {
     pub(crate) units: u64,
+    /// Those units, for differencing.
+    pub(crate) sketch: Sketch,
+    /// The largest and second-largest number of the counted dataset's units one of them has:
+    /// a count of many people of one firm describes the firm.
+    pub(crate) counts: (f64, f64),
     /// By `dataset.column` of the counted dataset: (largest, second) per joined unit.
     pub(crate) contributions: HashMap<String, (f64, f64)>,
 }
@@ -101,6 +106,29 @@ pub(crate) struct CrossCell {
     pub(crate) non_binary: u64,
     /// Units with a row in the combination, with a response or not: what the policy views count.
     pub(crate) everyone: u64,
+}
+
+/// What stands behind a model ([`Evidence::model_levels`]).
+#[derive(Debug, Default)]
+pub(crate) struct ModelLevels {
+    /// The units behind the whole model, and a joined dataset's.
+    pub(crate) units: Sketch,
+    pub(crate) joined: Option<Sketch>,
+    /// Per term column, in order: its levels (`column=level`).
+    pub(crate) levels: Vec<BTreeMap<String, Level>>,
+}
+
+/// One level of a term column.
+#[derive(Debug, Clone)]
+pub(crate) struct Level {
+    pub(crate) units: Sketch,
+    /// The response's total, and the largest and second-largest total of one unit.
+    pub(crate) total: f64,
+    pub(crate) largest: f64,
+    pub(crate) second: f64,
+    pub(crate) negatives: u64,
+    /// A joined dataset's units, with their largest and second-largest totals.
+    pub(crate) joined: Option<(Sketch, f64, f64)>,
 }
 
 /// The columns of one magnitude in a batch of the rows pass.
@@ -372,6 +400,12 @@ impl<'a> Evidence<'a> {
         let magnitudes = magnitude_columns(spec);
         let mut outer = keys.clone();
         outer.push("unit_set(other) AS others".to_owned());
+        inner.push(format!(
+            "CAST(count(DISTINCT {}) AS DOUBLE) AS c",
+            column(&format!("{}.{}", counted(spec), self.privacy_unit(counted(spec))?))
+        ));
+        outer.push("max(c) AS most".to_owned());
+        outer.push("second_largest(c) AS next".to_owned());
         for (j, m) in magnitudes.iter().enumerate() {
             inner.push(format!("CAST(sum(CAST({} AS DECIMAL(38, 6))) AS DOUBLE) AS t{j}", column(m)));
             outer.push(format!("max(t{j}) AS largest{j}"));
@@ -398,15 +432,16 @@ impl<'a> Evidence<'a> {
             let columns: Vec<(Vec<f64>, Vec<f64>)> = (0..magnitudes.len())
                 .map(|j| Ok((floats(batch, &format!("largest{j}"))?, floats(batch, &format!("second{j}"))?)))
                 .collect::<Result<_, AuditError>>()?;
+            let (most, next) = (floats(batch, "most")?, floats(batch, "next")?);
             for r in 0..batch.num_rows() {
                 let key: Key = key_columns.iter().map(|k| k[r].clone()).collect();
-                let units = Sketch::from_bytes(sketches.value(r))
-                    .ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))?
-                    .size;
+                let sketch = Sketch::from_bytes(sketches.value(r))
+                    .ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))?;
                 let contributions =
                     magnitudes.iter().zip(&columns).map(|(m, (l, s))| (m.clone(), (l[r], s[r]))).collect();
                 if let Some(cell) = evidence.cells.get_mut(&key) {
-                    cell.joined = Some(Joined { units, contributions });
+                    cell.joined =
+                        Some(Joined { units: sketch.size, sketch, counts: (most[r], next[r]), contributions });
                 }
             }
         }
@@ -700,21 +735,35 @@ impl<'a> Evidence<'a> {
         Ok(cells)
     }
 
-    /// The distinct units with a response behind a model, in the combinations of its terms'
-    /// levels that hold at least `threshold` units (those the fit uses): in all, and per level
-    /// of each term column (`column=level`). A unit is counted once however many rows it has.
-    pub(crate) async fn model_units(
+    /// What stands behind a model, in the combinations of its terms' levels that hold at least
+    /// `threshold` units (those the fit uses), over the rows with a response: in all, and per
+    /// level of each term column (`column=level`), the counted dataset's units (and a joined
+    /// dataset's), the response's total and the largest contributions of one unit of each, and
+    /// negative responses. A level is a cell like any other: its coefficient is its mean against
+    /// the reference's.
+    pub(crate) async fn model_levels(
         &mut self,
         spec: &OutputSpec,
         terms: &[String],
         response: &str,
         threshold: u64,
-    ) -> Result<(u64, BTreeMap<String, u64>), AuditError> {
+    ) -> Result<ModelLevels, AuditError> {
         let unit = column(&format!("{}.{}", counted(spec), self.privacy_unit(counted(spec))?));
+        let other = match &spec.join {
+            Some(join) => {
+                let other = dataset_of(&join.to);
+                Some(column(&format!("{other}.{}", self.privacy_unit(other)?)))
+            }
+            None => None,
+        };
         let y = column(response);
         let levels: Vec<String> = (0..terms.len()).map(|i| format!("l{i}")).collect();
-        let select: Vec<String> =
+        let mut select: Vec<String> =
             terms.iter().enumerate().map(|(i, t)| format!("CAST({} AS VARCHAR) AS l{i}", column(t))).collect();
+        select.push(format!("arrow_cast({unit}, 'Utf8') AS unit"));
+        if let Some(other) = &other {
+            select.push(format!("arrow_cast({other}, 'Utf8') AS other"));
+        }
         let present: Vec<String> = terms.iter().map(|t| format!("{} IS NOT NULL", column(t))).collect();
         let rows = self.rows(spec)?;
         let rows = if rows.contains(" WHERE ") {
@@ -724,31 +773,70 @@ impl<'a> Evidence<'a> {
         };
         let on: Vec<String> = levels.iter().map(|l| format!("obs.{l} = kept.{l}")).collect();
         let with = format!(
-            "WITH obs AS (SELECT {}, arrow_cast({unit}, 'Utf8') AS unit, {y} AS x {rows}), \
+            "WITH obs AS (SELECT {}, {y} AS x {rows}), \
              kept AS (SELECT {levels} FROM obs GROUP BY {levels} HAVING count(DISTINCT unit) >= {threshold}), \
              used AS (SELECT obs.* FROM obs JOIN kept ON {} WHERE obs.x IS NOT NULL)",
             select.join(", "),
             on.join(" AND "),
             levels = levels.join(", "),
         );
-        let total = self.query(format!("{with} SELECT count(DISTINCT unit) AS units FROM used")).await?;
-        let total =
-            total.first().map(|b| integers(b, "units")).transpose()?.and_then(|v| v.first().copied()).unwrap_or(0);
-        let mut per_level = BTreeMap::new();
+        let sketch_of = |batch: &RecordBatch, name: &str, r: usize| -> Result<Sketch, AuditError> {
+            let array = batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+                .ok_or_else(|| AuditError::Evidence(format!("no column {name}")))?;
+            Sketch::from_bytes(array.value(r)).ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))
+        };
+        let joined_all = if other.is_some() { ", unit_set(other) AS others" } else { "" };
+        let all = self.query(format!("{with} SELECT unit_set(unit) AS units{joined_all} FROM used")).await?;
+        let mut result = ModelLevels::default();
+        if let Some(batch) = all.first().filter(|b| b.num_rows() == 1) {
+            result.units = sketch_of(batch, "units", 0)?;
+            result.joined = other.is_some().then(|| sketch_of(batch, "others", 0)).transpose()?;
+        }
         for (i, term) in terms.iter().enumerate() {
             let bare = term.split_once('.').map_or(term.as_str(), |(_, c)| c);
-            let batches = self
-                .query(format!("{with} SELECT l{i} AS level, count(DISTINCT unit) AS units FROM used GROUP BY l{i}"))
-                .await?;
-            for batch in &batches {
+            // Per counted unit, then per joined unit: each one's total in the level.
+            let by = |who: &str| {
+                format!(
+                    "{with} SELECT lvl, unit_set({who}) AS units, CAST(sum(t) AS DOUBLE) AS total, max(t) AS largest, \
+                     second_largest(t) AS second, sum(neg) AS negatives FROM (SELECT l{i} AS lvl, {who}, \
+                     CAST(sum(CAST(x AS DECIMAL(38, 6))) AS DOUBLE) AS t, sum(CASE WHEN x < 0 THEN 1 ELSE 0 END) AS neg \
+                     FROM used GROUP BY l{i}, {who}) per_unit GROUP BY lvl"
+                )
+            };
+            let mut found: BTreeMap<String, Level> = BTreeMap::new();
+            for batch in &self.query(by("unit")).await? {
                 let names = strings(std::slice::from_ref(batch), 0)?;
-                let units = integers(batch, "units")?;
-                for (name, n) in names.into_iter().zip(units) {
-                    per_level.insert(format!("{bare}={}", name.unwrap_or_default()), n);
+                let (total, largest, second) =
+                    (floats(batch, "total")?, floats(batch, "largest")?, floats(batch, "second")?);
+                let negatives = integers(batch, "negatives")?;
+                for (r, name) in names.into_iter().enumerate() {
+                    let level = Level {
+                        units: sketch_of(batch, "units", r)?,
+                        total: total[r],
+                        largest: largest[r],
+                        second: second[r],
+                        negatives: negatives[r],
+                        joined: None,
+                    };
+                    found.insert(format!("{bare}={}", name.unwrap_or_default()), level);
                 }
             }
+            if other.is_some() {
+                for batch in &self.query(by("other")).await? {
+                    let names = strings(std::slice::from_ref(batch), 0)?;
+                    let (largest, second) = (floats(batch, "largest")?, floats(batch, "second")?);
+                    for (r, name) in names.into_iter().enumerate() {
+                        if let Some(level) = found.get_mut(&format!("{bare}={}", name.unwrap_or_default())) {
+                            level.joined = Some((sketch_of(batch, "units", r)?, largest[r], second[r]));
+                        }
+                    }
+                }
+            }
+            result.levels.push(found);
         }
-        Ok((total, per_level))
+        Ok(result)
     }
 
     /// Which of `values` appear in string column `source` (raw values).

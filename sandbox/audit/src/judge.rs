@@ -67,8 +67,9 @@ pub(crate) struct Judge<'a> {
     pub(crate) suppressed: Vec<bool>,
     /// Released figures that differ from `host.released`: (measure, row) → value, `None` blank.
     pub(crate) overrides: HashMap<(usize, usize), Option<f64>>,
-    /// Each host row's privacy units, where the evidence has them.
-    pub(crate) sketches: Vec<Option<Sketch>>,
+    /// Each host row's privacy units, per dataset they belong to (the counted one, a joined
+    /// one), where the evidence has them: for differencing.
+    pub(crate) sketches: Vec<Vec<(String, Sketch)>>,
     /// Each host row's evidence (a table of cells; none for a model): for secondary suppression.
     pub(crate) evidence: Vec<Cell>,
     /// The module's declared values disagree with the host's.
@@ -148,7 +149,20 @@ impl<'a> Judge<'a> {
         let rows = self.host.keys.len();
         self.cells = vec![Verdict::Pass; rows];
         self.suppressed = vec![false; rows];
-        self.sketches = table.cells.values().map(|c| c.sketch.clone()).collect();
+        let (counted, joined) =
+            (evidence::counted(self.spec).to_owned(), self.spec.join.as_ref().map(|j| dataset_of(&j.to).to_owned()));
+        self.sketches = table
+            .cells
+            .values()
+            .map(|c| {
+                let mut sketches: Vec<(String, Sketch)> =
+                    c.sketch.iter().map(|s| (counted.clone(), s.clone())).collect();
+                if let (Some(other), Some(j)) = (&joined, &c.joined) {
+                    sketches.push((other.clone(), j.sketch.clone()));
+                }
+                sketches
+            })
+            .collect();
         self.evidence = table.cells.values().cloned().collect();
         self.size(combinations.max(rows as u64));
         self.consistency(1e-9, filled);
@@ -185,6 +199,13 @@ impl<'a> Judge<'a> {
                     let by_other = Magnitude { total, largest: *largest, second: *second, ..Magnitude::default() };
                     let column = m.split_once('.').map_or(m.as_str(), |(_, c)| c).to_owned();
                     self.dominance(r, &format!("{column} ({other})"), &by_other);
+                }
+                // A count of many people of one firm is that firm's headcount.
+                if let Some(count) = self.spec.measures.iter().find(|m| m.statistic == Statistic::Count) {
+                    let (largest, second) = j.counts;
+                    let by_other = Magnitude { total: cell.units as f64, largest, second, ..Magnitude::default() };
+                    let name = format!("{} ({other})", count.name);
+                    self.dominance(r, &name, &by_other);
                 }
             }
             for (j, m) in self.spec.measures.iter().enumerate() {
@@ -492,9 +513,10 @@ impl<'a> Judge<'a> {
         let cross = evidence.model(spec, &term_columns, &response).await?;
         let kept: Vec<_> = cross.into_iter().filter(|c| c.everyone >= VIEW_THRESHOLD).collect();
         let rules = self.rules.clone();
+        let base = rules.rounding_base;
         let fit = match spec.model {
-            Some(ModelKind::Logistic) => model::logistic(&kept, &bare),
-            _ => model::ols(&kept, &bare),
+            Some(ModelKind::Logistic) => model::logistic(&kept, &bare, base),
+            _ => model::ols(&kept, &bare, base),
         };
         let fit = match fit {
             Ok(fit) => fit,
@@ -504,19 +526,37 @@ impl<'a> Judge<'a> {
                 return Ok(());
             }
         };
-        // Units behind the model and behind each term's level, each counted once.
-        let (all, per_level) = evidence.model_units(spec, &term_columns, &response, VIEW_THRESHOLD).await?;
+        let behind = evidence.model_levels(spec, &term_columns, &response, VIEW_THRESHOLD).await?;
+        let level = |t: &str| behind.levels.iter().find_map(|levels| levels.get(t));
+        // The intercept is the reference combination's mean: the first term column's first
+        // level stands for it in differencing.
+        let reference = behind.levels.first().and_then(|levels| levels.values().next());
+        let (counted, joined) =
+            (evidence::counted(spec).to_owned(), spec.join.as_ref().map(|j| dataset_of(&j.to).to_owned()));
+        let sketches_of = |l: Option<&evidence::Level>| -> Vec<(String, Sketch)> {
+            let Some(l) = l else { return Vec::new() };
+            let mut sketches = vec![(counted.clone(), l.units.clone())];
+            if let (Some(other), Some((sketch, _, _))) = (&joined, &l.joined) {
+                sketches.push((other.clone(), sketch.clone()));
+            }
+            sketches
+        };
         let units: Vec<u64> = fit
             .terms
             .iter()
-            .map(|t| if t == "intercept" { all } else { per_level.get(t).copied().unwrap_or(0) })
+            .map(|t| if t == "intercept" { behind.units.size } else { level(t).map_or(0, |l| l.units.size) })
             .collect();
         self.host = host_model(spec, &fit, &units, &rules);
         self.cells = vec![Verdict::Pass; fit.terms.len()];
         self.suppressed = vec![false; fit.terms.len()];
-        self.sketches = vec![None; fit.terms.len()];
+        self.sketches = fit
+            .terms
+            .iter()
+            .map(|t| if t == "intercept" { sketches_of(reference) } else { sketches_of(level(t)) })
+            .collect();
         self.consistency(1e-6, true);
-        if all < rules.min_units {
+        if behind.units.size < rules.min_units {
+            let all = behind.units.size;
             self.find(
                 None,
                 None,
@@ -526,18 +566,60 @@ impl<'a> Judge<'a> {
                 format!("模型仅基于 {all} 个隐私单元，少于 {}", rules.min_units),
             );
         }
-        // A level's coefficient is its group's mean against the reference: a small level's
-        // would describe its few units.
-        for (level, units) in &per_level {
-            if *units < rules.min_units {
+        // A level's coefficient is its group's mean against the reference: every level is
+        // judged as a cell — its units (and a joined dataset's), dominance, negatives — and a
+        // level that would be withheld as a cell fails the model.
+        let all_levels: Vec<(String, evidence::Level)> =
+            behind.levels.iter().flat_map(|levels| levels.iter().map(|(n, l)| (n.clone(), l.clone()))).collect();
+        for (name, l) in &all_levels {
+            let mut units = vec![(counted.clone(), l.units.size)];
+            if let (Some(other), Some((sketch, _, _))) = (&joined, &l.joined) {
+                units.push((other.clone(), sketch.size));
+            }
+            for (dataset, n) in units {
+                if n < rules.min_units {
+                    self.find(
+                        None,
+                        None,
+                        Rule::Threshold,
+                        Verdict::Fail,
+                        format!("level {name} rests on {n} privacy units of {dataset}, fewer than {}", rules.min_units),
+                        format!("水平 {name} 仅基于 {dataset} 的 {n} 个隐私单元，少于 {}", rules.min_units),
+                    );
+                }
+            }
+            if l.negatives > 0 {
                 self.find(
                     None,
                     None,
-                    Rule::Threshold,
-                    Verdict::Fail,
-                    format!("level {level} rests on {units} privacy units, fewer than {}", rules.min_units),
-                    format!("水平 {level} 仅基于 {units} 个隐私单元，少于 {}", rules.min_units),
+                    Rule::NegativeValues,
+                    Verdict::Review,
+                    format!("level {name}: {} negative responses, dominance cannot be judged", l.negatives),
+                    format!("水平 {name}：存在 {} 个负值，无法判断支配性", l.negatives),
                 );
+                continue;
+            }
+            let mut contributions = vec![(counted.clone(), l.largest, l.second)];
+            if let (Some(other), Some((_, largest, second))) = (&joined, &l.joined) {
+                contributions.push((other.clone(), *largest, *second));
+            }
+            for (dataset, largest, second) in contributions {
+                let top = if rules.dominance_n >= 2 { largest + second } else { largest };
+                let dominated = l.total > 0.0
+                    && (top > rules.dominance_k * l.total || l.total - largest - second < rules.p_ratio * largest);
+                if dominated {
+                    self.find(
+                        None,
+                        None,
+                        Rule::Dominance,
+                        Verdict::Fail,
+                        format!(
+                            "level {name}: a few units of {dataset} hold {:.1}% of the response",
+                            100.0 * top / l.total
+                        ),
+                        format!("水平 {name}：{dataset} 的少数单位占响应合计的 {:.1}%", 100.0 * top / l.total),
+                    );
+                }
             }
         }
         if fit.residual_df < rules.min_residual_df {
@@ -681,53 +763,63 @@ impl<'a> Judge<'a> {
         Ok(Some(crate::DpTable { dataset: evidence::counted(self.spec).to_owned(), values, sensitivity }))
     }
 
-    /// Suppresses the rows whose units differ from an earlier released cell's, or another row's
-    /// of this audit, by fewer than the threshold; returns the rows that still pass.
+    /// Suppresses the rows whose units — of the counted dataset, and of a joined dataset or a
+    /// model level's — differ from an earlier released cell's, or another row's of this audit,
+    /// by fewer than the threshold; returns the cells that still pass.
     pub(crate) fn differencing(
         &mut self,
-        dataset: &str,
         label: &str,
         earlier: &[ReleasedCell],
         this_run: &[ReleasedCell],
     ) -> Vec<ReleasedCell> {
         let limit = (self.rules.min_units as usize).saturating_sub(1).min(differencing::MAX_DIFFERENCE);
         // Only cells whose sizes differ by at most `limit` can be that close: index by size.
-        let mut known: BTreeMap<u64, Vec<&ReleasedCell>> = BTreeMap::new();
-        for cell in earlier.iter().chain(this_run).filter(|c| c.dataset == dataset) {
-            known.entry(cell.sketch.size).or_default().push(cell);
+        let mut known: BTreeMap<(&str, u64), Vec<&ReleasedCell>> = BTreeMap::new();
+        for cell in earlier.iter().chain(this_run) {
+            known.entry((cell.dataset.as_str(), cell.sketch.size)).or_default().push(cell);
         }
         let mut passed: Vec<ReleasedCell> = Vec::new();
-        let mut passed_by_size: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for r in 0..self.host.keys.len() {
-            let Some(sketch) = self.sketches[r].clone() else { continue };
             // Cells held for review may leave later: they are compared and kept too.
-            if !matches!(self.cells[r], Verdict::Pass | Verdict::Review) {
+            if !matches!(self.cells[r], Verdict::Pass | Verdict::Review) || self.sketches[r].is_empty() {
                 continue;
             }
-            let sizes = sketch.size.saturating_sub(limit as u64)..=sketch.size.saturating_add(limit as u64);
-            let close = known
-                .range(sizes.clone())
-                .flat_map(|(_, cells)| cells.iter().copied())
-                .chain(passed_by_size.range(sizes).flat_map(|(_, at)| at.iter().map(|&i| &passed[i])))
-                .find_map(|c| {
-                    let d = sketch.difference(&c.sketch, limit)?;
-                    (d > 0).then(|| (c.label.clone(), d))
-                });
+            let sketches = self.sketches[r].clone();
+            let close = sketches.iter().find_map(|(dataset, sketch)| {
+                let sizes = sketch.size.saturating_sub(limit as u64)..=sketch.size.saturating_add(limit as u64);
+                // A model's levels are not compared with each other: one term column's levels
+                // share their units across the other columns' levels (the same households in
+                // every month), and no level's total leaves (its n does not).
+                let model = self.spec.model.is_some();
+                let this = passed.iter().filter(|c| !model && c.dataset == *dataset && sizes.contains(&c.sketch.size));
+                known
+                    .range((dataset.as_str(), *sizes.start())..=(dataset.as_str(), *sizes.end()))
+                    .flat_map(|(_, cells)| cells.iter().copied())
+                    .chain(this)
+                    .find_map(|c| {
+                        let d = sketch.difference(&c.sketch, limit)?;
+                        (d > 0).then(|| (c.label.clone(), d, dataset.clone()))
+                    })
+            });
             let cell = self.cell_name(r);
-            if let Some((other, d)) = close {
+            if let Some((other, d, dataset)) = close {
                 let k = self.rules.min_units;
+                // A model's coefficients hang together (each against the reference): one left
+                // out would come back from the others, so the whole model is withheld.
+                let verdict = if self.spec.model.is_some() { Verdict::Fail } else { Verdict::Suppressed };
                 self.find(
                     Some(r),
                     None,
                     Rule::Differencing,
-                    Verdict::Suppressed,
-                    format!("[{cell}] its privacy units differ from those of {other} by {d}, fewer than {k}: subtracting one cell from the other would reveal them"),
-                    format!("[{cell}] 其隐私单元与 {other} 仅相差 {d} 个，少于 {k}：两者相减即可推出这些单位"),
+                    verdict,
+                    format!("[{cell}] its privacy units of {dataset} differ from those of {other} by {d}, fewer than {k}: subtracting one cell from the other would reveal them"),
+                    format!("[{cell}] 其 {dataset} 隐私单元与 {other} 仅相差 {d} 个，少于 {k}：两者相减即可推出这些单位"),
                 );
                 continue;
             }
-            passed_by_size.entry(sketch.size).or_default().push(passed.len());
-            passed.push(ReleasedCell { dataset: dataset.to_owned(), label: format!("{label} [{cell}]"), sketch });
+            for (dataset, sketch) in sketches {
+                passed.push(ReleasedCell { dataset, label: format!("{label} [{cell}]"), sketch });
+            }
         }
         passed
     }
@@ -818,7 +910,7 @@ fn host_model(spec: &OutputSpec, fit: &Fit, units: &[u64], rules: &Rules) -> Hos
                     let b = fit.coefficients[t];
                     (Some(b), Some(round_sig(b, digits)))
                 }
-                Statistic::StdError => (fit.std_errors[t], fit.std_errors[t].map(|s| round_sig(s, digits))),
+                Statistic::StdError => (fit.std_errors[t], fit.released_std_errors[t].map(|s| round_sig(s, digits))),
                 Statistic::Count => (Some(fit.n as f64), Some(n as f64)),
                 // From the rounded n: the exact n does not come back as df + p.
                 Statistic::ResidualDf => (Some(fit.residual_df as f64), Some((n - p) as f64)),

@@ -255,8 +255,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         }
         let label =
             format!("{} {}", &request.record.module_sha256[..request.record.module_sha256.len().min(12)], spec.name);
-        let dataset = evidence::counted(spec).to_owned();
-        let passed = judge.differencing(&dataset, &label, request.earlier, &cells);
+        let passed = judge.differencing(&label, request.earlier, &cells);
         let outcome = judge.outcome();
         if outcome <= Verdict::Suppressed {
             cells.extend(passed);
@@ -492,7 +491,6 @@ fn margins(judged: &mut [Judged<'_>]) {
             let Some(positions) = margin_of(margin.spec, detail.spec) else { continue };
             let detail_keys: Vec<Key> =
                 detail.host.keys.iter().map(|k| positions.iter().map(|&p| k[p].clone()).collect()).collect();
-            let counted = |spec: &OutputSpec, j: usize| spec.measures[j].statistic == Statistic::Count;
             let mut changes: Vec<(usize, usize, Option<f64>, usize)> = Vec::new();
             for (r, key) in margin.host.keys.iter().enumerate() {
                 let under: Vec<usize> = (0..detail_keys.len()).filter(|&x| detail_keys[x] == *key).collect();
@@ -501,10 +499,10 @@ fn margins(judged: &mut [Judged<'_>]) {
                 if under.is_empty() || !nested(cell, &cells) {
                     continue;
                 }
-                // Hidden: a detail cell whose count is not shown (a whole cell withheld).
-                let Some(dc) = (0..detail.spec.measures.len()).find(|&j| counted(detail.spec, j)) else { continue };
-                let hidden = under.iter().filter(|&&x| detail.shown(dc, x).is_none()).count();
-                if hidden == 0 {
+                // Anything withheld under the margin cell, a whole row or one measure of it.
+                let withheld = |dj: usize| under.iter().filter(|&&x| detail.shown(dj, x).is_none()).count();
+                let any = (0..detail.spec.measures.len()).map(withheld).max().unwrap_or(0);
+                if any == 0 {
                     continue;
                 }
                 for (j, measure) in margin.spec.measures.iter().enumerate() {
@@ -513,10 +511,16 @@ fn margins(judged: &mut [Judged<'_>]) {
                         Statistic::Sum => x.statistic == Statistic::Sum && x.of == measure.of,
                         _ => false,
                     });
-                    let value = dj.and_then(|dj| {
-                        let shown: Vec<f64> = under.iter().filter_map(|&x| detail.shown(dj, x)).collect();
-                        (shown.len() == under.len() - hidden && !shown.is_empty()).then(|| shown.iter().sum())
-                    });
+                    // A count or sum the detail has: the sum of its released cells, if any.
+                    // Anything else would give the withheld cells back with the recomputed ones.
+                    let (value, hidden) = match dj {
+                        Some(dj) if withheld(dj) == 0 => continue,
+                        Some(dj) => {
+                            let shown: Vec<f64> = under.iter().filter_map(|&x| detail.shown(dj, x)).collect();
+                            ((!shown.is_empty()).then(|| shown.iter().sum()), withheld(dj))
+                        }
+                        None => (None, any),
+                    };
                     changes.push((j, r, value, hidden));
                 }
             }

@@ -20,6 +20,10 @@ pub(crate) struct Fit {
     pub(crate) coefficients: Vec<f64>,
     /// `None` when the residual degrees of freedom leave no variance estimate.
     pub(crate) std_errors: Vec<Option<f64>>,
+    /// The standard errors as they may leave: computed from the combinations' observations
+    /// rounded to the base, so that their ratios give back only rounded counts (two levels'
+    /// errors in a one-term model stand in the ratio of their exact n otherwise).
+    pub(crate) released_std_errors: Vec<Option<f64>>,
     /// Observations.
     pub(crate) n: u64,
     pub(crate) residual_df: i64,
@@ -106,8 +110,14 @@ impl Design {
     }
 }
 
-/// Ordinary least squares.
-pub(crate) fn ols(cells: &[CrossCell], columns: &[String]) -> Result<Fit, FitProblem> {
+/// `n` to the nearest multiple of `base` (halves up), at least `base`.
+fn rounded(n: u64, base: u64) -> f64 {
+    let base = base.max(1);
+    (n.saturating_add(base / 2) / base * base).max(base) as f64
+}
+
+/// Ordinary least squares; `base` rounds the observations the released errors rest on.
+pub(crate) fn ols(cells: &[CrossCell], columns: &[String], base: u64) -> Result<Fit, FitProblem> {
     let design = Design::new(cells, columns);
     let p = design.terms.len();
     let n: u64 = cells.iter().map(|c| c.n).sum();
@@ -138,15 +148,28 @@ pub(crate) fn ols(cells: &[CrossCell], columns: &[String]) -> Result<Fit, FitPro
         .sum::<f64>()
         .max(0.0);
     let residual_df = n as i64 - p as i64;
-    let inverse = inverse(&l);
-    let std_errors =
-        (0..p).map(|a| (residual_df > 0).then(|| (rss / residual_df as f64 * inverse[a][a]).max(0.0).sqrt())).collect();
-    Ok(Fit { terms: design.terms, coefficients: b, std_errors, n, residual_df })
+    let errors = |counts: &dyn Fn(&CrossCell) -> f64, df: i64| -> Result<Vec<Option<f64>>, FitProblem> {
+        let mut xtx = vec![vec![0.0; p]; p];
+        for (cell, ones) in cells.iter().zip(&ones) {
+            for &a in ones {
+                for &c in ones {
+                    xtx[a][c] += counts(cell);
+                }
+            }
+        }
+        let inverse = inverse(&cholesky(&xtx).ok_or(FitProblem::Singular)?);
+        Ok((0..p).map(|a| (df > 0).then(|| (rss / df as f64 * inverse[a][a]).max(0.0).sqrt())).collect())
+    };
+    let std_errors = errors(&|c| c.n as f64, residual_df)?;
+    let released_df = (cells.iter().map(|c| rounded(c.n, base)).sum::<f64>() as i64) - p as i64;
+    let released_std_errors = errors(&|c| rounded(c.n, base), released_df)?;
+    Ok(Fit { terms: design.terms, coefficients: b, std_errors, released_std_errors, n, residual_df })
 }
 
 /// Logistic regression of a 0/1 response: iteratively reweighted least squares on the cross
-/// cells as binomial observations (n trials, the response's sum successes).
-pub(crate) fn logistic(cells: &[CrossCell], columns: &[String]) -> Result<Fit, FitProblem> {
+/// cells as binomial observations (n trials, the response's sum successes); `base` rounds the
+/// observations the released errors rest on.
+pub(crate) fn logistic(cells: &[CrossCell], columns: &[String], base: u64) -> Result<Fit, FitProblem> {
     let non_binary: u64 = cells.iter().map(|c| c.non_binary).sum();
     if non_binary > 0 {
         return Err(FitProblem::NotBinary(non_binary));
@@ -195,21 +218,25 @@ pub(crate) fn logistic(cells: &[CrossCell], columns: &[String]) -> Result<Fit, F
         b = next;
         if step <= 1e-12 * scale {
             // The covariance at the fit: the inverse of X'WX with the final weights.
-            let mut xtwx = vec![vec![0.0; p]; p];
-            for (cell, ones) in cells.iter().zip(&ones) {
-                let eta: f64 = ones.iter().map(|&a| b[a]).sum();
-                let mu = 1.0 / (1.0 + (-eta).exp());
-                let w = cell.n as f64 * mu * (1.0 - mu);
-                for &a in ones {
-                    for &c in ones {
-                        xtwx[a][c] += w;
+            let errors = |counts: &dyn Fn(&CrossCell) -> f64| -> Result<Vec<Option<f64>>, FitProblem> {
+                let mut xtwx = vec![vec![0.0; p]; p];
+                for (cell, ones) in cells.iter().zip(&ones) {
+                    let eta: f64 = ones.iter().map(|&a| b[a]).sum();
+                    let mu = 1.0 / (1.0 + (-eta).exp());
+                    let w = counts(cell) * mu * (1.0 - mu);
+                    for &a in ones {
+                        for &c in ones {
+                            xtwx[a][c] += w;
+                        }
                     }
                 }
-            }
-            let l = cholesky(&xtwx).ok_or(FitProblem::Singular)?;
-            let inverse = inverse(&l);
-            let std_errors = (0..p).map(|a| Some(inverse[a][a].max(0.0).sqrt())).collect();
-            return Ok(Fit { terms: design.terms, coefficients: b, std_errors, n, residual_df: n as i64 - p as i64 });
+                let inverse = inverse(&cholesky(&xtwx).ok_or(FitProblem::Singular)?);
+                Ok((0..p).map(|a| Some(inverse[a][a].max(0.0).sqrt())).collect())
+            };
+            let std_errors = errors(&|c| c.n as f64)?;
+            let released_std_errors = errors(&|c| rounded(c.n, base))?;
+            let residual_df = n as i64 - p as i64;
+            return Ok(Fit { terms: design.terms, coefficients: b, std_errors, released_std_errors, n, residual_df });
         }
     }
     Err(FitProblem::NoConvergence)
@@ -283,7 +310,7 @@ mod tests {
     fn one_factor_least_squares_gives_group_means_and_their_differences() {
         // Means 2 and 5: intercept 2, effect 3; residuals ±1 in each group, RSS 4 on 4 − 2 df.
         let cells = [cell(&["a"], &[1.0, 3.0]), cell(&["b"], &[4.0, 6.0])];
-        let fit = ols(&cells, &["g".to_owned()]).unwrap();
+        let fit = ols(&cells, &["g".to_owned()], 1).unwrap();
         assert_eq!(fit.terms, ["intercept", "g=b"]);
         assert!((fit.coefficients[0] - 2.0).abs() < 1e-12 && (fit.coefficients[1] - 3.0).abs() < 1e-12);
         assert_eq!((fit.n, fit.residual_df), (4, 2));
@@ -293,21 +320,35 @@ mod tests {
     }
 
     #[test]
+    fn released_errors_rest_on_rounded_counts() {
+        // Levels of 12 and 18 observations: the released errors stand in the ratio of 10 and 20.
+        let cells = [cell(&["a"], &[1.0; 12].map(|_| 1.0)), cell(&["b"], &[2.0; 18])];
+        let mut cells = cells.to_vec();
+        cells[0].sum_yy += 3.0; // some spread, so the variance is not zero
+        let fit = ols(&cells, &["g".to_owned()], 5).unwrap();
+        let (int, b) = (fit.released_std_errors[0].unwrap(), fit.released_std_errors[1].unwrap());
+        // se(intercept)² = σ²/n_a, se(b)² = σ²(1/n_a + 1/n_b): with n_a = 10, n_b = 20, 1.5.
+        assert!(((b / int).powi(2) - 1.5).abs() < 1e-12, "{}", (b / int).powi(2));
+        let (int, b) = (fit.std_errors[0].unwrap(), fit.std_errors[1].unwrap());
+        assert!(((b / int).powi(2) - (1.0 + 12.0 / 18.0)).abs() < 1e-12);
+    }
+
+    #[test]
     fn dependent_terms_are_singular_and_a_constant_response_separates() {
         // Two factors that always move together: district b is exactly month 2.
         let cells = [cell(&["a", "1"], &[1.0, 2.0]), cell(&["b", "2"], &[3.0, 5.0])];
-        assert_eq!(ols(&cells, &["d".to_owned(), "m".to_owned()]), Err(FitProblem::Singular));
+        assert_eq!(ols(&cells, &["d".to_owned(), "m".to_owned()], 1), Err(FitProblem::Singular));
         let cells = [cell(&["a"], &[0.0, 1.0, 1.0]), cell(&["b"], &[1.0, 1.0])];
-        assert_eq!(logistic(&cells, &["g".to_owned()]), Err(FitProblem::Separation("g=b".to_owned())));
+        assert_eq!(logistic(&cells, &["g".to_owned()], 1), Err(FitProblem::Separation("g=b".to_owned())));
         let cells = [cell(&["a"], &[0.0, 2.0])];
-        assert_eq!(logistic(&cells, &["g".to_owned()]), Err(FitProblem::NotBinary(1)));
+        assert_eq!(logistic(&cells, &["g".to_owned()], 1), Err(FitProblem::NotBinary(1)));
     }
 
     #[test]
     fn logistic_regression_on_one_factor_gives_log_odds() {
         // Group a: 1 of 4 (odds 1/3); group b: 3 of 4 (odds 3): intercept ln(1/3), effect ln 9.
         let cells = [cell(&["a"], &[1.0, 0.0, 0.0, 0.0]), cell(&["b"], &[1.0, 1.0, 1.0, 0.0])];
-        let fit = logistic(&cells, &["g".to_owned()]).unwrap();
+        let fit = logistic(&cells, &["g".to_owned()], 1).unwrap();
         assert!((fit.coefficients[0] - (1.0f64 / 3.0).ln()).abs() < 1e-9, "{fit:?}");
         assert!((fit.coefficients[1] - 9f64.ln()).abs() < 1e-9, "{fit:?}");
         // se(intercept)² = 1/(n p (1 − p)) = 1/(4 · 1/4 · 3/4) = 4/3.

@@ -16,15 +16,21 @@ use crate::{audit_tables, output_table};
 /// Staff of firms: `staff` (one row per person: employer, amount) joined to `firms` (district,
 /// industry).
 fn staff_catalog(dir: &Path, staff: &[(&str, &str, f64)], firms: &[(&str, &str, &str)]) -> Catalog {
+    let firms: Vec<(&str, &str, &str, &str)> = firms.iter().map(|(u, d, i)| (*u, *d, *i, "open")).collect();
+    staff_catalog_with_status(dir, staff, &firms)
+}
+
+/// [`staff_catalog`], each firm with a plaintext status.
+fn staff_catalog_with_status(dir: &Path, staff: &[(&str, &str, f64)], firms: &[(&str, &str, &str, &str)]) -> Catalog {
     let mut csv = String::from("person_id,employer,amount\n");
     for (person, employer, amount) in staff {
         writeln!(csv, "{person},{employer},{amount}").unwrap();
     }
     std::fs::write(dir.join("staff.csv"), &csv).unwrap();
     std::fs::write(dir.join("staff_twin.csv"), csv.replace("\nP", "\nQ")).unwrap();
-    let mut csv = String::from("uscc,district,industry\n");
-    for (uscc, district, industry) in firms {
-        writeln!(csv, "{uscc},{district},{industry}").unwrap();
+    let mut csv = String::from("uscc,district,industry,status\n");
+    for (uscc, district, industry, status) in firms {
+        writeln!(csv, "{uscc},{district},{industry},{status}").unwrap();
     }
     std::fs::write(dir.join("firms.csv"), &csv).unwrap();
     std::fs::write(dir.join("firms_twin.csv"), csv.replace("\nF", "\nG")).unwrap();
@@ -61,6 +67,7 @@ fn staff_catalog(dir: &Path, staff: &[(&str, &str, f64)], firms: &[(&str, &str, 
             ("uscc", "string", "pseudonymized"),
             ("district", "string", "group_by_only"),
             ("industry", "string", "group_by_only"),
+            ("status", "string", "plaintext"),
         ],
     );
     std::fs::write(dir.join("staff.toml"), staff_entry).unwrap();
@@ -277,4 +284,126 @@ fn banding_labels_are_never_looked_up_in_the_data() {
     let (id, words) = outcome(r#"["11010519491231002X", "other"]"#);
     assert_eq!(id, Verdict::Fail);
     assert!(words.contains("identifier"), "{words}");
+}
+
+/// Twelve firms in district Y, the last with twelve people and "closed", the others five each.
+fn twelve_firms(dir: &Path) -> Catalog {
+    let mut people: Vec<(String, String)> = Vec::new();
+    for f in 0..12 {
+        for p in 0..if f == 11 { 12 } else { 5 } {
+            people.push((format!("P{f:02}{p:02}"), format!("F{f:02}")));
+        }
+    }
+    let staff: Vec<(&str, &str, f64)> = people.iter().map(|(p, f)| (p.as_str(), f.as_str(), 100.0)).collect();
+    let ids: Vec<String> = (0..12).map(|f| format!("F{f:02}")).collect();
+    let firms: Vec<(&str, &str, &str, &str)> =
+        ids.iter().enumerate().map(|(i, f)| (f.as_str(), "Y", "C", if i == 11 { "closed" } else { "open" })).collect();
+    staff_catalog_with_status(dir, &staff, &firms)
+}
+
+fn no_rows(name: &str, dims: &[&str], measures: &[&str]) -> sandbox_runner::OutputTable {
+    let mut columns: Vec<(&str, ArrayRef)> =
+        dims.iter().map(|d| (*d, Arc::new(StringArray::from(Vec::<String>::new())) as ArrayRef)).collect();
+    for m in measures {
+        if *m == "people" || *m == "n" {
+            columns.push((m, Arc::new(Int64Array::from(Vec::<i64>::new()))));
+        } else {
+            columns.push((m, Arc::new(Float64Array::from(Vec::<f64>::new()))));
+        }
+    }
+    output_table(name, columns)
+}
+
+#[test]
+fn two_joined_tables_one_firm_apart_are_caught_by_the_firm_s_units() {
+    // Without the closed firm the people differ by twelve (not close), the firms by one.
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = twelve_firms(dir.path());
+    let both = STAFF.replace("name = \"t\"", "name = \"a\"")
+        + &STAFF[STAFF.find("[[outputs]]").unwrap()..].replace("name = \"t\"", "name = \"b\"").replace(
+            "join = {",
+            "filters = [{ column = \"firms.status\", op = \"ne\", value = \"closed\" }]\njoin = {",
+        );
+    let tables = [no_rows("a", &["district"], &["people", "total"]), no_rows("b", &["district"], &["people", "total"])];
+    let audit = audit_tables(&catalog, &both, &tables, &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    assert!(audit.breach.is_empty(), "{}", audit.report_text());
+    assert_eq!(released(&audit, 0, "Y", 2), Some(6700.0));
+    assert_eq!(cell(&audit, 1, "Y"), (Verdict::Suppressed, vec![Rule::Differencing]), "{}", audit.report_text());
+    assert!(audit.report_text().contains("privacy units of firms differ"), "{}", audit.report_text());
+}
+
+#[test]
+fn a_margin_over_a_detail_with_no_count_is_recomputed_too() {
+    // District K: street K1 nine shops (under the threshold), K2 and K3 eleven each; sums only.
+    // (With two streets the margin would be within nine shops of K2: differencing.)
+    let dir = tempfile::tempdir().unwrap();
+    let rows = (0..9)
+        .map(|_| ("K".to_owned(), "K1".to_owned(), 5.0))
+        .chain((0..11).map(|_| ("K".to_owned(), "K2".to_owned(), 7.0)))
+        .chain((0..11).map(|_| ("K".to_owned(), "K3".to_owned(), 7.0)));
+    let catalog = write_shops(dir.path(), rows.collect::<Vec<_>>());
+    let manifest = r#"
+name = "margins"
+version = "1"
+datasets = ["shops"]
+purpose = { zh = "测试", en = "test" }
+[[outputs]]
+name = "d"
+zh = "表"
+en = "table"
+dimensions = [{ name = "district", source = "shops.district" }, { name = "street", source = "shops.street" }]
+measures = [{ name = "revenue", statistic = "sum", of = "shops.revenue" }]
+[[outputs]]
+name = "m"
+zh = "表"
+en = "table"
+dimensions = [{ name = "district", source = "shops.district" }]
+measures = [{ name = "revenue", statistic = "sum", of = "shops.revenue" }]
+"#;
+    let tables = [no_rows("d", &["district", "street"], &["revenue"]), no_rows("m", &["district"], &["revenue"])];
+    let audit = audit_tables(&catalog, manifest, &tables, &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    assert_eq!(released(&audit, 0, "K,K1", 2), None);
+    assert_eq!(released(&audit, 0, "K,K2", 2), Some(77.0));
+    // Not 199: the margin is K2's and K3's, so margin − K2 − K3 gives nothing.
+    assert_eq!(released(&audit, 1, "K", 1), Some(154.0), "{}", audit.report_text());
+}
+
+#[test]
+fn a_model_level_of_one_firm_fails_and_so_does_a_model_a_few_units_from_another() {
+    // District X: twelve people of one firm; district Y: twelve firms.
+    let dir = tempfile::tempdir().unwrap();
+    let mut people: Vec<(String, String, f64)> =
+        (0..12).map(|i| (format!("P{i:02}"), "F01".to_owned(), 100.0 + i as f64)).collect();
+    people.extend((12..36).map(|i| (format!("P{i:02}"), format!("F{:02}", 12 + i % 12), 50.0 + i as f64)));
+    let staff: Vec<(&str, &str, f64)> = people.iter().map(|(p, f, a)| (p.as_str(), f.as_str(), *a)).collect();
+    let ids: Vec<String> = (12..24).map(|f| format!("F{f:02}")).collect();
+    let mut firms: Vec<(&str, &str, &str)> = vec![("F01", "X", "C")];
+    firms.extend(ids.iter().map(|f| (f.as_str(), "Y", "C")));
+    let catalog = staff_catalog(dir.path(), &staff, &firms);
+    let model = r#"
+name = "model"
+version = "1"
+datasets = ["staff", "firms"]
+purpose = { zh = "测试", en = "test" }
+[[outputs]]
+name = "fit"
+zh = "表"
+en = "table"
+model = "ols"
+join = { from = "staff.employer", to = "firms.uscc" }
+dimensions = [{ name = "term", terms = ["firms.district"] }]
+measures = [
+    { name = "estimate", statistic = "coefficient", of = "staff.amount" },
+    { name = "n", statistic = "count", of = "staff" },
+]
+"#;
+    let table = no_rows("fit", &["term"], &["estimate", "n"]);
+    let audit = audit_tables(&catalog, model, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    assert_eq!(audit.report.outcome, Verdict::Fail, "{}", audit.report_text());
+    assert!(
+        audit.report_text().contains("level district=X rests on 1 privacy units of firms"),
+        "{}",
+        audit.report_text()
+    );
+    assert!(audit.released.is_empty());
 }
