@@ -1,13 +1,15 @@
 //! Privacy budgets (隐私预算) for differential privacy, in zCDP ρ: per (dataset, operator) and
 //! per dataset, from the bureau's policy ([`DpSettings`]). A run's ρ is reserved before it
-//! starts, atomically for all its datasets; afterwards the reservation is kept if noised figures
-//! left ([`Ledger::commit`]) or given back if the run failed or released nothing of the dataset
+//! starts, atomically for all its datasets, and kept once the module has run on the data
+//! ([`Ledger::keep`]), whether it failed, was withheld or released noised figures: its outcome,
+//! the audit's verdicts and the released report depend on the data too, and a refund for a
+//! failing run would make them free. Only a cancelled run, which tells nothing, is given back
 //! ([`Ledger::refund`]). Budgets are never refreshed: what was spent stays spent.
 //!
 //! The ledger is one JSON file, changed under an exclusive lock on `<file>.lock`: read, check,
 //! write a temporary file, fsync, rename over the ledger, fsync the folder. A reservation counts
-//! as spent until it is refunded, so a crash between reserving and committing errs on the side
-//! of privacy.
+//! as spent until it is refunded, so a crash between reserving and keeping errs on the side of
+//! privacy.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -145,20 +147,25 @@ impl Ledger {
         })
     }
 
-    /// Keeps reservation `id`'s ρ on `spent` datasets as spent, and gives back the rest.
-    pub fn commit(&self, id: ReservationId, spent: &[(String, f64)]) -> Result<(), BudgetError> {
+    /// Gives reservation `id`'s ρ back: the run was cancelled, and nothing it did (not even
+    /// whether it failed) reached anyone.
+    pub fn refund(&self, id: ReservationId) -> Result<(), BudgetError> {
         self.change(|state| {
             let (operator, charges) = state.reservations.remove(&id).ok_or(BudgetError::UnknownReservation(id))?;
-            for (dataset, rho) in charges.iter().filter(|(d, _)| !spent.iter().any(|(s, _)| s == d)) {
+            for (dataset, rho) in &charges {
                 give_back(state, dataset, &operator, *rho);
             }
             Ok(())
         })
     }
 
-    /// Gives reservation `id`'s ρ back: the run failed or released nothing with noise.
-    pub fn refund(&self, id: ReservationId) -> Result<(), BudgetError> {
-        self.commit(id, &[])
+    /// Keeps all of reservation `id`'s ρ: the module ran on the data, and its outcome, the
+    /// audit's verdicts and what left depend on it, noised or not.
+    pub fn keep(&self, id: ReservationId) -> Result<(), BudgetError> {
+        self.change(|state| {
+            state.reservations.remove(&id).ok_or(BudgetError::UnknownReservation(id))?;
+            Ok(())
+        })
     }
 
     /// How many more runs `operator` can make on `dataset`.

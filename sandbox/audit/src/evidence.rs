@@ -116,6 +116,10 @@ pub(crate) struct ModelLevels {
     pub(crate) joined: Option<Sketch>,
     /// Per term column, in order: its levels (`column=level`).
     pub(crate) levels: Vec<BTreeMap<String, Level>>,
+    /// With two or more term columns, the combinations of their levels the fit uses
+    /// (`a=x, b=y`): where the kept combinations form a tree, a coefficient is one
+    /// combination's mean.
+    pub(crate) combinations: BTreeMap<String, Level>,
 }
 
 /// One level of a term column.
@@ -794,24 +798,46 @@ impl<'a> Evidence<'a> {
             result.units = sketch_of(batch, "units", 0)?;
             result.joined = other.is_some().then(|| sketch_of(batch, "others", 0)).transpose()?;
         }
-        for (i, term) in terms.iter().enumerate() {
-            let bare = term.split_once('.').map_or(term.as_str(), |(_, c)| c);
+        let bare: Vec<&str> = terms.iter().map(|t| t.split_once('.').map_or(t.as_str(), |(_, c)| c)).collect();
+        // Each term column's levels, then (with two or more) the combinations of them.
+        let mut groupings: Vec<(String, Vec<usize>)> = (0..terms.len()).map(|i| (format!("l{i}"), vec![i])).collect();
+        if terms.len() > 1 {
+            groupings.push((levels.join(", "), (0..terms.len()).collect()));
+        }
+        for (g, (group, columns)) in groupings.iter().enumerate() {
+            let outer: Vec<String> = (0..columns.len()).map(|c| format!("g{c}")).collect();
+            let inner: Vec<String> = columns.iter().enumerate().map(|(c, &i)| format!("l{i} AS g{c}")).collect();
             // Per counted unit, then per joined unit: each one's total in the level.
             let by = |who: &str| {
                 format!(
-                    "{with} SELECT lvl, unit_set({who}) AS units, CAST(sum(t) AS DOUBLE) AS total, max(t) AS largest, \
-                     second_largest(t) AS second, sum(neg) AS negatives FROM (SELECT l{i} AS lvl, {who}, \
+                    "{with} SELECT {outer}, unit_set({who}) AS units, CAST(sum(t) AS DOUBLE) AS total, max(t) AS largest, \
+                     second_largest(t) AS second, sum(neg) AS negatives FROM (SELECT {inner}, {who}, \
                      CAST(sum(CAST(x AS DECIMAL(38, 6))) AS DOUBLE) AS t, sum(CASE WHEN x < 0 THEN 1 ELSE 0 END) AS neg \
-                     FROM used GROUP BY l{i}, {who}) per_unit GROUP BY lvl"
+                     FROM used GROUP BY {group}, {who}) per_unit GROUP BY {outer}",
+                    outer = outer.join(", "),
+                    inner = inner.join(", "),
                 )
+            };
+            let name_of = |batch: &RecordBatch| -> Result<Vec<String>, AuditError> {
+                let parts: Vec<Vec<Option<String>>> =
+                    (0..columns.len()).map(|c| strings(std::slice::from_ref(batch), c)).collect::<Result<_, _>>()?;
+                Ok((0..batch.num_rows())
+                    .map(|r| {
+                        let named: Vec<String> = columns
+                            .iter()
+                            .zip(&parts)
+                            .map(|(&i, p)| format!("{}={}", bare[i], p[r].clone().unwrap_or_default()))
+                            .collect();
+                        named.join(", ")
+                    })
+                    .collect())
             };
             let mut found: BTreeMap<String, Level> = BTreeMap::new();
             for batch in &self.query(by("unit")).await? {
-                let names = strings(std::slice::from_ref(batch), 0)?;
                 let (total, largest, second) =
                     (floats(batch, "total")?, floats(batch, "largest")?, floats(batch, "second")?);
                 let negatives = integers(batch, "negatives")?;
-                for (r, name) in names.into_iter().enumerate() {
+                for (r, name) in name_of(batch)?.into_iter().enumerate() {
                     let level = Level {
                         units: sketch_of(batch, "units", r)?,
                         total: total[r],
@@ -820,21 +846,24 @@ impl<'a> Evidence<'a> {
                         negatives: negatives[r],
                         joined: None,
                     };
-                    found.insert(format!("{bare}={}", name.unwrap_or_default()), level);
+                    found.insert(name, level);
                 }
             }
             if other.is_some() {
                 for batch in &self.query(by("other")).await? {
-                    let names = strings(std::slice::from_ref(batch), 0)?;
                     let (largest, second) = (floats(batch, "largest")?, floats(batch, "second")?);
-                    for (r, name) in names.into_iter().enumerate() {
-                        if let Some(level) = found.get_mut(&format!("{bare}={}", name.unwrap_or_default())) {
+                    for (r, name) in name_of(batch)?.into_iter().enumerate() {
+                        if let Some(level) = found.get_mut(&name) {
                             level.joined = Some((sketch_of(batch, "units", r)?, largest[r], second[r]));
                         }
                     }
                 }
             }
-            result.levels.push(found);
+            if g < terms.len() {
+                result.levels.push(found);
+            } else {
+                result.combinations = found;
+            }
         }
         Ok(result)
     }

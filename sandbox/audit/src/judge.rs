@@ -247,15 +247,19 @@ impl<'a> Judge<'a> {
                             );
                         }
                     }
-                    // Fewer than k units have a value: no value at least k units reach.
-                    Statistic::Min | Statistic::Max if self.host.released[j][r].is_none() => {
+                    // The k-th smallest of ten units is the largest one's value: an extreme
+                    // leaves, like a quantile, only where k units stand beyond it on each side.
+                    Statistic::Min | Statistic::Max
+                        if self.host.released[j][r].is_none()
+                            || !matches!((magnitude.kth_min, magnitude.kth_max), (Some(lo), Some(hi)) if lo <= hi) =>
+                    {
                         let k = rules.min_units_extremes;
                         self.withhold(
                             r,
                             j,
                             Rule::Extremes,
-                            format!("[{name}] {measure}: fewer than {k} privacy units have a value"),
-                            format!("[{name}] {measure}：有取值的隐私单元少于 {k} 个"),
+                            format!("[{name}] {measure}: fewer than {k} privacy units stand beyond the k-th extreme on its other side"),
+                            format!("[{name}] {measure}：第 k 个极值另一侧的隐私单元少于 {k} 个"),
                         );
                     }
                     Statistic::Quantile => self.quantile(r, j, &magnitude),
@@ -566,11 +570,13 @@ impl<'a> Judge<'a> {
                 format!("模型仅基于 {all} 个隐私单元，少于 {}", rules.min_units),
             );
         }
-        // A level's coefficient is its group's mean against the reference: every level is
-        // judged as a cell — its units (and a joined dataset's), dominance, negatives — and a
-        // level that would be withheld as a cell fails the model.
+        // A level's coefficient is its group's mean against the reference, and where the kept
+        // combinations of levels form a tree a coefficient is one combination's mean: every
+        // level and every combination is judged as a cell — its units with a response (and a
+        // joined dataset's), dominance, negatives — and one that would be withheld as a cell
+        // fails the model.
         let all_levels: Vec<(String, evidence::Level)> =
-            behind.levels.iter().flat_map(|levels| levels.iter().map(|(n, l)| (n.clone(), l.clone()))).collect();
+            (behind.levels.iter().flatten()).chain(&behind.combinations).map(|(n, l)| (n.clone(), l.clone())).collect();
         for (name, l) in &all_levels {
             let mut units = vec![(counted.clone(), l.units.size)];
             if let (Some(other), Some((sketch, _, _))) = (&joined, &l.joined) {

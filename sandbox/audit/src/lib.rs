@@ -162,10 +162,6 @@ pub struct Audit {
     pub released: Vec<ReleasedTable>,
     /// The released (unsuppressed) cells of `released`, for later audits' differencing.
     pub cells: Vec<ReleasedCell>,
-    /// The datasets whose released figures carry differential-privacy noise, with the ρ the run
-    /// spent on each: the reservation to keep ([`budget::Ledger::commit`]); any other
-    /// reservation of the run is refunded.
-    pub dp_spent: Vec<(String, f64)>,
     /// Tables whose declared values disagree with the host's: a breach of the contract, and the
     /// whole run fails.
     pub breach: Vec<String>,
@@ -243,6 +239,18 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             Some(settings) => judge.dp(&mut evidence, settings).await?,
             None => None,
         };
+        // Noise is calibrated to the counted dataset's units: a dataset under differential
+        // privacy that is only joined, for its columns, would leave without any.
+        for other in datasets.iter().filter(|&&d| d != evidence::counted(spec) && request.policy.dp(d).is_some()) {
+            judge.find(
+                None,
+                None,
+                Rule::DifferentialPrivacy,
+                Verdict::Fail,
+                format!("{other} is released only under differential privacy, as the dataset a table counts, not joined to another"),
+                format!("{other} 仅在差分隐私下作为表所计数的数据集发布，不能连接到其他数据集使用"),
+            );
+        }
         if rules.review_all && dp.is_none() && judge.outcome() <= Verdict::Suppressed {
             judge.find(
                 None,
@@ -255,7 +263,9 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         }
         let label =
             format!("{} {}", &request.record.module_sha256[..request.record.module_sha256.len().min(12)], spec.name);
-        let passed = judge.differencing(&label, request.earlier, &cells);
+        // Compared with this run's earlier tables, held ones too: they leave if approved.
+        let this_run: Vec<ReleasedCell> = cells.iter().chain(held_cells.values().flatten()).cloned().collect();
+        let passed = judge.differencing(&label, request.earlier, &this_run);
         let outcome = judge.outcome();
         if outcome <= Verdict::Suppressed {
             cells.extend(passed);
@@ -298,7 +308,9 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         }
     }
     margins(&mut judged);
-    let dp_spent = if breach.is_empty() { add_noise(&mut judged, request.policy)? } else { Vec::new() };
+    if breach.is_empty() {
+        add_noise(&mut judged, request.policy)?;
+    }
     let mut tables = Vec::new();
     let mut released = Vec::new();
     let mut held = Vec::new();
@@ -334,7 +346,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
     }
     let report = AuditReport::new(request.record, request.policy.sha256(), !breach.is_empty(), tables);
     let released_report = ReleasedReport::of(&report);
-    Ok(Audit { report, released_report, released, cells, dp_spent, breach, held, key: request.hasher.clone() })
+    Ok(Audit { report, released_report, released, cells, breach, held, key: request.hasher.clone() })
 }
 
 /// A judged table, before its release.
@@ -365,9 +377,8 @@ pub(crate) struct DpTable {
 }
 
 /// Adds differential-privacy noise to the released cells of every table that needs it. Each
-/// dataset's `rho_per_run` is split evenly among the measures released from it. Returns the ρ
-/// spent per dataset.
-fn add_noise(judged: &mut [Judged<'_>], policy: &AuditPolicy) -> Result<Vec<(String, f64)>, AuditError> {
+/// dataset's `rho_per_run` is split evenly among the measures released from it.
+fn add_noise(judged: &mut [Judged<'_>], policy: &AuditPolicy) -> Result<(), AuditError> {
     let mut measures: BTreeMap<String, usize> = BTreeMap::new();
     for j in judged.iter().filter(|j| j.outcome() <= Verdict::Suppressed) {
         if let Some(dp) = &j.dp {
@@ -382,7 +393,11 @@ fn add_noise(judged: &mut [Judged<'_>], policy: &AuditPolicy) -> Result<Vec<(Str
         for (m, (values, delta)) in dp.values.iter().zip(&dp.sensitivity).enumerate() {
             let sigma = dp::sigma(*delta, rho);
             let is_count = j.spec.measures[m].statistic == Statistic::Count;
-            for (r, &value) in values.iter().enumerate().filter(|(r, _)| j.verdicts[*r] == Verdict::Pass) {
+            // A figure a rule withheld stays withheld: noise does not bring it back.
+            let leaving: Vec<usize> = (0..values.len())
+                .filter(|&r| j.verdicts[r] == Verdict::Pass && j.overrides.get(&(m, r)) != Some(&None))
+                .collect();
+            for (r, &value) in leaving.into_iter().map(|r| (r, &values[r])) {
                 let noisy = dp::noisy(value, sigma).map_err(AuditError::Evidence)?;
                 // Rounded as any released figure (post-processing: it spends no budget).
                 let noisy = if is_count {
@@ -408,13 +423,7 @@ fn add_noise(judged: &mut [Judged<'_>], policy: &AuditPolicy) -> Result<Vec<(Str
             });
         }
     }
-    Ok(measures
-        .into_keys()
-        .map(|dataset| {
-            let rho = policy.dp(&dataset).map_or(0.0, |s| s.rho_per_run);
-            (dataset, rho)
-        })
-        .collect())
+    Ok(())
 }
 
 /// A table's outcome: the worst of its rows' verdicts and of every finding (a finding on one
@@ -429,8 +438,14 @@ impl Judged<'_> {
     }
 
     /// Row `r`'s measure `j` as it would leave: `None` when withheld.
+    /// A held table's cells held for review count as shown: they leave if approved.
     fn shown(&self, j: usize, r: usize) -> Option<f64> {
-        if self.verdicts[r] != Verdict::Pass {
+        let leaves = match self.verdicts[r] {
+            Verdict::Pass => true,
+            Verdict::Review => !self.suppressed[r],
+            _ => false,
+        };
+        if !leaves {
             return None;
         }
         match self.overrides.get(&(j, r)) {
@@ -470,92 +485,224 @@ fn nested(margin: &evidence::Cell, under: &[&evidence::Cell]) -> bool {
         })
 }
 
-/// Secondary suppression. Where one released table's cells are sums of another released
-/// table's cells (a margin, a total), the margin's counts and sums are released recomputed from
-/// the other's released cells only, blank where all of them are suppressed, and its other
-/// statistics (means, ratios, extremes, quantiles) withheld: subtracting released cells from a
-/// margin can then never give a suppressed cell back.
+/// Secondary suppression, across the tables of a run that leave at once or after review.
+/// Subtracting released cells from another table's released cells over the same rows must never
+/// give a suppressed cell back:
+/// - where one table's cells are sums of another's (a margin, a total), the margin's counts and
+///   sums are released recomputed from the other's released cells only, blank where all of them
+///   are suppressed (or where two tables would recompute it differently), and its other
+///   statistics (means, ratios, extremes, quantiles) withheld;
+/// - where two tables split the same rows differently (district × street and district ×
+///   status), and under one value of the dimensions they share one of them withholds a cell
+///   while the other shows every cell, the other's cells there are withheld too: adding them up
+///   would give the hidden cell's total.
+///
+/// Withholding a cell can expose another, so the passes repeat until nothing changes; each cell
+/// only ever goes from shown to recomputed to blank, so they end.
 fn margins(judged: &mut [Judged<'_>]) {
-    for m in 0..judged.len() {
-        for d in 0..judged.len() {
-            let (margin, detail) = (&judged[m], &judged[d]);
-            // Tables with noise are left alone: the noise covers what subtraction would give.
-            if m == d
-                || margin.outcome() > Verdict::Suppressed
-                || detail.outcome() > Verdict::Suppressed
-                || margin.dp.is_some()
-                || detail.dp.is_some()
-            {
-                continue;
-            }
-            let Some(positions) = margin_of(margin.spec, detail.spec) else { continue };
-            let detail_keys: Vec<Key> =
-                detail.host.keys.iter().map(|k| positions.iter().map(|&p| k[p].clone()).collect()).collect();
-            let mut changes: Vec<(usize, usize, Option<f64>, usize)> = Vec::new();
-            for (r, key) in margin.host.keys.iter().enumerate() {
-                let under: Vec<usize> = (0..detail_keys.len()).filter(|&x| detail_keys[x] == *key).collect();
-                let cells: Vec<&evidence::Cell> = under.iter().filter_map(|&x| detail.cells.get(x)).collect();
-                let Some(cell) = margin.cells.get(r) else { continue };
-                if under.is_empty() || !nested(cell, &cells) {
+    // Tables with noise are left alone (the noise covers what subtraction would give), and
+    // so are tables that do not leave.
+    let leaving: Vec<usize> = (0..judged.len())
+        .filter(|&t| {
+            judged[t].dp.is_none()
+                && matches!(judged[t].outcome(), o if o <= Verdict::Suppressed || o == Verdict::Review)
+        })
+        .collect();
+    let mut notes: BTreeMap<(usize, usize, usize), Secondary> = BTreeMap::new();
+    loop {
+        let mut changed = false;
+        for &m in &leaving {
+            for &d in &leaving {
+                if m == d {
                     continue;
                 }
-                // Anything withheld under the margin cell, a whole row or one measure of it.
-                let withheld = |dj: usize| under.iter().filter(|&&x| detail.shown(dj, x).is_none()).count();
-                let any = (0..detail.spec.measures.len()).map(withheld).max().unwrap_or(0);
-                if any == 0 {
-                    continue;
-                }
-                for (j, measure) in margin.spec.measures.iter().enumerate() {
-                    let dj = detail.spec.measures.iter().position(|x| match measure.statistic {
-                        Statistic::Count => x.statistic == Statistic::Count,
-                        Statistic::Sum => x.statistic == Statistic::Sum && x.of == measure.of,
-                        _ => false,
-                    });
-                    // A count or sum the detail has: the sum of its released cells, if any.
-                    // Anything else would give the withheld cells back with the recomputed ones.
-                    let (value, hidden) = match dj {
-                        Some(dj) if withheld(dj) == 0 => continue,
-                        Some(dj) => {
-                            let shown: Vec<f64> = under.iter().filter_map(|&x| detail.shown(dj, x)).collect();
-                            ((!shown.is_empty()).then(|| shown.iter().sum()), withheld(dj))
-                        }
-                        None => (None, any),
-                    };
-                    changes.push((j, r, value, hidden));
-                }
-            }
-            let detail_name = detail.spec.name.clone();
-            let margin = &mut judged[m];
-            for (j, r, value, hidden) in changes {
-                let name = margin.spec.measures[j].name.clone();
-                let (verdict, en, zh) = match value {
-                    Some(_) => (
-                        Verdict::Pass,
-                        format!(
-                            "{name} recomputed from the released cells of {detail_name} ({hidden} of its cells are suppressed)"
-                        ),
-                        format!("{name} 按 {detail_name} 已发布的单元格重新计算（其中 {hidden} 个单元格被抑制）"),
-                    ),
-                    None => (
-                        Verdict::Suppressed,
-                        format!(
-                            "{name} covers suppressed cells of {detail_name} and cannot be recomputed from its released ones"
-                        ),
-                        format!("{name} 涵盖 {detail_name} 中被抑制的单元格，无法按已发布单元格重新计算"),
-                    ),
+                // What the other table withholds by a rule of its own, not to protect a third:
+                // what secondary suppression withheld is already covered where it arose.
+                let primary = |j: usize, r: usize| judged[d].shown(j, r).is_none() && !notes.contains_key(&(d, r, j));
+                let changes = match margin_of(judged[m].spec, judged[d].spec) {
+                    Some(positions) => recompute(&judged[m], &judged[d], &positions, primary),
+                    None => linked(&judged[m], &judged[d], primary),
                 };
-                margin.overrides.insert((j, r), value);
-                margin.findings.push(CellFinding {
-                    row: Some(r),
-                    column: Some(name),
-                    rule: Rule::SecondarySuppression,
-                    verdict,
-                    en,
-                    zh,
-                });
+                let detail = judged[d].spec.name.clone();
+                for (j, r, value) in changes {
+                    let note = notes.entry((m, r, j)).or_insert_with(|| Secondary { value, from: BTreeSet::new() });
+                    note.from.insert(detail.clone());
+                    // Two recomputations that disagree leave nothing.
+                    if note.value != value {
+                        note.value = None;
+                    }
+                    let now = note.value;
+                    if judged[m].overrides.get(&(j, r)) != Some(&now) {
+                        judged[m].overrides.insert((j, r), now);
+                        changed = true;
+                    }
+                }
             }
         }
+        if !changed {
+            break;
+        }
     }
+    for ((t, r, j), note) in notes {
+        let table = &mut judged[t];
+        let name = table.spec.measures[j].name.clone();
+        let from = note.from.into_iter().collect::<Vec<_>>().join(", ");
+        let (verdict, en, zh) = match note.value {
+            Some(_) => (
+                Verdict::Pass,
+                format!("{name} recomputed from the released cells of {from}, some of which are suppressed"),
+                format!("{name} 按 {from} 已发布的单元格重新计算（其中部分单元格被抑制）"),
+            ),
+            None => (
+                Verdict::Suppressed,
+                format!("{name} together with the released cells of {from} would give back their suppressed cells"),
+                format!("{name} 与 {from} 已发布的单元格相结合可推出其中被抑制的单元格"),
+            ),
+        };
+        table.findings.push(CellFinding {
+            row: Some(r),
+            column: Some(name),
+            rule: Rule::SecondarySuppression,
+            verdict,
+            en,
+            zh,
+        });
+    }
+}
+
+/// What secondary suppression made of one released figure.
+struct Secondary {
+    /// Recomputed, or blank.
+    value: Option<f64>,
+    /// The tables it was judged against.
+    from: BTreeSet<String>,
+}
+
+/// A margin's figures recomputed from the released cells of `detail` under each of its cells
+/// that covers a withheld one: (measure, row, value).
+fn recompute(
+    margin: &Judged<'_>,
+    detail: &Judged<'_>,
+    positions: &[usize],
+    hidden: impl Fn(usize, usize) -> bool,
+) -> Vec<(usize, usize, Option<f64>)> {
+    let detail_keys: Vec<Key> =
+        detail.host.keys.iter().map(|k| positions.iter().map(|&p| k[p].clone()).collect()).collect();
+    let mut changes = Vec::new();
+    for (r, key) in margin.host.keys.iter().enumerate() {
+        let under: Vec<usize> = (0..detail_keys.len()).filter(|&x| detail_keys[x] == *key).collect();
+        let cells: Vec<&evidence::Cell> = under.iter().filter_map(|&x| detail.cells.get(x)).collect();
+        let Some(cell) = margin.cells.get(r) else { continue };
+        if under.is_empty() || !nested(cell, &cells) {
+            continue;
+        }
+        // Anything withheld under the margin cell, a whole row or one measure of it.
+        let withheld = |dj: usize| under.iter().filter(|&&x| hidden(dj, x)).count();
+        let any = (0..detail.spec.measures.len()).map(withheld).max().unwrap_or(0);
+        if any == 0 {
+            continue;
+        }
+        for (j, measure) in margin.spec.measures.iter().enumerate() {
+            let dj = detail.spec.measures.iter().position(|x| match measure.statistic {
+                Statistic::Count => x.statistic == Statistic::Count,
+                Statistic::Sum => x.statistic == Statistic::Sum && x.of == measure.of,
+                _ => false,
+            });
+            // A count or sum the detail has: the sum of its released cells, if any. Anything
+            // else would give the withheld cells back with the recomputed ones.
+            let value = match dj {
+                Some(dj) if withheld(dj) == 0 => continue,
+                Some(dj) => {
+                    let shown: Vec<f64> = under.iter().filter_map(|&x| detail.shown(dj, x)).collect();
+                    (!shown.is_empty()).then(|| shown.iter().sum())
+                }
+                None => None,
+            };
+            changes.push((j, r, value));
+        }
+    }
+    changes
+}
+
+/// Where `table` and `other` count the same rows split by different dimensions: the rows of
+/// `table` to withhold (every measure: a mean times a rounded count is nearly a sum), under
+/// each value of their shared dimensions where `other` withholds a cell with rows and `table`
+/// withholds none.
+fn linked(
+    table: &Judged<'_>,
+    other: &Judged<'_>,
+    hidden: impl Fn(usize, usize) -> bool,
+) -> Vec<(usize, usize, Option<f64>)> {
+    if table.spec.model.is_some()
+        || other.spec.model.is_some()
+        || evidence::counted(table.spec) != evidence::counted(other.spec)
+    {
+        return Vec::new();
+    }
+    let same = |a: &sandbox_runner::manifest::Dimension, b: &sandbox_runner::manifest::Dimension| {
+        a.terms.is_none() && b.terms.is_none() && a.source == b.source && a.banding == b.banding
+    };
+    // The shared dimensions' positions in each table.
+    let shared: Vec<(usize, usize)> = (table.spec.dimensions.iter().enumerate())
+        .filter_map(|(a, x)| other.spec.dimensions.iter().position(|y| same(x, y)).map(|b| (a, b)))
+        .collect();
+    let group = |keys: &[Key], side: usize| -> BTreeMap<Key, Vec<usize>> {
+        let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
+        for (r, key) in keys.iter().enumerate() {
+            let g: Key = shared.iter().map(|&(a, b)| key[if side == 0 { a } else { b }].clone()).collect();
+            groups.entry(g).or_default().push(r);
+        }
+        groups
+    };
+    let (mine, theirs) = (group(&table.host.keys, 0), group(&other.host.keys, 1));
+    let has_rows = |j: &Judged<'_>, r: usize| j.cells.get(r).is_some_and(|c| c.rows > 0);
+    // What adds up: counts, sums, and means and ratios (a mean times a rounded count).
+    let additive = |s: Statistic| matches!(s, Statistic::Count | Statistic::Sum | Statistic::Mean | Statistic::Ratio);
+    let hides = |j: &Judged<'_>, r: usize, hidden: &dyn Fn(usize, usize) -> bool| {
+        has_rows(j, r) && (j.spec.measures.iter().enumerate()).any(|(m, x)| additive(x.statistic) && hidden(m, r))
+    };
+    let mut changes = Vec::new();
+    for (g, rows) in &mine {
+        let Some(their_rows) = theirs.get(g) else { continue };
+        let (theirs_hidden, mine_hidden) = (
+            their_rows.iter().any(|&r| hides(other, r, &hidden)),
+            rows.iter().any(|&r| hides(table, r, &|m, r| table.shown(m, r).is_none())),
+        );
+        if !theirs_hidden || mine_hidden {
+            continue;
+        }
+        if !same_rows(
+            rows.iter().filter_map(|&r| table.cells.get(r)),
+            their_rows.iter().filter_map(|&r| other.cells.get(r)),
+        ) {
+            continue;
+        }
+        for &r in rows.iter().filter(|&&r| has_rows(table, r)) {
+            changes.extend((0..table.spec.measures.len()).map(|j| (j, r, None)));
+        }
+    }
+    changes
+}
+
+/// Whether two sets of cells count the same rows: as many rows, the same totals.
+fn same_rows<'c>(a: impl Iterator<Item = &'c evidence::Cell>, b: impl Iterator<Item = &'c evidence::Cell>) -> bool {
+    let sum = |cells: Vec<&'c evidence::Cell>| {
+        let rows: u64 = cells.iter().map(|c| c.rows).sum();
+        let mut totals: BTreeMap<&str, f64> = BTreeMap::new();
+        for c in &cells {
+            for (column, m) in &c.magnitudes {
+                *totals.entry(column.as_str()).or_default() += m.total;
+            }
+        }
+        (rows, totals)
+    };
+    let ((rows_a, totals_a), (rows_b, totals_b)) = (sum(a.collect()), sum(b.collect()));
+    rows_a > 0
+        && rows_a == rows_b
+        && totals_a.iter().all(|(column, x)| match totals_b.get(column) {
+            Some(y) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+            None => true,
+        })
 }
 
 /// Every dataset a table reads.

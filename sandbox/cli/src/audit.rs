@@ -106,10 +106,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             dp[0].0
         ),
     };
-    // Gives the reservation back unless the audit released noised figures.
-    let settle = |spent: &[(String, f64)]| -> anyhow::Result<()> {
+    // The module runs on the data: whatever it or the audit answers depends on it, noised or
+    // not, so the reservation is kept however the run ends.
+    let settle = || -> anyhow::Result<()> {
         if let Some((ledger, id)) = &reservation {
-            ledger.commit(*id, spent)?;
+            ledger.keep(*id)?;
         }
         Ok(())
     };
@@ -130,7 +131,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         limits: None,
     }));
     if let Some(err) = &outcome.record.error {
-        settle(&[])?;
+        settle()?;
         // On real data only the fixed code leaves; a rehearsal on the twins explains it.
         let told = if args.twin { err.to_string() } else { err.failure().as_str().to_owned() };
         if args.json {
@@ -153,11 +154,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let audit = match audit {
         Ok(audit) => audit,
         Err(e) => {
-            settle(&[])?;
+            settle()?;
             return Err(e.into());
         }
     };
-    settle(&audit.dp_spent)?;
+    settle()?;
     let mut left = Vec::new();
     if let (Some((ledger, _)), Some(operator)) = (&reservation, &args.operator) {
         for (dataset, settings) in &dp {

@@ -309,8 +309,9 @@ async fn production_with_permit(
     let quantum = std::time::Duration::from_millis(core.policy.runs().answer_quantum_ms);
     let manifest = read_manifest(core, &spec.module)?;
 
-    // Differential privacy: the run's ρ is reserved before it runs, refunded if nothing noised
-    // leaves.
+    // Differential privacy: the run's ρ is reserved before it runs and kept once the module has
+    // run on the data, however the run ends (its outcome and the audit's verdicts depend on the
+    // data too); only a cancelled run, which tells nothing, gives it back.
     let dp: Vec<(&str, &sandbox_audit::DpSettings)> =
         manifest.datasets.iter().filter_map(|d| core.policy.dp(d).map(|s| (d.as_str(), s))).collect();
     let reservation = if dp.is_empty() {
@@ -325,9 +326,9 @@ async fn production_with_permit(
             }
         }
     };
-    let refund = || {
+    let settle = |cancelled: bool| {
         if let Some(id) = reservation {
-            let _ = core.ledger.refund(id);
+            let _ = if cancelled { core.ledger.refund(id) } else { core.ledger.keep(id) };
         }
     };
     // Nothing of the run is logged or answered until a whole number of quanta after it started,
@@ -344,15 +345,15 @@ async fn production_with_permit(
     let answer = match ended {
         Ended::Done(answer) => answer,
         Ended::Failed(code) => {
-            refund();
             let cancelled = ending(cancel.clone()).await;
+            settle(cancelled);
             return match cancelled {
                 true => finish(core, &spec.id, "cancelled", None).await,
                 false => finish(core, &spec.id, "failed", Some(process_failure(&code))).await,
             };
         }
         Ended::Cancelled => {
-            refund();
+            settle(true);
             ending(cancel.clone()).await;
             return finish(core, &spec.id, "cancelled", None).await;
         }
@@ -362,8 +363,9 @@ async fn production_with_permit(
     let record = serde_json::to_vec(&answer.record).map_err(|e| internal("run record", e))?;
     std::fs::write(run_dir.join("record.json"), &record).map_err(|e| internal("run record", e))?;
     if let Some(error) = &answer.record.error {
-        refund();
-        if ending(cancel.clone()).await {
+        let cancelled = ending(cancel.clone()).await;
+        settle(cancelled);
+        if cancelled {
             return finish(core, &spec.id, "cancelled", None).await;
         }
         let failure = error.failure();
@@ -378,9 +380,10 @@ async fn production_with_permit(
     // The output audit, in this process, on the host's own evidence, before anything is logged.
     let audited = audit_answer(core, &manifest, &answer).await?;
     if ending(cancel.clone()).await {
-        refund();
+        settle(true);
         return finish(core, &spec.id, "cancelled", None).await;
     }
+    settle(false);
     let guard = core.write.lock().await;
     core.commit_entry(&guard, kind::RUN_FINISHED, &core.name, &[("run", &spec.id), ("status", "ok")]).await?;
     // Released cells are compared with the history as it is now: a run that ended while this
@@ -390,7 +393,6 @@ async fn production_with_permit(
     let audit = match audited.audit {
         Ok(audit) => audit,
         Err(e) => {
-            refund();
             eprintln!("sandbox serve: run {}: audit: {e}", spec.id);
             let fields = [("run", spec.id.as_str()), ("outcome", "error"), ("report", "-"), ("released", "0")];
             core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
@@ -400,11 +402,7 @@ async fn production_with_permit(
     let report_id = audit.report_id();
     keep_reports(&run_dir, &audit)?;
     if !audit.breach.is_empty() {
-        refund();
         return breach(core, &guard, spec, &report_id).await;
-    }
-    if let Some(id) = reservation {
-        core.ledger.commit(id, &audit.dp_spent).map_err(|e| internal("privacy budget", e))?;
     }
 
     // Held tables wait for reviewers; the runner's answer stays inside the domain so that the

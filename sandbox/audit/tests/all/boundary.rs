@@ -1,6 +1,8 @@
-//! The red team's routes out of one run, each asserting the secure outcome: labels of cells a
-//! single unit fills, cells of one firm behind many people, margins spelled differently, and a
-//! sensitive-value lookup through banding labels.
+//! The red teams' routes out of one run, each asserting the secure outcome: labels of cells a
+//! single unit fills, cells of one firm behind many people, margins spelled differently, a
+//! sensitive-value lookup through banding labels, extremes of ten units, tables held for review,
+//! two splits of the same rows, a model's combinations of levels, and differential privacy on a
+//! joined dataset.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -305,7 +307,7 @@ fn no_rows(name: &str, dims: &[&str], measures: &[&str]) -> sandbox_runner::Outp
     let mut columns: Vec<(&str, ArrayRef)> =
         dims.iter().map(|d| (*d, Arc::new(StringArray::from(Vec::<String>::new())) as ArrayRef)).collect();
     for m in measures {
-        if *m == "people" || *m == "n" {
+        if ["people", "n", "shops"].contains(m) {
             columns.push((m, Arc::new(Int64Array::from(Vec::<i64>::new()))));
         } else {
             columns.push((m, Arc::new(Float64Array::from(Vec::<f64>::new()))));
@@ -406,4 +408,238 @@ measures = [
         audit.report_text()
     );
     assert!(audit.released.is_empty());
+}
+
+/// A manifest of `shops` tables.
+fn shops_manifest(outputs: &str) -> String {
+    format!(
+        "name = \"shops\"\nversion = \"1\"\ndatasets = [\"shops\"]\npurpose = {{ zh = \"测试\", en = \"test\" }}\n{outputs}"
+    )
+}
+
+/// One `[[outputs]]` of shops: its dimensions and measures as TOML arrays' contents, and any
+/// other keys.
+fn shops_output(name: &str, dimensions: &str, measures: &str, extra: &str) -> String {
+    format!(
+        "[[outputs]]\nname = \"{name}\"\nzh = \"表\"\nen = \"table\"\n{extra}\ndimensions = [{dimensions}]\nmeasures = [{measures}]\n"
+    )
+}
+
+const DISTRICT: &str = r#"{ name = "district", source = "shops.district" }"#;
+const STREET: &str = r#"{ name = "street", source = "shops.street" }"#;
+const COUNT_SUM: &str = r#"{ name = "shops", statistic = "count", of = "shops" }, { name = "revenue", statistic = "sum", of = "shops.revenue" }"#;
+
+#[test]
+fn an_extreme_leaves_only_where_ten_units_stand_beyond_it_on_both_sides() {
+    // Shops of revenue 1, 2, … n in districts of n = 10, 18, 19 and 20 shops. Of ten, the
+    // tenth smallest is the largest shop's own value, and the tenth largest the smallest's.
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [("A", 10), ("B", 18), ("C", 19), ("D", 20)]
+        .into_iter()
+        .flat_map(|(d, n)| (1..=n).map(move |i| (d.to_owned(), format!("{d}1"), i as f64)));
+    let catalog = write_shops(dir.path(), rows.collect::<Vec<_>>());
+    let measures = r#"{ name = "shops", statistic = "count", of = "shops" }, { name = "lo", statistic = "min", of = "shops.revenue" }, { name = "hi", statistic = "max", of = "shops.revenue" }"#;
+    let manifest = shops_manifest(&shops_output("t", DISTRICT, measures, ""));
+    let table = no_rows("t", &["district"], &["shops", "lo", "hi"]);
+    let audit = audit_tables(&catalog, &manifest, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    assert!(audit.breach.is_empty(), "{}", audit.report_text());
+    let extremes = |key: &str| (released(&audit, 0, key, 2), released(&audit, 0, key, 3));
+    // Ten and eighteen shops: fewer than ten stand beyond the figure on its other side.
+    for key in ["A", "B"] {
+        assert_eq!(extremes(key), (None, None), "{key}: {}", audit.report_text());
+        assert!(cell(&audit, 0, key).1.contains(&Rule::Extremes));
+        assert_eq!(released(&audit, 0, key, 1), Some(if key == "A" { 10.0 } else { 20.0 }));
+    }
+    // Nineteen: the tenth from either end is the same shop's 10, reached by ten from each side.
+    assert_eq!(extremes("C"), (Some(10.0), Some(10.0)));
+    assert_eq!(extremes("D"), (Some(10.0), Some(11.0)));
+}
+
+#[test]
+fn a_table_held_for_review_is_differenced_and_recomputed_as_if_it_left() {
+    // District X: twelve shops of 10 and one of 60; district H as in rules.rs (street H1
+    // dominated by one shop of 100, H2 ten shops of 10). Every table of shops goes to review.
+    let dir = tempfile::tempdir().unwrap();
+    let rows = (0..12)
+        .map(|_| ("X".to_owned(), "X1".to_owned(), 10.0))
+        .chain([("X".to_owned(), "X1".to_owned(), 60.0), ("H".to_owned(), "H1".to_owned(), 100.0)])
+        .chain((0..11).map(|_| ("H".to_owned(), "H1".to_owned(), 1.0)))
+        .chain((0..10).map(|_| ("H".to_owned(), "H2".to_owned(), 10.0)));
+    let catalog = write_shops(dir.path(), rows.collect::<Vec<_>>());
+    let policy = AuditPolicy::parse("[datasets.shops]\nreview_all = true\n").unwrap();
+    let filter = r#"filters = [{ column = "shops.revenue", op = "lt", value = 40 }]"#;
+    let manifest = shops_manifest(
+        &[
+            shops_output("m", DISTRICT, COUNT_SUM, ""),
+            shops_output("c", DISTRICT, COUNT_SUM, filter),
+            shops_output("d", &format!("{DISTRICT}, {STREET}"), COUNT_SUM, ""),
+        ]
+        .concat(),
+    );
+    let tables = [
+        no_rows("m", &["district"], &["shops", "revenue"]),
+        no_rows("c", &["district"], &["shops", "revenue"]),
+        no_rows("d", &["district", "street"], &["shops", "revenue"]),
+    ];
+    let audit = audit_tables(&catalog, &manifest, &tables, &policy, &UnitHasher::new(&[5; 32]), &[]);
+    assert_eq!(audit.held(), ["m", "c", "d"], "{}", audit.report_text());
+    // c's X is one shop short of m's X, which waits for review: still withheld.
+    assert_eq!(cell(&audit, 1, "X"), (Verdict::Suppressed, vec![Rule::Differencing]), "{}", audit.report_text());
+    // What leaves once reviewers approve all three: m's H is the sum of d's released streets.
+    use sandbox_audit::review::Approval;
+    let approvals: Vec<Approval> = ["r1", "r2"]
+        .into_iter()
+        .flat_map(|reviewer| {
+            ["m", "c", "d"].map(|table| Approval {
+                reviewer: reviewer.to_owned(),
+                report_id: audit.report_id(),
+                table: table.to_owned(),
+            })
+        })
+        .collect();
+    let (tables, _) = audit.approve("operator.acme", &approvals).unwrap();
+    let value = |t: usize, key: &str, column: usize| {
+        let r = crate::rules::row_of(&audit, t, key);
+        let batch = &tables.iter().find(|x| x.name == audit.report.tables[t].name).unwrap().batch;
+        let values =
+            datafusion::arrow::compute::cast(batch.column(column), &datafusion::arrow::datatypes::DataType::Float64)
+                .unwrap();
+        let values = values.as_any().downcast_ref::<Float64Array>().unwrap();
+        arrow_array::Array::is_valid(values, r).then(|| values.value(r))
+    };
+    assert_eq!(value(2, "H,H1", 3), None, "dominated");
+    assert_eq!(value(2, "H,H2", 3), Some(100.0));
+    assert_eq!(value(0, "H", 2), Some(100.0), "not 211: m − d's H2 would give H1 back");
+    assert_eq!(value(1, "X", 2), None);
+}
+
+#[test]
+fn a_second_split_of_the_same_rows_does_not_add_up_to_a_hidden_cell() {
+    // District Q: street Q1 one shop of 1000 and eleven of 1 (dominated), Q2 ten shops of 1
+    // and thirty of 40. By revenue band, Q's shops are all shown — below 5 the twenty-one of
+    // 1, above it the one of 1000 with the thirty — and no band is within ten shops of Q2. The
+    // bands added up, less Q2, would give Q1: Q's bands are withheld instead, and the margin by
+    // district is Q2's alone. District R (twelve shops of 10, one street, one band) is
+    // unaffected.
+    let dir = tempfile::tempdir().unwrap();
+    let shop = |district: &str, street: &str, revenue: f64| (district.to_owned(), street.to_owned(), revenue);
+    let rows = [shop("Q", "Q1", 1000.0)]
+        .into_iter()
+        .chain((0..11).map(|_| shop("Q", "Q1", 1.0)))
+        .chain((0..10).map(|_| shop("Q", "Q2", 1.0)))
+        .chain((0..30).map(|_| shop("Q", "Q2", 40.0)))
+        .chain((0..12).map(|_| shop("R", "R1", 10.0)));
+    let catalog = write_shops(dir.path(), rows.collect::<Vec<_>>());
+    let bands = r#"{ name = "band", source = "shops.revenue", banding = { kind = "bins", edges = [5], labels = ["low", "high"] } }"#;
+    let manifest = shops_manifest(
+        &[
+            shops_output("s", &format!("{DISTRICT}, {STREET}"), COUNT_SUM, ""),
+            shops_output("b", &format!("{DISTRICT}, {bands}"), COUNT_SUM, ""),
+            shops_output("m", DISTRICT, COUNT_SUM, ""),
+        ]
+        .concat(),
+    );
+    let tables = [
+        no_rows("s", &["district", "street"], &["shops", "revenue"]),
+        no_rows("b", &["district", "band"], &["shops", "revenue"]),
+        no_rows("m", &["district"], &["shops", "revenue"]),
+    ];
+    let audit = audit_tables(&catalog, &manifest, &tables, &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let text = audit.report_text();
+    assert!(audit.breach.is_empty(), "{text}");
+    // Columns: the dimensions, then shops and revenue.
+    assert!(cell(&audit, 0, "Q,Q1").1.contains(&Rule::Dominance), "{text}");
+    assert_eq!(released(&audit, 0, "Q,Q2", 3), Some(1210.0));
+    for key in ["Q,low", "Q,high"] {
+        assert_eq!((released(&audit, 1, key, 2), released(&audit, 1, key, 3)), (None, None), "{key}: {text}");
+        assert_eq!(cell(&audit, 1, key).1, [Rule::SecondarySuppression, Rule::SecondarySuppression], "{text}");
+    }
+    assert_eq!(released(&audit, 2, "Q", 2), Some(1210.0), "{text}");
+    for (t, key) in [(0, "R,R1"), (1, "R,high")] {
+        assert_eq!(released(&audit, t, key, 3), Some(120.0), "{key}: {text}");
+    }
+    assert_eq!(released(&audit, 2, "R", 2), Some(120.0));
+}
+
+#[test]
+fn a_model_whose_combination_of_levels_is_one_firm_fails() {
+    // Districts X and Y, firms open and closed: twelve one-person firms in each combination
+    // but (Y, closed), which is one firm of twelve people. Every level rests on at least
+    // thirteen firms; the combination, whose mean the coefficients may pin down, on one.
+    let dir = tempfile::tempdir().unwrap();
+    let mut firms: Vec<(String, &str, &str, &str)> = Vec::new();
+    let mut people: Vec<(String, String, f64)> = Vec::new();
+    for (district, status) in [("X", "open"), ("Y", "open"), ("X", "closed")] {
+        for f in 0..12 {
+            let id = format!("F{district}{status}{f:02}");
+            people.push((format!("P{district}{status}{f:02}"), id.clone(), 100.0 + 7.0 * f as f64));
+            firms.push((id, district, "C", status));
+        }
+    }
+    firms.push(("FK".to_owned(), "Y", "C", "closed"));
+    people.extend((0..12).map(|p| (format!("PK{p:02}"), "FK".to_owned(), 150.0 + 3.0 * p as f64)));
+    let staff: Vec<(&str, &str, f64)> = people.iter().map(|(p, f, a)| (p.as_str(), f.as_str(), *a)).collect();
+    let firms: Vec<(&str, &str, &str, &str)> = firms.iter().map(|(u, d, i, s)| (u.as_str(), *d, *i, *s)).collect();
+    let catalog = staff_catalog_with_status(dir.path(), &staff, &firms);
+    let model = r#"
+name = "model"
+version = "1"
+datasets = ["staff", "firms"]
+purpose = { zh = "测试", en = "test" }
+[[outputs]]
+name = "fit"
+zh = "表"
+en = "table"
+model = "ols"
+join = { from = "staff.employer", to = "firms.uscc" }
+dimensions = [{ name = "term", terms = ["firms.district", "firms.status"] }]
+measures = [
+    { name = "estimate", statistic = "coefficient", of = "staff.amount" },
+    { name = "n", statistic = "count", of = "staff" },
+]
+"#;
+    let table = no_rows("fit", &["term"], &["estimate", "n"]);
+    let audit = audit_tables(&catalog, model, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let text = audit.report_text();
+    assert_eq!(audit.report.outcome, Verdict::Fail, "{text}");
+    assert!(text.contains("level district=Y, status=closed rests on 1 privacy units of firms"), "{text}");
+    assert!(!text.contains("level district=Y rests") && !text.contains("level status=closed rests"), "{text}");
+    assert!(audit.released.is_empty());
+}
+
+#[test]
+fn a_dataset_under_differential_privacy_is_never_joined_for_its_columns() {
+    // firms is released under differential privacy; a table of staff joined to firms would
+    // describe firms without any noise.
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = twelve_firms(dir.path());
+    let policy = AuditPolicy::parse(
+        "[datasets.firms.dp]\nrho_per_run = 1.0\noperator_budget = 1.0\ndataset_budget = 1.0\nsum_bound = 1000.0\n",
+    )
+    .unwrap();
+    let table = no_rows("t", &["district"], &["people", "total"]);
+    let audit = audit_tables(&catalog, STAFF, &[table], &policy, &UnitHasher::new(&[5; 32]), &[]);
+    assert_eq!(audit.report.outcome, Verdict::Fail, "{}", audit.report_text());
+    let finding = audit.report.tables[0].findings.iter().find(|f| f.rule == Rule::DifferentialPrivacy).unwrap();
+    assert!(finding.en.contains("firms is released only under differential privacy"), "{}", finding.en);
+    assert!(audit.released.is_empty());
+}
+
+#[test]
+fn noise_does_not_bring_back_a_figure_a_rule_withheld() {
+    // District N: twelve shops, two with a revenue: the count leaves (noised), the sum of two
+    // shops' revenue does not, noised or not.
+    let dir = tempfile::tempdir().unwrap();
+    let rows = (0..12).map(|i| ("N".to_owned(), "N1".to_owned(), if i < 2 { 10.0 } else { 999.0 }));
+    write_shops(dir.path(), rows.collect::<Vec<_>>());
+    let csv = std::fs::read_to_string(dir.path().join("data/shops.csv")).unwrap();
+    std::fs::write(dir.path().join("data/shops.csv"), csv.replace(",999,", ",,")).unwrap();
+    let catalog = Catalog::open(dir.path()).unwrap();
+    let policy = AuditPolicy::parse(
+        "[datasets.shops.dp]\nrho_per_run = 1e9\noperator_budget = 1e9\ndataset_budget = 1e9\nsum_bound = 50.0\n",
+    )
+    .unwrap();
+    let audit = audit_tables(&catalog, MANIFEST, &[module_rows(&[])], &policy, &UnitHasher::new(&[5; 32]), &[]);
+    assert_eq!(released(&audit, 0, "N", 1), Some(10.0), "{}", audit.report_text());
+    assert_eq!(released(&audit, 0, "N", 2), None, "{}", audit.report_text());
 }

@@ -1,5 +1,5 @@
 //! Differential privacy: noised host figures, clamped sums, what cannot be noised, and the
-//! budget ledger (reserve, commit, refund, never refreshed).
+//! budget ledger (reserve, keep, refund, never refreshed).
 
 use std::sync::Arc;
 
@@ -32,7 +32,6 @@ fn the_host_s_figures_are_released_with_noise_and_sums_clamped_per_unit() {
     let exact = audit_rows(&rows, &policy(1e9));
     assert_eq!(exact.report.outcome, Verdict::Suppressed, "{}", exact.report_text());
     assert_eq!(released_bch(&exact), (vec![Some(10), Some(10), Some(20)], vec![Some(100.0), Some(110.0), Some(161.0)]));
-    assert_eq!(exact.dp_spent, [("shops".to_owned(), 1e9)]);
     let noted: Vec<_> =
         exact.report.tables[0].findings.iter().filter(|f| f.rule == Rule::DifferentialPrivacy).collect();
     assert!(noted.iter().all(|f| f.verdict == Verdict::Pass && f.row.is_none()), "{noted:?}");
@@ -90,7 +89,7 @@ fn what_cannot_be_noised_fails_with_the_rule_named() {
     assert_eq!(audit.report.outcome, Verdict::Fail);
     let finding = audit.report.tables[0].findings.iter().find(|f| f.rule == Rule::DifferentialPrivacy).unwrap();
     assert!(finding.en.contains("no sum_bound"), "{}", finding.en);
-    assert!(audit.released.is_empty() && audit.dp_spent.is_empty());
+    assert!(audit.released.is_empty());
 }
 
 fn settings(rho: f64, operator: f64, dataset: f64) -> DpSettings {
@@ -98,21 +97,21 @@ fn settings(rho: f64, operator: f64, dataset: f64) -> DpSettings {
 }
 
 #[test]
-fn budgets_are_reserved_spent_refunded_and_never_refreshed() {
+fn budgets_are_reserved_kept_refunded_and_never_refreshed() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::new(dir.path().join("budget.json"));
     let s = settings(0.1, 0.3, 0.5);
     assert_eq!(ledger.queries_left("op.a", "persons", &s).unwrap(), 3);
     let first = ledger.reserve("op.a", &[("persons", &s)]).unwrap();
     let second = ledger.reserve("op.a", &[("persons", &s)]).unwrap();
-    ledger.commit(first, &[("persons".to_owned(), 0.1)]).unwrap();
-    // A failed run gives its ρ back.
+    ledger.keep(first).unwrap();
+    // A cancelled run gives its ρ back.
     ledger.refund(second).unwrap();
     assert_eq!(ledger.queries_left("op.a", "persons", &s).unwrap(), 2);
     assert!(matches!(ledger.refund(second), Err(BudgetError::UnknownReservation(_))));
     for _ in 0..2 {
         let id = ledger.reserve("op.a", &[("persons", &s)]).unwrap();
-        ledger.commit(id, &[("persons".to_owned(), 0.1)]).unwrap();
+        ledger.keep(id).unwrap();
     }
     // The operator's budget is spent; a refused reservation changes nothing.
     let before = std::fs::read(dir.path().join("budget.json")).unwrap();
@@ -123,7 +122,7 @@ fn budgets_are_reserved_spent_refunded_and_never_refreshed() {
     assert_eq!(ledger.queries_left("op.a", "persons", &s).unwrap(), 0);
     // Another operator has its own budget, until the dataset's (0.5) runs out.
     let b = ledger.reserve("op.b", &[("persons", &s)]).unwrap();
-    ledger.commit(b, &[("persons".to_owned(), 0.1)]).unwrap();
+    ledger.keep(b).unwrap();
     assert_eq!(ledger.queries_left("op.b", "persons", &s).unwrap(), 1);
     let c = ledger.reserve("op.c", &[("persons", &s)]).unwrap();
     assert!(matches!(ledger.reserve("op.d", &[("persons", &s)]), Err(BudgetError::Dataset { .. })));

@@ -399,6 +399,25 @@ fn audit_prints_only_the_report_and_the_released_tables() {
     assert_eq!(exhausted.status.code(), Some(2));
     assert!(stderr(&exhausted).contains("隐私预算不足"), "{}", stderr(&exhausted));
     assert_eq!(std::fs::read(&ledger).unwrap(), before);
+
+    // A run that releases nothing still spends its ρ: whether it failed, and why, depends on
+    // the data. Here the dataset under differential privacy, enterprises, is only joined
+    // (contributions counts social insurance), which the audit refuses.
+    let joined = dir.join("dp-joined.toml");
+    std::fs::write(
+        &joined,
+        "[datasets.enterprises.dp]\nrho_per_run = 0.5\noperator_budget = 1.0\ndataset_budget = 1.0\n",
+    )
+    .unwrap();
+    let (wasm, toml) = (dir.join("contributions/module.wasm"), dir.join("contributions/module.toml"));
+    let mut args = vec!["audit", "--catalog", catalog, "--module", wasm.to_str().unwrap()];
+    args.extend_from_slice(&["--manifest", toml.to_str().unwrap(), "--policy", joined.to_str().unwrap()]);
+    let ledger = dir.join("budget-joined.json");
+    args.extend_from_slice(&["--budget", ledger.to_str().unwrap(), "--operator", "operator.acme"]);
+    let refused = sandbox(&args);
+    assert_eq!(refused.status.code(), Some(1), "{}{}", stdout(&refused), stderr(&refused));
+    assert!(stdout(&refused).contains("differential-privacy"), "{}", stdout(&refused));
+    assert!(stdout(&refused).contains("1 queries left on enterprises"), "{}", stdout(&refused));
 }
 
 #[test]
