@@ -163,6 +163,15 @@ fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
+/// A banding's labels belong to its dimension's domain, whether rows fill them or not.
+fn add_band_labels(spec: &OutputSpec, domains: &mut [BTreeSet<Option<String>>]) {
+    for (dim, domain) in spec.dimensions.iter().zip(domains) {
+        if let Some(Banding::Bins { labels, .. } | Banding::Age { labels, .. }) = &dim.banding {
+            domain.extend(labels.iter().cloned().map(Some));
+        }
+    }
+}
+
 /// `dataset.column` as a quoted SQL column.
 fn column(source: &str) -> String {
     match source.split_once('.') {
@@ -274,10 +283,25 @@ impl<'a> Evidence<'a> {
     /// dataset (and its join) with only the filters on that dimension's own column, plus a
     /// banding's labels. The host's table is every combination of them, so which combinations
     /// the counted rows fill — one person's attributes, where a cell holds one person — never
-    /// shows in which rows leave. One scan: a grouping set per dimension.
-    pub(crate) async fn domains(&mut self, spec: &OutputSpec) -> Result<Vec<BTreeSet<Option<String>>>, AuditError> {
+    /// shows in which rows leave. One scan: a grouping set per dimension; none where the table
+    /// has no filter, since its cells (`table`) then hold every row and so every label.
+    pub(crate) async fn domains(
+        &mut self,
+        spec: &OutputSpec,
+        table: &TableEvidence,
+    ) -> Result<Vec<BTreeSet<Option<String>>>, AuditError> {
         if spec.dimensions.is_empty() {
             return Ok(Vec::new());
+        }
+        if spec.filters.is_empty() {
+            let mut domains: Vec<BTreeSet<Option<String>>> = vec![BTreeSet::new(); spec.dimensions.len()];
+            for key in table.cells.keys() {
+                for (domain, label) in domains.iter_mut().zip(key) {
+                    domain.insert(label.clone());
+                }
+            }
+            add_band_labels(spec, &mut domains);
+            return Ok(domains);
         }
         let mut select = Vec::new();
         let mut sets = Vec::new();
@@ -317,11 +341,7 @@ impl<'a> Evidence<'a> {
                 }
             }
         }
-        for (dim, domain) in spec.dimensions.iter().zip(&mut domains) {
-            if let Some(Banding::Bins { labels, .. } | Banding::Age { labels, .. }) = &dim.banding {
-                domain.extend(labels.iter().cloned().map(Some));
-            }
-        }
+        add_band_labels(spec, &mut domains);
         Ok(domains)
     }
 

@@ -139,7 +139,7 @@ impl<'a> Judge<'a> {
         // Every combination of the dimensions' labels, filled or not: an empty combination and
         // a cell of one person look alike (both under the threshold), so the rows that leave
         // say nothing of which combinations the counted rows fill.
-        let domains = evidence.domains(self.spec).await?;
+        let domains = evidence.domains(self.spec, &table).await?;
         let combinations = domains.iter().map(|d| d.len() as u64).fold(1u64, |n, d| n.saturating_mul(d));
         let filled = combinations <= self.rules.max_rows;
         if filled {
