@@ -92,7 +92,7 @@ fn main() {
                 tables: &outcome.tables,
                 policy: &policy,
                 hasher: &hasher,
-                earlier: &[],
+                earlier: &sandbox_audit::History::default(),
             }))
             .unwrap();
         audits.push(started.elapsed());

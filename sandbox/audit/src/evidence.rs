@@ -94,6 +94,21 @@ pub(crate) struct TableEvidence {
     pub(crate) cells: BTreeMap<Key, Cell>,
 }
 
+/// How two tables' cells share rows ([`Evidence::crossing`]).
+#[derive(Debug, Default)]
+pub(crate) struct Crossing {
+    pub(crate) parts: Vec<Part>,
+}
+
+/// The rows that fall in cell `a` of the first table and cell `b` of the second; `None` where
+/// they are outside that table.
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub(crate) a: Option<Key>,
+    pub(crate) b: Option<Key>,
+    pub(crate) rows: u64,
+}
+
 /// One combination of a model's term levels.
 #[derive(Debug, Clone)]
 pub(crate) struct CrossCell {
@@ -909,6 +924,54 @@ impl<'a> Evidence<'a> {
         Ok(strings(&batches, 0)?.into_iter().flatten().collect())
     }
 
+    /// How two tables over the same rows (one counted dataset, one join) divide them: the rows
+    /// in each pair of their cells, and in each cell outside the other table (`None` on that
+    /// side). Decided by the data, whatever the contracts' spelling: a coarser banding, another
+    /// column that nests (street in district), a filter that keeps every row.
+    pub(crate) async fn crossing(&mut self, a: &OutputSpec, b: &OutputSpec) -> Result<Crossing, AuditError> {
+        let kept = |spec: &OutputSpec| -> Result<String, AuditError> {
+            let conditions: Vec<String> = spec.filters.iter().map(|f| self.condition(f)).collect::<Result<_, _>>()?;
+            Ok(if conditions.is_empty() {
+                "true".to_owned()
+            } else {
+                format!("coalesce({}, false)", conditions.join(" AND "))
+            })
+        };
+        let mut select = vec![format!("{} AS ia", kept(a)?), format!("{} AS ib", kept(b)?)];
+        let mut keys = vec!["ia".to_owned(), "ib".to_owned()];
+        for (side, spec) in [("a", a), ("b", b)] {
+            for (i, dim) in spec.dimensions.iter().enumerate() {
+                select.push(format!("{} AS {side}{i}", self.dimension(dim)?));
+                keys.push(format!("{side}{i}"));
+            }
+        }
+        let sql = format!(
+            "SELECT {keys}, count(*) AS n FROM (SELECT {} {}) crossing WHERE ia OR ib GROUP BY {keys}",
+            select.join(", "),
+            from(a),
+            keys = keys.join(", "),
+        );
+        let batches = self.query(sql).await?;
+        let mut parts = Vec::new();
+        for batch in &batches {
+            let (ia, ib) = (batch.column(0).as_boolean(), batch.column(1).as_boolean());
+            let labels: Vec<Vec<Option<String>>> =
+                (2..keys.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
+            let rows = integers(batch, "n")?;
+            let width = a.dimensions.len();
+            for r in 0..batch.num_rows() {
+                let key =
+                    |range: std::ops::Range<usize>| -> Key { labels[range].iter().map(|l| l[r].clone()).collect() };
+                parts.push(Part {
+                    a: ia.value(r).then(|| key(0..width)),
+                    b: ib.value(r).then(|| key(width..labels.len())),
+                    rows: rows[r],
+                });
+            }
+        }
+        Ok(Crossing { parts })
+    }
+
     fn column_type(&self, source: &str) -> Result<DataType, AuditError> {
         let (dataset, name) = source.split_once('.').unwrap_or((source, ""));
         let dataset = self.catalog.dataset(dataset).map_err(|e| AuditError::Evidence(e.to_string()))?;
@@ -921,8 +984,37 @@ impl<'a> Evidence<'a> {
     }
 }
 
+/// `spec` with the run's parameters written in, so that a later audit can compute it again
+/// without them (the history keeps it so).
+pub(crate) fn resolve(spec: &OutputSpec, parameters: &[(String, String)]) -> Result<OutputSpec, AuditError> {
+    let value = |name: &str| {
+        parameters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| AuditError::Evidence(format!("parameter {name} is not bound")))
+    };
+    let mut spec = spec.clone();
+    for filter in &mut spec.filters {
+        let text = match (&filter.value, &filter.parameter) {
+            (Some(toml::Value::String(s)), _) => s.clone(),
+            (Some(v), _) => v.to_string(),
+            (None, Some(name)) => value(name)?,
+            (None, None) => return Err(AuditError::Evidence("a filter has no value".to_owned())),
+        };
+        (filter.value, filter.parameter) = (Some(toml::Value::String(text)), None);
+    }
+    for dim in &mut spec.dimensions {
+        if let Some(Banding::Age { at: at @ AgeAt::Parameter { .. }, .. }) = &mut dim.banding {
+            let AgeAt::Parameter { parameter } = at else { unreachable!() };
+            *at = AgeAt::Date(value(parameter)?);
+        }
+    }
+    Ok(spec)
+}
+
 /// `FROM` the counted dataset, joined as the contract says; no filters.
-fn from(spec: &OutputSpec) -> String {
+pub(crate) fn from(spec: &OutputSpec) -> String {
     let mut sql = format!("FROM {}", quote(counted(spec)));
     if let Some(join) = &spec.join {
         sql += &format!(" JOIN {} ON {} = {}", quote(dataset_of(&join.to)), column(&join.from), column(&join.to));

@@ -1,19 +1,31 @@
-//! The differencing history: the sketches of every released cell (JSON lines), and beside it the
-//! key they are made with (`<file>.key`, 64 hex digits, mode 600), created with a new history.
-//! The key stays inside the domain, so a sketch cannot be tested for a given person.
+//! The history of what has left: the sketches of every released cell (JSON lines, for
+//! differencing), beside it every released table's contract and figures (`<file>.tables`, JSON
+//! lines, for margins across runs), and the key the sketches are made with (`<file>.key`, 64 hex
+//! digits, mode 600), created with a new history. The key stays inside the domain, so a sketch
+//! cannot be tested for a given person; the history itself holds aggregates of the domain's
+//! data and stays inside it too.
 
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::{ReleasedCell, UnitHasher};
+use crate::{History, UnitHasher};
 
 fn error(en: String, zh: &str) -> io::Error {
     io::Error::other(format!("{en} / {zh}"))
 }
 
-/// The history's key (created, mode 600, with a new history) and its cells.
-pub fn open(path: &Path) -> io::Result<(UnitHasher, Vec<ReleasedCell>)> {
+/// An exclusive lock on the history (`<file>.lock`), held from reading it to appending to it,
+/// so that two audits of one history are judged as if one followed the other. Released when
+/// dropped.
+pub fn lock(path: &Path) -> io::Result<std::fs::File> {
+    let file = std::fs::File::options().create(true).truncate(false).write(true).open(path.with_extension("lock"))?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// The history's key (created, mode 600, with a new history) and what it holds.
+pub fn open(path: &Path) -> io::Result<(UnitHasher, History)> {
     let key_path = path.with_extension("key");
     if !key_path.exists() {
         if path.exists() {
@@ -35,23 +47,40 @@ pub fn open(path: &Path) -> io::Result<(UnitHasher, Vec<ReleasedCell>)> {
     let key: [u8; 32] = hex::decode(text.trim()).ok().and_then(|k| k.try_into().ok()).ok_or_else(|| {
         error(format!("{} is not a 32-byte hex key", key_path.display()), "不是 32 字节的十六进制密钥")
     })?;
-    let mut cells = Vec::new();
-    if path.exists() {
-        let text = std::fs::read_to_string(path)?;
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            cells.push(serde_json::from_str(line).map_err(|e| {
-                error(format!("{}:{}: not a released cell: {e}", path.display(), n + 1), "不是已发布单元格记录")
-            })?);
-        }
-    }
-    Ok((UnitHasher::new(&key), cells))
+    let history = History { cells: lines(path)?, tables: lines(&path.with_extension("tables"))? };
+    Ok((UnitHasher::new(&key), history))
 }
 
-/// Appends released cells to the history, durably.
-pub fn append(path: &Path, cells: &[ReleasedCell]) -> io::Result<()> {
+/// A JSON-lines file's records; none if it does not exist.
+fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Vec<T>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path)?;
+    let mut records = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        records.push(serde_json::from_str(line).map_err(|e| {
+            error(format!("{}:{}: not a history record: {e}", path.display(), n + 1), "不是发布历史记录")
+        })?);
+    }
+    Ok(records)
+}
+
+/// Appends what a release adds to the history, durably. The caller appends before it releases:
+/// a crash between the two leaves a history holding what never left, which only makes later
+/// audits stricter.
+pub fn append(path: &Path, added: &History) -> io::Result<()> {
+    append_lines(&path.with_extension("tables"), &added.tables)?;
+    append_lines(path, &added.cells)
+}
+
+fn append_lines<T: serde::Serialize>(path: &Path, records: &[T]) -> io::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
     let mut text = String::new();
-    for cell in cells {
-        text.push_str(&serde_json::to_string(cell).map_err(io::Error::other)?);
+    for record in records {
+        text.push_str(&serde_json::to_string(record).map_err(io::Error::other)?);
         text.push('\n');
     }
     let mut file = std::fs::File::options().create(true).append(true).open(path)?;

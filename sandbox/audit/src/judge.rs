@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sandbox_runner::OutputTable;
 use sandbox_runner::manifest::{Banding, ModelKind, OutputSpec, Statistic, dataset_of};
 
-use crate::evidence::{self, Cell, Evidence, Key, Magnitude, TableEvidence, numbers, quantiles_of, text};
+use crate::evidence::{self, Evidence, Key, Magnitude, TableEvidence, numbers, quantiles_of, text};
 use crate::model::{self, Fit};
 use crate::{
     AuditError, CellFinding, DpSettings, ReleasedCell, Rule, Rules, Sketch, Verdict, differencing, identifiers,
@@ -70,8 +70,6 @@ pub(crate) struct Judge<'a> {
     /// Each host row's privacy units, per dataset they belong to (the counted one, a joined
     /// one), where the evidence has them: for differencing.
     pub(crate) sketches: Vec<Vec<(String, Sketch)>>,
-    /// Each host row's evidence (a table of cells; none for a model): for secondary suppression.
-    pub(crate) evidence: Vec<Cell>,
     /// The module's declared values disagree with the host's.
     pub(crate) breach: bool,
 }
@@ -88,7 +86,6 @@ impl<'a> Judge<'a> {
             suppressed: Vec::new(),
             overrides: HashMap::new(),
             sketches: Vec::new(),
-            evidence: Vec::new(),
             breach: false,
         }
     }
@@ -163,7 +160,6 @@ impl<'a> Judge<'a> {
                 sketches
             })
             .collect();
-        self.evidence = table.cells.values().cloned().collect();
         self.size(combinations.max(rows as u64));
         self.consistency(1e-9, filled);
         let rules = self.rules.clone();

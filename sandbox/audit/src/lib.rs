@@ -150,6 +150,46 @@ pub struct ReleasedCell {
     pub sketch: Sketch,
 }
 
+/// A table released earlier, as later audits relate their tables to it: its contract with the
+/// run's parameters written in, so that the host can divide today's rows by it again, and what
+/// left of each of its cells.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EarlierTable {
+    /// The dataset whose privacy units it counts.
+    pub dataset: String,
+    /// Which release and table: for the report.
+    pub label: String,
+    pub contract: OutputSpec,
+    /// Each row's labels.
+    pub keys: Vec<Vec<Option<String>>>,
+    /// Per measure, per row: the released figure, `None` where withheld.
+    pub figures: Vec<Vec<Option<f64>>>,
+}
+
+/// What has left, as later audits compare with it: every released cell's units (differencing)
+/// and every released table's contract and figures (margins across runs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    pub cells: Vec<ReleasedCell>,
+    pub tables: Vec<EarlierTable>,
+}
+
+impl History {
+    /// How many entries it holds: a history that grew has had a release.
+    pub fn len(&self) -> usize {
+        self.cells.len() + self.tables.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn extend(&mut self, other: History) {
+        self.cells.extend(other.cells);
+        self.tables.extend(other.tables);
+    }
+}
+
 /// The audit of one run.
 #[derive(Debug)]
 pub struct Audit {
@@ -160,8 +200,9 @@ pub struct Audit {
     /// The tables that pass or pass with suppressions. Tables held for review or failed are not
     /// here.
     pub released: Vec<ReleasedTable>,
-    /// The released (unsuppressed) cells of `released`, for later audits' differencing.
-    pub cells: Vec<ReleasedCell>,
+    /// What `released` adds to the history: its unsuppressed cells, for later audits'
+    /// differencing, and its tables, for their margins.
+    pub history: History,
     /// Tables whose declared values disagree with the host's: a breach of the contract, and the
     /// whole run fails.
     pub breach: Vec<String>,
@@ -197,9 +238,9 @@ pub struct AuditRequest<'a> {
     /// Maps privacy units into sketches, and names internal reports; one key for every audit of
     /// the same data, kept inside the domain.
     pub hasher: &'a UnitHasher,
-    /// Cells released earlier, by any operator: no cell may differ from one of them by fewer
-    /// units than the threshold.
-    pub earlier: &'a [ReleasedCell],
+    /// What left earlier, by any operator: no cell may differ from a released one by fewer
+    /// units than the threshold, nor a released table add up with this run's to a withheld cell.
+    pub earlier: &'a History,
 }
 
 /// Audits a run's output tables.
@@ -261,20 +302,20 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
                 "审核策略要求该数据的每张表经两名审核员人工复核".to_owned(),
             );
         }
-        let label =
-            format!("{} {}", &request.record.module_sha256[..request.record.module_sha256.len().min(12)], spec.name);
+        let label = label_of(request.record, spec);
         // Compared with this run's earlier tables, held ones too: they leave if approved.
         let this_run: Vec<ReleasedCell> = cells.iter().chain(held_cells.values().flatten()).cloned().collect();
-        let passed = judge.differencing(&label, request.earlier, &this_run);
+        let passed = judge.differencing(&label, &request.earlier.cells, &this_run);
         let outcome = judge.outcome();
         if outcome <= Verdict::Suppressed {
             cells.extend(passed);
         } else if outcome == Verdict::Review {
             held_cells.insert(spec.name.clone(), passed);
         }
-        let Judge { host, findings, cells: verdicts, suppressed, overrides, breach, evidence: cells_evidence, .. } =
-            judge;
+        let Judge { host, findings, cells: verdicts, suppressed, overrides, breach, .. } = judge;
         judged.push(Judged {
+            name: spec.name.clone(),
+            fixed: false,
             spec,
             rules,
             host,
@@ -284,7 +325,6 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             overrides,
             dp,
             breach,
-            cells: cells_evidence,
         });
     }
 
@@ -307,16 +347,31 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             });
         }
     }
-    margins(&mut judged);
+    // The tables released earlier, as they left: they cannot change, this run's tables must
+    // not add up with them to a withheld cell.
+    let ours = judged.len();
+    for earlier in &request.earlier.tables {
+        judged.push(Judged::earlier(earlier, request.policy));
+    }
+    let relations = relations(&judged, &mut evidence).await?;
+    margins(&mut judged, &relations);
+    judged.truncate(ours);
     if breach.is_empty() {
         add_noise(&mut judged, request.policy)?;
     }
     let mut tables = Vec::new();
     let mut released = Vec::new();
     let mut held = Vec::new();
+    let mut history = History { cells, tables: Vec::new() };
     for j in judged {
         let outcome = j.outcome();
+        // What later tables are related to: counts and sums as they left. Noise covers what
+        // subtraction would give, and models have no cells.
+        let earlier = (j.dp.is_none() && j.spec.model.is_none() && breach.is_empty())
+            .then(|| j.as_earlier(&request.record.parameters, &label_of(request.record, j.spec)))
+            .transpose()?;
         if outcome <= Verdict::Suppressed {
+            history.tables.extend(earlier.clone());
             released.push(ReleasedTable {
                 name: j.spec.name.clone(),
                 batch: release(j.spec, &j.host, &j.verdicts, &j.overrides)?,
@@ -339,18 +394,29 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
                     name: j.spec.name.clone(),
                     batch: release(j.spec, &j.host, &shown, &j.overrides)?,
                 },
-                cells: held_cells.remove(&j.spec.name).unwrap_or_default(),
+                history: History {
+                    cells: held_cells.remove(&j.spec.name).unwrap_or_default(),
+                    tables: earlier.into_iter().collect(),
+                },
             });
         }
         tables.push(TableReport::new(j.spec, outcome, j.rules, j.findings, &j.host, &j.verdicts, &j.overrides));
     }
     let report = AuditReport::new(request.record, request.policy.sha256(), !breach.is_empty(), tables);
     let released_report = ReleasedReport::of(&report);
-    Ok(Audit { report, released_report, released, cells, breach, held, key: request.hasher.clone() })
+    Ok(Audit { report, released_report, released, history, breach, held, key: request.hasher.clone() })
 }
 
-/// A judged table, before its release.
+/// A release's table, as the history and the internal report name it.
+fn label_of(record: &RunRecord, spec: &OutputSpec) -> String {
+    format!("{} {}", &record.module_sha256[..record.module_sha256.len().min(12)], spec.name)
+}
+
+/// A judged table, before its release; or one released earlier (`fixed`), as it left.
 struct Judged<'a> {
+    /// Its name in the internal report: an earlier table's label.
+    name: String,
+    fixed: bool,
     spec: &'a OutputSpec,
     rules: Rules,
     host: HostTable,
@@ -363,8 +429,6 @@ struct Judged<'a> {
     /// What differential privacy releases instead of the host's figures, if its dataset asks.
     dp: Option<DpTable>,
     breach: bool,
-    /// Each row's evidence (none for a model).
-    cells: Vec<evidence::Cell>,
 }
 
 /// A table released under differential privacy: the host's figures, before noise.
@@ -432,7 +496,42 @@ fn worst(verdicts: &[Verdict], findings: &[CellFinding]) -> Verdict {
     verdicts.iter().copied().chain(findings.iter().map(|f| f.verdict)).max().unwrap_or(Verdict::Pass)
 }
 
-impl Judged<'_> {
+impl<'a> Judged<'a> {
+    /// A table released earlier, as it left: its shown figures, nothing to change.
+    fn earlier(table: &'a EarlierTable, policy: &AuditPolicy) -> Judged<'a> {
+        let rows = table.keys.len();
+        Judged {
+            name: format!("{} ({})", table.label, "earlier release / 此前发布"),
+            fixed: true,
+            spec: &table.contract,
+            rules: policy.rules_for(manifest_datasets(&table.contract)),
+            host: HostTable {
+                keys: table.keys.clone(),
+                units: vec![0; rows],
+                figures: table.figures.clone(),
+                released: table.figures.clone(),
+            },
+            findings: Vec::new(),
+            verdicts: vec![Verdict::Pass; rows],
+            suppressed: vec![false; rows],
+            overrides: HashMap::new(),
+            dp: None,
+            breach: false,
+        }
+    }
+
+    /// This table as the history keeps it once released.
+    fn as_earlier(&self, parameters: &[(String, String)], label: &str) -> Result<EarlierTable, AuditError> {
+        let measures = 0..self.spec.measures.len();
+        Ok(EarlierTable {
+            dataset: evidence::counted(self.spec).to_owned(),
+            label: label.to_owned(),
+            contract: evidence::resolve(self.spec, parameters)?,
+            keys: self.host.keys.clone(),
+            figures: measures.map(|j| (0..self.host.keys.len()).map(|r| self.shown(j, r)).collect()).collect(),
+        })
+    }
+
     fn outcome(&self) -> Verdict {
         worst(&self.verdicts, &self.findings)
     }
@@ -455,88 +554,103 @@ impl Judged<'_> {
     }
 }
 
-/// Where each of `margin`'s dimensions is among `detail`'s, if `margin` could be a margin of
-/// `detail`: a table of cells of the same counted dataset, its dimensions (source and banding)
-/// some of `detail`'s. Whether its cells are sums of `detail`'s is decided by the data
-/// ([`nested`]), not by the filters as written: two spellings of one filter count the same rows.
-fn margin_of(margin: &OutputSpec, detail: &OutputSpec) -> Option<Vec<usize>> {
-    let same = |a: &sandbox_runner::manifest::Dimension, b: &sandbox_runner::manifest::Dimension| {
-        a.terms.is_none() && a.source == b.source && a.banding == b.banding && a.terms == b.terms
-    };
-    if margin.model.is_some()
-        || detail.model.is_some()
-        || evidence::counted(margin) != evidence::counted(detail)
-        || margin.dimensions.len() >= detail.dimensions.len()
-    {
-        return None;
+/// Cells of two tables that hold the same rows: a group of `x`'s and `y`'s cells linked by
+/// shared rows in the crossing, none with rows outside the other table. Either side's cells add
+/// up to the other's.
+#[derive(Debug)]
+struct Component {
+    x: Vec<usize>,
+    y: Vec<usize>,
+}
+
+/// The components of two tables' crossing ([`Component`]); cells without rows are in none.
+fn components(x: &HostTable, y: &HostTable, crossing: &evidence::Crossing) -> Vec<Component> {
+    let index =
+        |keys: &[Key]| -> HashMap<Key, usize> { keys.iter().cloned().enumerate().map(|(i, k)| (k, i)).collect() };
+    let (xs, ys) = (index(&x.keys), index(&y.keys));
+    let nx = x.keys.len();
+    // Union–find over x's rows (0..nx) and y's (nx..).
+    let mut parent: Vec<usize> = (0..nx + y.keys.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
     }
-    margin.dimensions.iter().map(|m| detail.dimensions.iter().position(|d| same(m, d))).collect()
+    let mut open = vec![false; parent.len()];
+    let mut filled = vec![false; parent.len()];
+    for part in crossing.parts.iter().filter(|p| p.rows > 0) {
+        // A label a table does not have (an earlier table, on data that changed since) is
+        // outside it.
+        let a = part.a.as_ref().and_then(|k| xs.get(k).copied());
+        let b = part.b.as_ref().and_then(|k| ys.get(k).map(|i| nx + i));
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                (filled[a], filled[b]) = (true, true);
+                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+                parent[ra] = rb;
+            }
+            (Some(one), None) | (None, Some(one)) => (filled[one], open[one]) = (true, true),
+            (None, None) => {}
+        }
+    }
+    let mut groups: BTreeMap<usize, (Component, bool)> = BTreeMap::new();
+    for i in (0..parent.len()).filter(|&i| filled[i]) {
+        let r = root(&mut parent, i);
+        let (component, open_group) =
+            groups.entry(r).or_insert_with(|| (Component { x: Vec::new(), y: Vec::new() }, false));
+        *open_group |= open[i];
+        if i < nx { component.x.push(i) } else { component.y.push(i - nx) }
+    }
+    groups.into_values().filter(|(c, open)| !open && !c.x.is_empty() && !c.y.is_empty()).map(|(c, _)| c).collect()
 }
 
-/// Whether a margin cell counts exactly the rows of the detail cells under it: the same rows,
-/// and the same total of every magnitude.
-fn nested(margin: &evidence::Cell, under: &[&evidence::Cell]) -> bool {
-    let rows: u64 = under.iter().map(|c| c.rows).sum();
-    margin.rows > 0
-        && margin.rows == rows
-        && margin.magnitudes.iter().all(|(column, m)| {
-            let total: f64 = under.iter().filter_map(|c| c.magnitudes.get(column)).map(|x| x.total).sum();
-            (m.total - total).abs() <= 1e-9 * m.total.abs().max(1.0)
-        })
-}
-
-/// Secondary suppression, across the tables of a run that leave at once or after review.
-/// Subtracting released cells from another table's released cells over the same rows must never
-/// give a suppressed cell back:
-/// - where one table's cells are sums of another's (a margin, a total), the margin's counts and
-///   sums are released recomputed from the other's released cells only, blank where all of them
-///   are suppressed (or where two tables would recompute it differently), and its other
-///   statistics (means, ratios, extremes, quantiles) withheld;
-/// - where two tables split the same rows differently (district × street and district ×
-///   status), and under one value of the dimensions they share one of them withholds a cell
-///   while the other shows every cell, the other's cells there are withheld too: adding them up
-///   would give the hidden cell's total.
+/// Secondary suppression, across the tables that leave now or after review and the tables
+/// released earlier (`relations`: the components of each pair that share rows). Subtracting
+/// released cells from other released cells over the same rows must never give a withheld cell
+/// back. Where one table hides a cell of a component:
+/// - a cell of this run's that is all of the other side (a margin, a total, a coarser band)
+///   has its counts and sums released recomputed from the other's released cells only (blank
+///   where two tables would recompute it differently), and its other statistics (means,
+///   ratios, extremes, quantiles) withheld — unless the other side shows none of its cells:
+///   the margin is then the total of all of them, which passed its own rules;
+/// - several cells of this run's that show every figure (district × street against district ×
+///   status) are withheld: adding them up would give the hidden cell's total;
+/// - where the other side was released earlier and shows every figure, and so cannot change,
+///   the hiding side's cells of the component are all withheld: what they add up to is known,
+///   what each holds is not.
 ///
 /// Withholding a cell can expose another, so the passes repeat until nothing changes; each cell
 /// only ever goes from shown to recomputed to blank, so they end.
-fn margins(judged: &mut [Judged<'_>]) {
-    // Tables with noise are left alone (the noise covers what subtraction would give), and
-    // so are tables that do not leave.
-    let leaving: Vec<usize> = (0..judged.len())
-        .filter(|&t| {
-            judged[t].dp.is_none()
-                && matches!(judged[t].outcome(), o if o <= Verdict::Suppressed || o == Verdict::Review)
-        })
-        .collect();
+fn margins(judged: &mut [Judged<'_>], relations: &BTreeMap<(usize, usize), Vec<Component>>) {
     let mut notes: BTreeMap<(usize, usize, usize), Secondary> = BTreeMap::new();
     loop {
-        let mut changed = false;
-        for &m in &leaving {
-            for &d in &leaving {
-                if m == d {
-                    continue;
-                }
+        let mut changes = Vec::new();
+        for (&(a, b), components) in relations {
+            for (m, d) in [(a, b), (b, a)] {
                 // What the other table withholds by a rule of its own, not to protect a third:
                 // what secondary suppression withheld is already covered where it arose.
                 let primary = |j: usize, r: usize| judged[d].shown(j, r).is_none() && !notes.contains_key(&(d, r, j));
-                let changes = match margin_of(judged[m].spec, judged[d].spec) {
-                    Some(positions) => recompute(&judged[m], &judged[d], &positions, primary),
-                    None => linked(&judged[m], &judged[d], primary),
-                };
-                let detail = judged[d].spec.name.clone();
-                for (j, r, value) in changes {
-                    let note = notes.entry((m, r, j)).or_insert_with(|| Secondary { value, from: BTreeSet::new() });
-                    note.from.insert(detail.clone());
-                    // Two recomputations that disagree leave nothing.
-                    if note.value != value {
-                        note.value = None;
-                    }
-                    let now = note.value;
-                    if judged[m].overrides.get(&(j, r)) != Some(&now) {
-                        judged[m].overrides.insert((j, r), now);
-                        changed = true;
-                    }
+                for c in components {
+                    let (mine, theirs) = if m == a { (&c.x, &c.y) } else { (&c.y, &c.x) };
+                    changes.extend(relate(judged, m, d, mine, theirs, &primary));
                 }
+            }
+        }
+        let mut changed = false;
+        for (t, j, r, value, from) in changes {
+            let from = judged[from].name.clone();
+            let note = notes.entry((t, r, j)).or_insert_with(|| Secondary { value, from: BTreeSet::new() });
+            note.from.insert(from);
+            // Two recomputations that disagree leave nothing.
+            if note.value != value {
+                note.value = None;
+            }
+            let now = note.value;
+            if judged[t].overrides.get(&(j, r)) != Some(&now) {
+                judged[t].overrides.insert((j, r), now);
+                changed = true;
             }
         }
         if !changed {
@@ -550,13 +664,13 @@ fn margins(judged: &mut [Judged<'_>]) {
         let (verdict, en, zh) = match note.value {
             Some(_) => (
                 Verdict::Pass,
-                format!("{name} recomputed from the released cells of {from}, some of which are suppressed"),
+                format!("{name} recomputed from the released cells of {from}, some of which are withheld"),
                 format!("{name} 按 {from} 已发布的单元格重新计算（其中部分单元格被抑制）"),
             ),
             None => (
                 Verdict::Suppressed,
-                format!("{name} together with the released cells of {from} would give back their suppressed cells"),
-                format!("{name} 与 {from} 已发布的单元格相结合可推出其中被抑制的单元格"),
+                format!("{name} together with the released cells of {from} would give back withheld cells"),
+                format!("{name} 与 {from} 已发布的单元格相结合可推出被抑制的单元格"),
             ),
         };
         table.findings.push(CellFinding {
@@ -578,131 +692,114 @@ struct Secondary {
     from: BTreeSet<String>,
 }
 
-/// A margin's figures recomputed from the released cells of `detail` under each of its cells
-/// that covers a withheld one: (measure, row, value).
-fn recompute(
-    margin: &Judged<'_>,
-    detail: &Judged<'_>,
-    positions: &[usize],
-    hidden: impl Fn(usize, usize) -> bool,
-) -> Vec<(usize, usize, Option<f64>)> {
-    let detail_keys: Vec<Key> =
-        detail.host.keys.iter().map(|k| positions.iter().map(|&p| k[p].clone()).collect()).collect();
-    let mut changes = Vec::new();
-    for (r, key) in margin.host.keys.iter().enumerate() {
-        let under: Vec<usize> = (0..detail_keys.len()).filter(|&x| detail_keys[x] == *key).collect();
-        let cells: Vec<&evidence::Cell> = under.iter().filter_map(|&x| detail.cells.get(x)).collect();
-        let Some(cell) = margin.cells.get(r) else { continue };
-        if under.is_empty() || !nested(cell, &cells) {
-            continue;
-        }
-        // Anything withheld under the margin cell, a whole row or one measure of it.
-        let withheld = |dj: usize| under.iter().filter(|&&x| hidden(dj, x)).count();
-        let any = (0..detail.spec.measures.len()).map(withheld).max().unwrap_or(0);
-        if any == 0 {
-            continue;
-        }
-        for (j, measure) in margin.spec.measures.iter().enumerate() {
-            let dj = detail.spec.measures.iter().position(|x| match measure.statistic {
-                Statistic::Count => x.statistic == Statistic::Count,
-                Statistic::Sum => x.statistic == Statistic::Sum && x.of == measure.of,
-                _ => false,
-            });
-            // A count or sum the detail has: the sum of its released cells, if any. Anything
-            // else would give the withheld cells back with the recomputed ones.
-            let value = match dj {
-                Some(dj) if withheld(dj) == 0 => continue,
-                Some(dj) => {
-                    let shown: Vec<f64> = under.iter().filter_map(|&x| detail.shown(dj, x)).collect();
-                    (!shown.is_empty()).then(|| shown.iter().sum())
-                }
-                None => None,
-            };
-            changes.push((j, r, value));
-        }
-    }
-    changes
-}
-
-/// Where `table` and `other` count the same rows split by different dimensions: the rows of
-/// `table` to withhold (every measure: a mean times a rounded count is nearly a sum), under
-/// each value of their shared dimensions where `other` withholds a cell with rows and `table`
-/// withholds none.
-fn linked(
-    table: &Judged<'_>,
-    other: &Judged<'_>,
-    hidden: impl Fn(usize, usize) -> bool,
-) -> Vec<(usize, usize, Option<f64>)> {
-    if table.spec.model.is_some()
-        || other.spec.model.is_some()
-        || evidence::counted(table.spec) != evidence::counted(other.spec)
-    {
-        return Vec::new();
-    }
-    let same = |a: &sandbox_runner::manifest::Dimension, b: &sandbox_runner::manifest::Dimension| {
-        a.terms.is_none() && b.terms.is_none() && a.source == b.source && a.banding == b.banding
-    };
-    // The shared dimensions' positions in each table.
-    let shared: Vec<(usize, usize)> = (table.spec.dimensions.iter().enumerate())
-        .filter_map(|(a, x)| other.spec.dimensions.iter().position(|y| same(x, y)).map(|b| (a, b)))
-        .collect();
-    let group = |keys: &[Key], side: usize| -> BTreeMap<Key, Vec<usize>> {
-        let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
-        for (r, key) in keys.iter().enumerate() {
-            let g: Key = shared.iter().map(|&(a, b)| key[if side == 0 { a } else { b }].clone()).collect();
-            groups.entry(g).or_default().push(r);
-        }
-        groups
-    };
-    let (mine, theirs) = (group(&table.host.keys, 0), group(&other.host.keys, 1));
-    let has_rows = |j: &Judged<'_>, r: usize| j.cells.get(r).is_some_and(|c| c.rows > 0);
+/// What one component asks where table `d` hides a cell of it (`hidden`: by a rule of its
+/// own): (table, measure, row, value, the table it is judged against). `mine` are table `m`'s
+/// cells of the component, `theirs` `d`'s. See [`margins`].
+fn relate(
+    judged: &[Judged<'_>],
+    m: usize,
+    d: usize,
+    mine: &[usize],
+    theirs: &[usize],
+    hidden: &dyn Fn(usize, usize) -> bool,
+) -> Vec<(usize, usize, usize, Option<f64>, usize)> {
+    let (table, other) = (&judged[m], &judged[d]);
     // What adds up: counts, sums, and means and ratios (a mean times a rounded count).
     let additive = |s: Statistic| matches!(s, Statistic::Count | Statistic::Sum | Statistic::Mean | Statistic::Ratio);
-    let hides = |j: &Judged<'_>, r: usize, hidden: &dyn Fn(usize, usize) -> bool| {
-        has_rows(j, r) && (j.spec.measures.iter().enumerate()).any(|(m, x)| additive(x.statistic) && hidden(m, r))
+    let hides = |t: &Judged<'_>, r: usize, hidden: &dyn Fn(usize, usize) -> bool| {
+        t.spec.measures.iter().enumerate().any(|(j, x)| additive(x.statistic) && hidden(j, r))
     };
-    let mut changes = Vec::new();
-    for (g, rows) in &mine {
-        let Some(their_rows) = theirs.get(g) else { continue };
-        let (theirs_hidden, mine_hidden) = (
-            their_rows.iter().any(|&r| hides(other, r, &hidden)),
-            rows.iter().any(|&r| hides(table, r, &|m, r| table.shown(m, r).is_none())),
-        );
-        if !theirs_hidden || mine_hidden {
-            continue;
-        }
-        if !same_rows(
-            rows.iter().filter_map(|&r| table.cells.get(r)),
-            their_rows.iter().filter_map(|&r| other.cells.get(r)),
-        ) {
-            continue;
-        }
-        for &r in rows.iter().filter(|&&r| has_rows(table, r)) {
-            changes.extend((0..table.spec.measures.len()).map(|j| (j, r, None)));
-        }
+    if !theirs.iter().any(|&r| hides(other, r, hidden)) {
+        return Vec::new();
     }
-    changes
+    let shows_all = !mine.iter().any(|&r| hides(table, r, &|j, r| table.shown(j, r).is_none()));
+    // Every figure of `t`'s `rows` still shown, withheld.
+    let withhold = |t: usize, rows: &[usize], from: usize| -> Vec<(usize, usize, usize, Option<f64>, usize)> {
+        let table = &judged[t];
+        (rows.iter())
+            .flat_map(|&r| (0..table.spec.measures.len()).map(move |j| (j, r)))
+            .filter(|&(j, r)| table.shown(j, r).is_some())
+            .map(|(j, r)| (t, j, r, None, from))
+            .collect()
+    };
+    match (table.fixed, other.fixed) {
+        // A margin of this run: recomputed from what the other side shows.
+        (false, _) if mine.len() == 1 => {
+            let r = mine[0];
+            // Nothing of the other side shown: the margin is the whole of what it hides, and it
+            // passed its own rules.
+            if theirs.iter().all(|&x| hides(other, x, &|j, x| other.shown(j, x).is_none())) {
+                return Vec::new();
+            }
+            let withheld = |dj: usize| theirs.iter().filter(|&&x| hidden(dj, x)).count();
+            let mut changes = Vec::new();
+            for (j, measure) in table.spec.measures.iter().enumerate() {
+                let dj = other.spec.measures.iter().position(|x| match measure.statistic {
+                    Statistic::Count => x.statistic == Statistic::Count,
+                    Statistic::Sum => x.statistic == Statistic::Sum && x.of == measure.of,
+                    _ => false,
+                });
+                // A count or sum the other side has: the sum of its shown cells, if any.
+                // Anything else would give the withheld cells back with the recomputed ones.
+                let value = match dj {
+                    Some(dj) if withheld(dj) == 0 => continue,
+                    Some(dj) => {
+                        let shown: Vec<f64> = theirs.iter().filter_map(|&x| other.shown(dj, x)).collect();
+                        (!shown.is_empty()).then(|| shown.iter().sum())
+                    }
+                    None => None,
+                };
+                // A figure withheld by a rule of its own stays withheld.
+                if table.shown(j, r).is_some_and(|shown| Some(shown) != value) {
+                    changes.push((m, j, r, value, d));
+                }
+            }
+            changes
+        }
+        // Another split of the same rows, of this run.
+        (false, _) if shows_all => withhold(m, mine, d),
+        // Released earlier, the whole of the other side: it cannot change, so the hiding side
+        // gives nothing of the component.
+        (true, false) if shows_all => withhold(d, theirs, m),
+        _ => Vec::new(),
+    }
 }
 
-/// Whether two sets of cells count the same rows: as many rows, the same totals.
-fn same_rows<'c>(a: impl Iterator<Item = &'c evidence::Cell>, b: impl Iterator<Item = &'c evidence::Cell>) -> bool {
-    let sum = |cells: Vec<&'c evidence::Cell>| {
-        let rows: u64 = cells.iter().map(|c| c.rows).sum();
-        let mut totals: BTreeMap<&str, f64> = BTreeMap::new();
-        for c in &cells {
-            for (column, m) in &c.magnitudes {
-                *totals.entry(column.as_str()).or_default() += m.total;
+/// The components of every pair of tables that may give each other's withheld cells back:
+/// tables that leave, over the same rows (one counted dataset, one join), one of them of this
+/// run, one of them withholding something.
+async fn relations(
+    judged: &[Judged<'_>],
+    evidence: &mut Evidence<'_>,
+) -> Result<BTreeMap<(usize, usize), Vec<Component>>, AuditError> {
+    let leaving = |t: &Judged<'_>| {
+        t.fixed
+            || (t.dp.is_none()
+                && t.spec.model.is_none()
+                && matches!(t.outcome(), o if o <= Verdict::Suppressed || o == Verdict::Review))
+    };
+    let withholds =
+        |t: &Judged<'_>| (0..t.host.keys.len()).any(|r| (0..t.spec.measures.len()).any(|j| t.shown(j, r).is_none()));
+    let mut relations = BTreeMap::new();
+    for a in 0..judged.len() {
+        for b in a + 1..judged.len() {
+            let (x, y) = (&judged[a], &judged[b]);
+            if (x.fixed && y.fixed)
+                || !leaving(x)
+                || !leaving(y)
+                || evidence::from(x.spec) != evidence::from(y.spec)
+                || !(withholds(x) || withholds(y))
+            {
+                continue;
+            }
+            let crossing = evidence.crossing(x.spec, y.spec).await?;
+            let found = components(&x.host, &y.host, &crossing);
+            if !found.is_empty() {
+                relations.insert((a, b), found);
             }
         }
-        (rows, totals)
-    };
-    let ((rows_a, totals_a), (rows_b, totals_b)) = (sum(a.collect()), sum(b.collect()));
-    rows_a > 0
-        && rows_a == rows_b
-        && totals_a.iter().all(|(column, x)| match totals_b.get(column) {
-            Some(y) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
-            None => true,
-        })
+    }
+    Ok(relations)
 }
 
 /// Every dataset a table reads.

@@ -5,14 +5,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{Audit, ReleasedCell, ReleasedTable};
+use crate::{Audit, History, ReleasedTable};
 
 /// A table held for review, as it would leave: its review cells shown.
 #[derive(Debug, Clone)]
 pub(crate) struct HeldTable {
     pub(crate) table: ReleasedTable,
-    /// Its cells that pass differencing, for the history once it leaves.
-    pub(crate) cells: Vec<ReleasedCell>,
+    /// What it adds to the history once it leaves: its cells that pass differencing, and
+    /// itself.
+    pub(crate) history: History,
 }
 
 /// One reviewer's approval of one held table of one audit report.
@@ -47,7 +48,7 @@ impl Audit {
         self.held.iter().map(|h| h.table.name.as_str()).collect()
     }
 
-    /// The held tables that `approvals` release, and their cells for the differencing history.
+    /// The held tables that `approvals` release, and what they add to the history.
     /// Every approval must be of this report, of a held table, by someone other than
     /// `operator`; every table approved at all needs two different reviewers. Any fault and
     /// nothing leaves.
@@ -55,7 +56,7 @@ impl Audit {
         &self,
         operator: &str,
         approvals: &[Approval],
-    ) -> Result<(Vec<ReleasedTable>, Vec<ReleasedCell>), ReviewError> {
+    ) -> Result<(Vec<ReleasedTable>, History), ReviewError> {
         let report = self.report_id();
         let mut reviewers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for approval in approvals {
@@ -75,7 +76,12 @@ impl Audit {
             return Err(ReviewError::TooFew { table: table.to_string(), reviewers: who.len() });
         }
         let approved = self.held.iter().filter(|h| reviewers.contains_key(h.table.name.as_str()));
-        let (tables, cells): (Vec<_>, Vec<_>) = approved.map(|h| (h.table.clone(), h.cells.clone())).unzip();
-        Ok((tables, cells.into_iter().flatten().collect()))
+        let mut history = History::default();
+        let mut tables = Vec::new();
+        for h in approved {
+            tables.push(h.table.clone());
+            history.extend(h.history.clone());
+        }
+        Ok((tables, history))
     }
 }

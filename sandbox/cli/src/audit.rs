@@ -28,9 +28,11 @@ pub(crate) struct Args {
     /// 审核策略文件（只能收紧默认规则）/ Audit policy file (may only tighten the defaults)
     #[arg(long)]
     policy: Option<PathBuf>,
-    /// 差分检查的历史：已发布单元格的草图（JSON 行），审核后追加本次发布的单元格；密钥在 <文件>.key
-    /// / Differencing history: sketches of released cells (JSON lines), to which this audit's
-    /// released cells are appended; its key is in <file>.key
+    /// 发布历史：已发布单元格的草图（JSON 行，差分检查）与已发布的表（<文件>.tables，跨次边际检查），
+    /// 审核后追加本次发布的内容；密钥在 <文件>.key，同一历史的审核依次进行（<文件>.lock）
+    /// / Release history: sketches of released cells (JSON lines, for differencing) and released
+    /// tables (<file>.tables, for margins across runs), to which this audit's release is appended;
+    /// its key is in <file>.key, and audits of one history take turns (<file>.lock)
     #[arg(long)]
     history: Option<PathBuf>,
     /// 隐私预算账本（策略对所读数据集启用差分隐私时必需）/ Privacy budget ledger (needed when the
@@ -83,10 +85,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::FAILURE);
     }
+    // One order of releases: another audit of the same history waits until this one has
+    // appended what it released.
+    let _lock = args.history.as_deref().map(sandbox_audit::history::lock).transpose()?;
     let (hasher, earlier) = match &args.history {
         Some(path) => sandbox_audit::history::open(path)?,
         // Without a history, differencing compares this run's cells with each other only.
-        None => (UnitHasher::new(&rand::random()), Vec::new()),
+        None => (UnitHasher::new(&rand::random()), Default::default()),
     };
     let variant = if args.twin { Variant::Twin } else { Variant::Real };
 
@@ -167,7 +172,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     // Rehearsals on the twins release nothing, so they add nothing to the history.
     if let (Some(path), false) = (&args.history, args.twin) {
-        sandbox_audit::history::append(path, &audit.cells)?;
+        sandbox_audit::history::append(path, &audit.history)?;
     }
 
     if args.json {

@@ -422,7 +422,7 @@ async fn production_with_permit(
     if audit.released.is_empty() {
         return Ok(if held.is_empty() { "withheld" } else { "review" });
     }
-    sandbox_audit::history::append(&core.dir.history(), &audit.cells)
+    sandbox_audit::history::append(&core.dir.history(), &audit.history)
         .map_err(|e| internal("differencing history", e))?;
     let to = Recipient::of(spec, &answer.record.manifest_sha256);
     release(core, &guard, &to, &audit.released_report, &audit.released, None).await?;
@@ -431,9 +431,8 @@ async fn production_with_permit(
 
 /// How many released cells the differencing history holds.
 fn history_size(core: &Core) -> Result<usize, Status> {
-    let (_, cells) =
-        sandbox_audit::history::open(&core.dir.history()).map_err(|e| internal("differencing history", e))?;
-    Ok(cells.len())
+    let (_, history) = sandbox_audit::history::open(&core.dir.history()).map_err(|e| internal("release history", e))?;
+    Ok(history.len())
 }
 
 /// A run whose declared values disagree with the host's: logged as a breach of the contract.
@@ -599,8 +598,8 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
     )?;
     let approvals: Vec<Approval> = approvals.into_iter().filter(|a| review.approved.contains(&a.table)).collect();
     // The server checked each decision as it came; a fault here is the server's own.
-    let (tables, cells) = audit.approve(&row.operator, &approvals).map_err(|e| internal("output review", e))?;
-    sandbox_audit::history::append(&core.dir.history(), &cells).map_err(|e| internal("differencing history", e))?;
+    let (tables, added) = audit.approve(&row.operator, &approvals).map_err(|e| internal("output review", e))?;
+    sandbox_audit::history::append(&core.dir.history(), &added).map_err(|e| internal("release history", e))?;
     let to = Recipient {
         run,
         module: &row.module,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
 use datafusion::prelude::SessionContext;
-use sandbox_audit::{AuditPolicy, Rule, UnitHasher, Verdict};
+use sandbox_audit::{AuditPolicy, History, Rule, UnitHasher, Verdict};
 use sandbox_catalog::{Catalog, Variant};
 
 use crate::rules::{MANIFEST, cell, module_rows, negative_district, shops, truth, write_shops};
@@ -120,8 +120,14 @@ measures = [
         ));
     }
     let table = output_table("t", columns);
-    let audit =
-        audit_tables(catalog, &manifest_text, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        catalog,
+        &manifest_text,
+        &[table],
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     assert!(audit.breach.is_empty(), "the test's cells disagree with the host's:\n{}", audit.report_text());
     let report = &audit.report.tables[0];
     cells
@@ -255,7 +261,7 @@ fn acro_and_the_audit_agree_at_every_boundary_and_differ_only_where_documented()
         &[module_rows(&[truth("E")])],
         &AuditPolicy::default(),
         &UnitHasher::new(&[5; 32]),
-        &[],
+        &History::default(),
     );
     assert_eq!(cell(&beside, 0, "G").0, Verdict::Review);
     assert!(cell(&beside, 0, "G").1.contains(&Rule::NegativeValues));

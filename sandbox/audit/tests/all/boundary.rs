@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
-use sandbox_audit::{AuditPolicy, Rule, UnitHasher, Verdict};
+use sandbox_audit::{AuditPolicy, History, Rule, UnitHasher, Verdict};
 use sandbox_catalog::Catalog;
 
 use crate::rules::{MANIFEST, cell, module_rows, released, released_words, write_shops};
@@ -116,7 +116,14 @@ fn a_combination_one_unit_fills_and_an_empty_one_leave_alike() {
             ("revenue", Arc::new(Float64Array::from_iter_values([120.0, 120.0]))),
         ],
     );
-    let audit = audit_tables(&catalog, &manifest, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        &manifest,
+        &[table],
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     // Every combination of the labels leaves: A × B9 (empty) and B × B9 (one shop) alike.
     let keys: Vec<String> = audit.report.tables[0].cells.iter().map(|c| format!("{:?}", c.key)).collect();
     assert_eq!(keys.len(), 6, "{keys:?}");
@@ -149,7 +156,14 @@ fn a_cell_of_many_people_and_one_firm_is_withheld_for_the_firm() {
             ("total", Arc::new(Float64Array::from_iter_values([1200.0, 1200.0]))),
         ],
     );
-    let audit = audit_tables(&catalog, STAFF, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        STAFF,
+        &[table],
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     assert!(audit.breach.is_empty(), "{}", audit.report_text());
     assert_eq!(cell(&audit, 0, "X"), (Verdict::Suppressed, vec![Rule::Threshold]), "{}", audit.report_text());
     assert!(audit.report_text().contains("privacy units of firms"), "{}", audit.report_text());
@@ -181,7 +195,7 @@ fn a_cell_of_many_people_and_one_firm_is_withheld_for_the_firm() {
             tables: &tables,
             policy: &AuditPolicy::default(),
             hasher: &UnitHasher::new(&[5; 32]),
-            earlier: &[],
+            earlier: &History::default(),
         }))
         .unwrap_err();
     assert!(error.to_string().contains("not unique"), "{error}");
@@ -218,12 +232,14 @@ measures = [
         "name = \"margins\"\nversion = \"1\"\ndatasets = [\"shops\"]\npurpose = {{ zh = \"测试\", en = \"test\" }}\n{detail}"
     );
     // Shops of district H: one of 100 (dominating H1, but cut off by both tables' filters: not
-    // here), so H1 holds 11 shops of 1, H2 ten of 10 — and district K: street K1 nine shops of
-    // 5 (under the threshold), K2 eleven of 5.
+    // here), so H1 holds 11 shops of 1, H2 ten of 10, H3 three of 2 (under the threshold) — and
+    // district K: street K1 nine shops of 5 (under the threshold), K2 eleven of 5. Cells of
+    // streets and districts that do not meet (K, H1) are empty: nothing to protect there.
     let dir = tempfile::tempdir().unwrap();
     let rows = (0..11)
         .map(|_| ("H".to_owned(), "H1".to_owned(), 1.0))
         .chain((0..10).map(|_| ("H".to_owned(), "H2".to_owned(), 10.0)))
+        .chain((0..3).map(|_| ("H".to_owned(), "H3".to_owned(), 2.0)))
         .chain((0..9).map(|_| ("K".to_owned(), "K1".to_owned(), 5.0)))
         .chain((0..11).map(|_| ("K".to_owned(), "K2".to_owned(), 5.0)));
     let catalog = write_shops(dir.path(), rows.collect::<Vec<_>>());
@@ -239,7 +255,14 @@ measures = [
         output_table(name, columns)
     };
     let tables = [empty("d", &["district", "street"], false), empty("m", &["district"], true)];
-    let audit = audit_tables(&catalog, &manifest, &tables, &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        &manifest,
+        &tables,
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     assert!(audit.breach.is_empty(), "{}", audit.report_text());
     assert_eq!(released(&audit, 0, "K,K1", 2), None, "nine shops: suppressed");
     // K is within nine shops of K2: withheld whole (differencing), its mean with it.
@@ -250,7 +273,7 @@ measures = [
     // would give a hidden cell back, is withheld.
     assert_eq!(released(&audit, 1, "H", 1), Some(20.0));
     assert_eq!(released(&audit, 1, "H", 2), Some(111.0));
-    assert_eq!(released(&audit, 1, "H", 3), None);
+    assert_eq!(released(&audit, 1, "H", 3), None, "{}", audit.report_text());
     assert!(cell(&audit, 1, "H").1.contains(&Rule::SecondarySuppression));
 }
 
@@ -275,7 +298,7 @@ fn banding_labels_are_never_looked_up_in_the_data() {
             &[module_rows(&[])],
             &AuditPolicy::default(),
             &UnitHasher::new(&[5; 32]),
-            &[],
+            &History::default(),
         );
         (audit.report.outcome, released_words(&audit))
     };
@@ -327,7 +350,14 @@ fn two_joined_tables_one_firm_apart_are_caught_by_the_firm_s_units() {
             "filters = [{ column = \"firms.status\", op = \"ne\", value = \"closed\" }]\njoin = {",
         );
     let tables = [no_rows("a", &["district"], &["people", "total"]), no_rows("b", &["district"], &["people", "total"])];
-    let audit = audit_tables(&catalog, &both, &tables, &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        &both,
+        &tables,
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     assert!(audit.breach.is_empty(), "{}", audit.report_text());
     assert_eq!(released(&audit, 0, "Y", 2), Some(6700.0));
     assert_eq!(cell(&audit, 1, "Y"), (Verdict::Suppressed, vec![Rule::Differencing]), "{}", audit.report_text());
@@ -363,7 +393,14 @@ dimensions = [{ name = "district", source = "shops.district" }]
 measures = [{ name = "revenue", statistic = "sum", of = "shops.revenue" }]
 "#;
     let tables = [no_rows("d", &["district", "street"], &["revenue"]), no_rows("m", &["district"], &["revenue"])];
-    let audit = audit_tables(&catalog, manifest, &tables, &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        manifest,
+        &tables,
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     assert_eq!(released(&audit, 0, "K,K1", 2), None);
     assert_eq!(released(&audit, 0, "K,K2", 2), Some(77.0));
     // Not 199: the margin is K2's and K3's, so margin − K2 − K3 gives nothing.
@@ -400,7 +437,14 @@ measures = [
 ]
 "#;
     let table = no_rows("fit", &["term"], &["estimate", "n"]);
-    let audit = audit_tables(&catalog, model, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        model,
+        &[table],
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     assert_eq!(audit.report.outcome, Verdict::Fail, "{}", audit.report_text());
     assert!(
         audit.report_text().contains("level district=X rests on 1 privacy units of firms"),
@@ -441,7 +485,14 @@ fn an_extreme_leaves_only_where_ten_units_stand_beyond_it_on_both_sides() {
     let measures = r#"{ name = "shops", statistic = "count", of = "shops" }, { name = "lo", statistic = "min", of = "shops.revenue" }, { name = "hi", statistic = "max", of = "shops.revenue" }"#;
     let manifest = shops_manifest(&shops_output("t", DISTRICT, measures, ""));
     let table = no_rows("t", &["district"], &["shops", "lo", "hi"]);
-    let audit = audit_tables(&catalog, &manifest, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        &manifest,
+        &[table],
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     assert!(audit.breach.is_empty(), "{}", audit.report_text());
     let extremes = |key: &str| (released(&audit, 0, key, 2), released(&audit, 0, key, 3));
     // Ten and eighteen shops: fewer than ten stand beyond the figure on its other side.
@@ -481,7 +532,7 @@ fn a_table_held_for_review_is_differenced_and_recomputed_as_if_it_left() {
         no_rows("c", &["district"], &["shops", "revenue"]),
         no_rows("d", &["district", "street"], &["shops", "revenue"]),
     ];
-    let audit = audit_tables(&catalog, &manifest, &tables, &policy, &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(&catalog, &manifest, &tables, &policy, &UnitHasher::new(&[5; 32]), &History::default());
     assert_eq!(audit.held(), ["m", "c", "d"], "{}", audit.report_text());
     // c's X is one shop short of m's X, which waits for review: still withheld.
     assert_eq!(cell(&audit, 1, "X"), (Verdict::Suppressed, vec![Rule::Differencing]), "{}", audit.report_text());
@@ -544,7 +595,14 @@ fn a_second_split_of_the_same_rows_does_not_add_up_to_a_hidden_cell() {
         no_rows("b", &["district", "band"], &["shops", "revenue"]),
         no_rows("m", &["district"], &["shops", "revenue"]),
     ];
-    let audit = audit_tables(&catalog, &manifest, &tables, &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        &manifest,
+        &tables,
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     let text = audit.report_text();
     assert!(audit.breach.is_empty(), "{text}");
     // Columns: the dimensions, then shops and revenue.
@@ -599,7 +657,14 @@ measures = [
 ]
 "#;
     let table = no_rows("fit", &["term"], &["estimate", "n"]);
-    let audit = audit_tables(&catalog, model, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        model,
+        &[table],
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     let text = audit.report_text();
     assert_eq!(audit.report.outcome, Verdict::Fail, "{text}");
     assert!(text.contains("level district=Y, status=closed rests on 1 privacy units of firms"), "{text}");
@@ -618,7 +683,7 @@ fn a_dataset_under_differential_privacy_is_never_joined_for_its_columns() {
     )
     .unwrap();
     let table = no_rows("t", &["district"], &["people", "total"]);
-    let audit = audit_tables(&catalog, STAFF, &[table], &policy, &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(&catalog, STAFF, &[table], &policy, &UnitHasher::new(&[5; 32]), &History::default());
     assert_eq!(audit.report.outcome, Verdict::Fail, "{}", audit.report_text());
     let finding = audit.report.tables[0].findings.iter().find(|f| f.rule == Rule::DifferentialPrivacy).unwrap();
     assert!(finding.en.contains("firms is released only under differential privacy"), "{}", finding.en);
@@ -639,7 +704,8 @@ fn noise_does_not_bring_back_a_figure_a_rule_withheld() {
         "[datasets.shops.dp]\nrho_per_run = 1e9\noperator_budget = 1e9\ndataset_budget = 1e9\nsum_bound = 50.0\n",
     )
     .unwrap();
-    let audit = audit_tables(&catalog, MANIFEST, &[module_rows(&[])], &policy, &UnitHasher::new(&[5; 32]), &[]);
+    let audit =
+        audit_tables(&catalog, MANIFEST, &[module_rows(&[])], &policy, &UnitHasher::new(&[5; 32]), &History::default());
     assert_eq!(released(&audit, 0, "N", 1), Some(10.0), "{}", audit.report_text());
     assert_eq!(released(&audit, 0, "N", 2), None, "{}", audit.report_text());
 }

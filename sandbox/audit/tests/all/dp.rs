@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow_array::{Float64Array, Int64Array, StringArray};
 use sandbox_audit::budget::{BudgetError, Ledger};
-use sandbox_audit::{AuditPolicy, DpSettings, Rule, UnitHasher, Verdict};
+use sandbox_audit::{AuditPolicy, DpSettings, History, Rule, UnitHasher, Verdict};
 
 use crate::rules::{MANIFEST, audit_rows, cell, released, truth, write_shop_rows};
 use crate::{audit_tables, output_table};
@@ -70,7 +70,8 @@ fn a_unit_in_two_cells_doubles_the_variance_of_the_noise() {
             ("revenue", Arc::new(Float64Array::from_iter_values([100.0, 110.0]))),
         ],
     );
-    let audit = audit_tables(&catalog, MANIFEST, &[table], &policy(1.0), &UnitHasher::new(&[5; 32]), &[]);
+    let audit =
+        audit_tables(&catalog, MANIFEST, &[table], &policy(1.0), &UnitHasher::new(&[5; 32]), &History::default());
     let counts = audit.report.tables[0].findings.iter().find(|f| f.column.as_deref() == Some("shops")).unwrap();
     assert!(counts.en.contains("noise of scale 1.414"), "{}", counts.en);
     // With one cell per shop the scale is 1.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use arrow_array::{Array, Int64Array};
-use sandbox_audit::{Audit, AuditPolicy, AuditRequest, Rule, Verdict};
+use sandbox_audit::{Audit, AuditPolicy, AuditRequest, History, Rule, Verdict};
 use sandbox_catalog::{Catalog, Variant};
 use sandbox_policy::DomainSecret;
 use sandbox_runner::manifest::Statistic;
@@ -101,7 +101,7 @@ fn run_and_audit_on(catalog: &Catalog, wasm: &[u8], manifest: &str, params: &[(&
             tables: &outcome.tables,
             policy: &policy,
             hasher: &sandbox_audit::UnitHasher::new(&[5; 32]),
-            earlier: &[],
+            earlier: &History::default(),
         }))
         .expect("the audit computes its evidence");
     (outcome, audit)

@@ -8,10 +8,11 @@ mod dp;
 mod examples;
 mod models;
 mod properties;
+mod releases;
 mod rules;
 
 use arrow_array::{ArrayRef, RecordBatch};
-use sandbox_audit::{Audit, AuditPolicy, AuditRequest, ReleasedCell, UnitHasher};
+use sandbox_audit::{Audit, AuditPolicy, AuditRequest, History, UnitHasher};
 use sandbox_catalog::{Catalog, Variant};
 use sandbox_runner::{Manifest, OutputTable, RunMode, RunRecord};
 
@@ -29,7 +30,7 @@ pub(crate) fn audit_tables(
     tables: &[OutputTable],
     policy: &AuditPolicy,
     hasher: &UnitHasher,
-    earlier: &[ReleasedCell],
+    earlier: &History,
 ) -> Audit {
     let record = RunRecord::new(manifest.as_bytes(), manifest, RunMode::Production);
     let parsed = Manifest::parse(manifest).unwrap();

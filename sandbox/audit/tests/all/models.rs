@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
-use sandbox_audit::{AuditPolicy, Rule, UnitHasher, Verdict};
+use sandbox_audit::{AuditPolicy, History, Rule, UnitHasher, Verdict};
 use sandbox_catalog::Catalog;
 
 use crate::rules::released;
@@ -190,7 +190,14 @@ fn the_host_fits_least_squares_and_logistic_regression_as_statsmodels_does() {
     let (ols, logistic) = (&fits["ols"], &fits["logistic"]);
     assert_eq!(ols.len(), 6, "intercept, two districts, three months: {ols:?}");
     let honest = [claim("ols", ols, 360, Some(354), 0.0), claim("logistic", logistic, 360, None, 0.0)];
-    let audit = audit_tables(&catalog, MANIFEST, &honest, &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        MANIFEST,
+        &honest,
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     assert!(audit.breach.is_empty(), "the host disagrees with statsmodels:\n{}", audit.report_text());
     assert_eq!(audit.report.outcome, Verdict::Pass, "{}", audit.report_text());
     for (t, fit) in [(0, ols), (1, logistic)] {
@@ -205,7 +212,14 @@ fn the_host_fits_least_squares_and_logistic_regression_as_statsmodels_does() {
 
     // A module whose coefficients are off by a hundredth breaches its contract.
     let lie = [claim("ols", ols, 360, Some(354), 0.01), claim("logistic", logistic, 360, None, 0.0)];
-    let audit = audit_tables(&catalog, MANIFEST, &lie, &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        MANIFEST,
+        &lie,
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     assert_eq!(audit.breach, ["ols"]);
     assert!(audit.released.is_empty());
 }
@@ -227,7 +241,14 @@ fn a_small_level_or_too_few_degrees_of_freedom_fail_the_model_and_separation_fai
     let parts: Vec<&str> = MANIFEST.split("[[outputs]]").collect();
     let ols_only = format!("{}[[outputs]]{}", parts[0], parts[1]);
     let manifest = ols_only.as_str();
-    let audit = audit_tables(&homes, manifest, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &homes,
+        manifest,
+        &[table],
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     assert!(audit.breach.is_empty(), "D's cells are left out as the views leave them out:\n{}", audit.report_text());
     assert!(!audit.report.tables[0].cells.iter().any(|c| c.key[0].as_deref() == Some("district=D")));
 
@@ -239,7 +260,7 @@ fn a_small_level_or_too_few_degrees_of_freedom_fail_the_model_and_separation_fai
         &[claim("ols", &fits["ols"], 360, Some(354), 0.0)],
         &strict,
         &UnitHasher::new(&[5; 32]),
-        &[],
+        &History::default(),
     );
     let rules: Vec<Rule> = audit.report.tables[0].findings.iter().map(|f| f.rule).collect();
     assert!(rules.contains(&Rule::Threshold), "levels of 30 households under 40: {rules:?}");
@@ -263,7 +284,7 @@ fn a_small_level_or_too_few_degrees_of_freedom_fail_the_model_and_separation_fai
         &[claim("logistic", &fit, 360, None, 0.0)],
         &AuditPolicy::default(),
         &UnitHasher::new(&[5; 32]),
-        &[],
+        &History::default(),
     );
     assert_eq!(audit.report.tables[0].outcome, Verdict::Fail, "{}", audit.report_text());
     assert!(audit.report.tables[0].findings.iter().any(|f| f.rule == Rule::ModelFit));

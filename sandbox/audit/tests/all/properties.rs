@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
 use rand::{Rng, SeedableRng};
-use sandbox_audit::{AuditPolicy, UnitHasher};
+use sandbox_audit::{AuditPolicy, History, UnitHasher};
 use sandbox_runner::OutputTable;
 
 use crate::rules::write_shops;
@@ -100,11 +100,18 @@ fn released_cells_keep_every_property_on_random_cities() {
         let (districts, streets) = (cells(&shops, 1), cells(&shops, 2));
         let tables =
             [table("by_district", &["district"], &districts), table("by_street", &["district", "street"], &streets)];
-        let audit = audit_tables(&catalog, MANIFEST, &tables, &AuditPolicy::default(), &UnitHasher::new(&[9; 32]), &[]);
+        let audit = audit_tables(
+            &catalog,
+            MANIFEST,
+            &tables,
+            &AuditPolicy::default(),
+            &UnitHasher::new(&[9; 32]),
+            &History::default(),
+        );
         assert_eq!(audit.released.len(), 2, "seed {seed}: both tables are released:\n{}", audit.report_text());
 
         // Per table: each released cell's figures, and per district what the streets release.
-        let mut released_streets: BTreeMap<String, (f64, i64, bool)> = BTreeMap::new();
+        let mut released_streets: BTreeMap<String, (f64, i64, bool, bool)> = BTreeMap::new();
         let mut district_figures = Vec::new();
         for ((released, truth), report) in audit.released.iter().zip([&districts, &streets]).zip(&audit.report.tables) {
             let counts =
@@ -145,7 +152,8 @@ fn released_cells_keep_every_property_on_random_cities() {
                     if shown {
                         entry.0 += sums.value(r);
                         entry.1 += counts.value(r);
-                    } else {
+                        entry.3 = true;
+                    } else if !revenues.is_empty() {
                         entry.2 = true;
                     }
                     // A street is never a recomputed margin: its figures are the host's, rounded.
@@ -163,12 +171,14 @@ fn released_cells_keep_every_property_on_random_cities() {
                 }
             }
         }
-        // A district over a suppressed street releases the sum of its released streets, so
-        // subtraction gives nothing back; over none, the host's own figure, rounded.
+        // A district over a suppressed street and a released one releases the sum of its
+        // released streets, so subtraction gives nothing back; over none suppressed, or none
+        // released, the host's own figure, rounded.
         for (district, figures, revenues) in district_figures {
             let Some((sum, count)) = figures else { continue };
-            let (streets_sum, streets_count, hidden) = released_streets.get(&district).copied().unwrap_or_default();
-            if hidden {
+            let (streets_sum, streets_count, hidden, some_shown) =
+                released_streets.get(&district).copied().unwrap_or_default();
+            if hidden && some_shown {
                 assert!((sum - streets_sum).abs() < 1e-6, "seed {seed} {district}: {sum} vs {streets_sum}");
                 assert_eq!(count, streets_count, "seed {seed} {district}");
             } else {
@@ -269,8 +279,14 @@ measures = [
         columns.push(("shops", Arc::new(Int64Array::from_iter_values(cells.values().map(|v| v.len() as i64)))));
         columns.push(("x", Arc::new(Float64Array::from_iter_values(cells.values().map(|v| truth(v))))));
         let table = output_table("t", columns);
-        let audit =
-            audit_tables(&catalog, &manifest, &[table], &AuditPolicy::default(), &UnitHasher::new(&[9; 32]), &[]);
+        let audit = audit_tables(
+            &catalog,
+            &manifest,
+            &[table],
+            &AuditPolicy::default(),
+            &UnitHasher::new(&[9; 32]),
+            &History::default(),
+        );
         assert!(audit.breach.is_empty(), "seed {seed}: {}", audit.report_text());
         let Some(released) = audit.released.first() else { continue };
         let counts = released.batch.column(dims.len()).as_any().downcast_ref::<Int64Array>().unwrap().clone();

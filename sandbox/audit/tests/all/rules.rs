@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
-use sandbox_audit::{Audit, AuditPolicy, Rule, UnitHasher, Verdict};
+use sandbox_audit::{Audit, AuditPolicy, History, Rule, UnitHasher, Verdict};
 use sandbox_catalog::Catalog;
 
 use crate::{audit_tables, output_table};
@@ -173,7 +173,7 @@ pub(crate) fn module_rows(rows: &[(String, i64, f64)]) -> sandbox_runner::Output
 }
 
 pub(crate) fn audit_rows(rows: &[(String, i64, f64)], policy: &AuditPolicy) -> Audit {
-    audit_tables(catalog(), MANIFEST, &[module_rows(rows)], policy, &UnitHasher::new(&[5; 32]), &[])
+    audit_tables(catalog(), MANIFEST, &[module_rows(rows)], policy, &UnitHasher::new(&[5; 32]), &History::default())
 }
 
 /// The host row of table `t` whose labels are `key` (comma-separated).
@@ -248,7 +248,14 @@ fn dominance_adds_up_each_unit_s_rows_first() {
     let others = (2..=11).map(|i| shop(&format!("S{i:02}"), "D2", 1.0));
     let catalog = write_shop_rows(dir.path(), rows.into_iter().chain(others));
     let table = module_rows(&[("D".to_owned(), 11, 100.0)]);
-    let audit = audit_tables(&catalog, MANIFEST, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        MANIFEST,
+        &[table],
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     assert_eq!(cell(&audit, 0, "D"), (Verdict::Suppressed, vec![Rule::Dominance]), "{}", audit.report_text());
 }
 
@@ -270,7 +277,7 @@ fn negative_audit(policy: &AuditPolicy) -> Audit {
         write_shops(&dir, negative_district().into_iter().map(|r| ("G".to_owned(), "G1".to_owned(), r)))
     });
     let table = module_rows(&[("G".to_owned(), 12, 105.0)]);
-    audit_tables(catalog, MANIFEST, &[table], policy, &UnitHasher::new(&[5; 32]), &[])
+    audit_tables(catalog, MANIFEST, &[table], policy, &UnitHasher::new(&[5; 32]), &History::default())
 }
 
 /// Everything the released report says in words, without its hashes.
@@ -333,12 +340,13 @@ fn a_table_held_for_review_leaves_after_two_different_reviewers() {
         Err(ReviewError::NotHeld(_))
     ));
     // Two different reviewers: the table leaves, its review cell shown, the host's figures.
-    let (tables, cells) = audit.approve(operator, &[approval("r1", "t"), approval("r2", "t")]).unwrap();
+    let (tables, added) = audit.approve(operator, &[approval("r1", "t"), approval("r2", "t")]).unwrap();
     let batch = &tables[0].batch;
     let shops = batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
     let revenue = batch.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
     assert_eq!((shops.value(0), revenue.value(0)), (10, 105.0));
-    assert_eq!(cells.len(), 1);
+    // What it adds to the history: its one cell that passes differencing, and itself.
+    assert_eq!((added.cells.len(), added.tables.len()), (1, 1));
     assert!(audit.released.is_empty(), "nothing left before the review");
 }
 
@@ -357,7 +365,7 @@ fn the_internal_report_is_named_by_a_keyed_digest() {
         &[module_rows(&[truth("B")])],
         &AuditPolicy::default(),
         &UnitHasher::new(&[6; 32]),
-        &[],
+        &History::default(),
     );
     assert_eq!(other_key.report.to_json(), audit.report.to_json(), "the same figures");
     assert_ne!(other_key.report_id(), id, "another key, another name");
@@ -380,7 +388,7 @@ fn a_module_whose_figures_differ_from_the_host_s_fails_the_whole_run_as_a_breach
         assert_eq!(audit.breach, ["t"], "{lie:?}");
         assert_eq!(audit.report.outcome, Verdict::Fail);
         assert!(audit.report.breach);
-        assert!(audit.released.is_empty() && audit.cells.is_empty(), "nothing of a breached run leaves");
+        assert!(audit.released.is_empty() && audit.history.is_empty(), "nothing of a breached run leaves");
         // The internal report says what differs; the released one only that the run fails.
         assert!(audit.report_text().contains("where the host computes"), "{}", audit.report_text());
         let released = audit.released_report.text();
@@ -408,8 +416,14 @@ fn identifiers_and_sensitive_values_in_the_host_s_labels_fail() {
         let rows = (0..12).map(|_| (label.to_owned(), "X1".to_owned(), 10.0));
         let catalog = write_shops(dir.path(), rows.chain((0..12).map(|_| ("B".to_owned(), "B1".to_owned(), 10.0))));
         let table = module_rows(&[("B".to_owned(), 12, 120.0)]);
-        let audit =
-            audit_tables(&catalog, MANIFEST, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+        let audit = audit_tables(
+            &catalog,
+            MANIFEST,
+            &[table],
+            &AuditPolicy::default(),
+            &UnitHasher::new(&[5; 32]),
+            &History::default(),
+        );
         let (verdict, rules) = cell(&audit, 0, label);
         assert_eq!(verdict, Verdict::Fail, "{label}");
         assert!(rules.contains(&rule), "{label}: {rules:?}");
@@ -495,7 +509,14 @@ fn statistics(catalog: &Catalog, row: [f64; 5]) -> Audit {
             ("p95", Arc::new(Float64Array::from_iter_values([row[4]]))),
         ],
     );
-    audit_tables(catalog, STATISTICS, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[])
+    audit_tables(
+        catalog,
+        STATISTICS,
+        &[table],
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    )
 }
 
 #[test]
@@ -539,7 +560,14 @@ fn sums_and_means_are_rounded_so_that_their_ratio_gives_no_exact_count_back() {
             ("mean", Arc::new(Float64Array::from_iter_values([1000.37]))),
         ],
     );
-    let audit = audit_tables(&catalog, &manifest, &[table], &AuditPolicy::default(), &UnitHasher::new(&[5; 32]), &[]);
+    let audit = audit_tables(
+        &catalog,
+        &manifest,
+        &[table],
+        &AuditPolicy::default(),
+        &UnitHasher::new(&[5; 32]),
+        &History::default(),
+    );
     let (count, sum, mean) = (
         released(&audit, 0, "R", 1).unwrap(),
         released(&audit, 0, "R", 2).unwrap(),

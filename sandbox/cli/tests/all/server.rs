@@ -785,6 +785,37 @@ fn held_tables_leave_only_after_two_reviewers() {
     assert!(report.verified(), "reviewers' signatures check out: {:?}", report.problems);
 }
 
+/// Two runs started at once are judged as if one followed the other: the audit that ends
+/// second compares with what the first released (its age bands differ from the other's by a
+/// few people), whichever it is. Audited side by side against the same history, neither would.
+#[test]
+fn two_runs_at_once_are_judged_one_after_the_other() {
+    let dir = data_dir("order");
+    let s = Served::start(&dir, &[]);
+    populate(&s);
+    let sha = approved(&s, "population");
+    for date in ["2024-12-31", "2025-12-31"] {
+        let param = format!("reference_date={date}");
+        s.ok("op", &["run", "--module", &sha, "--agreement", "agr", "--param", &param, "--no-wait"]);
+    }
+    let ended = |run: &str| {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let out = s.ok("op", &["runs", "show", run]);
+            if out.contains("released") || out.contains("withheld") {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "{run} never ended: {out}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let reports = [ended("run-000001"), ended("run-000002")];
+    let differenced = reports.iter().filter(|r| r.contains("differencing")).count();
+    assert_eq!(differenced, 1, "exactly the later audit finds the earlier release:\n{}\n{}", reports[0], reports[1]);
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
 /// Refused requests: a clear code, and nothing changes but the refusal's log entry.
 #[test]
 fn refusals_change_nothing_but_the_log() {

@@ -1,0 +1,111 @@
+//! Protection across releases: a table is related to every table released earlier over the
+//! same rows — by any operator, in any run — and to the other tables of its own run, by the
+//! data, not by how the contracts are written. Each case is a route by which subtracting
+//! released figures gave a withheld cell back, and asserts that it no longer does.
+//!
+//! The shops of `rules.rs`: district H = street H1 (one shop of 100 among eleven of 1:
+//! dominated) + street H2 (ten shops of 10).
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
+use sandbox_audit::{Audit, AuditPolicy, History, Rule, UnitHasher, Verdict};
+use sandbox_runner::OutputTable;
+
+use crate::differencing::{HEADER, audit, output};
+use crate::rules::{catalog, cell, released};
+use crate::{audit_tables, output_table};
+
+/// The key of the history every case shares: one per domain.
+fn hasher() -> UnitHasher {
+    UnitHasher::new(&[7; 32])
+}
+
+/// A table the module leaves empty: it claims nothing, and the host's table leaves.
+fn empty(name: &str, dims: &[&str]) -> OutputTable {
+    let mut columns: Vec<(&str, ArrayRef)> =
+        dims.iter().map(|d| (*d, Arc::new(StringArray::from(Vec::<String>::new())) as ArrayRef)).collect();
+    columns.push(("shops", Arc::new(Int64Array::from(Vec::<i64>::new()))));
+    columns.push(("revenue", Arc::new(Float64Array::from(Vec::<f64>::new()))));
+    output_table(name, columns)
+}
+
+/// One run of one table `name` by `dims` with `filters`, after `earlier`.
+fn run(name: &str, dims: &[&str], filters: &str, earlier: &History) -> Audit {
+    let manifest = format!("{HEADER}{}", output(name, dims, filters));
+    audit_tables(catalog(), &manifest, &[empty(name, dims)], &AuditPolicy::default(), &hasher(), earlier)
+}
+
+#[test]
+fn a_margin_released_after_its_detail_is_recomputed_from_the_cells_that_left() {
+    // Why: H − H2 is H1, a dominated street. Released in one run, the district total is
+    // recomputed from its released streets; released a run later, it was the true total.
+    let detail = audit(&[&["district", "street"]], &hasher(), &History::default());
+    assert_eq!(cell(&detail, 0, "H,H1").0, Verdict::Suppressed);
+    assert_eq!(released(&detail, 0, "H,H2", 3), Some(100.0));
+
+    let margin = audit(&[&["district"]], &hasher(), &detail.history);
+    assert_eq!(released(&margin, 0, "H", 2), Some(100.0), "{}", margin.report_text());
+    assert_eq!(released(&margin, 0, "H", 1), Some(10.0));
+    assert!(cell(&margin, 0, "H").1.contains(&Rule::SecondarySuppression));
+    // Districts with nothing withheld under them keep their own figures.
+    assert_eq!(released(&margin, 0, "D", 2), Some(100.0));
+    // The released report names the rule, not the earlier release nor any figure of it.
+    let words = crate::rules::released_words(&margin);
+    assert!(!words.contains("211") && !words.contains("differencing-test"), "{words}");
+
+    // Without the history, the route was open: the true total left.
+    let alone = audit(&[&["district"]], &hasher(), &History::default());
+    assert_eq!(released(&alone, 0, "H", 2), Some(211.0));
+}
+
+#[test]
+fn a_detail_released_after_its_margin_withholds_every_cell_under_it() {
+    // Why: the district total left first and cannot be taken back; H2 released beside it
+    // would give H1 = H − H2. Every street of H is withheld; other districts keep theirs.
+    let margin = audit(&[&["district"]], &hasher(), &History::default());
+    assert_eq!(released(&margin, 0, "H", 2), Some(211.0));
+
+    let detail = audit(&[&["district", "street"]], &hasher(), &margin.history);
+    assert_eq!(released(&detail, 0, "H,H2", 3), None, "{}", detail.report_text());
+    assert_eq!(cell(&detail, 0, "H,H2"), (Verdict::Suppressed, vec![Rule::SecondarySuppression; 2]));
+    assert_eq!(released(&detail, 0, "D,D1", 3), Some(100.0));
+
+    let alone = audit(&[&["district", "street"]], &hasher(), &History::default());
+    assert_eq!(released(&alone, 0, "H,H2", 3), Some(100.0), "the route without the history");
+}
+
+#[test]
+fn a_coarser_classification_of_the_same_rows_is_a_margin_whatever_its_column() {
+    // Why: streets nest in districts. A table by street alone names no district, yet the
+    // district table is its margin: decided by the rows, not by the dimensions' names.
+    let streets = audit(&[&["street"]], &hasher(), &History::default());
+    assert_eq!(released(&streets, 0, "H2", 2), Some(100.0));
+    let districts = audit(&[&["district"]], &hasher(), &streets.history);
+    assert_eq!(released(&districts, 0, "H", 2), Some(100.0), "{}", districts.report_text());
+}
+
+#[test]
+fn a_filter_that_keeps_every_row_of_a_cell_does_not_hide_its_margin() {
+    // Why: revenue ≥ 1 leaves district H whole (its smallest shop has 1), so the filtered
+    // district table is still H1 + H2 there. District E, whose small shops the filter drops,
+    // is not the same rows and keeps its own figure.
+    let detail = audit(&[&["district", "street"]], &hasher(), &History::default());
+    let filtered =
+        run("filtered", &["district"], r#"{ column = "shops.revenue", op = "ge", value = 1 }"#, &detail.history);
+    assert_eq!(released(&filtered, 0, "H", 2), Some(100.0), "{}", filtered.report_text());
+    assert!(cell(&filtered, 0, "H").1.contains(&Rule::SecondarySuppression));
+}
+
+#[test]
+fn earlier_tables_are_kept_with_their_parameters_written_in() {
+    // The history keeps what left and the contract that computes it again without the run.
+    let detail = audit(&[&["district", "street"]], &hasher(), &History::default());
+    let [table] = &detail.history.tables[..] else { panic!("one table: {:?}", detail.history.tables.len()) };
+    assert_eq!(table.dataset, "shops");
+    let h1 = table.keys.iter().position(|k| k == &[Some("H".to_owned()), Some("H1".to_owned())]).unwrap();
+    let h2 = table.keys.iter().position(|k| k == &[Some("H".to_owned()), Some("H2".to_owned())]).unwrap();
+    assert_eq!((table.figures[1][h1], table.figures[1][h2]), (None, Some(100.0)));
+    let json = serde_json::to_string(table).unwrap();
+    assert_eq!(&serde_json::from_str::<sandbox_audit::EarlierTable>(&json).unwrap(), table);
+}
