@@ -59,6 +59,9 @@ pub(crate) struct Magnitude {
     pub(crate) quantiles: Vec<Option<f64>>,
     /// For differential privacy: the sum of each unit's total clamped to the policy's bound.
     pub(crate) clamped: f64,
+    /// Each unit's total as a set of (unit, total) pairs, sketched: two cells of the same units
+    /// whose sums differ by a few units' rows differ in a few pairs (row-level differencing).
+    pub(crate) pairs: Option<Sketch>,
 }
 
 /// What the host knows about one cell.
@@ -163,6 +166,20 @@ struct RowColumns {
     kmax: Vec<Option<f64>>,
     kmin: Vec<Option<f64>>,
     quantiles: Vec<Vec<Option<f64>>>,
+    pairs: Vec<Sketch>,
+}
+
+/// A column of unit sketches.
+fn sketch_column(batch: &RecordBatch, name: &str) -> Result<Vec<Sketch>, AuditError> {
+    let array = batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+        .ok_or_else(|| AuditError::Evidence(format!("no sketch column {name}")))?;
+    (0..array.len())
+        .map(|r| {
+            Sketch::from_bytes(array.value(r)).ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))
+        })
+        .collect()
 }
 
 /// The trusted session and the answers it has given, kept so that tables sharing a query share
@@ -532,6 +549,7 @@ impl<'a> Evidence<'a> {
             outer.push(format!("sum(CASE WHEN x{j} <> 0 THEN 1 ELSE 0 END) AS nonzero{j}"));
             outer.push(format!("{top}(x{j}) AS kmax{j}"));
             outer.push(format!("{top}(-x{j}) AS kmin{j}"));
+            outer.push(format!("unit_set(arrow_cast(unit || '|' || CAST(s{j} AS VARCHAR), 'Utf8')) AS pairs{j}"));
             for (i, q) in quantiles_of(spec, m).iter().enumerate() {
                 outer.push(format!("percentile_cont(x{j}, {q:?}) AS q{j}_{i}"));
             }
@@ -567,6 +585,7 @@ impl<'a> Evidence<'a> {
                     kmax: optional_floats(batch, &format!("kmax{j}"))?,
                     kmin: optional_floats(batch, &format!("kmin{j}"))?,
                     quantiles,
+                    pairs: sketch_column(batch, &format!("pairs{j}"))?,
                 });
             }
             for r in 0..batch.num_rows() {
@@ -600,6 +619,7 @@ impl<'a> Evidence<'a> {
                             kth_max: c.kmax[r],
                             quantiles: c.quantiles.iter().map(|q| q[r]).collect(),
                             clamped: 0.0,
+                            pairs: Some(c.pairs[r].clone()),
                         },
                     );
                 }
@@ -626,6 +646,7 @@ impl<'a> Evidence<'a> {
         for (j, m) in magnitudes.iter().enumerate() {
             let x = column(m);
             inner.push(format!("CAST(sum(CAST({x} AS DECIMAL(38, 6))) AS DOUBLE) AS t{j}"));
+            inner.push(format!("sum(CAST({x} AS DECIMAL(38, 6))) AS e{j}"));
             inner.push(format!("count({x}) AS n{j}"));
             inner.push(format!("max(CAST({x} AS DOUBLE)) AS hi{j}"));
             inner.push(format!("min(CAST({x} AS DOUBLE)) AS lo{j}"));
@@ -634,6 +655,7 @@ impl<'a> Evidence<'a> {
             outer.push(format!("sum(CASE WHEN n{j} > 0 THEN 1 ELSE 0 END) AS valued{j}"));
             outer.push(format!("{top}(hi{j}) AS kmax{j}"));
             outer.push(format!("{top}(-lo{j}) AS kmin{j}"));
+            outer.push(format!("unit_set(arrow_cast(unit || '|' || CAST(e{j} AS VARCHAR), 'Utf8')) AS pairs{j}"));
             if let Some(b) = bound {
                 // Units only: rows without one are no unit's contribution.
                 outer.push(format!(
@@ -661,6 +683,7 @@ impl<'a> Evidence<'a> {
                 let valued = integers(batch, &format!("valued{j}"))?;
                 let kmax = optional_floats(batch, &format!("kmax{j}"))?;
                 let kmin = optional_floats(batch, &format!("kmin{j}"))?;
+                let pairs = sketch_column(batch, &format!("pairs{j}"))?;
                 let clamped = match bound {
                     Some(_) => floats(batch, &format!("clamped{j}"))?,
                     None => vec![0.0; batch.num_rows()],
@@ -678,6 +701,7 @@ impl<'a> Evidence<'a> {
                     magnitude.kth_max = kmax[r];
                     magnitude.kth_min = kmin[r].map(|v| -v);
                     magnitude.clamped = clamped[r];
+                    magnitude.pairs = Some(pairs[r].clone());
                 }
             }
         }

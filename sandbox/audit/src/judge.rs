@@ -70,6 +70,8 @@ pub(crate) struct Judge<'a> {
     /// Each host row's privacy units, per dataset they belong to (the counted one, a joined
     /// one), where the evidence has them: for differencing.
     pub(crate) sketches: Vec<Vec<(String, Sketch)>>,
+    /// Per row, per magnitude column: its units' (unit, total) pairs, sketched.
+    pub(crate) contributions: Vec<Vec<(String, Sketch)>>,
     /// The module's declared values disagree with the host's.
     pub(crate) breach: bool,
 }
@@ -86,6 +88,7 @@ impl<'a> Judge<'a> {
             suppressed: Vec::new(),
             overrides: HashMap::new(),
             sketches: Vec::new(),
+            contributions: Vec::new(),
             breach: false,
         }
     }
@@ -158,6 +161,14 @@ impl<'a> Judge<'a> {
                     sketches.push((other.clone(), j.sketch.clone()));
                 }
                 sketches
+            })
+            .collect();
+        self.contributions = (table.cells.values())
+            .map(|c| {
+                let mut pairs: Vec<(String, Sketch)> =
+                    c.magnitudes.iter().filter_map(|(column, m)| Some((column.clone(), m.pairs.clone()?))).collect();
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                pairs
             })
             .collect();
         self.size(combinations.max(rows as u64));
@@ -775,6 +786,8 @@ impl<'a> Judge<'a> {
         this_run: &[ReleasedCell],
     ) -> Vec<ReleasedCell> {
         let limit = (self.rules.min_units as usize).saturating_sub(1).min(differencing::MAX_DIFFERENCE);
+        // A unit whose total differs is two pairs apart: one gone, one new.
+        let pair_limit = (2 * self.rules.min_units as usize).saturating_sub(1).min(differencing::MAX_DIFFERENCE);
         // Only cells whose sizes differ by at most `limit` can be that close: index by size.
         let mut known: BTreeMap<(&str, u64), Vec<&ReleasedCell>> = BTreeMap::new();
         for cell in earlier.iter().chain(this_run) {
@@ -787,6 +800,8 @@ impl<'a> Judge<'a> {
                 continue;
             }
             let sketches = self.sketches[r].clone();
+            let counted = evidence::counted(self.spec);
+            let mine = self.contributions.get(r).cloned().unwrap_or_default();
             let close = sketches.iter().find_map(|(dataset, sketch)| {
                 let sizes = sketch.size.saturating_sub(limit as u64)..=sketch.size.saturating_add(limit as u64);
                 // A model's levels are not compared with each other: one term column's levels
@@ -800,31 +815,74 @@ impl<'a> Judge<'a> {
                     .chain(this)
                     .find_map(|c| {
                         let d = sketch.difference(&c.sketch, limit)?;
-                        (d > 0).then(|| (c.label.clone(), d, dataset.clone()))
+                        if d > 0 {
+                            return Some(Close {
+                                other: c.label.clone(),
+                                dataset: dataset.clone(),
+                                units: d,
+                                column: None,
+                            });
+                        }
+                        // The same units: their totals must not differ in a few of them either
+                        // (one row of one unit filtered out of a sum), each counted twice.
+                        if dataset != counted {
+                            return None;
+                        }
+                        mine.iter().find_map(|(column, pairs)| {
+                            let (_, theirs) = c.contributions.iter().find(|(x, _)| x == column)?;
+                            let changed = pairs.difference(theirs, pair_limit)?;
+                            (changed > 0).then(|| Close {
+                                other: c.label.clone(),
+                                dataset: dataset.clone(),
+                                units: changed.div_ceil(2),
+                                column: Some(column.clone()),
+                            })
+                        })
                     })
             });
             let cell = self.cell_name(r);
-            if let Some((other, d, dataset)) = close {
+            if let Some(Close { other, dataset, units: d, column }) = close {
                 let k = self.rules.min_units;
                 // A model's coefficients hang together (each against the reference): one left
                 // out would come back from the others, so the whole model is withheld.
                 let verdict = if self.spec.model.is_some() { Verdict::Fail } else { Verdict::Suppressed };
-                self.find(
-                    Some(r),
-                    None,
-                    Rule::Differencing,
-                    verdict,
-                    format!("[{cell}] its privacy units of {dataset} differ from those of {other} by {d}, fewer than {k}: subtracting one cell from the other would reveal them"),
-                    format!("[{cell}] 其 {dataset} 隐私单元与 {other} 仅相差 {d} 个，少于 {k}：两者相减即可推出这些单位"),
-                );
+                let (en, zh) = match column {
+                    None => (
+                        format!(
+                            "[{cell}] its privacy units of {dataset} differ from those of {other} by {d}, fewer than {k}: subtracting one cell from the other would reveal them"
+                        ),
+                        format!(
+                            "[{cell}] 其 {dataset} 隐私单元与 {other} 仅相差 {d} 个，少于 {k}：两者相减即可推出这些单位"
+                        ),
+                    ),
+                    Some(column) => (
+                        format!(
+                            "[{cell}] the same privacy units as {other}, but {d} of them, fewer than {k}, contribute differently to {column}: subtracting one cell from the other would reveal their rows"
+                        ),
+                        format!(
+                            "[{cell}] 与 {other} 的隐私单元相同，但其中 {d} 个（少于 {k}）对 {column} 的取值不同：两者相减即可推出这些单位的记录"
+                        ),
+                    ),
+                };
+                self.find(Some(r), None, Rule::Differencing, verdict, en, zh);
                 continue;
             }
             for (dataset, sketch) in sketches {
-                passed.push(ReleasedCell { dataset, label: format!("{label} [{cell}]"), sketch });
+                let contributions = if dataset == counted { mine.clone() } else { Vec::new() };
+                passed.push(ReleasedCell { dataset, label: format!("{label} [{cell}]"), sketch, contributions });
             }
         }
         passed
     }
+}
+
+/// A released cell too close to one of the table's.
+struct Close {
+    other: String,
+    dataset: String,
+    /// How many units differ: in or out of the cell, or (`column`) in their totals of it.
+    units: usize,
+    column: Option<String>,
 }
 
 /// Adds to `table` every combination of `domains` it does not have, as an empty cell.

@@ -148,6 +148,10 @@ pub struct ReleasedCell {
     /// Which release, table and cell: for the report.
     pub label: String,
     pub sketch: Sketch,
+    /// Per magnitude column (`dataset.column`), its units' totals as (unit, total) pairs,
+    /// sketched: a later cell of the same units is compared on them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributions: Vec<(String, Sketch)>,
 }
 
 /// A table released earlier, as later audits relate their tables to it: its contract with the

@@ -98,7 +98,8 @@ pub(crate) fn state(command: StateCommand) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_file(&out);
     let rebuilt = sandbox_server::rebuild(&data_dir, &out)?;
     let live = if dir.state().exists() { Some(sandbox_server::State::open(&dir.state())?.dump()?) } else { None };
-    let same = live.as_deref() == Some(rebuilt.dump()?.as_str());
+    let from_log = rebuilt.dump()?;
+    let same = live.as_deref() == Some(from_log.as_str());
     drop(rebuilt);
     if check {
         std::fs::remove_file(&out)?;
@@ -107,6 +108,13 @@ pub(crate) fn state(command: StateCommand) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         println!("不一致 / DIFFERENT: the live state is not what the log gives");
+        // The first lines that differ, live (-) against rebuilt (+).
+        let live = live.unwrap_or_default();
+        let (a, b): (Vec<&str>, Vec<&str>) = (live.lines().collect(), from_log.lines().collect());
+        let differ = (0..a.len().max(b.len())).filter(|&i| a.get(i) != b.get(i)).take(5);
+        for i in differ {
+            println!("  - {}\n  + {}", a.get(i).unwrap_or(&""), b.get(i).unwrap_or(&""));
+        }
         return Ok(ExitCode::FAILURE);
     }
     for suffix in ["", "-wal", "-shm"] {

@@ -109,3 +109,56 @@ fn earlier_tables_are_kept_with_their_parameters_written_in() {
     let json = serde_json::to_string(table).unwrap();
     assert_eq!(&serde_json::from_str::<sandbox_audit::EarlierTable>(&json).unwrap(), table);
 }
+
+/// Shops of district H with several rows each: shop S01 one row of 100 and one of 1, the others
+/// (`others`) two rows each of `small` and `large`.
+fn rows_catalog(dir: &std::path::Path, small: f64, large: f64) -> sandbox_catalog::Catalog {
+    let mut rows = vec![
+        ("S01".to_owned(), "H".to_owned(), "H1".to_owned(), 100.0),
+        ("S01".to_owned(), "H".to_owned(), "H1".to_owned(), 1.0),
+    ];
+    for shop in 2..=12 {
+        for revenue in [small, large] {
+            rows.push((format!("S{shop:02}"), "H".to_owned(), "H1".to_owned(), revenue));
+        }
+    }
+    crate::rules::write_shop_rows(dir, rows)
+}
+
+/// District H's revenue, with `filters`, released after `earlier`.
+fn district_revenue(catalog: &sandbox_catalog::Catalog, filters: &str, earlier: &History) -> Audit {
+    let manifest = format!("{HEADER}{}", output("t", &["district"], filters));
+    audit_tables(catalog, &manifest, &[empty("t", &["district"])], &AuditPolicy::default(), &hasher(), earlier)
+}
+
+#[test]
+fn the_same_units_with_one_unit_s_row_filtered_out_are_compared_on_their_totals() {
+    // Why: every shop of H stays in the cell with revenue < 40, so the two cells have the same
+    // units and pass differencing on units alone; their sums differ by shop S01's row of 100.
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = rows_catalog(dir.path(), 10.0, 10.0);
+    let all = district_revenue(&catalog, "", &History::default());
+    assert_eq!(released(&all, 0, "H", 2), Some(321.0), "{}", all.report_text());
+    let cut = district_revenue(&catalog, r#"{ column = "shops.revenue", op = "lt", value = 40 }"#, &all.history);
+    assert_eq!(released(&cut, 0, "H", 2), None, "{}", cut.report_text());
+    let (verdict, rules) = cell(&cut, 0, "H");
+    assert_eq!((verdict, rules), (Verdict::Suppressed, vec![Rule::Differencing]));
+    let finding = cut.report.tables[0].findings.iter().find(|f| f.rule == Rule::Differencing).unwrap();
+    assert!(finding.en.contains("the same privacy units") && finding.en.contains("1 of them"), "{}", finding.en);
+
+    // Without the earlier release's totals, the route was open.
+    let alone =
+        district_revenue(&catalog, r#"{ column = "shops.revenue", op = "lt", value = 40 }"#, &History::default());
+    assert_eq!(released(&alone, 0, "H", 2), Some(221.0));
+}
+
+#[test]
+fn the_same_units_whose_totals_all_differ_say_nothing_of_one_and_pass() {
+    // Every shop loses its row of 50 under revenue < 40: the difference is everyone's, and the
+    // cut leaves. (S01 loses its 100 too.)
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = rows_catalog(dir.path(), 10.0, 50.0);
+    let all = district_revenue(&catalog, "", &History::default());
+    let cut = district_revenue(&catalog, r#"{ column = "shops.revenue", op = "lt", value = 40 }"#, &all.history);
+    assert_eq!(released(&cut, 0, "H", 2), Some(111.0), "{}", cut.report_text());
+}

@@ -802,7 +802,7 @@ fn two_runs_at_once_are_judged_one_after_the_other() {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let out = s.ok("op", &["runs", "show", run]);
-            if out.contains("released") || out.contains("withheld") {
+            if out.contains("已发布 released") || out.contains("未放行 withheld") {
                 return out;
             }
             assert!(Instant::now() < deadline, "{run} never ended: {out}");
@@ -812,6 +812,13 @@ fn two_runs_at_once_are_judged_one_after_the_other() {
     let reports = [ended("run-000001"), ended("run-000002")];
     let differenced = reports.iter().filter(|r| r.contains("differencing")).count();
     assert_eq!(differenced, 1, "exactly the later audit finds the earlier release:\n{}\n{}", reports[0], reports[1]);
+    // A run shows released once its audit is logged; its release entry follows.
+    let releases = reports.iter().filter(|r| r.contains("已发布 released")).count();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.ok("unit", &["release", "list"]).matches("rel-").count() < releases {
+        assert!(Instant::now() < deadline, "the releases never came");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     s.stop();
     rebuild_equals_live(&dir);
 }
