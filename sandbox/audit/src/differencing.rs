@@ -131,6 +131,21 @@ impl UnitHasher {
 }
 
 impl UnitHasher {
+    /// A cell's key for the cell key method, in `[0, 1)`: a keyed hash of its sketch, under the
+    /// half of the key units are not hashed with, for `purpose` (counts, or a column's sums). The
+    /// same units give the same key.
+    pub(crate) fn cell_key(&self, purpose: &str, sketch: &Sketch) -> f64 {
+        let key: &[u8; 16] = self.key[16..].try_into().expect("16 bytes");
+        let mut hasher = SipHasher24::new_with_key(key);
+        hasher.write(purpose.as_bytes());
+        hasher.write_u8(0);
+        hasher.write_u64(sketch.size);
+        for e in &sketch.evaluations {
+            hasher.write_u64(*e);
+        }
+        (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// HMAC-SHA-256 of `bytes` under the whole key, for `purpose` (hex): a name that only holders
     /// of the key can recompute, so it cannot be tested against guessed contents.
     pub(crate) fn digest(&self, purpose: &str, bytes: &[u8]) -> String {

@@ -189,6 +189,8 @@ pub(crate) struct Evidence<'a> {
     catalog: &'a Catalog,
     parameters: &'a [(String, String)],
     answers: HashMap<String, Vec<RecordBatch>>,
+    /// The key units are sketched with (and cells keyed with, for perturbation).
+    pub(crate) hasher: UnitHasher,
 }
 
 fn quote(identifier: &str) -> String {
@@ -250,7 +252,7 @@ impl<'a> Evidence<'a> {
         }
         ctx.register_udaf(second_largest());
         ctx.register_udaf(unit_set(hasher.clone()));
-        Ok(Evidence { ctx, catalog, parameters, answers: HashMap::new() })
+        Ok(Evidence { ctx, catalog, parameters, answers: HashMap::new(), hasher: hasher.clone() })
     }
 
     async fn query(&mut self, sql: String) -> Result<Vec<RecordBatch>, AuditError> {

@@ -51,12 +51,21 @@ pub fn open(path: &Path) -> io::Result<(UnitHasher, History)> {
     Ok((UnitHasher::new(&key), history))
 }
 
-/// A JSON-lines file's records; none if it does not exist.
+/// A JSON-lines file's records; none if it does not exist. A last line without its newline is
+/// an append a crash cut short — never acknowledged, since an append syncs before the release
+/// it belongs to is made — and is cut off, so that the next append starts on a line of its own.
 fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Vec<T>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(path)?;
+    let mut text = std::fs::read_to_string(path)?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        let whole = text.rfind('\n').map_or(0, |i| i + 1);
+        let file = std::fs::File::options().write(true).open(path)?;
+        file.set_len(whole as u64)?;
+        file.sync_all()?;
+        text.truncate(whole);
+    }
     let mut records = Vec::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         records.push(serde_json::from_str(line).map_err(|e| {
@@ -92,4 +101,37 @@ fn rand_key() -> io::Result<[u8; 32]> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ReleasedCell, Sketch};
+
+    #[test]
+    fn an_append_a_crash_cut_short_is_cut_off_and_the_history_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        let cell = |label: &str| ReleasedCell {
+            dataset: "shops".to_owned(),
+            label: label.to_owned(),
+            sketch: Sketch::default(),
+            contributions: Vec::new(),
+        };
+        let (_, empty) = open(&path).unwrap();
+        assert!(empty.is_empty());
+        append(&path, &History { cells: vec![cell("a")], tables: Vec::new() }).unwrap();
+        // A crash in the middle of the second append.
+        let whole = std::fs::read_to_string(&path).unwrap();
+        let torn = serde_json::to_string(&cell("b")).unwrap();
+        std::fs::write(&path, format!("{whole}{}", &torn[..torn.len() / 2])).unwrap();
+        let (_, history) = open(&path).unwrap();
+        assert_eq!(history.cells, vec![cell("a")]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), whole, "cut back to the last whole line");
+        append(&path, &History { cells: vec![cell("c")], tables: Vec::new() }).unwrap();
+        assert_eq!(open(&path).unwrap().1.cells, vec![cell("a"), cell("c")]);
+        // A damaged whole line is not a crash: it is refused, not dropped.
+        std::fs::write(&path, format!("{whole}{{not json}}\n")).unwrap();
+        assert!(open(&path).unwrap_err().to_string().contains("not a history record"));
+    }
 }

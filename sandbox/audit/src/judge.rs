@@ -146,6 +146,9 @@ impl<'a> Judge<'a> {
             fill(&mut table, &domains);
         }
         self.host = host_cells(self.spec, &table, self.rules);
+        if let Some(p) = &self.rules.perturbation {
+            perturb(&mut self.host, self.spec, &table, &evidence.hasher, p, self.rules.significant_digits);
+        }
         let rows = self.host.keys.len();
         self.cells = vec![Verdict::Pass; rows];
         self.suppressed = vec![false; rows];
@@ -950,6 +953,44 @@ fn host_cells(spec: &OutputSpec, table: &TableEvidence, rules: &Rules) -> HostTa
         host.released.push(released);
     }
     host
+}
+
+/// The cell key method on the figures `host` would release: counts perturbed by the ptable with
+/// the key of the cell's units, sums by the magnitude variant with the key of its (unit, total)
+/// pairs, means and ratios from the perturbed sums and counts; no rounding besides significant
+/// digits. Extremes and quantiles keep their own rules. Empty cells stay empty.
+fn perturb(
+    host: &mut HostTable,
+    spec: &OutputSpec,
+    table: &TableEvidence,
+    hasher: &differencing::UnitHasher,
+    settings: &crate::Perturbation,
+    digits: u32,
+) {
+    let ptable = settings.table();
+    for (r, cell) in table.cells.values().enumerate() {
+        let Some(units) = &cell.sketch else { continue };
+        let n = ptable.count(cell.units as i64, hasher.cell_key("count", units)) as f64;
+        let total = |column: &str| -> f64 {
+            let Some(m) = cell.magnitudes.get(column) else { return 0.0 };
+            let key = hasher.cell_key(&format!("sum {column}"), m.pairs.as_ref().unwrap_or(units));
+            let largest = m.largest.abs().max(m.min.map_or(0.0, f64::abs));
+            ptable.total(m.total, largest, settings.magnitude, key)
+        };
+        for (j, m) in spec.measures.iter().enumerate() {
+            let value = match m.statistic {
+                Statistic::Count => Some(n),
+                Statistic::Sum => Some(round_sig(total(&m.of), digits)),
+                Statistic::Mean => (n > 0.0).then(|| round_sig(round_sig(total(&m.of), digits) / n, digits)),
+                Statistic::Ratio => {
+                    let per = m.per.as_deref().map_or(0.0, total);
+                    (per != 0.0).then(|| round_sig(total(&m.of) / per, digits))
+                }
+                _ => continue,
+            };
+            host.released[j][r] = value;
+        }
+    }
 }
 
 /// The host's model table: one row per term.

@@ -22,6 +22,7 @@ pub mod history;
 pub mod identifiers;
 mod judge;
 mod model;
+pub mod perturbation;
 mod policy;
 mod report;
 pub mod review;
@@ -40,6 +41,7 @@ pub use crate::differencing::{Sketch, UnitHasher};
 pub use crate::dp::DpSettings;
 use crate::evidence::{Evidence, Key};
 use crate::judge::{HostTable, Judge};
+pub use crate::perturbation::Perturbation;
 pub use crate::policy::{AuditPolicy, PolicyFileError, Rules, RunPolicy};
 pub use crate::report::{AuditReport, CellFigures, CellFinding, ReleasedFinding, ReleasedReport, TableReport};
 

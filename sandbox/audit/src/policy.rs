@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::dp::DpSettings;
+use crate::perturbation::Perturbation;
 
 /// One set of rule parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +37,10 @@ pub struct Rules {
     /// OpenSAFELY's output checkers see every output. Tables under differential privacy are
     /// released with their noise instead: it is drawn only for what leaves at once.
     pub review_all: bool,
+    /// The cell key method, for tables that read a dataset under it: released counts and sums
+    /// are perturbed (see `perturbation`) instead of rounded. Public, like every parameter here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perturbation: Option<Perturbation>,
 }
 
 impl Default for Rules {
@@ -52,6 +57,7 @@ impl Default for Rules {
             rounding_base: 5,
             significant_digits: 4,
             review_all: false,
+            perturbation: None,
         }
     }
 }
@@ -95,6 +101,8 @@ struct Tightening {
     review_all: Option<bool>,
     /// Differential privacy for the dataset's tables (only under `[datasets.<id>]`).
     dp: Option<DpSettings>,
+    /// The cell key method for the dataset's tables (only under `[datasets.<id>]`).
+    perturbation: Option<Perturbation>,
 }
 
 /// The bureau's audit policy: the defaults and any per-dataset tightening.
@@ -137,6 +145,26 @@ impl AuditPolicy {
                 }
                 if let Some((en, zh)) = dp.problem() {
                     return Err(PolicyFileError { en: format!("{scope}.dp: {en}"), zh: format!("{scope}.dp：{zh}") });
+                }
+            }
+            if let Some(p) = &t.perturbation {
+                if scope == "defaults" {
+                    return Err(PolicyFileError {
+                        en: "defaults: perturbation is set per dataset, under [datasets.<id>.perturbation]".to_owned(),
+                        zh: "defaults：扰动按数据集设置，写在 [datasets.<id>.perturbation] 下".to_owned(),
+                    });
+                }
+                if t.dp.is_some() {
+                    return Err(PolicyFileError {
+                        en: format!("{scope}: dp and perturbation are alternatives; choose one"),
+                        zh: format!("{scope}：差分隐私与扰动只能择一"),
+                    });
+                }
+                if let Some((en, zh)) = p.problem() {
+                    return Err(PolicyFileError {
+                        en: format!("{scope}.perturbation: {en}"),
+                        zh: format!("{scope}.perturbation：{zh}"),
+                    });
                 }
             }
             let tightened = t.apply(&base);
@@ -204,6 +232,10 @@ impl Tightening {
             rounding_base: self.rounding_base.unwrap_or(base.rounding_base),
             significant_digits: self.significant_digits.unwrap_or(base.significant_digits),
             review_all: self.review_all.unwrap_or(base.review_all),
+            perturbation: match (&self.perturbation, &base.perturbation) {
+                (Some(a), Some(b)) => Some(a.strictest(b)),
+                (a, b) => a.clone().or_else(|| b.clone()),
+            },
         }
     }
 }
@@ -222,6 +254,7 @@ fn loosened(a: &Rules, b: &Rules) -> Option<&'static str> {
         (b.rounding_base < a.rounding_base || !b.rounding_base.is_multiple_of(a.rounding_base), "rounding_base"),
         (!(1..=a.significant_digits).contains(&b.significant_digits), "significant_digits"),
         (a.review_all && !b.review_all, "review_all"),
+        (a.perturbation.is_some() && b.perturbation.is_none(), "perturbation"),
     ];
     checks.into_iter().find(|(looser, _)| *looser).map(|(_, rule)| rule)
 }
@@ -239,6 +272,10 @@ fn strictest(a: &Rules, b: &Rules) -> Rules {
         rounding_base: a.rounding_base.max(b.rounding_base),
         significant_digits: a.significant_digits.min(b.significant_digits),
         review_all: a.review_all || b.review_all,
+        perturbation: match (&a.perturbation, &b.perturbation) {
+            (Some(x), Some(y)) => Some(x.strictest(y)),
+            (x, y) => x.clone().or_else(|| y.clone()),
+        },
     }
 }
 

@@ -290,6 +290,15 @@ impl ReleasedReport {
         out += &format!("结论 / outcome: {} / {}\n", self.outcome.zh(), verdict_en(self.outcome));
         for table in &self.tables {
             out += &format!("\n表 / table {}: {} / {}\n", table.name, table.outcome.zh(), verdict_en(table.outcome));
+            if let Some(p) = &table.rules.perturbation {
+                out += &format!(
+                    "  计数与合计经单元格键值扰动（最大偏差 {d}，方差 {v}，不发布小于 {js} 的正计数，合计最多偏移最大贡献的 {m}）/ counts and sums perturbed by the cell key method (maximum deviation {d}, variance {v}, no positive count below {js}, sums moved by at most {m} of their largest contribution)\n",
+                    d = p.max_deviation,
+                    v = p.variance,
+                    js = p.js,
+                    m = p.magnitude,
+                );
+            }
             for f in &table.findings {
                 let place = match (f.row, &f.column) {
                     (Some(r), Some(c)) => format!("第 {r} 行 {c} / row {r} {c}"),

@@ -140,6 +140,11 @@ pub(crate) struct DemoArgs {
     /// sandbox-runner 可执行文件 / The sandbox-runner executable
     #[arg(long)]
     runner: Option<PathBuf>,
+    /// 审核策略文件，复制为数据目录的 policy.toml（如 examples/policy.toml：单元格键值扰动）
+    /// / Audit policy file, copied into the data folder as policy.toml (e.g. examples/policy.toml:
+    /// the cell key method)
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 fn step(n: u32, zh: &str, en: &str) {
@@ -164,6 +169,13 @@ pub(crate) fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let summary = sandbox_datagen::generate(&config).context("generating data")?;
             let rows: u64 = summary.datasets.iter().map(|d| d.rows + d.twin_rows).sum();
             println!("    {} residents, {rows} rows → {}", args.scale, dir.join("catalog").display());
+        }
+
+        if let Some(policy) = &args.policy {
+            let text = std::fs::read_to_string(policy).with_context(|| format!("reading {}", policy.display()))?;
+            sandbox_audit::AuditPolicy::parse(&text)?;
+            std::fs::write(dir.join("policy.toml"), text)?;
+            println!("    审核策略 / audit policy: {} → {}", policy.display(), dir.join("policy.toml").display());
         }
 
         step(2, "在回环地址上启动服务", "start the server on a loopback port");

@@ -162,3 +162,51 @@ fn the_same_units_whose_totals_all_differ_say_nothing_of_one_and_pass() {
     let cut = district_revenue(&catalog, r#"{ column = "shops.revenue", op = "lt", value = 40 }"#, &all.history);
     assert_eq!(released(&cut, 0, "H", 2), Some(111.0), "{}", cut.report_text());
 }
+
+/// The shops under the cell key method.
+fn perturbed() -> AuditPolicy {
+    AuditPolicy::parse("[datasets.shops.perturbation]\nmax_deviation = 2\nvariance = 1.0\njs = 2\n").unwrap()
+}
+
+/// Shops and revenue by district under `policy`, by a module named `module`.
+fn by_district(policy: &AuditPolicy, module: &str) -> Audit {
+    let manifest = format!("{HEADER}{}", output("t", &["district"], "")).replace("differencing-test", module);
+    audit_tables(catalog(), &manifest, &[empty("t", &["district"])], policy, &hasher(), &History::default())
+}
+
+#[test]
+fn the_cell_key_method_gives_the_same_units_the_same_noise_whoever_asks() {
+    let first = by_district(&perturbed(), "first");
+    let again = by_district(&perturbed(), "another-operator");
+    assert!(first.breach.is_empty(), "{}", first.report_text());
+    let figures = |audit: &Audit| -> Vec<(Option<f64>, Option<f64>)> {
+        ["B", "C", "D", "F", "H"].iter().map(|d| (released(audit, 0, d, 1), released(audit, 0, d, 2))).collect()
+    };
+    assert_eq!(figures(&first), figures(&again), "consistent across runs and operators");
+    // Counts move by at most D = 2 from the truth, and are not rounded to 5; some move.
+    let truth = [("B", 10.0), ("C", 11.0), ("D", 12.0), ("F", 12.0), ("H", 22.0)];
+    let moved = truth.iter().filter(|(d, n)| released(&first, 0, d, 1) != Some(*n)).count();
+    for (d, n) in truth {
+        let count = released(&first, 0, d, 1).unwrap();
+        assert!((count - n).abs() <= 2.0, "{d}: {count} against {n}");
+    }
+    assert!(moved > 0 && truth.iter().any(|(d, _)| released(&first, 0, d, 1).unwrap() % 5.0 != 0.0));
+    // Sums move by at most half their largest contribution (H's: 100).
+    let h = released(&first, 0, "H", 2).unwrap();
+    assert!((h - 211.0).abs() <= 50.0, "{h}");
+    // The released report says the table is perturbed and with which parameters; not the noise.
+    let json = String::from_utf8(first.released_report.to_json()).unwrap();
+    assert!(json.contains("\"max_deviation\":2") && json.contains("\"js\":2"), "{json}");
+    // Without the policy: the host's figures, counts rounded to 5.
+    assert_eq!(released(&by_district(&AuditPolicy::default(), "plain"), 0, "C", 1), Some(10.0));
+}
+
+#[test]
+fn perturbation_is_set_per_dataset_and_is_not_combined_with_differential_privacy() {
+    let err = AuditPolicy::parse("[defaults.perturbation]\nmax_deviation = 2\nvariance = 1.0\n").unwrap_err();
+    assert!(err.en.contains("per dataset"), "{err}");
+    let both = "[datasets.shops.perturbation]\nmax_deviation = 2\nvariance = 1.0\n[datasets.shops.dp]\nrho_per_run = 0.1\noperator_budget = 1.0\ndataset_budget = 2.0\n";
+    assert!(AuditPolicy::parse(both).unwrap_err().en.contains("alternatives"));
+    let wide = AuditPolicy::parse("[datasets.shops.perturbation]\nmax_deviation = 2\nvariance = 4.0\n").unwrap_err();
+    assert!(wide.en.contains("below max_deviation squared"), "{wide}");
+}
