@@ -240,6 +240,23 @@ impl Sketch {
     }
 }
 
+impl Sketch {
+    /// How many units this sketch has beyond `smaller`'s, if it holds all of them and at most
+    /// [`MAX_DIFFERENCE`] more: one interpolation, after the bucket counts rule most pairs out.
+    pub fn holds_all_of(&self, smaller: &Sketch) -> Option<usize> {
+        let extra = usize::try_from(self.size.checked_sub(smaller.size)?).ok()?;
+        if extra == 0 || extra > MAX_DIFFERENCE || !self.is_well_formed() || !smaller.is_well_formed() {
+            return None;
+        }
+        if self.buckets.iter().zip(&smaller.buckets).any(|(a, b)| a < b) || smaller.evaluations.contains(&0) {
+            return None;
+        }
+        let inverses = batch_inverse(&smaller.evaluations);
+        let f: Vec<u64> = self.evaluations.iter().zip(&inverses).map(|(s, t)| mul(*s, *t)).collect();
+        interpolates(&f, extra, 0).then_some(extra)
+    }
+}
+
 /// Whether monic P of degree `a` and Q of degree `b` exist with P(z) = f(z) Q(z) at the first
 /// `a + b` points, and then hold at every other point too.
 fn interpolates(f: &[u64], a: usize, b: usize) -> bool {

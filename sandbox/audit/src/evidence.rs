@@ -187,6 +187,7 @@ fn sketch_column(batch: &RecordBatch, name: &str) -> Result<Vec<Sketch>, AuditEr
 pub(crate) struct Evidence<'a> {
     ctx: SessionContext,
     catalog: &'a Catalog,
+    variant: Variant,
     parameters: &'a [(String, String)],
     answers: HashMap<String, Vec<RecordBatch>>,
     /// The key units are sketched with (and cells keyed with, for perturbation).
@@ -252,7 +253,21 @@ impl<'a> Evidence<'a> {
         }
         ctx.register_udaf(second_largest());
         ctx.register_udaf(unit_set(hasher.clone()));
-        Ok(Evidence { ctx, catalog, parameters, answers: HashMap::new(), hasher: hasher.clone() })
+        Ok(Evidence { ctx, catalog, variant, parameters, answers: HashMap::new(), hasher: hasher.clone() })
+    }
+
+    /// Registers `dataset`'s raw files if the session does not have them yet: an earlier table
+    /// may join a dataset this run's manifest does not name.
+    fn ensure(&mut self, dataset: &str) -> Result<(), AuditError> {
+        let failed = |e: datafusion::error::DataFusionError| AuditError::Evidence(e.strip_backtrace());
+        if self.ctx.table_exist(dataset).map_err(failed)? {
+            return Ok(());
+        }
+        let entry = self.catalog.dataset(dataset).map_err(|e| AuditError::Evidence(e.to_string()))?;
+        let table =
+            sandbox_policy::files_table(entry, self.variant).map_err(|e| AuditError::Evidence(e.to_string()))?;
+        self.ctx.register_table(dataset, table).map_err(failed)?;
+        Ok(())
     }
 
     async fn query(&mut self, sql: String) -> Result<Vec<RecordBatch>, AuditError> {
@@ -551,7 +566,11 @@ impl<'a> Evidence<'a> {
             outer.push(format!("sum(CASE WHEN x{j} <> 0 THEN 1 ELSE 0 END) AS nonzero{j}"));
             outer.push(format!("{top}(x{j}) AS kmax{j}"));
             outer.push(format!("{top}(-x{j}) AS kmin{j}"));
-            outer.push(format!("unit_set(arrow_cast(unit || '|' || CAST(s{j} AS VARCHAR), 'Utf8')) AS pairs{j}"));
+            // Units that contribute nothing are left out: adding them changes neither the sum nor,
+            // so, the key its perturbation is drawn with.
+            outer.push(format!(
+                "unit_set(CASE WHEN s{j} <> 0 THEN arrow_cast(unit || '|' || CAST(s{j} AS VARCHAR), 'Utf8') END) AS pairs{j}"
+            ));
             for (i, q) in quantiles_of(spec, m).iter().enumerate() {
                 outer.push(format!("percentile_cont(x{j}, {q:?}) AS q{j}_{i}"));
             }
@@ -657,7 +676,9 @@ impl<'a> Evidence<'a> {
             outer.push(format!("sum(CASE WHEN n{j} > 0 THEN 1 ELSE 0 END) AS valued{j}"));
             outer.push(format!("{top}(hi{j}) AS kmax{j}"));
             outer.push(format!("{top}(-lo{j}) AS kmin{j}"));
-            outer.push(format!("unit_set(arrow_cast(unit || '|' || CAST(e{j} AS VARCHAR), 'Utf8')) AS pairs{j}"));
+            outer.push(format!(
+                "unit_set(CASE WHEN e{j} <> 0 THEN arrow_cast(unit || '|' || CAST(e{j} AS VARCHAR), 'Utf8') END) AS pairs{j}"
+            ));
             if let Some(b) = bound {
                 // Units only: rows without one are no unit's contribution.
                 outer.push(format!(
@@ -950,52 +971,99 @@ impl<'a> Evidence<'a> {
         Ok(strings(&batches, 0)?.into_iter().flatten().collect())
     }
 
-    /// How two tables over the same rows (one counted dataset, one join) divide them: the rows
-    /// in each pair of their cells, and in each cell outside the other table (`None` on that
-    /// side). Decided by the data, whatever the contracts' spelling: a coarser banding, another
-    /// column that nests (street in district), a filter that keeps every row.
-    pub(crate) async fn crossing(&mut self, a: &OutputSpec, b: &OutputSpec) -> Result<Crossing, AuditError> {
+    /// How table `a` and each of `others` over the same rows (one counted dataset, one join)
+    /// divide them: per other table, the rows in each pair of their cells, and in each cell
+    /// outside the other table (`None` on that side). Decided by the data, whatever the
+    /// contracts' spelling: a coarser banding, another column that nests (street in district), a
+    /// filter that keeps every row. One scan, a grouping set per other table.
+    pub(crate) async fn crossings(
+        &mut self,
+        a: &OutputSpec,
+        others: &[&OutputSpec],
+    ) -> Result<Vec<Crossing>, AuditError> {
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A table that joins another dataset counts the rows that meet it; one that does not
+        // counts them all: both are read from the counted rows left-joined to it.
+        let join = std::iter::once(a).chain(others.iter().copied()).find_map(|s| s.join.clone());
+        if let Some(join) = &join {
+            self.ensure(dataset_of(&join.to))?;
+        }
         let kept = |spec: &OutputSpec| -> Result<String, AuditError> {
-            let conditions: Vec<String> = spec.filters.iter().map(|f| self.condition(f)).collect::<Result<_, _>>()?;
+            let mut conditions: Vec<String> =
+                spec.filters.iter().map(|f| self.condition(f)).collect::<Result<_, _>>()?;
+            if let Some(join) = &spec.join {
+                conditions.push(format!("{} IS NOT NULL", column(&join.to)));
+            }
             Ok(if conditions.is_empty() {
                 "true".to_owned()
             } else {
                 format!("coalesce({}, false)", conditions.join(" AND "))
             })
         };
-        let mut select = vec![format!("{} AS ia", kept(a)?), format!("{} AS ib", kept(b)?)];
-        let mut keys = vec!["ia".to_owned(), "ib".to_owned()];
-        for (side, spec) in [("a", a), ("b", b)] {
-            for (i, dim) in spec.dimensions.iter().enumerate() {
-                select.push(format!("{} AS {side}{i}", self.dimension(dim)?));
-                keys.push(format!("{side}{i}"));
-            }
+        let mut select = vec![format!("{} AS ia", kept(a)?)];
+        let mut mine = vec!["ia".to_owned()];
+        for (i, dim) in a.dimensions.iter().enumerate() {
+            select.push(format!("{} AS a{i}", self.dimension(dim)?));
+            mine.push(format!("a{i}"));
         }
+        // Each other table's flag (never NULL in its own grouping set, NULL in the others') and
+        // labels.
+        let mut theirs: Vec<Vec<String>> = Vec::new();
+        for (k, b) in others.iter().enumerate() {
+            select.push(format!("{} AS ib{k}", kept(b)?));
+            let mut set = vec![format!("ib{k}")];
+            for (i, dim) in b.dimensions.iter().enumerate() {
+                select.push(format!("{} AS b{k}_{i}", self.dimension(dim)?));
+                set.push(format!("b{k}_{i}"));
+            }
+            theirs.push(set);
+        }
+        let columns: Vec<String> = mine.iter().chain(theirs.iter().flatten()).cloned().collect();
+        let sets: Vec<String> = theirs.iter().map(|set| format!("({}, {})", mine.join(", "), set.join(", "))).collect();
+        let any: Vec<String> = (0..others.len()).map(|k| format!("ib{k}")).collect();
         let sql = format!(
-            "SELECT {keys}, count(*) AS n FROM (SELECT {} {}) crossing WHERE ia OR ib GROUP BY {keys}",
+            "SELECT {}, count(*) AS n FROM (SELECT {} {}) crossing WHERE ia OR {} GROUP BY GROUPING SETS ({})",
+            columns.join(", "),
             select.join(", "),
-            from(a),
-            keys = keys.join(", "),
+            match &join {
+                Some(join) => format!(
+                    "FROM {} LEFT JOIN {} ON {} = {}",
+                    quote(counted(a)),
+                    quote(dataset_of(&join.to)),
+                    column(&join.from),
+                    column(&join.to)
+                ),
+                None => from(a),
+            },
+            any.join(" OR "),
+            sets.join(", "),
         );
         let batches = self.query(sql).await?;
-        let mut parts = Vec::new();
+        let mut crossings: Vec<Crossing> = others.iter().map(|_| Crossing::default()).collect();
         for batch in &batches {
-            let (ia, ib) = (batch.column(0).as_boolean(), batch.column(1).as_boolean());
             let labels: Vec<Vec<Option<String>>> =
-                (2..keys.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
+                (0..columns.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
+            let ia = batch.column(0).as_boolean();
             let rows = integers(batch, "n")?;
-            let width = a.dimensions.len();
+            let at = |name: &str| columns.iter().position(|c| c == name).expect("a selected column");
             for r in 0..batch.num_rows() {
-                let key =
-                    |range: std::ops::Range<usize>| -> Key { labels[range].iter().map(|l| l[r].clone()).collect() };
-                parts.push(Part {
-                    a: ia.value(r).then(|| key(0..width)),
-                    b: ib.value(r).then(|| key(width..labels.len())),
-                    rows: rows[r],
-                });
+                let key = |names: &[String]| -> Key { names.iter().map(|n| labels[at(n)][r].clone()).collect() };
+                for (k, set) in theirs.iter().enumerate() {
+                    let ib = batch.column(at(&set[0])).as_boolean();
+                    if !ib.is_valid(r) {
+                        continue;
+                    }
+                    crossings[k].parts.push(Part {
+                        a: ia.value(r).then(|| key(&mine[1..])),
+                        b: ib.value(r).then(|| key(&set[1..])),
+                        rows: rows[r],
+                    });
+                }
             }
         }
-        Ok(Crossing { parts })
+        Ok(crossings)
     }
 
     fn column_type(&self, source: &str) -> Result<DataType, AuditError> {

@@ -117,6 +117,7 @@ mod tests {
             label: label.to_owned(),
             sketch: Sketch::default(),
             contributions: Vec::new(),
+            magnitudes: Vec::new(),
         };
         let (_, empty) = open(&path).unwrap();
         assert!(empty.is_empty());

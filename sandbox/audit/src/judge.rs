@@ -72,6 +72,10 @@ pub(crate) struct Judge<'a> {
     pub(crate) sketches: Vec<Vec<(String, Sketch)>>,
     /// Per row, per magnitude column: its units' (unit, total) pairs, sketched.
     pub(crate) contributions: Vec<Vec<(String, Sketch)>>,
+    /// Each host row's evidence (a table of cells; none for a model): for secondary suppression.
+    pub(crate) evidence: Vec<evidence::Cell>,
+    /// Differences with other cells that are dominated: judged after secondary suppression.
+    pub(crate) dominated: Vec<Dominated>,
     /// The module's declared values disagree with the host's.
     pub(crate) breach: bool,
 }
@@ -89,6 +93,8 @@ impl<'a> Judge<'a> {
             overrides: HashMap::new(),
             sketches: Vec::new(),
             contributions: Vec::new(),
+            evidence: Vec::new(),
+            dominated: Vec::new(),
             breach: false,
         }
     }
@@ -174,6 +180,7 @@ impl<'a> Judge<'a> {
                 pairs
             })
             .collect();
+        self.evidence = table.cells.values().cloned().collect();
         self.size(combinations.max(rows as u64));
         self.consistency(1e-9, filled);
         let rules = self.rules.clone();
@@ -488,7 +495,7 @@ impl<'a> Judge<'a> {
             .iter()
             .map(|k| k.iter().map(|v| v.as_ref().map_or(0, |s| s.len() as u64 + 1)).sum::<u64>())
             .sum::<u64>()
-            + rows * 24 * self.spec.measures.len() as u64;
+            .saturating_add(rows.saturating_mul(24).saturating_mul(self.spec.measures.len() as u64));
         if rows > self.rules.max_rows || bytes > self.rules.max_bytes {
             self.find(
                 None,
@@ -787,7 +794,7 @@ impl<'a> Judge<'a> {
         label: &str,
         earlier: &[ReleasedCell],
         this_run: &[ReleasedCell],
-    ) -> Vec<ReleasedCell> {
+    ) -> Vec<(usize, ReleasedCell)> {
         let limit = (self.rules.min_units as usize).saturating_sub(1).min(differencing::MAX_DIFFERENCE);
         // A unit whose total differs is two pairs apart: one gone, one new.
         let pair_limit = (2 * self.rules.min_units as usize).saturating_sub(1).min(differencing::MAX_DIFFERENCE);
@@ -796,7 +803,7 @@ impl<'a> Judge<'a> {
         for cell in earlier.iter().chain(this_run) {
             known.entry((cell.dataset.as_str(), cell.sketch.size)).or_default().push(cell);
         }
-        let mut passed: Vec<ReleasedCell> = Vec::new();
+        let mut passed: Vec<(usize, ReleasedCell)> = Vec::new();
         for r in 0..self.host.keys.len() {
             // Cells held for review may leave later: they are compared and kept too.
             if !matches!(self.cells[r], Verdict::Pass | Verdict::Review) || self.sketches[r].is_empty() {
@@ -811,7 +818,8 @@ impl<'a> Judge<'a> {
                 // share their units across the other columns' levels (the same households in
                 // every month), and no level's total leaves (its n does not).
                 let model = self.spec.model.is_some();
-                let this = passed.iter().filter(|c| !model && c.dataset == *dataset && sizes.contains(&c.sketch.size));
+                let this = (passed.iter().map(|(_, c)| c))
+                    .filter(|c| !model && c.dataset == *dataset && sizes.contains(&c.sketch.size));
                 known
                     .range((dataset.as_str(), *sizes.start())..=(dataset.as_str(), *sizes.end()))
                     .flat_map(|(_, cells)| cells.iter().copied())
@@ -843,6 +851,53 @@ impl<'a> Judge<'a> {
                         })
                     })
             });
+            let magnitudes: Vec<(String, [f64; 3])> = self.evidence.get(r).map_or_else(Vec::new, |c| {
+                let mut m: Vec<(String, [f64; 3])> =
+                    c.magnitudes.iter().map(|(column, m)| (column.clone(), [m.total, m.largest, m.second])).collect();
+                m.sort_by(|a, b| a.0.cmp(&b.0));
+                m
+            });
+            // Cells that hold all of another's units and ten to 48 more: their difference is a
+            // cell of its own, which must not be dominated. Noted, and judged once secondary
+            // suppression has run: a margin it recomputes no longer gives the difference.
+            let dominated = close.is_none().then(|| {
+                let (_, sketch) = sketches.iter().find(|(d, _)| d == counted)?;
+                if magnitudes.is_empty() || self.spec.model.is_some() {
+                    return None;
+                }
+                let lo = sketch.size.saturating_sub(differencing::MAX_DIFFERENCE as u64);
+                let hi = sketch.size.saturating_add(differencing::MAX_DIFFERENCE as u64);
+                let this = (passed.iter().map(|(_, c)| c)).filter(|c| c.dataset == counted);
+                known
+                    .range((counted, lo)..=(counted, hi))
+                    .flat_map(|(_, cells)| cells.iter().copied())
+                    .chain(this)
+                    .filter(|c| !c.magnitudes.is_empty())
+                    .find_map(|c| {
+                        let (bigger, smaller, mine_bigger) = if sketch.size > c.sketch.size {
+                            (sketch, &c.sketch, true)
+                        } else {
+                            (&c.sketch, sketch, false)
+                        };
+                        let extra = bigger.holds_all_of(smaller)?;
+                        magnitudes.iter().find_map(|(column, own)| {
+                            let (_, theirs) = c.magnitudes.iter().find(|(x, _)| x == column)?;
+                            let (big, small) = if mine_bigger { (own, theirs) } else { (theirs, own) };
+                            // The bigger cell's contributions above the smaller's largest are not
+                            // in the smaller: they are in the difference.
+                            let outside: Vec<f64> = [big[1], big[2]].into_iter().filter(|&x| x > small[1]).collect();
+                            let top: f64 = outside.iter().take(self.rules.dominance_n.max(1)).sum();
+                            let total = big[0] - small[0];
+                            (total > 0.0 && top > self.rules.dominance_k * total).then(|| Dominated {
+                                row: r,
+                                column: column.clone(),
+                                other: c.label.clone(),
+                                units: extra,
+                            })
+                        })
+                    })
+            });
+            self.dominated.extend(dominated.flatten());
             let cell = self.cell_name(r);
             if let Some(Close { other, dataset, units: d, column }) = close {
                 let k = self.rules.min_units;
@@ -872,11 +927,25 @@ impl<'a> Judge<'a> {
             }
             for (dataset, sketch) in sketches {
                 let contributions = if dataset == counted { mine.clone() } else { Vec::new() };
-                passed.push(ReleasedCell { dataset, label: format!("{label} [{cell}]"), sketch, contributions });
+                let magnitudes = if dataset == counted { magnitudes.clone() } else { Vec::new() };
+                passed.push((
+                    r,
+                    ReleasedCell { dataset, label: format!("{label} [{cell}]"), sketch, contributions, magnitudes },
+                ));
             }
         }
         passed
     }
+}
+
+/// A cell that, with an earlier one it holds or that holds it, differs by a few units whose
+/// values of `column` a few of them dominate.
+#[derive(Debug, Clone)]
+pub(crate) struct Dominated {
+    pub(crate) row: usize,
+    pub(crate) column: String,
+    pub(crate) other: String,
+    pub(crate) units: usize,
 }
 
 /// A released cell too close to one of the table's.

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use sandbox_catalog::{Catalog, Constraint, Variant};
-use sandbox_runner::manifest::{Manifest, OutputSpec, Statistic, dataset_of};
+use sandbox_runner::manifest::{Manifest, Measure, OutputSpec, Statistic, dataset_of};
 use sandbox_runner::{OutputTable, RunRecord};
 use serde::Serialize;
 
@@ -143,7 +143,7 @@ pub struct ReleasedTable {
 
 /// A released cell's privacy units, as differencing keeps them: a sketch, never the units.
 /// The caller keeps every audit's [`Audit::cells`] and passes them to later audits.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReleasedCell {
     /// The dataset whose privacy units the cell counts.
     pub dataset: String,
@@ -154,6 +154,11 @@ pub struct ReleasedCell {
     /// sketched: a later cell of the same units is compared on them too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contributions: Vec<(String, Sketch)>,
+    /// Per magnitude column: the cell's total and its two largest contributions. Inside the
+    /// domain, like the whole history: a later cell that holds all of this one's units and a few
+    /// more must not leave a dominated difference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub magnitudes: Vec<(String, [f64; 3])>,
 }
 
 /// A table released earlier, as later audits relate their tables to it: its contract with the
@@ -265,10 +270,12 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         &request.record.parameters,
         request.hasher,
     )?;
-    let mut cells = Vec::new();
     let sensitive = sensitive_columns(request.catalog, &manifest.datasets);
     let mut judged = Vec::new();
-    let mut held_cells: HashMap<String, Vec<ReleasedCell>> = HashMap::new();
+    // Cells that pass differencing, by (table, row): kept for later audits once it is known
+    // that their row leaves.
+    let mut cells: Vec<(usize, usize, ReleasedCell)> = Vec::new();
+    let mut held_cells: HashMap<String, Vec<(usize, usize, ReleasedCell)>> = HashMap::new();
     for spec in &manifest.outputs {
         let Some(table) = request.tables.iter().find(|t| t.name == spec.name) else {
             return Err(AuditError::Evidence(format!("the run wrote no table {}", spec.name)));
@@ -310,15 +317,30 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         }
         let label = label_of(request.record, spec);
         // Compared with this run's earlier tables, held ones too: they leave if approved.
-        let this_run: Vec<ReleasedCell> = cells.iter().chain(held_cells.values().flatten()).cloned().collect();
-        let passed = judge.differencing(&label, &request.earlier.cells, &this_run);
+        let this_run: Vec<ReleasedCell> =
+            cells.iter().chain(held_cells.values().flatten()).map(|(_, _, c)| c.clone()).collect();
+        let t = judged.len();
+        let passed: Vec<(usize, usize, ReleasedCell)> = (judge.differencing(&label, &request.earlier.cells, &this_run))
+            .into_iter()
+            .map(|(r, c)| (t, r, c))
+            .collect();
         let outcome = judge.outcome();
         if outcome <= Verdict::Suppressed {
             cells.extend(passed);
         } else if outcome == Verdict::Review {
             held_cells.insert(spec.name.clone(), passed);
         }
-        let Judge { host, findings, cells: verdicts, suppressed, overrides, breach, .. } = judge;
+        let Judge {
+            host,
+            findings,
+            cells: verdicts,
+            suppressed,
+            overrides,
+            breach,
+            evidence: cells_evidence,
+            dominated,
+            ..
+        } = judge;
         judged.push(Judged {
             name: spec.name.clone(),
             fixed: false,
@@ -331,6 +353,8 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             overrides,
             dp,
             breach,
+            cells: cells_evidence,
+            dominated,
         });
     }
 
@@ -359,8 +383,14 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
     for earlier in &request.earlier.tables {
         judged.push(Judged::earlier(earlier, request.policy));
     }
-    let relations = relations(&judged, &mut evidence).await?;
+    let relations = relations(&judged, &request.record.parameters, &mut evidence).await?;
     margins(&mut judged, &relations);
+    // A cell withheld now can expose another through a margin: the margins again.
+    let this_run: HashMap<String, (usize, usize)> =
+        (cells.iter().chain(held_cells.values().flatten())).map(|(t, r, c)| (c.label.clone(), (*t, *r))).collect();
+    if dominated_differences(&mut judged, &this_run) {
+        margins(&mut judged, &relations);
+    }
     judged.truncate(ours);
     if breach.is_empty() {
         add_noise(&mut judged, request.policy)?;
@@ -368,6 +398,12 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
     let mut tables = Vec::new();
     let mut released = Vec::new();
     let mut held = Vec::new();
+    // A cell withheld after differencing (secondary suppression) never left: it is not kept.
+    // Its totals are kept only where they left as they are (not recomputed).
+    let cells = (cells.into_iter())
+        .filter(|&(t, r, _)| leaves(&judged[t], r))
+        .map(|(t, r, c)| kept_as_left(&judged[t], r, c))
+        .collect();
     let mut history = History { cells, tables: Vec::new() };
     for j in judged {
         let outcome = j.outcome();
@@ -401,7 +437,10 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
                     batch: release(j.spec, &j.host, &shown, &j.overrides)?,
                 },
                 history: History {
-                    cells: held_cells.remove(&j.spec.name).unwrap_or_default(),
+                    cells: (held_cells.remove(&j.spec.name).unwrap_or_default().into_iter())
+                        .filter(|&(_, r, _)| leaves(&j, r))
+                        .map(|(_, r, c)| kept_as_left(&j, r, c))
+                        .collect(),
                     tables: earlier.into_iter().collect(),
                 },
             });
@@ -411,6 +450,49 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
     let report = AuditReport::new(request.record, request.policy.sha256(), !breach.is_empty(), tables);
     let released_report = ReleasedReport::of(&report);
     Ok(Audit { report, released_report, released, history, breach, held, key: request.hasher.clone() })
+}
+
+/// A cell whose difference with another (which it holds, or which holds it) a few units
+/// dominate is withheld, where it would leave with its own figure of that column: a sum that
+/// secondary suppression recomputed no longer gives the difference.
+fn dominated_differences(judged: &mut [Judged<'_>], this_run: &HashMap<String, (usize, usize)>) -> bool {
+    let mut changed = false;
+    for t in 0..judged.len() {
+        for d in std::mem::take(&mut judged[t].dominated) {
+            // An earlier release keeps the figures of cells that left their own totals only.
+            let other = this_run.get(&d.other).is_none_or(|&(u, q)| judged[u].leaves_total(q, &d.column));
+            if !judged[t].leaves_total(d.row, &d.column) || !other {
+                continue;
+            }
+            let table = &mut judged[t];
+            let name = judge::label(&table.host.keys[d.row]);
+            let (other, units, column) = (&d.other, d.units, &d.column);
+            table.verdicts[d.row] = table.verdicts[d.row].max(Verdict::Suppressed);
+            table.suppressed[d.row] = true;
+            changed = true;
+            table.findings.push(CellFinding {
+                row: Some(d.row),
+                column: None,
+                rule: Rule::Differencing,
+                verdict: Verdict::Suppressed,
+                en: format!("[{name}] it and {other} differ by {units} privacy units whose {column} a few of them dominate: subtracting one cell from the other would reveal them"),
+                zh: format!("[{name}] 与 {other} 相差 {units} 个隐私单元，其 {column} 由少数单位支配：两者相减即可推出这些单位"),
+            });
+        }
+    }
+    changed
+}
+
+/// `cell` (row `r` of `table`) as the history keeps it: its totals only for the columns whose
+/// sums leave unchanged.
+fn kept_as_left(table: &Judged<'_>, r: usize, mut cell: ReleasedCell) -> ReleasedCell {
+    cell.magnitudes.retain(|(column, _)| table.leaves_total(r, column));
+    cell
+}
+
+/// Whether row `r` of `table` leaves (or would, approved): some figure of it is shown.
+fn leaves(table: &Judged<'_>, r: usize) -> bool {
+    (0..table.spec.measures.len()).any(|j| table.shown(j, r).is_some())
 }
 
 /// A release's table, as the history and the internal report name it.
@@ -435,6 +517,10 @@ struct Judged<'a> {
     /// What differential privacy releases instead of the host's figures, if its dataset asks.
     dp: Option<DpTable>,
     breach: bool,
+    /// Each row's evidence (none for a model or an earlier table).
+    cells: Vec<evidence::Cell>,
+    /// Its differences with other cells that a few units dominate.
+    dominated: Vec<judge::Dominated>,
 }
 
 /// A table released under differential privacy: the host's figures, before noise.
@@ -523,6 +609,8 @@ impl<'a> Judged<'a> {
             overrides: HashMap::new(),
             dp: None,
             breach: false,
+            cells: Vec::new(),
+            dominated: Vec::new(),
         }
     }
 
@@ -560,17 +648,19 @@ impl<'a> Judged<'a> {
     }
 }
 
-/// Cells of two tables that hold the same rows: a group of `x`'s and `y`'s cells linked by
-/// shared rows in the crossing, none with rows outside the other table. Either side's cells add
-/// up to the other's.
+/// Cells of two tables that hold nearly the same rows: a group of `x`'s and `y`'s cells linked
+/// by shared rows in the crossing, with fewer rows outside the other table than a cell needs
+/// units. Either side's cells add up to the other's, but for those few rows.
 #[derive(Debug)]
 struct Component {
     x: Vec<usize>,
     y: Vec<usize>,
 }
 
-/// The components of two tables' crossing ([`Component`]); cells without rows are in none.
-fn components(x: &HostTable, y: &HostTable, crossing: &evidence::Crossing) -> Vec<Component> {
+/// The components of two tables' crossing ([`Component`]) with at most `slack` rows outside the
+/// other table; cells without rows are in none. A filter that drops one row of a withheld cell
+/// from its margin leaves a margin that still gives the cell back, but for that row.
+fn components(x: &HostTable, y: &HostTable, crossing: &evidence::Crossing, slack: u64) -> Vec<Component> {
     let index =
         |keys: &[Key]| -> HashMap<Key, usize> { keys.iter().cloned().enumerate().map(|(i, k)| (k, i)).collect() };
     let (xs, ys) = (index(&x.keys), index(&y.keys));
@@ -584,7 +674,7 @@ fn components(x: &HostTable, y: &HostTable, crossing: &evidence::Crossing) -> Ve
         }
         i
     }
-    let mut open = vec![false; parent.len()];
+    let mut open = vec![0u64; parent.len()];
     let mut filled = vec![false; parent.len()];
     for part in crossing.parts.iter().filter(|p| p.rows > 0) {
         // A label a table does not have (an earlier table, on data that changed since) is
@@ -597,19 +687,24 @@ fn components(x: &HostTable, y: &HostTable, crossing: &evidence::Crossing) -> Ve
                 let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
                 parent[ra] = rb;
             }
-            (Some(one), None) | (None, Some(one)) => (filled[one], open[one]) = (true, true),
+            (Some(one), None) | (None, Some(one)) => {
+                filled[one] = true;
+                open[one] += part.rows;
+            }
             (None, None) => {}
         }
     }
-    let mut groups: BTreeMap<usize, (Component, bool)> = BTreeMap::new();
+    let mut groups: BTreeMap<usize, (Component, u64)> = BTreeMap::new();
     for i in (0..parent.len()).filter(|&i| filled[i]) {
         let r = root(&mut parent, i);
-        let (component, open_group) =
-            groups.entry(r).or_insert_with(|| (Component { x: Vec::new(), y: Vec::new() }, false));
-        *open_group |= open[i];
+        let (component, outside) = groups.entry(r).or_insert_with(|| (Component { x: Vec::new(), y: Vec::new() }, 0));
+        *outside += open[i];
         if i < nx { component.x.push(i) } else { component.y.push(i - nx) }
     }
-    groups.into_values().filter(|(c, open)| !open && !c.x.is_empty() && !c.y.is_empty()).map(|(c, _)| c).collect()
+    (groups.into_values())
+        .filter(|(c, outside)| *outside <= slack && !c.x.is_empty() && !c.y.is_empty())
+        .map(|(c, _)| c)
+        .collect()
 }
 
 /// Secondary suppression, across the tables that leave now or after review and the tables
@@ -698,9 +793,43 @@ struct Secondary {
     from: BTreeSet<String>,
 }
 
-/// What one component asks where table `d` hides a cell of it (`hidden`: by a rule of its
-/// own): (table, measure, row, value, the table it is judged against). `mine` are table `m`'s
-/// cells of the component, `theirs` `d`'s. See [`margins`].
+/// What a measure adds up to, for relating tables: counts to counts, sums — and the means and
+/// ratios made from them, a mean times a rounded count being nearly a sum — to sums of the same
+/// column. Other statistics add up to nothing.
+fn quantity(m: &Measure) -> Option<String> {
+    match m.statistic {
+        Statistic::Count => Some("count".to_owned()),
+        Statistic::Sum | Statistic::Mean | Statistic::Ratio => Some(format!("sum {}", m.of)),
+        _ => None,
+    }
+}
+
+impl Judged<'_> {
+    /// Whether row `r` withholds (by `hidden`) a figure of quantity `q`.
+    fn hides(&self, r: usize, q: &str, hidden: &dyn Fn(usize, usize) -> bool) -> bool {
+        (self.spec.measures.iter().enumerate()).any(|(j, m)| quantity(m).as_deref() == Some(q) && hidden(j, r))
+    }
+
+    /// Whether row `r` leaves its own total of `column`, not one secondary suppression recomputed.
+    fn leaves_total(&self, r: usize, column: &str) -> bool {
+        let q = format!("sum {column}");
+        (self.spec.measures.iter().enumerate())
+            .filter(|(_, m)| quantity(m).as_deref() == Some(q.as_str()))
+            .any(|(j, _)| self.shown(j, r).is_some() && !self.overrides.contains_key(&(j, r)))
+    }
+
+    /// Whether row `r` shows a figure of quantity `q`.
+    fn shows(&self, r: usize, q: &str) -> bool {
+        (self.spec.measures.iter().enumerate())
+            .any(|(j, m)| quantity(m).as_deref() == Some(q) && self.shown(j, r).is_some())
+    }
+}
+
+/// What one component asks where table `d` hides a figure in it by a rule of its own
+/// (`hidden`): (table, measure, row, value, the table it is judged against). `mine` are table
+/// `m`'s cells of the component, `theirs` `d`'s. Quantity by quantity: a count hidden in `d` is
+/// given back only by counts of `m`, a sum only by sums (means, ratios) of the same column. See
+/// [`margins`].
 fn relate(
     judged: &[Judged<'_>],
     m: usize,
@@ -710,15 +839,17 @@ fn relate(
     hidden: &dyn Fn(usize, usize) -> bool,
 ) -> Vec<(usize, usize, usize, Option<f64>, usize)> {
     let (table, other) = (&judged[m], &judged[d]);
-    // What adds up: counts, sums, and means and ratios (a mean times a rounded count).
-    let additive = |s: Statistic| matches!(s, Statistic::Count | Statistic::Sum | Statistic::Mean | Statistic::Ratio);
-    let hides = |t: &Judged<'_>, r: usize, hidden: &dyn Fn(usize, usize) -> bool| {
-        t.spec.measures.iter().enumerate().any(|(j, x)| additive(x.statistic) && hidden(j, r))
-    };
-    if !theirs.iter().any(|&r| hides(other, r, hidden)) {
+    // The quantities `d` hides here that `m` has.
+    let mut quantities: Vec<String> = other.spec.measures.iter().filter_map(quantity).collect();
+    quantities.sort();
+    quantities.dedup();
+    quantities.retain(|q| {
+        theirs.iter().any(|&r| other.hides(r, q, hidden))
+            && table.spec.measures.iter().any(|x| quantity(x).as_deref() == Some(q.as_str()))
+    });
+    if quantities.is_empty() {
         return Vec::new();
     }
-    let shows_all = !mine.iter().any(|&r| hides(table, r, &|j, r| table.shown(j, r).is_none()));
     // Every figure of `t`'s `rows` still shown, withheld.
     let withhold = |t: usize, rows: &[usize], from: usize| -> Vec<(usize, usize, usize, Option<f64>, usize)> {
         let table = &judged[t];
@@ -728,32 +859,39 @@ fn relate(
             .map(|(j, r)| (t, j, r, None, from))
             .collect()
     };
+    let shows_all = |q: &str| mine.iter().all(|&r| table.shows(r, q));
     match (table.fixed, other.fixed) {
-        // A margin of this run: recomputed from what the other side shows.
+        // A margin of this run: its counts and sums recomputed from what the other side shows,
+        // its other figures of those quantities withheld — unless the other side shows none of
+        // them: the margin is then the total of all of them, which passed its own rules.
         (false, _) if mine.len() == 1 => {
             let r = mine[0];
-            // Nothing of the other side shown: the margin is the whole of what it hides, and it
-            // passed its own rules.
-            if theirs.iter().all(|&x| hides(other, x, &|j, x| other.shown(j, x).is_none())) {
-                return Vec::new();
-            }
-            let withheld = |dj: usize| theirs.iter().filter(|&&x| hidden(dj, x)).count();
+            let shown_any = |q: &str| theirs.iter().any(|&x| other.shows(x, q));
             let mut changes = Vec::new();
             for (j, measure) in table.spec.measures.iter().enumerate() {
-                let dj = other.spec.measures.iter().position(|x| match measure.statistic {
-                    Statistic::Count => x.statistic == Statistic::Count,
-                    Statistic::Sum => x.statistic == Statistic::Sum && x.of == measure.of,
-                    _ => false,
-                });
-                // A count or sum the other side has: the sum of its shown cells, if any.
-                // Anything else would give the withheld cells back with the recomputed ones.
-                let value = match dj {
-                    Some(dj) if withheld(dj) == 0 => continue,
-                    Some(dj) => {
-                        let shown: Vec<f64> = theirs.iter().filter_map(|&x| other.shown(dj, x)).collect();
-                        (!shown.is_empty()).then(|| shown.iter().sum())
+                let value = match quantity(measure) {
+                    Some(q) if quantities.contains(&q) => {
+                        if !shown_any(&q) {
+                            continue;
+                        }
+                        let dj = other.spec.measures.iter().position(|x| {
+                            matches!(measure.statistic, Statistic::Count | Statistic::Sum)
+                                && x.statistic == measure.statistic
+                                && quantity(x) == quantity(measure)
+                        });
+                        match dj {
+                            Some(dj) => {
+                                let shown: Vec<f64> = theirs.iter().filter_map(|&x| other.shown(dj, x)).collect();
+                                (!shown.is_empty()).then(|| shown.iter().sum())
+                            }
+                            None => None,
+                        }
                     }
-                    None => None,
+                    Some(_) => continue,
+                    // Extremes and quantiles of a margin whose detail hides something, beside
+                    // recomputed counts and sums: withheld, as before.
+                    None if quantities.iter().any(|q| shown_any(q)) => None,
+                    None => continue,
                 };
                 // A figure withheld by a rule of its own stays withheld.
                 if table.shown(j, r).is_some_and(|shown| Some(shown) != value) {
@@ -762,20 +900,68 @@ fn relate(
             }
             changes
         }
-        // Another split of the same rows, of this run.
-        (false, _) if shows_all => withhold(m, mine, d),
-        // Released earlier, the whole of the other side: it cannot change, so the hiding side
-        // gives nothing of the component.
-        (true, false) if shows_all => withhold(d, theirs, m),
+        // Another split of the same rows, of this run: where it shows all of a quantity the
+        // other hides, it is withheld here.
+        (false, _) if quantities.iter().any(|q| shows_all(q)) => withhold(m, mine, d),
+        // Released earlier, all of a quantity the new table hides part of: it cannot change, so
+        // the new table withholds the cheapest further cells that leave what it hides a group
+        // of at least two cells that passes the threshold and dominance rules as one.
+        (true, false) => {
+            let mut changes = Vec::new();
+            for q in quantities.iter().filter(|q| shows_all(q)) {
+                for r in complement(other, theirs, q) {
+                    changes.extend(withhold(d, &[r], m));
+                }
+            }
+            changes
+        }
         _ => Vec::new(),
     }
 }
 
+/// The cells of `table` among `rows` to withhold besides those that withhold quantity `q`, so
+/// that what they withhold together — which a released total of all `rows` gives back — is at
+/// least two cells, of at least `min_units` units, not dominated: the smallest first (fewest
+/// units, then first in the table), so the same cells are chosen every time.
+fn complement(table: &Judged<'_>, rows: &[usize], q: &str) -> Vec<usize> {
+    let rules = &table.rules;
+    let column = q.strip_prefix("sum ");
+    let safe = |group: &[usize]| {
+        let cells: Vec<&evidence::Cell> = group.iter().filter_map(|&r| table.cells.get(r)).collect();
+        let units: u64 = cells.iter().map(|c| c.units).sum();
+        let dominated = column.is_some_and(|column| {
+            let total: f64 = cells.iter().filter_map(|c| c.magnitudes.get(column)).map(|m| m.total).sum();
+            let mut top: Vec<f64> =
+                (cells.iter().filter_map(|c| c.magnitudes.get(column))).flat_map(|m| [m.largest, m.second]).collect();
+            top.sort_by(|a, b| b.total_cmp(a));
+            let n = rules.dominance_n.max(1);
+            total > 0.0 && top.iter().take(n).sum::<f64>() > rules.dominance_k * total
+        });
+        group.len() >= 2 && units >= rules.min_units && !dominated
+    };
+    let mut group: Vec<usize> =
+        rows.iter().copied().filter(|&r| table.hides(r, q, &|j, r| table.shown(j, r).is_none())).collect();
+    let mut candidates: Vec<usize> = rows.iter().copied().filter(|r| !group.contains(r)).collect();
+    candidates.sort_by_key(|&r| (table.cells.get(r).map_or(0, |c| c.units), r));
+    let mut added = Vec::new();
+    for r in candidates {
+        if safe(&group) {
+            break;
+        }
+        group.push(r);
+        added.push(r);
+    }
+    added
+}
+
 /// The components of every pair of tables that may give each other's withheld cells back:
 /// tables that leave, over the same rows (one counted dataset, one join), one of them of this
-/// run, one of them withholding something.
+/// run, one of them withholding something. A table of this run is crossed with all its partners
+/// in one scan; with a table released earlier under the same contract (the same run asked
+/// again), each cell is the other's and no scan is needed.
 async fn relations(
     judged: &[Judged<'_>],
+    parameters: &[(String, String)],
     evidence: &mut Evidence<'_>,
 ) -> Result<BTreeMap<(usize, usize), Vec<Component>>, AuditError> {
     let leaving = |t: &Judged<'_>| {
@@ -787,21 +973,65 @@ async fn relations(
     let withholds =
         |t: &Judged<'_>| (0..t.host.keys.len()).any(|r| (0..t.spec.measures.len()).any(|j| t.shown(j, r).is_none()));
     let mut relations = BTreeMap::new();
-    for a in 0..judged.len() {
-        for b in a + 1..judged.len() {
-            let (x, y) = (&judged[a], &judged[b]);
-            if (x.fixed && y.fixed)
-                || !leaving(x)
-                || !leaving(y)
-                || evidence::from(x.spec) != evidence::from(y.spec)
-                || !(withholds(x) || withholds(y))
-            {
+    for a in (0..judged.len()).filter(|&a| !judged[a].fixed && leaving(&judged[a])) {
+        let x = &judged[a];
+        let resolved = evidence::resolve(x.spec, parameters)?;
+        let mut partners = Vec::new();
+        for b in (a + 1..judged.len()).filter(|&b| leaving(&judged[b])) {
+            let y = &judged[b];
+            // The same counted rows, joined alike or one of them not at all.
+            let joins = match (&x.spec.join, &y.spec.join) {
+                (Some(p), Some(q)) => p == q,
+                _ => true,
+            };
+            if evidence::counted(x.spec) != evidence::counted(y.spec) || !joins || !(withholds(x) || withholds(y)) {
                 continue;
             }
-            let crossing = evidence.crossing(x.spec, y.spec).await?;
-            let found = components(&x.host, &y.host, &crossing);
-            if !found.is_empty() {
-                relations.insert((a, b), found);
+            let alike = |b: &OutputSpec| {
+                b.dimensions == resolved.dimensions && b.filters == resolved.filters && b.join == resolved.join
+            };
+            if y.fixed && alike(y.spec) {
+                let rows: HashMap<&Key, usize> = y.host.keys.iter().enumerate().map(|(s, k)| (k, s)).collect();
+                let same: Vec<Component> = (x.host.keys.iter().enumerate())
+                    .filter(|&(r, _)| x.host.units[r] > 0)
+                    .filter_map(|(r, key)| rows.get(key).map(|&s| Component { x: vec![r], y: vec![s] }))
+                    .collect();
+                relations.insert((a, b), same);
+                continue;
+            }
+            partners.push(b);
+        }
+        // One scan per join the partners read the rows through (this table's, or another's
+        // where this table joins nothing); tables that divide the rows alike (a product released
+        // every month) share a crossing.
+        let join_of = |b: usize| x.spec.join.as_ref().or(judged[b].spec.join.as_ref());
+        let mut joins: Vec<Option<&sandbox_runner::manifest::Join>> = Vec::new();
+        for &b in &partners {
+            if !joins.contains(&join_of(b)) {
+                joins.push(join_of(b));
+            }
+        }
+        for join in joins {
+            let group: Vec<usize> = partners.iter().copied().filter(|&b| join_of(b) == join).collect();
+            let mut specs: Vec<&OutputSpec> = Vec::new();
+            let mut crossing_of = Vec::new();
+            for &b in &group {
+                let spec = judged[b].spec;
+                let same = |o: &&OutputSpec| {
+                    o.dimensions == spec.dimensions && o.filters == spec.filters && o.join == spec.join
+                };
+                crossing_of.push(specs.iter().position(same).unwrap_or_else(|| {
+                    specs.push(spec);
+                    specs.len() - 1
+                }));
+            }
+            let crossings = evidence.crossings(x.spec, &specs).await?;
+            for (b, c) in group.into_iter().zip(crossing_of) {
+                let slack = x.rules.min_units.max(judged[b].rules.min_units).saturating_sub(1);
+                let found = components(&x.host, &judged[b].host, &crossings[c], slack);
+                if !found.is_empty() {
+                    relations.insert((a, b), found);
+                }
             }
         }
     }

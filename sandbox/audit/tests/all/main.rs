@@ -2,6 +2,7 @@
 //! generated city, and the cross-check against ACRO on both.
 
 mod acro;
+mod attacks;
 mod boundary;
 mod differencing;
 mod dp;

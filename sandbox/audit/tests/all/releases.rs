@@ -17,12 +17,12 @@ use crate::rules::{catalog, cell, released};
 use crate::{audit_tables, output_table};
 
 /// The key of the history every case shares: one per domain.
-fn hasher() -> UnitHasher {
+pub(crate) fn hasher() -> UnitHasher {
     UnitHasher::new(&[7; 32])
 }
 
 /// A table the module leaves empty: it claims nothing, and the host's table leaves.
-fn empty(name: &str, dims: &[&str]) -> OutputTable {
+pub(crate) fn empty(name: &str, dims: &[&str]) -> OutputTable {
     let mut columns: Vec<(&str, ArrayRef)> =
         dims.iter().map(|d| (*d, Arc::new(StringArray::from(Vec::<String>::new())) as ArrayRef)).collect();
     columns.push(("shops", Arc::new(Int64Array::from(Vec::<i64>::new()))));
@@ -31,7 +31,7 @@ fn empty(name: &str, dims: &[&str]) -> OutputTable {
 }
 
 /// One run of one table `name` by `dims` with `filters`, after `earlier`.
-fn run(name: &str, dims: &[&str], filters: &str, earlier: &History) -> Audit {
+pub(crate) fn run(name: &str, dims: &[&str], filters: &str, earlier: &History) -> Audit {
     let manifest = format!("{HEADER}{}", output(name, dims, filters));
     audit_tables(catalog(), &manifest, &[empty(name, dims)], &AuditPolicy::default(), &hasher(), earlier)
 }
@@ -209,4 +209,19 @@ fn perturbation_is_set_per_dataset_and_is_not_combined_with_differential_privacy
     assert!(AuditPolicy::parse(both).unwrap_err().en.contains("alternatives"));
     let wide = AuditPolicy::parse("[datasets.shops.perturbation]\nmax_deviation = 2\nvariance = 4.0\n").unwrap_err();
     assert!(wide.en.contains("below max_deviation squared"), "{wide}");
+}
+
+#[test]
+fn a_table_is_related_to_several_earlier_tables_at_once() {
+    // Why: one scan crosses the new table with every earlier one (a grouping set each); the
+    // margin must come out the same against each of them, and a repeat of an earlier contract
+    // (related without a scan) must change nothing.
+    let mut history = audit(&[&["district", "street"]], &hasher(), &History::default()).history;
+    history.extend(audit(&[&["street"]], &hasher(), &history).history);
+    history.extend(audit(&[&["district", "street"]], &hasher(), &history).history);
+    assert_eq!(history.tables.len(), 3);
+    let margin = audit(&[&["district"]], &hasher(), &history);
+    assert_eq!(released(&margin, 0, "H", 2), Some(100.0), "{}", margin.report_text());
+    assert_eq!(released(&margin, 0, "H", 1), Some(10.0));
+    assert_eq!(released(&margin, 0, "D", 2), Some(100.0));
 }
