@@ -975,7 +975,7 @@ impl<'a> Evidence<'a> {
     /// divide them: per other table, the rows in each pair of their cells, and in each cell
     /// outside the other table (`None` on that side). Decided by the data, whatever the
     /// contracts' spelling: a coarser banding, another column that nests (street in district), a
-    /// filter that keeps every row. One scan, a grouping set per other table.
+    /// filter that keeps every row. One scan and one grouping, however many other tables.
     pub(crate) async fn crossings(
         &mut self,
         a: &OutputSpec,
@@ -1002,30 +1002,36 @@ impl<'a> Evidence<'a> {
                 format!("coalesce({}, false)", conditions.join(" AND "))
             })
         };
-        let mut select = vec![format!("{} AS ia", kept(a)?)];
-        let mut mine = vec!["ia".to_owned()];
-        for (i, dim) in a.dimensions.iter().enumerate() {
-            select.push(format!("{} AS a{i}", self.dimension(dim)?));
-            mine.push(format!("a{i}"));
-        }
-        // Each other table's flag (never NULL in its own grouping set, NULL in the others') and
-        // labels.
-        let mut theirs: Vec<Vec<String>> = Vec::new();
-        for (k, b) in others.iter().enumerate() {
-            select.push(format!("{} AS ib{k}", kept(b)?));
-            let mut set = vec![format!("ib{k}")];
-            for (i, dim) in b.dimensions.iter().enumerate() {
-                select.push(format!("{} AS b{k}_{i}", self.dimension(dim)?));
-                set.push(format!("b{k}_{i}"));
+        // One grouping by every distinct label expression and flag of all the tables (the finest
+        // grain they share), rolled up here per partner: one hash aggregation over the rows,
+        // however many partners.
+        let mut labels_sql: Vec<String> = Vec::new();
+        let mut flags_sql: Vec<String> = Vec::new();
+        let index = |list: &mut Vec<String>, expr: String| match list.iter().position(|e| *e == expr) {
+            Some(i) => i,
+            None => {
+                list.push(expr);
+                list.len() - 1
             }
-            theirs.push(set);
-        }
-        let columns: Vec<String> = mine.iter().chain(theirs.iter().flatten()).cloned().collect();
-        let sets: Vec<String> = theirs.iter().map(|set| format!("({}, {})", mine.join(", "), set.join(", "))).collect();
-        let any: Vec<String> = (0..others.len()).map(|k| format!("ib{k}")).collect();
+        };
+        let mut layout = |spec: &OutputSpec| -> Result<(usize, Vec<usize>), AuditError> {
+            let flag = index(&mut flags_sql, kept(spec)?);
+            let dims = (spec.dimensions.iter())
+                .map(|d| Ok(index(&mut labels_sql, self.dimension(d)?)))
+                .collect::<Result<_, AuditError>>()?;
+            Ok((flag, dims))
+        };
+        let mine = layout(a)?;
+        let theirs: Vec<(usize, Vec<usize>)> = others.iter().map(|b| layout(b)).collect::<Result<_, _>>()?;
+        let mut select: Vec<String> = flags_sql.iter().enumerate().map(|(i, e)| format!("{e} AS f{i}")).collect();
+        select.extend(labels_sql.iter().enumerate().map(|(i, e)| format!("{e} AS e{i}")));
+        let columns: Vec<String> = (0..flags_sql.len())
+            .map(|i| format!("f{i}"))
+            .chain((0..labels_sql.len()).map(|i| format!("e{i}")))
+            .collect();
+        let any: Vec<String> = (0..flags_sql.len()).map(|i| format!("f{i}")).collect();
         let sql = format!(
-            "SELECT {}, count(*) AS n FROM (SELECT {} {}) crossing WHERE ia OR {} GROUP BY GROUPING SETS ({})",
-            columns.join(", "),
+            "SELECT {columns}, count(*) AS n FROM (SELECT {} {}) crossing WHERE {} GROUP BY {columns}",
             select.join(", "),
             match &join {
                 Some(join) => format!(
@@ -1038,31 +1044,34 @@ impl<'a> Evidence<'a> {
                 None => from(a),
             },
             any.join(" OR "),
-            sets.join(", "),
+            columns = columns.join(", "),
         );
         let batches = self.query(sql).await?;
-        let mut crossings: Vec<Crossing> = others.iter().map(|_| Crossing::default()).collect();
+        // Per partner: rows by (this table's cell, the partner's cell), `None` outside.
+        type Sides = (Option<Key>, Option<Key>);
+        let mut rolled: Vec<HashMap<Sides, u64>> = others.iter().map(|_| HashMap::new()).collect();
         for batch in &batches {
-            let labels: Vec<Vec<Option<String>>> =
-                (0..columns.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
-            let ia = batch.column(0).as_boolean();
+            let flags: Vec<&BooleanArray> = (0..flags_sql.len()).map(|i| batch.column(i).as_boolean()).collect();
+            let labels: Vec<Vec<Option<String>>> = (0..labels_sql.len())
+                .map(|i| strings(std::slice::from_ref(batch), flags_sql.len() + i))
+                .collect::<Result<_, _>>()?;
             let rows = integers(batch, "n")?;
-            let at = |name: &str| columns.iter().position(|c| c == name).expect("a selected column");
             for r in 0..batch.num_rows() {
-                let key = |names: &[String]| -> Key { names.iter().map(|n| labels[at(n)][r].clone()).collect() };
-                for (k, set) in theirs.iter().enumerate() {
-                    let ib = batch.column(at(&set[0])).as_boolean();
-                    if !ib.is_valid(r) {
+                let key = |dims: &[usize]| -> Key { dims.iter().map(|&i| labels[i][r].clone()).collect() };
+                let ia = flags[mine.0].value(r);
+                for (k, (flag, dims)) in theirs.iter().enumerate() {
+                    let ib = flags[*flag].value(r);
+                    if !ia && !ib {
                         continue;
                     }
-                    crossings[k].parts.push(Part {
-                        a: ia.value(r).then(|| key(&mine[1..])),
-                        b: ib.value(r).then(|| key(&set[1..])),
-                        rows: rows[r],
-                    });
+                    let part = (ia.then(|| key(&mine.1)), ib.then(|| key(dims)));
+                    *rolled[k].entry(part).or_default() += rows[r];
                 }
             }
         }
+        let crossings: Vec<Crossing> = (rolled.into_iter())
+            .map(|parts| Crossing { parts: parts.into_iter().map(|((a, b), rows)| Part { a, b, rows }).collect() })
+            .collect();
         Ok(crossings)
     }
 
