@@ -655,6 +655,9 @@ impl<'a> Judged<'a> {
 struct Component {
     x: Vec<usize>,
     y: Vec<usize>,
+    /// Rows of the component outside the other table (fewer than a cell needs units): what one
+    /// side's total less the other's gives — a small group of its own.
+    outside: u64,
 }
 
 /// The components of two tables' crossing ([`Component`]) with at most `slack` rows outside the
@@ -697,13 +700,14 @@ fn components(x: &HostTable, y: &HostTable, crossing: &evidence::Crossing, slack
     let mut groups: BTreeMap<usize, (Component, u64)> = BTreeMap::new();
     for i in (0..parent.len()).filter(|&i| filled[i]) {
         let r = root(&mut parent, i);
-        let (component, outside) = groups.entry(r).or_insert_with(|| (Component { x: Vec::new(), y: Vec::new() }, 0));
+        let (component, outside) =
+            groups.entry(r).or_insert_with(|| (Component { x: Vec::new(), y: Vec::new(), outside: 0 }, 0));
         *outside += open[i];
         if i < nx { component.x.push(i) } else { component.y.push(i - nx) }
     }
     (groups.into_values())
         .filter(|(c, outside)| *outside <= slack && !c.x.is_empty() && !c.y.is_empty())
-        .map(|(c, _)| c)
+        .map(|(c, outside)| Component { outside, ..c })
         .collect()
 }
 
@@ -735,7 +739,7 @@ fn margins(judged: &mut [Judged<'_>], relations: &BTreeMap<(usize, usize), Vec<C
                 let primary = |j: usize, r: usize| judged[d].shown(j, r).is_none() && !notes.contains_key(&(d, r, j));
                 for c in components {
                     let (mine, theirs) = if m == a { (&c.x, &c.y) } else { (&c.y, &c.x) };
-                    changes.extend(relate(judged, m, d, mine, theirs, &primary));
+                    changes.extend(relate(judged, m, d, mine, theirs, c.outside, &primary));
                 }
             }
         }
@@ -826,7 +830,9 @@ impl Judged<'_> {
 }
 
 /// What one component asks where table `d` hides a figure in it by a rule of its own
-/// (`hidden`): (table, measure, row, value, the table it is judged against). `mine` are table
+/// (`hidden`), or where a few rows of it (`outside`) lie in one table only — the difference of
+/// the two sides' totals, a group too small to leave, as a cell hidden in neither (X − Y − Z =
+/// one shop): (table, measure, row, value, the table it is judged against). `mine` are table
 /// `m`'s cells of the component, `theirs` `d`'s. Quantity by quantity: a count hidden in `d` is
 /// given back only by counts of `m`, a sum only by sums (means, ratios) of the same column. See
 /// [`margins`].
@@ -836,16 +842,17 @@ fn relate(
     d: usize,
     mine: &[usize],
     theirs: &[usize],
+    outside: u64,
     hidden: &dyn Fn(usize, usize) -> bool,
 ) -> Vec<(usize, usize, usize, Option<f64>, usize)> {
     let (table, other) = (&judged[m], &judged[d]);
-    // The quantities `d` hides here that `m` has.
+    // The quantities `d` hides here (all of them, with rows outside) that `m` has.
     let mut quantities: Vec<String> = other.spec.measures.iter().filter_map(quantity).collect();
     quantities.sort();
     quantities.dedup();
+    let hides = |q: &str| theirs.iter().any(|&r| other.hides(r, q, hidden));
     quantities.retain(|q| {
-        theirs.iter().any(|&r| other.hides(r, q, hidden))
-            && table.spec.measures.iter().any(|x| quantity(x).as_deref() == Some(q.as_str()))
+        (outside > 0 || hides(q)) && table.spec.measures.iter().any(|x| quantity(x).as_deref() == Some(q.as_str()))
     });
     if quantities.is_empty() {
         return Vec::new();
@@ -867,6 +874,7 @@ fn relate(
         (false, _) if mine.len() == 1 => {
             let r = mine[0];
             let shown_any = |q: &str| theirs.iter().any(|&x| other.shows(x, q));
+            // Recomputing from the other side's figures leaves out the rows outside it.
             let mut changes = Vec::new();
             for (j, measure) in table.spec.measures.iter().enumerate() {
                 let value = match quantity(measure) {
@@ -901,15 +909,18 @@ fn relate(
             changes
         }
         // Another split of the same rows, of this run: where it shows all of a quantity the
-        // other hides, it is withheld here.
-        (false, _) if quantities.iter().any(|q| shows_all(q)) => withhold(m, mine, d),
+        // other hides, it is withheld here. (Against an earlier table that hides nothing and
+        // only has rows outside, the earlier table's side decides: `complement`, below.)
+        (false, _) if quantities.iter().any(|q| shows_all(q) && (hides(q) || !other.fixed)) => withhold(m, mine, d),
         // Released earlier, all of a quantity the new table hides part of: it cannot change, so
         // the new table withholds the cheapest further cells that leave what it hides a group
         // of at least two cells that passes the threshold and dominance rules as one.
-        (true, false) => {
+        // (A single cell of the new table is a margin of the earlier one's: recomputed above, from
+        // the other direction.)
+        (true, false) if theirs.len() > 1 => {
             let mut changes = Vec::new();
             for q in quantities.iter().filter(|q| shows_all(q)) {
-                for r in complement(other, theirs, q) {
+                for r in complement(other, theirs, q, outside) {
                     changes.extend(withhold(d, &[r], m));
                 }
             }
@@ -920,10 +931,12 @@ fn relate(
 }
 
 /// The cells of `table` among `rows` to withhold besides those that withhold quantity `q`, so
-/// that what they withhold together — which a released total of all `rows` gives back — is at
-/// least two cells, of at least `min_units` units, not dominated: the smallest first (fewest
-/// units, then first in the table), so the same cells are chosen every time.
-fn complement(table: &Judged<'_>, rows: &[usize], q: &str) -> Vec<usize> {
+/// that what they withhold together, with the `outside` rows of the group that are in no cell
+/// of it — which a released total of the group gives back — is at least two parts (cells, or
+/// the outside rows), of at least `min_units` units, not dominated: the smallest first (fewest
+/// units, then first in the table), so the same cells are chosen every time. The outside rows'
+/// units are not counted: the cells withheld must hold `min_units` units by themselves.
+fn complement(table: &Judged<'_>, rows: &[usize], q: &str, outside: u64) -> Vec<usize> {
     let rules = &table.rules;
     let column = q.strip_prefix("sum ");
     let safe = |group: &[usize]| {
@@ -937,7 +950,8 @@ fn complement(table: &Judged<'_>, rows: &[usize], q: &str) -> Vec<usize> {
             let n = rules.dominance_n.max(1);
             total > 0.0 && top.iter().take(n).sum::<f64>() > rules.dominance_k * total
         });
-        group.len() >= 2 && units >= rules.min_units && !dominated
+        let parts = group.len() + usize::from(outside > 0);
+        parts >= 2 && units >= rules.min_units && !dominated
     };
     let mut group: Vec<usize> =
         rows.iter().copied().filter(|&r| table.hides(r, q, &|j, r| table.shown(j, r).is_none())).collect();
@@ -955,8 +969,8 @@ fn complement(table: &Judged<'_>, rows: &[usize], q: &str) -> Vec<usize> {
 }
 
 /// The components of every pair of tables that may give each other's withheld cells back:
-/// tables that leave, over the same rows (one counted dataset, one join), one of them of this
-/// run, one of them withholding something. A table of this run is crossed with all its partners
+/// tables that leave, over the same rows (one counted dataset, one join or one of them none),
+/// one of them of this run. A table of this run is crossed with all its partners
 /// in one scan; with a table released earlier under the same contract (the same run asked
 /// again), each cell is the other's and no scan is needed.
 async fn relations(
@@ -970,8 +984,6 @@ async fn relations(
                 && t.spec.model.is_none()
                 && matches!(t.outcome(), o if o <= Verdict::Suppressed || o == Verdict::Review))
     };
-    let withholds =
-        |t: &Judged<'_>| (0..t.host.keys.len()).any(|r| (0..t.spec.measures.len()).any(|j| t.shown(j, r).is_none()));
     let mut relations = BTreeMap::new();
     for a in (0..judged.len()).filter(|&a| !judged[a].fixed && leaving(&judged[a])) {
         let x = &judged[a];
@@ -984,7 +996,8 @@ async fn relations(
                 (Some(p), Some(q)) => p == q,
                 _ => true,
             };
-            if evidence::counted(x.spec) != evidence::counted(y.spec) || !joins || !(withholds(x) || withholds(y)) {
+            // Even two tables that withhold nothing: a few rows in one only are a group of their own.
+            if evidence::counted(x.spec) != evidence::counted(y.spec) || !joins {
                 continue;
             }
             let alike = |b: &OutputSpec| {
@@ -994,7 +1007,7 @@ async fn relations(
                 let rows: HashMap<&Key, usize> = y.host.keys.iter().enumerate().map(|(s, k)| (k, s)).collect();
                 let same: Vec<Component> = (x.host.keys.iter().enumerate())
                     .filter(|&(r, _)| x.host.units[r] > 0)
-                    .filter_map(|(r, key)| rows.get(key).map(|&s| Component { x: vec![r], y: vec![s] }))
+                    .filter_map(|(r, key)| rows.get(key).map(|&s| Component { x: vec![r], y: vec![s], outside: 0 }))
                     .collect();
                 relations.insert((a, b), same);
                 continue;
