@@ -175,6 +175,10 @@ pub struct EarlierTable {
     pub keys: Vec<Vec<Option<String>>>,
     /// Per measure, per row: the released figure, `None` where withheld.
     pub figures: Vec<Vec<Option<f64>>>,
+    /// (row, measure) withheld to protect another cell: a later table over exactly its rows
+    /// must not show it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary: Vec<(usize, usize)>,
 }
 
 /// What has left, as later audits compare with it: every released cell's units (differencing)
@@ -355,6 +359,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
             breach,
             cells: cells_evidence,
             dominated,
+            secondary: BTreeSet::new(),
         });
     }
 
@@ -521,6 +526,8 @@ struct Judged<'a> {
     cells: Vec<evidence::Cell>,
     /// Its differences with other cells that a few units dominate.
     dominated: Vec<judge::Dominated>,
+    /// (row, measure) withheld to protect another cell (secondary suppression).
+    secondary: BTreeSet<(usize, usize)>,
 }
 
 /// A table released under differential privacy: the host's figures, before noise.
@@ -611,6 +618,7 @@ impl<'a> Judged<'a> {
             breach: false,
             cells: Vec::new(),
             dominated: Vec::new(),
+            secondary: table.secondary.iter().copied().collect(),
         }
     }
 
@@ -623,6 +631,7 @@ impl<'a> Judged<'a> {
             contract: evidence::resolve(self.spec, parameters)?,
             keys: self.host.keys.clone(),
             figures: measures.map(|j| (0..self.host.keys.len()).map(|r| self.shown(j, r)).collect()).collect(),
+            secondary: self.secondary.iter().copied().collect(),
         })
     }
 
@@ -730,16 +739,33 @@ fn components(x: &HostTable, y: &HostTable, crossing: &evidence::Crossing, slack
 /// only ever goes from shown to recomputed to blank, so they end.
 fn margins(judged: &mut [Judged<'_>], relations: &BTreeMap<(usize, usize), Vec<Component>>) {
     let mut notes: BTreeMap<(usize, usize, usize), Secondary> = BTreeMap::new();
+    // Cells of two tables over exactly the same rows: one shown gives the other's figure.
+    let twins: Vec<((usize, usize), (usize, usize))> = (relations.iter())
+        .flat_map(|(&(a, b), components)| {
+            components
+                .iter()
+                .filter(|c| c.outside == 0 && c.x.len() == 1 && c.y.len() == 1)
+                .map(move |c| ((a, c.x[0]), (b, c.y[0])))
+        })
+        .collect();
     loop {
         let mut changes = Vec::new();
         for (&(a, b), components) in relations {
             for (m, d) in [(a, b), (b, a)] {
-                // What the other table withholds by a rule of its own, not to protect a third:
-                // what secondary suppression withheld is already covered where it arose.
-                let primary = |j: usize, r: usize| judged[d].shown(j, r).is_none() && !notes.contains_key(&(d, r, j));
+                // What the other table withholds, by a rule of its own or to protect another cell:
+                // a cell withheld to protect one must not come back through a third table.
+                let hidden = |j: usize, r: usize| judged[d].shown(j, r).is_none();
+                let secondary =
+                    |j: usize, r: usize| notes.contains_key(&(d, r, j)) || judged[d].secondary.contains(&(r, j));
+                // Whether a cell's figure of a quantity is shown by a twin in another table.
+                let known = |t: usize, r: usize, q: &str| {
+                    twins.iter().any(|&(x, y)| {
+                        (x == (t, r) && judged[y.0].shows(y.1, q)) || (y == (t, r) && judged[x.0].shows(x.1, q))
+                    })
+                };
+                let seen = Seen { hidden: &hidden, secondary: &secondary, known: &known };
                 for c in components {
-                    let (mine, theirs) = if m == a { (&c.x, &c.y) } else { (&c.y, &c.x) };
-                    changes.extend(relate(judged, m, d, mine, theirs, c.outside, &primary));
+                    changes.extend(relate(judged, (m, d), c, m == a, &seen));
                 }
             }
         }
@@ -764,6 +790,9 @@ fn margins(judged: &mut [Judged<'_>], relations: &BTreeMap<(usize, usize), Vec<C
     }
     for ((t, r, j), note) in notes {
         let table = &mut judged[t];
+        if note.value.is_none() {
+            table.secondary.insert((r, j));
+        }
         let name = table.spec.measures[j].name.clone();
         let from = note.from.into_iter().collect::<Vec<_>>().join(", ");
         let (verdict, en, zh) = match note.value {
@@ -789,6 +818,15 @@ fn margins(judged: &mut [Judged<'_>], relations: &BTreeMap<(usize, usize), Vec<C
     }
 }
 
+/// What relating a pair of tables reads of the other table `d`: its figures withheld (by any
+/// rule), withheld to protect another cell (secondary suppression, this run's or an earlier
+/// table's), and cells whose figure a twin in a third table shows.
+struct Seen<'s> {
+    hidden: &'s dyn Fn(usize, usize) -> bool,
+    secondary: &'s dyn Fn(usize, usize) -> bool,
+    known: &'s dyn Fn(usize, usize, &str) -> bool,
+}
+
 /// What secondary suppression made of one released figure.
 struct Secondary {
     /// Recomputed, or blank.
@@ -797,35 +835,40 @@ struct Secondary {
     from: BTreeSet<String>,
 }
 
-/// What a measure adds up to, for relating tables: counts to counts, sums — and the means and
-/// ratios made from them, a mean times a rounded count being nearly a sum — to sums of the same
-/// column. Other statistics add up to nothing.
-fn quantity(m: &Measure) -> Option<String> {
+/// What a measure adds up to, for relating tables: counts to counts, sums — and the means made
+/// from them, a mean times a rounded count being nearly a sum — to sums of the same column, a
+/// ratio to sums of both its columns (with the numerator's sum, it gives the denominator's).
+/// Other statistics add up to nothing.
+fn quantities(m: &Measure) -> Vec<String> {
     match m.statistic {
-        Statistic::Count => Some("count".to_owned()),
-        Statistic::Sum | Statistic::Mean | Statistic::Ratio => Some(format!("sum {}", m.of)),
-        _ => None,
+        Statistic::Count => vec!["count".to_owned()],
+        Statistic::Sum | Statistic::Mean => vec![format!("sum {}", m.of)],
+        Statistic::Ratio => std::iter::once(&m.of).chain(&m.per).map(|c| format!("sum {c}")).collect(),
+        _ => Vec::new(),
     }
+}
+
+fn measures(m: &Measure, q: &str) -> bool {
+    quantities(m).iter().any(|x| x == q)
 }
 
 impl Judged<'_> {
     /// Whether row `r` withholds (by `hidden`) a figure of quantity `q`.
     fn hides(&self, r: usize, q: &str, hidden: &dyn Fn(usize, usize) -> bool) -> bool {
-        (self.spec.measures.iter().enumerate()).any(|(j, m)| quantity(m).as_deref() == Some(q) && hidden(j, r))
+        (self.spec.measures.iter().enumerate()).any(|(j, m)| measures(m, q) && hidden(j, r))
     }
 
     /// Whether row `r` leaves its own total of `column`, not one secondary suppression recomputed.
     fn leaves_total(&self, r: usize, column: &str) -> bool {
         let q = format!("sum {column}");
         (self.spec.measures.iter().enumerate())
-            .filter(|(_, m)| quantity(m).as_deref() == Some(q.as_str()))
+            .filter(|(_, m)| measures(m, &q))
             .any(|(j, _)| self.shown(j, r).is_some() && !self.overrides.contains_key(&(j, r)))
     }
 
     /// Whether row `r` shows a figure of quantity `q`.
     fn shows(&self, r: usize, q: &str) -> bool {
-        (self.spec.measures.iter().enumerate())
-            .any(|(j, m)| quantity(m).as_deref() == Some(q) && self.shown(j, r).is_some())
+        (self.spec.measures.iter().enumerate()).any(|(j, m)| measures(m, q) && self.shown(j, r).is_some())
     }
 }
 
@@ -838,23 +881,23 @@ impl Judged<'_> {
 /// [`margins`].
 fn relate(
     judged: &[Judged<'_>],
-    m: usize,
-    d: usize,
-    mine: &[usize],
-    theirs: &[usize],
-    outside: u64,
-    hidden: &dyn Fn(usize, usize) -> bool,
+    (m, d): (usize, usize),
+    component: &Component,
+    m_is_x: bool,
+    seen: &Seen<'_>,
 ) -> Vec<(usize, usize, usize, Option<f64>, usize)> {
+    let (hidden, secondary) = (seen.hidden, seen.secondary);
     let (table, other) = (&judged[m], &judged[d]);
+    let (mine, theirs) =
+        if m_is_x { (&component.x[..], &component.y[..]) } else { (&component.y[..], &component.x[..]) };
+    let outside = component.outside;
     // The quantities `d` hides here (all of them, with rows outside) that `m` has.
-    let mut quantities: Vec<String> = other.spec.measures.iter().filter_map(quantity).collect();
-    quantities.sort();
-    quantities.dedup();
+    let mut related: Vec<String> = other.spec.measures.iter().flat_map(quantities).collect();
+    related.sort();
+    related.dedup();
     let hides = |q: &str| theirs.iter().any(|&r| other.hides(r, q, hidden));
-    quantities.retain(|q| {
-        (outside > 0 || hides(q)) && table.spec.measures.iter().any(|x| quantity(x).as_deref() == Some(q.as_str()))
-    });
-    if quantities.is_empty() {
+    related.retain(|q| (outside > 0 || hides(q)) && table.spec.measures.iter().any(|x| measures(x, q)));
+    if related.is_empty() {
         return Vec::new();
     }
     // Every figure of `t`'s `rows` still shown, withheld.
@@ -874,32 +917,36 @@ fn relate(
         (false, _) if mine.len() == 1 => {
             let r = mine[0];
             let shown_any = |q: &str| theirs.iter().any(|&x| other.shows(x, q));
+            // A cell withheld to protect another (by secondary suppression) is no total of
+            // cells that passed their own rules: the margin over it does not keep its figure.
+            let protecting = |q: &str| theirs.iter().any(|&x| other.hides(x, q, secondary));
             // Recomputing from the other side's figures leaves out the rows outside it.
             let mut changes = Vec::new();
             for (j, measure) in table.spec.measures.iter().enumerate() {
-                let value = match quantity(measure) {
-                    Some(q) if quantities.contains(&q) => {
-                        if !shown_any(&q) {
-                            continue;
-                        }
-                        let dj = other.spec.measures.iter().position(|x| {
-                            matches!(measure.statistic, Statistic::Count | Statistic::Sum)
-                                && x.statistic == measure.statistic
-                                && quantity(x) == quantity(measure)
-                        });
-                        match dj {
-                            Some(dj) => {
-                                let shown: Vec<f64> = theirs.iter().filter_map(|&x| other.shown(dj, x)).collect();
-                                (!shown.is_empty()).then(|| shown.iter().sum())
-                            }
-                            None => None,
-                        }
-                    }
-                    Some(_) => continue,
+                let own = quantities(measure);
+                let hit: Vec<&String> = own.iter().filter(|q| related.contains(q)).collect();
+                let value = if own.is_empty() {
                     // Extremes and quantiles of a margin whose detail hides something, beside
                     // recomputed counts and sums: withheld, as before.
-                    None if quantities.iter().any(|q| shown_any(q)) => None,
-                    None => continue,
+                    if !related.iter().any(|q| shown_any(q) || protecting(q)) {
+                        continue;
+                    }
+                    None
+                } else if hit.is_empty() || hit.iter().all(|q| !shown_any(q) && !protecting(q)) {
+                    continue;
+                } else {
+                    let dj = other.spec.measures.iter().position(|x| {
+                        matches!(measure.statistic, Statistic::Count | Statistic::Sum)
+                            && x.statistic == measure.statistic
+                            && quantities(x) == own
+                    });
+                    match dj {
+                        Some(dj) => {
+                            let shown: Vec<f64> = theirs.iter().filter_map(|&x| other.shown(dj, x)).collect();
+                            (!shown.is_empty()).then(|| shown.iter().sum())
+                        }
+                        None => None,
+                    }
                 };
                 // A figure withheld by a rule of its own stays withheld.
                 if table.shown(j, r).is_some_and(|shown| Some(shown) != value) {
@@ -911,7 +958,16 @@ fn relate(
         // Another split of the same rows, of this run: where it shows all of a quantity the
         // other hides, it is withheld here. (Against an earlier table that hides nothing and
         // only has rows outside, the earlier table's side decides: `complement`, below.)
-        (false, _) if quantities.iter().any(|q| shows_all(q) && (hides(q) || !other.fixed)) => withhold(m, mine, d),
+        // The cheapest cells of it, as against an earlier table (below).
+        (false, _) if related.iter().any(|q| shows_all(q) && (hides(q) || !other.fixed)) => {
+            let mut changes = Vec::new();
+            for q in related.iter().filter(|q| shows_all(q) && (hides(q) || !other.fixed)) {
+                for r in complement(table, mine, q, outside, &|r| (seen.known)(m, r, q)) {
+                    changes.extend(withhold(m, &[r], d));
+                }
+            }
+            changes
+        }
         // Released earlier, all of a quantity the new table hides part of: it cannot change, so
         // the new table withholds the cheapest further cells that leave what it hides a group
         // of at least two cells that passes the threshold and dominance rules as one.
@@ -919,8 +975,8 @@ fn relate(
         // the other direction.)
         (true, false) if theirs.len() > 1 => {
             let mut changes = Vec::new();
-            for q in quantities.iter().filter(|q| shows_all(q)) {
-                for r in complement(other, theirs, q, outside) {
+            for q in related.iter().filter(|q| shows_all(q)) {
+                for r in complement(other, theirs, q, outside, &|r| (seen.known)(d, r, q)) {
                     changes.extend(withhold(d, &[r], m));
                 }
             }
@@ -936,10 +992,12 @@ fn relate(
 /// the outside rows), of at least `min_units` units, not dominated: the smallest first (fewest
 /// units, then first in the table), so the same cells are chosen every time. The outside rows'
 /// units are not counted: the cells withheld must hold `min_units` units by themselves.
-fn complement(table: &Judged<'_>, rows: &[usize], q: &str, outside: u64) -> Vec<usize> {
+fn complement(table: &Judged<'_>, rows: &[usize], q: &str, outside: u64, known: &dyn Fn(usize) -> bool) -> Vec<usize> {
     let rules = &table.rules;
     let column = q.strip_prefix("sum ");
+    // A cell whose figure another table shows hides nothing: it neither counts nor is chosen.
     let safe = |group: &[usize]| {
+        let group: Vec<usize> = group.iter().copied().filter(|&r| !known(r)).collect();
         let cells: Vec<&evidence::Cell> = group.iter().filter_map(|&r| table.cells.get(r)).collect();
         let units: u64 = cells.iter().map(|c| c.units).sum();
         let dominated = column.is_some_and(|column| {
@@ -955,7 +1013,7 @@ fn complement(table: &Judged<'_>, rows: &[usize], q: &str, outside: u64) -> Vec<
     };
     let mut group: Vec<usize> =
         rows.iter().copied().filter(|&r| table.hides(r, q, &|j, r| table.shown(j, r).is_none())).collect();
-    let mut candidates: Vec<usize> = rows.iter().copied().filter(|r| !group.contains(r)).collect();
+    let mut candidates: Vec<usize> = rows.iter().copied().filter(|&r| !group.contains(&r) && !known(r)).collect();
     candidates.sort_by_key(|&r| (table.cells.get(r).map_or(0, |c| c.units), r));
     let mut added = Vec::new();
     for r in candidates {

@@ -612,7 +612,9 @@ fn a_second_split_of_the_same_rows_does_not_add_up_to_a_hidden_cell() {
         assert_eq!((released(&audit, 1, key, 2), released(&audit, 1, key, 3)), (None, None), "{key}: {text}");
         assert_eq!(cell(&audit, 1, key).1, [Rule::SecondarySuppression, Rule::SecondarySuppression], "{text}");
     }
-    assert_eq!(released(&audit, 2, "Q", 2), Some(1210.0), "{text}");
+    // Q is the total of the bands, both withheld to protect Q1: recomputed from the streets it
+    // would be 1210, from the bands nothing — two recomputations that disagree leave it blank.
+    assert_eq!(released(&audit, 2, "Q", 2), None, "{text}");
     for (t, key) in [(0, "R,R1"), (1, "R,high")] {
         assert_eq!(released(&audit, t, key, 3), Some(120.0), "{key}: {text}");
     }

@@ -3,6 +3,7 @@
 
 mod acro;
 mod attacks;
+mod attacks5;
 mod boundary;
 mod differencing;
 mod dp;
