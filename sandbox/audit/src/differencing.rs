@@ -135,13 +135,18 @@ impl UnitHasher {
     /// half of the key units are not hashed with, for `purpose` (counts, or a column's sums). The
     /// same units give the same key.
     pub(crate) fn cell_key(&self, purpose: &str, sketch: &Sketch) -> f64 {
+        let words: Vec<u64> = std::iter::once(sketch.size).chain(sketch.evaluations.iter().copied()).collect();
+        self.key_of(purpose, &words)
+    }
+
+    /// A key in `[0, 1)` of `words`, for `purpose`, under the same half of the key.
+    pub(crate) fn key_of(&self, purpose: &str, words: &[u64]) -> f64 {
         let key: &[u8; 16] = self.key[16..].try_into().expect("16 bytes");
         let mut hasher = SipHasher24::new_with_key(key);
         hasher.write(purpose.as_bytes());
         hasher.write_u8(0);
-        hasher.write_u64(sketch.size);
-        for e in &sketch.evaluations {
-            hasher.write_u64(*e);
+        for w in words {
+            hasher.write_u64(*w);
         }
         (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
     }

@@ -1042,7 +1042,9 @@ fn perturb(
         let n = ptable.count(cell.units as i64, hasher.cell_key("count", units)) as f64;
         let total = |column: &str| -> f64 {
             let Some(m) = cell.magnitudes.get(column) else { return 0.0 };
-            let key = hasher.cell_key(&format!("sum {column}"), m.pairs.as_ref().unwrap_or(units));
+            // The key of the sum's two largest contributions: units that add little (or nothing)
+            // do not redraw it, so asking with them many ways averages nothing away.
+            let key = hasher.key_of(&format!("sum {column}"), &[m.largest.to_bits(), m.second.to_bits()]);
             let largest = m.largest.abs().max(m.min.map_or(0.0, f64::abs));
             ptable.total(m.total, largest, settings.magnitude, key)
         };

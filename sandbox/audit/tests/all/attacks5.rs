@@ -5,10 +5,11 @@
 //! cell withheld to protect another counts as withheld in every relation, and a margin over it
 //! does not keep its figure); A3 a ratio's denominator (a ratio relates to the sums of both
 //! its columns); D1 one withheld total blanked every later split (the cheapest cells now, as
-//! against an earlier table). Still open, kept as ignored tests until they pass: A1 a dominated
-//! difference whose dominant unit is smaller than the smaller cell's largest; A4 under the cell
-//! key method, units of almost no revenue redraw a sum's noise; W1 three cells of two earlier
-//! releases give a dominated zone back (inclusion–exclusion). Not kept as a test (it measured time): D2, released cells nested in a cell make each
+//! against an earlier table); A4 under the cell key method, units of almost no revenue redrew a
+//! sum's noise (its key is now its two largest contributions). Still open, kept as ignored tests
+//! until they pass: A1 a dominated difference whose dominant unit is smaller than the smaller
+//! cell's largest; W1 three cells of two earlier releases give a dominated zone back
+//! (inclusion–exclusion). Not kept as a test (it measured time): D2, released cells nested in a cell make each
 //! later audit of it solve one interpolation per nested cell, uncapped, under the history's
 //! lock (ARCHITECTURE.md).
 
@@ -266,7 +267,6 @@ fn a_margin_s_ratio_does_not_give_back_the_denominator_its_detail_withholds() {
 // ----- A4: the cell key method, shops of almost no revenue. -----
 
 #[test]
-#[ignore = "open (issue 17): the magnitude key is made of every contributing unit; it should be the largest contributors'"]
 fn under_the_cell_key_method_shops_of_almost_no_revenue_do_not_redraw_a_sum_s_noise() {
     // Round 4's A5 with 0.001 instead of 0: zone M one shop of 500 and twenty of 10, zones Z1–Z4
     // ten shops of 0.001 each. Sixteen one-cell tables of H leave out a different set of zones:
