@@ -64,7 +64,6 @@ fn main() {
     let hostile = sandbox_examples::hostile();
     let manifest_text = format!("{}{OUTPUT}", &hostile.manifest[..hostile.manifest.find("[[outputs]]").unwrap()]);
     let manifest = Manifest::parse(&manifest_text).unwrap();
-    let parameters = vec![("attack".to_owned(), "sql".to_owned()), ("payload".to_owned(), SQL.to_owned())];
     let key = DomainSecret::from_bytes([3; 32]).licence_key("bench");
     let hasher = UnitHasher::new(&[4; 32]);
     let policy = AuditPolicy::default();
@@ -87,21 +86,28 @@ fn main() {
             .unwrap()
     };
 
-    let (mut runs, mut audits) = (Vec::new(), Vec::new());
-    let mut rows = 0;
-    for _ in 0..3 {
+    // The hostile module's `sql` attack with `payload`, under `manifest`, timed.
+    let run_module = |manifest: &str, payload: &str| {
+        let parameters = [("attack".to_owned(), "sql".to_owned()), ("payload".to_owned(), payload.to_owned())];
         let started = Instant::now();
         let outcome = runtime.block_on(runner.run(RunRequest {
             module: hostile.wasm,
-            manifest: &manifest_text,
+            manifest,
             parameters: &parameters,
             catalog: &catalog,
             mode: RunMode::Production,
             key: Some(key.clone()),
             limits: None,
         }));
-        runs.push(started.elapsed());
         assert!(outcome.record.error.is_none(), "{:?}", outcome.record.error);
+        (outcome, started.elapsed())
+    };
+
+    let (mut runs, mut audits) = (Vec::new(), Vec::new());
+    let mut rows = 0;
+    for _ in 0..3 {
+        let (outcome, took) = run_module(&manifest_text, SQL);
+        runs.push(took);
         rows = outcome.record.output_rows;
 
         let started = Instant::now();
@@ -134,25 +140,13 @@ fn main() {
     let header = &manifest_text[..manifest_text.find("[[outputs]]").unwrap()];
     let probe_text = format!("{header}{}", contract(probe, "probe").0);
     let probe_manifest = Manifest::parse(&probe_text).unwrap();
-    let parameters = vec![
-        ("attack".to_owned(), "sql".to_owned()),
-        ("payload".to_owned(), "SELECT district, to_char(birth_date, '%Y') AS birth_year, gender, count(*) AS residents FROM persons GROUP BY 1, 2, 3".to_owned()),
-    ];
+    let payload = "SELECT district, to_char(birth_date, '%Y') AS birth_year, gender, count(*) AS residents
+        FROM persons GROUP BY 1, 2, 3";
     let mut probe_runs = Vec::new();
     let mut outcome = None;
     for _ in 0..3 {
-        let started = Instant::now();
-        let o = runtime.block_on(runner.run(RunRequest {
-            module: hostile.wasm,
-            manifest: &probe_text,
-            parameters: &parameters,
-            catalog: &catalog,
-            mode: RunMode::Production,
-            key: Some(key.clone()),
-            limits: None,
-        }));
-        probe_runs.push(started.elapsed());
-        assert!(o.record.error.is_none(), "{:?}", o.record.error);
+        let (o, took) = run_module(&probe_text, payload);
+        probe_runs.push(took);
         outcome = Some(o);
     }
     let (outcome, run) = (outcome.expect("three runs"), median(probe_runs));

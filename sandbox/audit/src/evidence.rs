@@ -171,15 +171,16 @@ struct RowColumns {
 
 /// A column of unit sketches.
 fn sketch_column(batch: &RecordBatch, name: &str) -> Result<Vec<Sketch>, AuditError> {
+    (0..batch.num_rows()).map(|r| sketch_at(batch, name, r)).collect()
+}
+
+/// The unit sketch in column `name`, row `r`.
+fn sketch_at(batch: &RecordBatch, name: &str, r: usize) -> Result<Sketch, AuditError> {
     let array = batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
         .ok_or_else(|| AuditError::Evidence(format!("no sketch column {name}")))?;
-    (0..array.len())
-        .map(|r| {
-            Sketch::from_bytes(array.value(r)).ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))
-        })
-        .collect()
+    Sketch::from_bytes(array.value(r)).ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))
 }
 
 /// The trusted session and the answers it has given, kept so that tables sharing a query share
@@ -498,18 +499,13 @@ impl<'a> Evidence<'a> {
         for batch in &batches {
             let key_columns: Vec<Vec<Option<String>>> =
                 (0..keys.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
-            let sketches = batch
-                .column_by_name("others")
-                .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-                .ok_or_else(|| AuditError::Evidence("no joined sketch".to_owned()))?;
             let columns: Vec<(Vec<f64>, Vec<f64>)> = (0..magnitudes.len())
                 .map(|j| Ok((floats(batch, &format!("largest{j}"))?, floats(batch, &format!("second{j}"))?)))
                 .collect::<Result<_, AuditError>>()?;
             let (most, next) = (floats(batch, "most")?, floats(batch, "next")?);
             for r in 0..batch.num_rows() {
                 let key: Key = key_columns.iter().map(|k| k[r].clone()).collect();
-                let sketch = Sketch::from_bytes(sketches.value(r))
-                    .ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))?;
+                let sketch = sketch_at(batch, "others", r)?;
                 let contributions =
                     magnitudes.iter().zip(&columns).map(|(m, (l, s))| (m.clone(), (l[r], s[r]))).collect();
                 if let Some(cell) = evidence.cells.get_mut(&key) {
@@ -585,10 +581,6 @@ impl<'a> Evidence<'a> {
             let key_columns: Vec<Vec<Option<String>>> =
                 (0..keys.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
             let rows = integers(batch, "rows")?;
-            let sketches = batch
-                .column_by_name("sketch")
-                .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-                .ok_or_else(|| AuditError::Evidence("no sketch column".to_owned()))?;
             let mut columns = Vec::new();
             for (j, m) in magnitudes.iter().enumerate() {
                 let quantiles = (0..quantiles_of(spec, m).len())
@@ -611,8 +603,7 @@ impl<'a> Evidence<'a> {
             }
             for r in 0..batch.num_rows() {
                 let key: Key = key_columns.iter().map(|k| k[r].clone()).collect();
-                let sketch = Sketch::from_bytes(sketches.value(r))
-                    .ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))?;
+                let sketch = sketch_at(batch, "sketch", r)?;
                 let mut cell = Cell {
                     units: sketch.size,
                     rows: rows[r],
@@ -798,14 +789,7 @@ impl<'a> Evidence<'a> {
                 (0..terms.len()).map(|i| strings(std::slice::from_ref(batch), i)).collect::<Result<_, _>>()?;
             let (n, sy, syy) = (integers(batch, "n")?, floats(batch, "sy")?, floats(batch, "syy")?);
             let non_binary = integers(batch, "non_binary")?;
-            let sketch = |name: &str, r: usize| -> Result<Sketch, AuditError> {
-                let array = batch
-                    .column_by_name(name)
-                    .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-                    .ok_or_else(|| AuditError::Evidence(format!("no column {name}")))?;
-                Sketch::from_bytes(array.value(r))
-                    .ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))
-            };
+            let sketch = |name: &str, r: usize| sketch_at(batch, name, r);
             for r in 0..batch.num_rows() {
                 cells.push(CrossCell {
                     levels: levels.iter().map(|l| l[r].clone().unwrap_or_default()).collect(),
@@ -866,19 +850,12 @@ impl<'a> Evidence<'a> {
             on.join(" AND "),
             levels = levels.join(", "),
         );
-        let sketch_of = |batch: &RecordBatch, name: &str, r: usize| -> Result<Sketch, AuditError> {
-            let array = batch
-                .column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-                .ok_or_else(|| AuditError::Evidence(format!("no column {name}")))?;
-            Sketch::from_bytes(array.value(r)).ok_or_else(|| AuditError::Evidence("a malformed unit sketch".to_owned()))
-        };
         let joined_all = if other.is_some() { ", unit_set(other) AS others" } else { "" };
         let all = self.query(format!("{with} SELECT unit_set(unit) AS units{joined_all} FROM used")).await?;
         let mut result = ModelLevels::default();
         if let Some(batch) = all.first().filter(|b| b.num_rows() == 1) {
-            result.units = sketch_of(batch, "units", 0)?;
-            result.joined = other.is_some().then(|| sketch_of(batch, "others", 0)).transpose()?;
+            result.units = sketch_at(batch, "units", 0)?;
+            result.joined = other.is_some().then(|| sketch_at(batch, "others", 0)).transpose()?;
         }
         let bare: Vec<&str> = terms.iter().map(|t| t.split_once('.').map_or(t.as_str(), |(_, c)| c)).collect();
         // Each term column's levels, then (with two or more) the combinations of them.
@@ -921,7 +898,7 @@ impl<'a> Evidence<'a> {
                 let negatives = integers(batch, "negatives")?;
                 for (r, name) in name_of(batch)?.into_iter().enumerate() {
                     let level = Level {
-                        units: sketch_of(batch, "units", r)?,
+                        units: sketch_at(batch, "units", r)?,
                         total: total[r],
                         largest: largest[r],
                         second: second[r],
@@ -936,7 +913,7 @@ impl<'a> Evidence<'a> {
                     let (largest, second) = (floats(batch, "largest")?, floats(batch, "second")?);
                     for (r, name) in name_of(batch)?.into_iter().enumerate() {
                         if let Some(level) = found.get_mut(&name) {
-                            level.joined = Some((sketch_of(batch, "units", r)?, largest[r], second[r]));
+                            level.joined = Some((sketch_at(batch, "units", r)?, largest[r], second[r]));
                         }
                     }
                 }

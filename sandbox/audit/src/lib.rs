@@ -1058,10 +1058,7 @@ async fn relations(
             if evidence::counted(x.spec) != evidence::counted(y.spec) || !joins {
                 continue;
             }
-            let alike = |b: &OutputSpec| {
-                b.dimensions == resolved.dimensions && b.filters == resolved.filters && b.join == resolved.join
-            };
-            if y.fixed && alike(y.spec) {
+            if y.fixed && divides_alike(y.spec, &resolved) {
                 let rows: HashMap<&Key, usize> = y.host.keys.iter().enumerate().map(|(s, k)| (k, s)).collect();
                 let same: Vec<Component> = (x.host.keys.iter().enumerate())
                     .filter(|&(r, _)| x.host.units[r] > 0)
@@ -1088,10 +1085,7 @@ async fn relations(
             let mut crossing_of = Vec::new();
             for &b in &group {
                 let spec = judged[b].spec;
-                let same = |o: &&OutputSpec| {
-                    o.dimensions == spec.dimensions && o.filters == spec.filters && o.join == spec.join
-                };
-                crossing_of.push(specs.iter().position(same).unwrap_or_else(|| {
+                crossing_of.push(specs.iter().position(|o| divides_alike(o, spec)).unwrap_or_else(|| {
                     specs.push(spec);
                     specs.len() - 1
                 }));
@@ -1107,6 +1101,12 @@ async fn relations(
         }
     }
     Ok(relations)
+}
+
+/// Whether two contracts divide the same rows into the same cells: the same dimensions, filters
+/// and join (parameters written in).
+fn divides_alike(a: &OutputSpec, b: &OutputSpec) -> bool {
+    a.dimensions == b.dimensions && a.filters == b.filters && a.join == b.join
 }
 
 /// Every dataset a table reads.

@@ -14,37 +14,19 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use sandbox_audit::{Audit, AuditPolicy, History, Rule, Verdict};
 use sandbox_catalog::Catalog;
-use sandbox_runner::OutputTable;
 
 use crate::differencing::{HEADER, audit, output};
 use crate::releases::{empty, hasher, run};
 use crate::rules::{catalog, cell, released, write_shops};
-use crate::{audit_tables, output_table};
+use crate::{audit_tables, no_rows};
 
 // ----- Helpers: catalogs of other shapes (the shops' are in rules.rs and releases.rs). -----
 
-/// A table the module leaves empty: it claims nothing, and the host's table leaves. Measures
-/// named `shops` or `people` are counts.
-fn no_rows(name: &str, dims: &[&str], measures: &[&str]) -> OutputTable {
-    let mut columns: Vec<(&str, ArrayRef)> =
-        dims.iter().map(|d| (*d, Arc::new(StringArray::from(Vec::<String>::new())) as ArrayRef)).collect();
-    for m in measures {
-        if ["people", "shops"].contains(m) {
-            columns.push((m, Arc::new(Int64Array::from(Vec::<i64>::new()))));
-        } else {
-            columns.push((m, Arc::new(Float64Array::from(Vec::<f64>::new()))));
-        }
-    }
-    output_table(name, columns)
-}
-
 /// One run of one table `name` of shops and revenue by `dims` with `filters`, after `earlier`.
-fn run_on(
+pub(crate) fn run_on(
     catalog: &Catalog,
     name: &str,
     dims: &[&str],
@@ -77,7 +59,7 @@ fn entry(id: &str, unit: &str, columns: &[(&str, &str, &str)]) -> String {
 
 /// Writes dataset `id` (its entry, `rows` as CSV under a header of the column names, and a twin
 /// whose ids are changed by `twin`) into `dir`.
-fn write_dataset(
+pub(crate) fn write_dataset(
     dir: &Path,
     id: &str,
     unit: &str,

@@ -13,19 +13,16 @@
 //! later audit of it solve one interpolation per nested cell, uncapped, under the history's
 //! lock (ARCHITECTURE.md).
 
-use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
-use sandbox_audit::{Audit, AuditPolicy, History, Rule, Verdict};
+use sandbox_audit::{AuditPolicy, History, Rule, Verdict};
 use sandbox_catalog::Catalog;
-use sandbox_runner::OutputTable;
 
+use crate::attacks::run_on;
 use crate::differencing::{HEADER, output};
 use crate::releases::{empty, hasher};
 use crate::rules::{cell, released};
-use crate::{audit_tables, output_table};
+use crate::{audit_tables, no_rows};
 
 // ----- Helpers: one catalog of shops with a city, a zone (plaintext) and a tax. -----
 
@@ -42,70 +39,18 @@ const COLUMNS: [(&str, &str, &str); 7] = [
     ("tax", "float64", "aggregate_only"),
 ];
 
-/// The catalog entry of `shops.csv` (as attacks.rs's `entry`).
-fn entry() -> String {
-    let mut toml =
-        "id = \"shops\"\ntitle = { zh = \"测试\", en = \"test\" }\nprovider = { zh = \"测试\", en = \"test\" }\n\
-         level = \"general\"\nsub_level = 2\nsharing = \"unconditional\"\nopen = \"conditional\"\n\
-         update_frequency = \"daily\"\nprivacy_unit = \"shop_id\"\nformat = \"csv\"\nfiles = [\"shops.csv\"]\n\
-         twin_files = [\"shops_twin.csv\"]\n"
-            .to_owned();
-    for (name, kind, constraint) in COLUMNS {
-        write!(
-            toml,
-            "\n[[columns]]\nname = \"{name}\"\ntype = \"{kind}\"\nconstraint = \"{constraint}\"\n\
-             description = {{ zh = \"列\", en = \"column\" }}\n"
-        )
-        .unwrap();
-    }
-    toml
-}
-
 /// Writes the shops (ids S0001, S0002, … in order) and their catalog into `dir`.
 fn shops_catalog(dir: &Path, shops: &[Shop]) -> Catalog {
-    let header: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
-    let mut csv = header.join(",") + "\n";
-    for (n, (district, street, zone, revenue)) in shops.iter().enumerate() {
-        writeln!(csv, "S{:04},C,{district},{street},{zone},{revenue},1", n + 1).unwrap();
-    }
-    std::fs::write(dir.join("shops.csv"), &csv).unwrap();
-    std::fs::write(dir.join("shops_twin.csv"), csv.replace("\nS", "\nT")).unwrap();
-    std::fs::write(dir.join("shops.toml"), entry()).unwrap();
+    let rows: Vec<String> = (shops.iter().enumerate())
+        .map(|(n, (district, street, zone, revenue))| format!("S{:04},C,{district},{street},{zone},{revenue},1", n + 1))
+        .collect();
+    crate::attacks::write_dataset(dir, "shops", "shop_id", &COLUMNS, &rows, ("\nS", "\nT"));
     Catalog::open(dir).unwrap()
 }
 
 /// `n` shops alike.
 fn many(n: usize, shop: Shop) -> impl Iterator<Item = Shop> {
     std::iter::repeat_n(shop, n)
-}
-
-/// One run of one table `name` of shops and revenue by `dims` with `filters`, after `earlier`
-/// (as attacks.rs's `run_on`).
-fn run_on(
-    catalog: &Catalog,
-    name: &str,
-    dims: &[&str],
-    filters: &str,
-    policy: &AuditPolicy,
-    earlier: &History,
-) -> Audit {
-    let manifest = format!("{HEADER}{}", output(name, dims, filters));
-    audit_tables(catalog, &manifest, &[empty(name, dims)], policy, &hasher(), earlier)
-}
-
-/// A table the module leaves empty (as attacks.rs's `no_rows`): measures named `shops` are
-/// counts.
-fn no_rows(name: &str, dims: &[&str], measures: &[&str]) -> OutputTable {
-    let mut columns: Vec<(&str, ArrayRef)> =
-        dims.iter().map(|d| (*d, Arc::new(StringArray::from(Vec::<String>::new())) as ArrayRef)).collect();
-    for m in measures {
-        if *m == "shops" {
-            columns.push((m, Arc::new(Int64Array::from(Vec::<i64>::new()))));
-        } else {
-            columns.push((m, Arc::new(Float64Array::from(Vec::<f64>::new()))));
-        }
-    }
-    output_table(name, columns)
 }
 
 /// One `[[outputs]]` of shops by `dims` with `measures` (a TOML array's contents).

@@ -13,7 +13,7 @@ use sandbox_audit::{AuditPolicy, History, Rule, UnitHasher, Verdict};
 use sandbox_catalog::Catalog;
 
 use crate::rules::{MANIFEST, cell, module_rows, released, released_words, write_shops};
-use crate::{audit_tables, output_table};
+use crate::{audit_tables, no_rows, output_table};
 
 /// Staff of firms: `staff` (one row per person: employer, amount) joined to `firms` (district,
 /// industry).
@@ -324,19 +324,6 @@ fn twelve_firms(dir: &Path) -> Catalog {
     let firms: Vec<(&str, &str, &str, &str)> =
         ids.iter().enumerate().map(|(i, f)| (f.as_str(), "Y", "C", if i == 11 { "closed" } else { "open" })).collect();
     staff_catalog_with_status(dir, &staff, &firms)
-}
-
-fn no_rows(name: &str, dims: &[&str], measures: &[&str]) -> sandbox_runner::OutputTable {
-    let mut columns: Vec<(&str, ArrayRef)> =
-        dims.iter().map(|d| (*d, Arc::new(StringArray::from(Vec::<String>::new())) as ArrayRef)).collect();
-    for m in measures {
-        if ["people", "n", "shops"].contains(m) {
-            columns.push((m, Arc::new(Int64Array::from(Vec::<i64>::new()))));
-        } else {
-            columns.push((m, Arc::new(Float64Array::from(Vec::<f64>::new()))));
-        }
-    }
-    output_table(name, columns)
 }
 
 #[test]

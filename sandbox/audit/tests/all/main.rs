@@ -25,6 +25,24 @@ pub(crate) fn output_table(name: &str, columns: Vec<(&str, ArrayRef)>) -> Output
     OutputTable { name: name.to_owned(), schema: batch.schema(), batch, ipc: Vec::new(), sha256: String::new() }
 }
 
+/// A table the module leaves empty: it claims nothing, and the host's table leaves. Measures
+/// named `people`, `n` or `shops` are counts, the others decimals.
+pub(crate) fn no_rows(name: &str, dims: &[&str], measures: &[&str]) -> OutputTable {
+    use std::sync::Arc;
+
+    use arrow_array::{Float64Array, Int64Array, StringArray};
+    let mut columns: Vec<(&str, ArrayRef)> =
+        dims.iter().map(|d| (*d, Arc::new(StringArray::from(Vec::<String>::new())) as ArrayRef)).collect();
+    for m in measures {
+        if ["people", "n", "shops"].contains(m) {
+            columns.push((m, Arc::new(Int64Array::from(Vec::<i64>::new()))));
+        } else {
+            columns.push((m, Arc::new(Float64Array::from(Vec::<f64>::new()))));
+        }
+    }
+    output_table(name, columns)
+}
+
 /// The audit of `tables`, declared by `manifest`, on `catalog`'s real files.
 pub(crate) fn audit_tables(
     catalog: &Catalog,

@@ -6,28 +6,22 @@
 //! The shops of `rules.rs`: district H = street H1 (one shop of 100 among eleven of 1:
 //! dominated) + street H2 (ten shops of 10).
 
-use std::sync::Arc;
-
-use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use sandbox_audit::{Audit, AuditPolicy, History, Rule, UnitHasher, Verdict};
 use sandbox_runner::OutputTable;
 
 use crate::differencing::{HEADER, audit, output};
 use crate::rules::{catalog, cell, released};
-use crate::{audit_tables, output_table};
+use crate::{audit_tables, no_rows};
 
 /// The key of the history every case shares: one per domain.
 pub(crate) fn hasher() -> UnitHasher {
     UnitHasher::new(&[7; 32])
 }
 
-/// A table the module leaves empty: it claims nothing, and the host's table leaves.
+/// A table of shops and revenue the module leaves empty: it claims nothing, and the host's
+/// table leaves.
 pub(crate) fn empty(name: &str, dims: &[&str]) -> OutputTable {
-    let mut columns: Vec<(&str, ArrayRef)> =
-        dims.iter().map(|d| (*d, Arc::new(StringArray::from(Vec::<String>::new())) as ArrayRef)).collect();
-    columns.push(("shops", Arc::new(Int64Array::from(Vec::<i64>::new()))));
-    columns.push(("revenue", Arc::new(Float64Array::from(Vec::<f64>::new()))));
-    output_table(name, columns)
+    no_rows(name, dims, &["shops", "revenue"])
 }
 
 /// One run of one table `name` by `dims` with `filters`, after `earlier`.
