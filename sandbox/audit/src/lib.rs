@@ -20,6 +20,7 @@ pub mod dp;
 mod evidence;
 pub mod history;
 pub mod identifiers;
+mod inclusion;
 mod judge;
 mod model;
 pub mod perturbation;
@@ -347,6 +348,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         } = judge;
         judged.push(Judged {
             name: spec.name.clone(),
+            label: label.clone(),
             fixed: false,
             spec,
             rules,
@@ -388,12 +390,16 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
     for earlier in &request.earlier.tables {
         judged.push(Judged::earlier(earlier, request.policy));
     }
-    let relations = relations(&judged, &request.record.parameters, &mut evidence).await?;
+    let (relations, nested) = relations(&judged, &request.record.parameters, &mut evidence).await?;
     margins(&mut judged, &relations);
     // A cell withheld now can expose another through a margin: the margins again.
     let this_run: HashMap<String, (usize, usize)> =
         (cells.iter().chain(held_cells.values().flatten())).map(|(t, r, c)| (c.label.clone(), (*t, *r))).collect();
-    if dominated_differences(&mut judged, &this_run) {
+    let mut changed = dominated_differences(&mut judged, &this_run);
+    let passed: Vec<(usize, usize, ReleasedCell)> =
+        cells.iter().chain(held_cells.values().flatten()).cloned().collect();
+    changed |= inclusion::withhold_triples(&mut judged, &nested, &request.earlier.cells, &passed);
+    if changed {
         margins(&mut judged, &relations);
     }
     judged.truncate(ours);
@@ -509,6 +515,8 @@ fn label_of(record: &RunRecord, spec: &OutputSpec) -> String {
 struct Judged<'a> {
     /// Its name in the internal report: an earlier table's label.
     name: String,
+    /// Which release and table, as the history's cells name it ([`label_of`]).
+    label: String,
     fixed: bool,
     spec: &'a OutputSpec,
     rules: Rules,
@@ -601,6 +609,7 @@ impl<'a> Judged<'a> {
         let rows = table.keys.len();
         Judged {
             name: format!("{} ({})", table.label, "earlier release / 此前发布"),
+            label: table.label.clone(),
             fixed: true,
             spec: &table.contract,
             rules: policy.rules_for(manifest_datasets(&table.contract)),
@@ -1035,7 +1044,7 @@ async fn relations(
     judged: &[Judged<'_>],
     parameters: &[(String, String)],
     evidence: &mut Evidence<'_>,
-) -> Result<BTreeMap<(usize, usize), Vec<Component>>, AuditError> {
+) -> Result<(BTreeMap<(usize, usize), Vec<Component>>, Vec<inclusion::Nested>), AuditError> {
     let leaving = |t: &Judged<'_>| {
         t.fixed
             || (t.dp.is_none()
@@ -1043,6 +1052,7 @@ async fn relations(
                 && matches!(t.outcome(), o if o <= Verdict::Suppressed || o == Verdict::Review))
     };
     let mut relations = BTreeMap::new();
+    let mut nested = Vec::new();
     for a in (0..judged.len()).filter(|&a| !judged[a].fixed && leaving(&judged[a])) {
         let x = &judged[a];
         let resolved = evidence::resolve(x.spec, parameters)?;
@@ -1094,13 +1104,14 @@ async fn relations(
             for (b, c) in group.into_iter().zip(crossing_of) {
                 let slack = x.rules.min_units.max(judged[b].rules.min_units).saturating_sub(1);
                 let found = components(&x.host, &judged[b].host, &crossings[c], slack);
+                nested.extend(inclusion::nestings((a, &x.host), (b, &judged[b].host), &crossings[c], slack));
                 if !found.is_empty() {
                     relations.insert((a, b), found);
                 }
             }
         }
     }
-    Ok(relations)
+    Ok((relations, nested))
 }
 
 /// Whether two contracts divide the same rows into the same cells: the same dimensions, filters

@@ -6,10 +6,10 @@
 //! does not keep its figure); A3 a ratio's denominator (a ratio relates to the sums of both
 //! its columns); D1 one withheld total blanked every later split (the cheapest cells now, as
 //! against an earlier table); A4 under the cell key method, units of almost no revenue redrew a
-//! sum's noise (its key is now its two largest contributions). Still open, kept as ignored tests
-//! until they pass: A1 a dominated difference whose dominant unit is smaller than the smaller
-//! cell's largest; W1 three cells of two earlier releases give a dominated zone back
-//! (inclusion–exclusion). Not kept as a test (it measured time): D2, released cells nested in a cell make each
+//! sum's noise (its key is now its two largest contributions); W1 three cells of two earlier
+//! releases gave a dominated zone back (inclusion–exclusion, `inclusion.rs`). Still open, kept
+//! as an ignored test until it passes: A1 a dominated difference whose dominant unit is smaller
+//! than the smaller cell's largest. Not kept as a test (it measured time): D2, released cells nested in a cell make each
 //! later audit of it solve one interpolation per nested cell, uncapped, under the history's
 //! lock (ARCHITECTURE.md).
 
@@ -27,7 +27,7 @@ use crate::{audit_tables, no_rows};
 // ----- Helpers: one catalog of shops with a city, a zone (plaintext) and a tax. -----
 
 /// A shop: (district, street, zone, revenue). Every shop is in city C and pays a tax of 1.
-type Shop = (&'static str, &'static str, &'static str, f64);
+pub(crate) type Shop = (&'static str, &'static str, &'static str, f64);
 
 const COLUMNS: [(&str, &str, &str); 7] = [
     ("shop_id", "string", "pseudonymized"),
@@ -40,7 +40,7 @@ const COLUMNS: [(&str, &str, &str); 7] = [
 ];
 
 /// Writes the shops (ids S0001, S0002, … in order) and their catalog into `dir`.
-fn shops_catalog(dir: &Path, shops: &[Shop]) -> Catalog {
+pub(crate) fn shops_catalog(dir: &Path, shops: &[Shop]) -> Catalog {
     let rows: Vec<String> = (shops.iter().enumerate())
         .map(|(n, (district, street, zone, revenue))| format!("S{:04},C,{district},{street},{zone},{revenue},1", n + 1))
         .collect();
@@ -49,7 +49,7 @@ fn shops_catalog(dir: &Path, shops: &[Shop]) -> Catalog {
 }
 
 /// `n` shops alike.
-fn many(n: usize, shop: Shop) -> impl Iterator<Item = Shop> {
+pub(crate) fn many(n: usize, shop: Shop) -> impl Iterator<Item = Shop> {
     std::iter::repeat_n(shop, n)
 }
 
@@ -63,11 +63,11 @@ fn table(name: &str, dims: &[&str], measures: &str) -> String {
     )
 }
 
-fn zone_is(zone: &str) -> String {
+pub(crate) fn zone_is(zone: &str) -> String {
     format!(r#"{{ column = "shops.zone", op = "eq", value = "{zone}" }}"#)
 }
 
-fn zone_is_not(zone: &str) -> String {
+pub(crate) fn zone_is_not(zone: &str) -> String {
     format!(r#"{{ column = "shops.zone", op = "ne", value = "{zone}" }}"#)
 }
 
@@ -290,14 +290,13 @@ fn one_withheld_total_does_not_blank_every_later_table_that_splits_it() {
     assert!(shown >= 1, "one withheld total blanked every district of a clean table: {text}");
 }
 
-// ----- W1 (closed by 0b6d05b): what dominated_differences withholds. -----
+// ----- W1: what dominated_differences withholds, and three cells of two releases. -----
 
-/// Failed against d215fc0 and passed with 0b6d05b, but only by withholding B, whose figure
-/// `below` had already released: total − below.B − below.H gives zone Z2 of H back before
-/// `districts` runs at all — three cells of two releases, ten rows apart, which nothing relates
-/// yet (inclusion–exclusion, issue 17). Kept, ignored, until that is checked.
+/// Failed against d215fc0; 0b6d05b withheld B, whose figure `below` had already released:
+/// total − below.B − below.H gave zone Z2 of H back before `districts` ran at all — three
+/// cells of two releases, ten rows apart. Inclusion–exclusion (`inclusion.rs`) now withholds
+/// the total's sum: its remainder, ten shops, one of them dominates.
 #[test]
-#[ignore = "open (issue 17): inclusion–exclusion of three cells from two earlier releases"]
 fn a_cell_withheld_for_a_dominated_difference_is_protected_against_margins_too() {
     // District H: thirty shops of 30 in zone Z1, nine of 40 and one of 5000 in zone Z2 (6260);
     // district B: ten shops of 100 in Z1. Three honest-looking releases, by anyone:
@@ -326,12 +325,14 @@ fn a_cell_withheld_for_a_dominated_difference_is_protected_against_margins_too()
     assert_eq!(released(&below, 0, "H", 2), Some(900.0), "{}", below.report_text());
     history.extend(below.history.clone());
     let total = run_on(&catalog, "total", &["city"], "", &policy, &history);
-    assert_eq!(released(&total, 0, "C", 2), Some(7260.0), "{}", total.report_text());
+    assert_eq!(released(&total, 0, "C", 2), None, "total − below.B − below.H = 5360: {}", total.report_text());
+    assert!(cell(&total, 0, "C").1.contains(&Rule::Differencing), "{}", total.report_text());
     history.extend(total.history.clone());
     let districts = run_on(&catalog, "districts", &["district"], "", &policy, &history);
     let text = districts.report_text();
+    // H is withheld: with the total withheld, H and B would give it back (B's twin in `below`
+    // is shown, so H is the cell chosen); and H − below.H is dominated.
     assert_eq!(released(&districts, 0, "H", 2), None, "{text}");
-    assert!(cell(&districts, 0, "H").1.contains(&Rule::Differencing), "{text}");
     let recovered = released(&total, 0, "C", 2).zip(released(&districts, 0, "B", 2)).map(|(c, b)| c - b);
     assert_ne!(
         recovered,

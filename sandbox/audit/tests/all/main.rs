@@ -8,6 +8,7 @@ mod boundary;
 mod differencing;
 mod dp;
 mod examples;
+mod inclusion;
 mod models;
 mod properties;
 mod releases;

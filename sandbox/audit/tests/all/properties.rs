@@ -16,7 +16,7 @@ use crate::rules::write_shops;
 use crate::{audit_tables, output_table};
 
 /// One shop: district, street, revenue.
-type Shop = (String, String, f64);
+pub(crate) type Shop = (String, String, f64);
 
 pub(crate) fn random_shops(seed: u64) -> Vec<Shop> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);

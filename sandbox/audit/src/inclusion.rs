@@ -1,0 +1,297 @@
+//! Inclusion–exclusion of three released cells (容斥): a cell less two cells it holds — a
+//! district, its shops below a revenue band and its shops above another, released by anyone in
+//! any order — is the few units between them. Pairs of cells are compared in differencing and
+//! pairs of tables in the margins; this pass relates one cell of this run to two other released
+//! cells.
+//!
+//! Candidates come from the rows: the crossings the margins already read tell which cells of two
+//! tables lie within which ([`Nested`], but for fewer rows than a cell needs units). The three
+//! are then related by their units' sketches: for a big cell `C` and two cells `A`, `B`,
+//! `χ_C / (χ_A χ_B)` is a polynomial of a few units' degree exactly when `A` and `B` are
+//! disjoint, lie within `C`, and leave those units over (one interpolation, as in
+//! [`Sketch::holds_all_of`]); `χ_A χ_B / χ_C` likewise when `A` and `B` cover `C` and overlap
+//! in a few units. Where this run's cell is `C`, `A` and `B` are cells within it; where it is
+//! `A`, `C` holds it and `B` is any released cell of the size `C` less it leaves room for.
+//!
+//! What the remainder gives away decides: fewer units than `min_units`, where all three leave
+//! a figure of one quantity, or units (up to [`MAX_DIFFERENCE`]) whose sum a few of them
+//! dominate — the big cell's contributions above both smaller cells' largest are in it, as for
+//! a pair ([`crate::judge::Dominated`]). This run's cell is then withheld, and the margins run
+//! again to protect it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::differencing::{MAX_DIFFERENCE, Sketch};
+use crate::evidence::{self, Crossing};
+use crate::judge::{self, HostTable};
+use crate::{CellFinding, Judged, ReleasedCell, Rule, Verdict, quantities};
+
+/// Cell `inner` (table, row) lies within cell `outer` of another table, but for at most the
+/// slack's rows, and has fewer rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Nested {
+    pub(crate) inner: (usize, usize),
+    pub(crate) outer: (usize, usize),
+}
+
+/// The cells of tables `a` (`x`) and `b` (`y`) that lie within one another, read from their
+/// crossing: all of the inner cell's rows but at most `slack` are in the outer one.
+pub(crate) fn nestings(
+    (a, x): (usize, &HostTable),
+    (b, y): (usize, &HostTable),
+    crossing: &Crossing,
+    slack: u64,
+) -> Vec<Nested> {
+    fn index(keys: &[evidence::Key]) -> HashMap<&evidence::Key, usize> {
+        keys.iter().enumerate().map(|(i, k)| (k, i)).collect()
+    }
+    let (xs, ys) = (index(&x.keys), index(&y.keys));
+    let (mut rows_x, mut rows_y) = (vec![0u64; x.keys.len()], vec![0u64; y.keys.len()]);
+    let mut shared = Vec::new();
+    for part in crossing.parts.iter().filter(|p| p.rows > 0) {
+        let i = part.a.as_ref().and_then(|k| xs.get(k).copied());
+        let j = part.b.as_ref().and_then(|k| ys.get(k).copied());
+        if let Some(i) = i {
+            rows_x[i] += part.rows;
+        }
+        if let Some(j) = j {
+            rows_y[j] += part.rows;
+        }
+        if let (Some(i), Some(j)) = (i, j) {
+            shared.push((i, j, part.rows));
+        }
+    }
+    let mut nested = Vec::new();
+    for (i, j, rows) in shared {
+        if rows_y[j] < rows_x[i] && rows_y[j] - rows <= slack {
+            nested.push(Nested { inner: (b, j), outer: (a, i) });
+        }
+        if rows_x[i] < rows_y[j] && rows_x[i] - rows <= slack {
+            nested.push(Nested { inner: (a, i), outer: (b, j) });
+        }
+    }
+    nested
+}
+
+/// A released cell as this pass reads it: its sketch and totals, and where it is a cell of a
+/// table judged now (this run's, or an earlier table), which figures of it leave.
+#[derive(Clone, Copy)]
+struct Known<'c> {
+    cell: &'c ReleasedCell,
+    at: Option<(usize, usize)>,
+}
+
+/// One cell of this run and two other released cells whose sum and difference leave a few
+/// units (`units`), too few or (`column`) dominated.
+struct Triple {
+    at: (usize, usize),
+    others: [String; 2],
+    units: usize,
+    column: Option<String>,
+}
+
+/// The released cells this pass relates: by label (an earlier table's rows are found by it)
+/// and by dataset and size.
+struct Index<'c> {
+    by_label: HashMap<&'c str, Vec<Known<'c>>>,
+    by_size: BTreeMap<(&'c str, u64), Vec<Known<'c>>>,
+}
+
+impl<'c> Index<'c> {
+    fn new(earlier: &'c [ReleasedCell], this_run: &'c [(usize, usize, ReleasedCell)]) -> Index<'c> {
+        let mut index = Index { by_label: HashMap::new(), by_size: BTreeMap::new() };
+        let known = (earlier.iter().map(|cell| Known { cell, at: None }))
+            .chain(this_run.iter().map(|(t, r, cell)| Known { cell, at: Some((*t, *r)) }));
+        for k in known {
+            index.by_label.entry(k.cell.label.as_str()).or_default().push(k);
+            index.by_size.entry((k.cell.dataset.as_str(), k.cell.sketch.size)).or_default().push(k);
+        }
+        index
+    }
+
+    /// The released cells at (table, row), of the dataset it counts: this run's by position,
+    /// an earlier table's by label (a module released every month has one label for all months).
+    fn at(&self, judged: &[Judged<'_>], (t, r): (usize, usize)) -> Vec<Known<'c>> {
+        let table = &judged[t];
+        let label = format!("{} [{}]", table.label, judge::label(&table.host.keys[r]));
+        let dataset = evidence::counted(table.spec);
+        (self.by_label.get(label.as_str()).into_iter().flatten())
+            .filter(|k| k.cell.dataset == dataset && (table.fixed || k.at == Some((t, r))))
+            .map(|k| Known { at: Some((t, r)), ..*k })
+            .collect()
+    }
+}
+
+/// Withholds every cell of this run that two other released cells relate to as above; whether
+/// any was. `earlier` are the history's cells, `this_run` this run's (table, row, cell) that
+/// passed differencing.
+pub(crate) fn withhold_triples(
+    judged: &mut [Judged<'_>],
+    nested: &[Nested],
+    earlier: &[ReleasedCell],
+    this_run: &[(usize, usize, ReleasedCell)],
+) -> bool {
+    let index = Index::new(earlier, this_run);
+    let mut changed = false;
+    for t in 0..judged.len() {
+        for r in 0..judged[t].host.keys.len() {
+            if judged[t].fixed || !crate::leaves(&judged[t], r) {
+                continue;
+            }
+            let Some(me) = index.at(judged, (t, r)).into_iter().next() else { continue };
+            if let Some(found) = triple(judged, me, nested, &index) {
+                withhold(&mut judged[t], found);
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// The first triple this run's cell `me` is in, as the big cell or as one of the two within.
+fn triple<'c>(judged: &[Judged<'_>], me: Known<'c>, nested: &[Nested], index: &Index<'c>) -> Option<Triple> {
+    let at = me.at.expect("this run's cell");
+    let rules = &judged[at.0].rules;
+    let k = rules.min_units;
+    let leaving = |c: &Known<'_>| c.at.is_none_or(|(t, r)| crate::leaves(&judged[t], r));
+    let n = me.cell.sketch.size;
+    let reach = MAX_DIFFERENCE as u64;
+    // As the big cell: two cells within it.
+    let mut within: Vec<Known<'c>> =
+        (nested.iter().filter(|x| x.outer == at)).flat_map(|x| index.at(judged, x.inner)).filter(leaving).collect();
+    within.sort_by_key(|c| c.cell.sketch.size);
+    for (i, a) in within.iter().enumerate() {
+        for b in &within[i + 1..] {
+            let size = a.cell.sketch.size + b.cell.sketch.size;
+            if size + reach < n || size > n + k {
+                continue;
+            }
+            if let Some(found) = judge_three(judged, me, [*a, *b], at, rules) {
+                return Some(found);
+            }
+        }
+    }
+    // As one of the two: a cell that holds it, and any cell the size of the rest.
+    let dataset = me.cell.dataset.as_str();
+    for c in (nested.iter().filter(|x| x.inner == at)).flat_map(|x| index.at(judged, x.outer)).filter(leaving) {
+        let room = c.cell.sketch.size.saturating_sub(n);
+        let sizes = (dataset, room.saturating_sub(reach))..=(dataset, room + k);
+        for b in index.by_size.range(sizes).flat_map(|(_, cells)| cells.iter().copied()) {
+            if std::ptr::eq(b.cell, me.cell) || std::ptr::eq(b.cell, c.cell) || !leaving(&b) {
+                continue;
+            }
+            if let Some(found) = judge_three(judged, c, [me, b], at, rules) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// Whether `big` less `parts` (or `parts` less `big`, where they overlap) is a few units that
+/// leave: too few of them where all three show a figure of one quantity, or a few dominating
+/// the sum of a column all three leave their totals of.
+fn judge_three(
+    judged: &[Judged<'_>],
+    big: Known<'_>,
+    parts: [Known<'_>; 2],
+    at: (usize, usize),
+    rules: &crate::policy::Rules,
+) -> Option<Triple> {
+    let k = rules.min_units as usize;
+    let [a, b] = parts;
+    // Cheap first: the bucket counts of two parts within the big cell add up below its own.
+    let within = (0..big.cell.sketch.buckets.len())
+        .all(|i| a.cell.sketch.buckets[i] + b.cell.sketch.buckets[i] <= big.cell.sketch.buckets[i]);
+    let mut sum: Sketch = a.cell.sketch.clone();
+    let (extra, overlap) = if within {
+        sum.merge(&b.cell.sketch);
+        (big.cell.sketch.holds_all_of(&sum)?, false)
+    } else {
+        let over = (0..big.cell.sketch.buckets.len())
+            .map(|i| (a.cell.sketch.buckets[i] + b.cell.sketch.buckets[i]).saturating_sub(big.cell.sketch.buckets[i]))
+            .sum::<u64>();
+        if over as usize >= k {
+            return None;
+        }
+        sum.merge(&b.cell.sketch);
+        (sum.holds_all_of(&big.cell.sketch)?, true)
+    };
+    let gives = |c: &Known<'_>| -> Vec<String> {
+        match c.at {
+            Some((t, r)) => {
+                let table = &judged[t];
+                let mut own: Vec<String> = (table.spec.measures.iter().enumerate())
+                    .filter(|&(j, _)| table.shown(j, r).is_some() && !table.overrides.contains_key(&(j, r)))
+                    .flat_map(|(_, m)| quantities(m))
+                    .collect();
+                own.dedup();
+                own
+            }
+            // A cell of the history whose table is not at hand: its count, and the sums it
+            // left its own totals of.
+            None => std::iter::once("count".to_owned())
+                .chain(c.cell.magnitudes.iter().map(|(column, _)| format!("sum {column}")))
+                .collect(),
+        }
+    };
+    let (g_big, g_a, g_b) = (gives(&big), gives(&a), gives(&b));
+    let common: Vec<&String> = g_big.iter().filter(|q| g_a.contains(q) && g_b.contains(q)).collect();
+    let others = |me: (usize, usize)| -> [String; 2] {
+        let mut names = [big, a, b].into_iter().filter(|c| c.at != Some(me)).map(|c| c.cell.label.clone());
+        [names.next().unwrap_or_default(), names.next().unwrap_or_default()]
+    };
+    if extra < k {
+        return (!common.is_empty()).then(|| Triple { at, others: others(at), units: extra, column: None });
+    }
+    if overlap {
+        return None;
+    }
+    // Units enough: their sum must not be dominated.
+    let magnitudes = |c: &Known<'_>, column: &str| c.cell.magnitudes.iter().find(|(x, _)| x == column).map(|(_, m)| *m);
+    common.iter().filter_map(|q| q.strip_prefix("sum ")).find_map(|column| {
+        let (m, ma, mb) = (magnitudes(&big, column)?, magnitudes(&a, column)?, magnitudes(&b, column)?);
+        let floor = ma[1].max(mb[1]);
+        let top: f64 = [m[1], m[2]].into_iter().filter(|&x| x > floor).take(rules.dominance_n.max(1)).sum();
+        let total = m[0] - ma[0] - mb[0];
+        (total > 0.0 && top > rules.dominance_k * total).then(|| Triple {
+            at,
+            others: others(at),
+            units: extra,
+            column: Some(column.to_owned()),
+        })
+    })
+}
+
+fn withhold(table: &mut Judged<'_>, found: Triple) {
+    let (r, k) = (found.at.1, table.rules.min_units);
+    let name = judge::label(&table.host.keys[r]);
+    let [p, q] = &found.others;
+    let d = found.units;
+    let (en, zh) = match &found.column {
+        None => (
+            format!(
+                "[{name}] with {p} and {q}: one of the three less the other two is {d} privacy units, fewer than {k}: adding and subtracting them would reveal those units"
+            ),
+            format!("[{name}] 与 {p}、{q}：三者之一减去另两者只余 {d} 个隐私单元，少于 {k}：加减即可推出这些单位"),
+        ),
+        Some(column) => (
+            format!(
+                "[{name}] with {p} and {q}: one of the three less the other two is {d} privacy units whose {column} a few of them dominate: adding and subtracting them would reveal those units"
+            ),
+            format!(
+                "[{name}] 与 {p}、{q}：三者之一减去另两者为 {d} 个隐私单元，其 {column} 由少数单位支配：加减即可推出这些单位"
+            ),
+        ),
+    };
+    table.verdicts[r] = table.verdicts[r].max(Verdict::Suppressed);
+    table.suppressed[r] = true;
+    table.findings.push(CellFinding {
+        row: Some(r),
+        column: None,
+        rule: Rule::Differencing,
+        verdict: Verdict::Suppressed,
+        en,
+        zh,
+    });
+}
