@@ -75,6 +75,20 @@ fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Vec<T>> {
     Ok(records)
 }
 
+/// How many released cells and released tables the history holds (its whole lines), without
+/// reading them: what each release entry of the log states, for the annual report.
+pub fn size(path: &Path) -> io::Result<(u64, u64)> {
+    let count = |path: &Path| -> io::Result<u64> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()).count() as u64
+                - u64::from(!bytes.is_empty() && !bytes.ends_with(b"\n"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    };
+    Ok((count(path)?, count(&path.with_extension("tables"))?))
+}
+
 /// Appends what a release adds to the history, durably. The caller appends before it releases:
 /// a crash between the two leaves a history holding what never left, which only makes later
 /// audits stricter.
@@ -131,6 +145,9 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), whole, "cut back to the last whole line");
         append(&path, &History { cells: vec![cell("c")], tables: Vec::new() }).unwrap();
         assert_eq!(open(&path).unwrap().1.cells, vec![cell("a"), cell("c")]);
+        assert_eq!(size(&path).unwrap(), (2, 0));
+        std::fs::write(&path, format!("{whole}{}", &torn[..torn.len() / 2])).unwrap();
+        assert_eq!(size(&path).unwrap(), (1, 0), "a torn line is no cell");
         // A damaged whole line is not a crash: it is refused, not dropped.
         std::fs::write(&path, format!("{whole}{{not json}}\n")).unwrap();
         assert!(open(&path).unwrap_err().to_string().contains("not a history record"));

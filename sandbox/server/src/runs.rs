@@ -511,6 +511,10 @@ async fn release(
     let release = next_id(core, "releases", "rel")?;
     let results: Vec<(&str, &[u8])> = results.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
     let policy_sha = core.policy.sha256();
+    // The history later audits compare with, as this release leaves it (appended just before).
+    let (cells, earlier) =
+        sandbox_audit::history::size(&core.dir.history()).map_err(|e| internal("release history", e))?;
+    let (cells, earlier) = (cells.to_string(), earlier.to_string());
     let mut fields = vec![
         ("module", to.module),
         ("manifest", to.manifest),
@@ -521,6 +525,8 @@ async fn release(
         ("agreement", to.agreement),
         ("run", to.run),
         ("release", release.as_str()),
+        ("history_cells", cells.as_str()),
+        ("history_tables", earlier.as_str()),
     ];
     if let Some(reviewed) = reviewed {
         fields.push(("reviewed", reviewed));

@@ -120,6 +120,18 @@ pub struct Annual {
     reviewers: BTreeMap<String, Counts>,
     /// (role, RPC, status code) → refusals.
     refusals: BTreeMap<(String, String, String), u64>,
+    history: History,
+}
+
+/// The release history later audits compare with, as release entries state it.
+#[derive(Debug, Default)]
+struct History {
+    /// The first release that stated it: since when it has been kept.
+    since: Option<Timestamp>,
+    /// (released cells, released tables) as the last release before the period left it.
+    before: (u64, u64),
+    /// The same, by the end of the period.
+    after: (u64, u64),
 }
 
 fn malformed(en: impl Into<String>, zh: impl Into<String>) -> Error {
@@ -160,6 +172,7 @@ impl Annual {
             units: BTreeMap::new(),
             reviewers: BTreeMap::new(),
             refusals: BTreeMap::new(),
+            history: History::default(),
         })
     }
 
@@ -214,6 +227,17 @@ impl Annual {
             kind::RELEASE => {
                 let owner = owners.runs.get(&get("run")).cloned().unwrap_or_default();
                 owners.releases.insert(get("release"), owner);
+                let count = |name: &str| entry.get(name).and_then(|n| n.parse::<u64>().ok());
+                if let (Some(cells), Some(tables), true) =
+                    (count("history_cells"), count("history_tables"), entry.time() < self.end)
+                {
+                    let history = &mut self.history;
+                    history.since.get_or_insert(entry.time());
+                    history.after = (cells, tables);
+                    if entry.time() < self.start {
+                        history.before = (cells, tables);
+                    }
+                }
             }
             _ => {}
         }
@@ -328,6 +352,23 @@ impl Annual {
         principals(&mut out, &self.reviewers);
         out.push_str("\n五、被拒绝的请求 / Refused requests (role, RPC, code)\n");
         section(&mut out, self.refusals.iter().map(|((role, rpc, code), n)| format!("{role} {rpc} {code}: {n}")));
+        out.push_str("\n六、发布历史（后续出域审核据以比对）/ Release history (what later audits compare with)\n");
+        let history = &self.history;
+        let lines = history.since.map(|since| {
+            let ((cells, tables), (cells_before, tables_before)) = (history.after, history.before);
+            [
+                format!(
+                    "已发布单元格 / released cells: {cells}（本年新增 / this year +{}）",
+                    cells.saturating_sub(cells_before)
+                ),
+                format!(
+                    "已发布表 / released tables: {tables}（本年新增 / this year +{}）",
+                    tables.saturating_sub(tables_before)
+                ),
+                format!("始于 / kept since: {since}"),
+            ]
+        });
+        section(&mut out, lines.into_iter().flatten());
         out
     }
 }

@@ -314,6 +314,15 @@ fn the_whole_flow_through_the_cli() {
     ] {
         assert!(text.contains(line), "no {line:?} in:\n{text}");
     }
+    // The history later audits compare with, as the release entry stated it.
+    let (cells, tables) = sandbox_audit::history::size(&dir.join("audit/history.jsonl")).unwrap();
+    assert!(cells > 0 && tables > 0, "{cells} {tables}");
+    for line in [
+        format!("  已发布单元格 / released cells: {cells}（本年新增 / this year +{cells}）\n"),
+        format!("  已发布表 / released tables: {tables}（本年新增 / this year +{tables}）\n"),
+    ] {
+        assert!(text.contains(&line), "no {line:?} in:\n{text}");
+    }
     let o = s.cli("op", &["report", "get", "--year", &year]);
     assert!(stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
     let o = s.cli("admin", &["report", "file", "--year", "2999"]);

@@ -71,21 +71,29 @@ fn year_of_operation() -> TestLog {
         &[("run", "run-3"), ("status", "failed"), ("error", "timeout")],
     );
     logged(&mut log, "2026-04-01T00:02:00Z", kind::AUDIT_OUTCOME, "sandbox", &[("run", "run-2"), ("outcome", "pass")]);
-    let mut release = Entry::builder(kind::RELEASE, time("2026-04-01T00:03:00Z"), "sandbox");
-    for field in ["module", "manifest", "audit_report", "policy", "result.t.csv"] {
-        release = release.field(field, &sha);
+    // A release states the history later audits compare with, as it leaves it: one in 2026,
+    // one in 2027 (Beijing time; a run the log does not know).
+    for (at, run, id, cells, tables) in
+        [("2026-04-01T00:03:00Z", "run-2", "rel-1", "5", "1"), ("2027-01-01T00:00:00Z", "run-9", "rel-9", "12", "2")]
+    {
+        let mut release = Entry::builder(kind::RELEASE, time(at), "sandbox");
+        for field in ["module", "manifest", "audit_report", "policy", "result.t.csv"] {
+            release = release.field(field, &sha);
+        }
+        let release = release
+            .field("datasets", "persons@1")
+            .field("recipient", "unit.a")
+            .field("agreement", "agr-1")
+            .field("run", run)
+            .field("release", id)
+            .field("history_cells", cells)
+            .field("history_tables", tables)
+            .build()
+            .unwrap()
+            .sign(&[&log.release_key])
+            .unwrap();
+        log.append(release);
     }
-    let release = release
-        .field("datasets", "persons@1")
-        .field("recipient", "unit.a")
-        .field("agreement", "agr-1")
-        .field("run", "run-2")
-        .field("release", "rel-1")
-        .build()
-        .unwrap()
-        .sign(&[&log.release_key])
-        .unwrap();
-    log.append(release);
     logged(&mut log, "2026-04-02T00:00:00Z", kind::DELIVERY, "unit.a", &[("release", "rel-1")]);
     for (id, rating) in [("fb-1", "4"), ("fb-2", "5"), ("fb-3", "5")] {
         logged(
@@ -135,13 +143,19 @@ fn a_year_is_counted_per_operator_unit_and_reviewer_in_beijing_time() {
         "三、应用单位 / Application units\n  unit.a\n",
         "四、审核人员 / Reviewers\n  reviewer.bureau\n    模块审核通过签名 / module approvals signed: 1\n",
         "五、被拒绝的请求 / Refused requests (role, RPC, code)\n  operator Runs.Start FailedPrecondition: 1\n",
+        "/ Release history (what later audits compare with)\n  已发布单元格 / released cells: 5（本年新增 / this year +5）\n  \
+         已发布表 / released tables: 1（本年新增 / this year +1）\n  始于 / kept since: 2026-04-01T00:03:00Z\n",
     ] {
         assert!(text.contains(line), "no {line:?} in:\n{text}");
     }
     assert!(!text.contains("licence.suspended"), "1 January 2027 in Beijing is not 2026: {text}");
     let next = report(&log, 2027, log.tree.size());
     assert!(next.contains("  licence.suspended: 1\n") && next.contains("operator.acme\n    暂停授权"), "{next}");
-    assert!(report(&log, 2025, log.tree.size()).contains("一、条目 / Entries\n  无 / none\n"));
+    assert!(next.contains("released cells: 12（本年新增 / this year +7）"), "{next}");
+    assert!(next.contains("kept since: 2026-04-01T00:03:00Z"), "{next}");
+    let empty = report(&log, 2025, log.tree.size());
+    assert!(empty.contains("一、条目 / Entries\n  无 / none\n"), "{empty}");
+    assert!(empty.ends_with("/ Release history (what later audits compare with)\n  无 / none\n"), "{empty}");
     assert!(Annual::new(1999, ORIGIN, 1).is_err() && Annual::new(2026, "a b", 1).is_err());
     assert_eq!(sandbox_verify::annual::year_of(time("2025-12-31T16:00:00Z")), 2026);
     assert_eq!(sandbox_verify::annual::year_of(time("2025-12-31T15:59:59Z")), 2025);
