@@ -262,6 +262,29 @@ impl Sketch {
     }
 }
 
+impl Sketch {
+    /// How many units this sketch has beyond `other`'s, and how many of `other`'s it lacks,
+    /// where it lacks at most `outside` and the two differ in at most [`MAX_DIFFERENCE`]: a
+    /// cell that holds all of another's units but one or two negligible ones (red team round 6,
+    /// R4). The fewest lacking first: larger degrees than the true ones leave the system singular.
+    pub fn holds_all_but(&self, other: &Sketch, outside: usize) -> Option<(usize, usize)> {
+        if !self.is_well_formed() || !other.is_well_formed() || other.evaluations.contains(&0) {
+            return None;
+        }
+        let lacking: u64 = self.buckets.iter().zip(&other.buckets).map(|(a, b)| b.saturating_sub(*a)).sum();
+        if lacking as usize > outside {
+            return None;
+        }
+        let delta = self.size as i64 - other.size as i64;
+        let inverses = batch_inverse(&other.evaluations);
+        let f: Vec<u64> = self.evaluations.iter().zip(&inverses).map(|(s, t)| mul(*s, *t)).collect();
+        (lacking as usize..=outside).find_map(|b| {
+            let a = usize::try_from(delta + b as i64).ok().filter(|&a| a > 0 && a + b <= MAX_DIFFERENCE)?;
+            interpolates(&f, a, b).then_some((a, b))
+        })
+    }
+}
+
 /// Whether monic P of degree `a` and Q of degree `b` exist with P(z) = f(z) Q(z) at the first
 /// `a + b` points, and then hold at every other point too.
 fn interpolates(f: &[u64], a: usize, b: usize) -> bool {
@@ -391,6 +414,20 @@ mod tests {
         let mut left = sketch(&hasher, 0..40);
         left.merge(&sketch(&hasher, 40..100));
         assert_eq!(left, sketch(&hasher, 0..100));
+    }
+
+    #[test]
+    fn a_set_that_holds_all_but_a_few_of_another_is_told_apart() {
+        let hasher = UnitHasher::new(&[4; 32]);
+        let s = sketch(&hasher, (0..200).chain(1000..1020));
+        for lacking in [0, 1, 5, 9] {
+            let other = sketch(&hasher, (0..200).chain(2000..2000 + lacking));
+            assert_eq!(s.holds_all_but(&other, 9), Some((20, lacking as usize)), "{lacking}");
+        }
+        // More lacking than allowed, or too far apart.
+        assert_eq!(s.holds_all_but(&sketch(&hasher, (0..200).chain(2000..2010)), 9), None);
+        assert_eq!(s.holds_all_but(&sketch(&hasher, 0..150), 9), None);
+        assert_eq!(s.holds_all_but(&sketch(&hasher, 5000..5200), 9), None);
     }
 
     #[test]

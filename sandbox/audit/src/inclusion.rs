@@ -98,13 +98,23 @@ struct Index<'c> {
 }
 
 impl<'c> Index<'c> {
+    /// One entry per label and distinct units: a table released again over the same rows (a
+    /// module run every day on data that did not change) adds nothing to relate, and must not
+    /// multiply the pairs to try (red team round 6, D1). This run's cells come first.
     fn new(earlier: &'c [ReleasedCell], this_run: &'c [(usize, usize, ReleasedCell)]) -> Index<'c> {
         let mut index = Index { by_label: HashMap::new(), by_size: BTreeMap::new() };
-        let known = (earlier.iter().map(|cell| Known { cell, at: None }))
-            .chain(this_run.iter().map(|(t, r, cell)| Known { cell, at: Some((*t, *r)) }));
+        let known = (this_run.iter().map(|(t, r, cell)| Known { cell, at: Some((*t, *r)) }))
+            .chain(earlier.iter().map(|cell| Known { cell, at: None }));
         for k in known {
-            index.by_label.entry(k.cell.label.as_str()).or_default().push(k);
-            index.by_size.entry((k.cell.dataset.as_str(), k.cell.sketch.size)).or_default().push(k);
+            let same = |o: &Known<'_>| o.cell.dataset == k.cell.dataset && o.cell.sketch == k.cell.sketch;
+            let labelled = index.by_label.entry(k.cell.label.as_str()).or_default();
+            if !labelled.iter().any(|o| same(o) && (o.at == k.at || k.at.is_none())) {
+                labelled.push(k);
+            }
+            let sized = index.by_size.entry((k.cell.dataset.as_str(), k.cell.sketch.size)).or_default();
+            if !sized.iter().any(same) {
+                sized.push(k);
+            }
         }
         index
     }
@@ -120,6 +130,17 @@ impl<'c> Index<'c> {
             .map(|k| Known { at: Some((t, r)), ..*k })
             .collect()
     }
+}
+
+/// `cells` less those with the same units as one before them.
+fn distinct(mut cells: Vec<Known<'_>>) -> Vec<Known<'_>> {
+    let mut kept: Vec<Known<'_>> = Vec::with_capacity(cells.len());
+    for c in cells.drain(..) {
+        if !kept.iter().any(|k| k.cell.dataset == c.cell.dataset && k.cell.sketch == c.cell.sketch) {
+            kept.push(c);
+        }
+    }
+    kept
 }
 
 /// Withholds every cell of this run that two other released cells relate to as above; whether
@@ -156,16 +177,17 @@ fn triple<'c>(judged: &[Judged<'_>], me: Known<'c>, nested: &[Nested], index: &I
     let leaving = |c: &Known<'_>| c.at.is_none_or(|(t, r)| crate::leaves(&judged[t], r));
     let n = me.cell.sketch.size;
     let reach = MAX_DIFFERENCE as u64;
-    // As the big cell: two cells within it.
-    let mut within: Vec<Known<'c>> =
-        (nested.iter().filter(|x| x.outer == at)).flat_map(|x| index.at(judged, x.inner)).filter(leaving).collect();
+    // As the big cell: two cells within it, whose sizes add up to within reach of its own.
+    let mut within: Vec<Known<'c>> = distinct(
+        (nested.iter().filter(|x| x.outer == at)).flat_map(|x| index.at(judged, x.inner)).filter(leaving).collect(),
+    );
     within.sort_by_key(|c| c.cell.sketch.size);
     for (i, a) in within.iter().enumerate() {
-        for b in &within[i + 1..] {
-            let size = a.cell.sketch.size + b.cell.sketch.size;
-            if size + reach < n || size > n + k {
-                continue;
-            }
+        let size = a.cell.sketch.size;
+        let (lo, hi) = (n.saturating_sub(reach + size), (n + k).saturating_sub(size));
+        let rest = &within[i + 1..];
+        let start = rest.partition_point(|b| b.cell.sketch.size < lo);
+        for b in rest[start..].iter().take_while(|b| b.cell.sketch.size <= hi) {
             if let Some(found) = judge_three(judged, me, [*a, *b], at, rules) {
                 return Some(found);
             }
@@ -173,7 +195,10 @@ fn triple<'c>(judged: &[Judged<'_>], me: Known<'c>, nested: &[Nested], index: &I
     }
     // As one of the two: a cell that holds it, and any cell the size of the rest.
     let dataset = me.cell.dataset.as_str();
-    for c in (nested.iter().filter(|x| x.inner == at)).flat_map(|x| index.at(judged, x.outer)).filter(leaving) {
+    let holding = distinct(
+        (nested.iter().filter(|x| x.inner == at)).flat_map(|x| index.at(judged, x.outer)).filter(leaving).collect(),
+    );
+    for c in holding {
         let room = c.cell.sketch.size.saturating_sub(n);
         let sizes = (dataset, room.saturating_sub(reach))..=(dataset, room + k);
         for b in index.by_size.range(sizes).flat_map(|(_, cells)| cells.iter().copied()) {
@@ -200,22 +225,26 @@ fn judge_three(
 ) -> Option<Triple> {
     let k = rules.min_units as usize;
     let [a, b] = parts;
-    // Cheap first: the bucket counts of two parts within the big cell add up below its own.
-    let within = (0..big.cell.sketch.buckets.len())
-        .all(|i| a.cell.sketch.buckets[i] + b.cell.sketch.buckets[i] <= big.cell.sketch.buckets[i]);
+    let buckets = |c: &Known<'_>, i: usize| c.cell.sketch.buckets[i] as i64;
+    let apart: Vec<i64> =
+        (0..big.cell.sketch.buckets.len()).map(|i| buckets(&big, i) - buckets(&a, i) - buckets(&b, i)).collect();
+    // Cheap first: units in one bucket of one side and not the other's are in the difference.
+    let distance: i64 = apart.iter().map(|d| d.abs()).sum();
+    if distance > MAX_DIFFERENCE as i64 {
+        return None;
+    }
     let mut sum: Sketch = a.cell.sketch.clone();
-    let (extra, overlap) = if within {
-        sum.merge(&b.cell.sketch);
-        (big.cell.sketch.holds_all_of(&sum)?, false)
-    } else {
-        let over = (0..big.cell.sketch.buckets.len())
-            .map(|i| (a.cell.sketch.buckets[i] + b.cell.sketch.buckets[i]).saturating_sub(big.cell.sketch.buckets[i]))
-            .sum::<u64>();
-        if over as usize >= k {
-            return None;
-        }
-        sum.merge(&b.cell.sketch);
-        (sum.holds_all_of(&big.cell.sketch)?, true)
+    sum.merge(&b.cell.sketch);
+    // Fewer units than a cell needs between `big` and the two, on either side or both (a gap
+    // less an overlap: C − A − B = R − O).
+    let few = (distance < k as i64).then(|| sum.difference(&big.cell.sketch, k - 1)).flatten();
+    // More: a remainder within `big` (A, B disjoint within it), or an overlap (A, B cover it).
+    let (units, overlap) = match few {
+        Some(0) => return None,
+        Some(units) => (units, None),
+        None if apart.iter().all(|&d| d >= 0) => (big.cell.sketch.holds_all_of(&sum)?, Some(false)),
+        None if apart.iter().all(|&d| d <= 0) => (sum.holds_all_of(&big.cell.sketch)?, Some(true)),
+        None => return None,
     };
     let gives = |c: &Known<'_>| -> Vec<String> {
         match c.at {
@@ -241,23 +270,27 @@ fn judge_three(
         let mut names = [big, a, b].into_iter().filter(|c| c.at != Some(me)).map(|c| c.cell.label.clone());
         [names.next().unwrap_or_default(), names.next().unwrap_or_default()]
     };
-    if extra < k {
-        return (!common.is_empty()).then(|| Triple { at, others: others(at), units: extra, column: None });
-    }
-    if overlap {
-        return None;
-    }
-    // Units enough: their sum must not be dominated.
+    let Some(overlap) = overlap else {
+        return (!common.is_empty()).then(|| Triple { at, others: others(at), units, column: None });
+    };
+    // Units enough: their sum must not be dominated. Which contributions are in it is read from
+    // the cells' two largest: `big`'s above both parts' largest are in a remainder; a largest
+    // that both parts and `big` share, and `big` holds once, is one unit, in the overlap.
     let magnitudes = |c: &Known<'_>, column: &str| c.cell.magnitudes.iter().find(|(x, _)| x == column).map(|(_, m)| *m);
     common.iter().filter_map(|q| q.strip_prefix("sum ")).find_map(|column| {
         let (m, ma, mb) = (magnitudes(&big, column)?, magnitudes(&a, column)?, magnitudes(&b, column)?);
-        let floor = ma[1].max(mb[1]);
-        let top: f64 = [m[1], m[2]].into_iter().filter(|&x| x > floor).take(rules.dominance_n.max(1)).sum();
-        let total = m[0] - ma[0] - mb[0];
+        let (top, total) = if overlap {
+            let shared = ma[1] == mb[1] && ma[1] == m[1] && m[2] < m[1];
+            (if shared { m[1] } else { 0.0 }, ma[0] + mb[0] - m[0])
+        } else {
+            let floor = ma[1].max(mb[1]);
+            let top = [m[1], m[2]].into_iter().filter(|&x| x > floor).take(rules.dominance_n.max(1)).sum();
+            (top, m[0] - ma[0] - mb[0])
+        };
         (total > 0.0 && top > rules.dominance_k * total).then(|| Triple {
             at,
             others: others(at),
-            units: extra,
+            units,
             column: Some(column.to_owned()),
         })
     })
@@ -294,4 +327,41 @@ fn withhold(table: &mut Judged<'_>, found: Triple) {
         en,
         zh,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::differencing::UnitHasher;
+
+    fn cell(label: &str, units: std::ops::Range<u32>) -> ReleasedCell {
+        let hasher = UnitHasher::new(&[9; 32]);
+        let mut sketch = Sketch::default();
+        for u in units {
+            sketch.insert(&hasher, format!("u{u}").as_bytes());
+        }
+        ReleasedCell {
+            dataset: "shops".to_owned(),
+            label: label.to_owned(),
+            sketch,
+            contributions: Vec::new(),
+            magnitudes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_cell_released_again_is_one_entry_of_the_index() {
+        // One module's table released five times over the same rows, and once over others.
+        let mut earlier: Vec<ReleasedCell> = (0..5).map(|_| cell("m streets [H, S01]", 0..10)).collect();
+        earlier.push(cell("m streets [H, S01]", 0..11));
+        earlier.push(cell("n zones [H]", 0..10));
+        let this_run = vec![(0, 3, cell("n zones [H]", 0..10))];
+        let index = Index::new(&earlier, &this_run);
+        assert_eq!(index.by_label["m streets [H, S01]"].len(), 2);
+        // This run's cell released before with the same units: one entry, this run's.
+        assert_eq!(index.by_label["n zones [H]"].len(), 1);
+        assert_eq!(index.by_label["n zones [H]"][0].at, Some((0, 3)));
+        assert_eq!(index.by_size[&("shops", 10)].len(), 1, "one per distinct units");
+        assert_eq!(index.by_size[&("shops", 11)].len(), 1);
+    }
 }

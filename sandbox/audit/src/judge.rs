@@ -857,8 +857,8 @@ impl<'a> Judge<'a> {
                 m.sort_by(|a, b| a.0.cmp(&b.0));
                 m
             });
-            // Cells that hold all of another's units and ten to 48 more: their difference is a
-            // cell of its own, which must not be dominated. Noted, and judged once secondary
+            // Cells that hold all of another's units (but a few) and ten to 48 more: their
+            // difference is a cell of its own, which must not be dominated. Noted, and judged once secondary
             // suppression has run: a margin it recomputes no longer gives the difference.
             let dominated = close.is_none().then(|| {
                 let (_, sketch) = sketches.iter().find(|(d, _)| d == counted)?;
@@ -879,7 +879,10 @@ impl<'a> Judge<'a> {
                         } else {
                             (&c.sketch, sketch, false)
                         };
-                        let extra = bigger.holds_all_of(smaller)?;
+                        // All of the smaller's units but a few negligible ones (fewer than a
+                        // cell needs) do not step around it.
+                        let lacking = (self.rules.min_units as usize).saturating_sub(1);
+                        let (extra, _) = bigger.holds_all_but(smaller, lacking)?;
                         magnitudes.iter().find_map(|(column, own)| {
                             let (_, theirs) = c.magnitudes.iter().find(|(x, _)| x == column)?;
                             let (big, small) = if mine_bigger { (own, theirs) } else { (theirs, own) };

@@ -4,6 +4,7 @@
 mod acro;
 mod attacks;
 mod attacks5;
+mod attacks6;
 mod boundary;
 mod differencing;
 mod dp;
