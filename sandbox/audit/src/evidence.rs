@@ -195,6 +195,17 @@ pub(crate) struct Evidence<'a> {
     pub(crate) hasher: UnitHasher,
 }
 
+/// Which labels are values of a sensitive column, per column and per set of files it was read
+/// from: every run of a product asks the same labels (districts, years) of the same columns, and
+/// each answer was a scan of ten million strings. Inside the domain, in this process only.
+type Members = HashMap<(String, Vec<(std::path::PathBuf, u64, i128, u64)>), HashMap<String, bool>>;
+
+static MEMBERS: std::sync::LazyLock<std::sync::Mutex<Members>> = std::sync::LazyLock::new(Default::default);
+/// Columns (with their files) remembered at most, and answers per column: past either, the
+/// cache starts again.
+const MEMBERS_COLUMNS: usize = 256;
+const MEMBERS_VALUES: usize = 100_000;
+
 fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
@@ -231,6 +242,71 @@ fn date_label(expr: &str, part: DatePart) -> String {
         DatePart::Year => field("year", 4),
         DatePart::Month => format!("({} || '-' || {})", field("year", 4), field("month", 2)),
         DatePart::Quarter => format!("({} || 'Q' || {})", field("year", 4), field("quarter", 1)),
+    }
+}
+
+/// A dimension's label of column `x`, as SQL: the value as text, or its band (`at`: the date
+/// an age band counts ages at).
+fn label_expr(x: &str, banding: Option<&Banding>, at: Option<&str>) -> String {
+    let bands = |conditions: Vec<String>, labels: &[String]| {
+        let mut case = format!("CASE WHEN {x} IS NULL THEN NULL");
+        for (condition, label) in conditions.iter().zip(labels) {
+            case += &format!(" WHEN {condition} THEN {}", literal(label));
+        }
+        case + &format!(" ELSE {} END", literal(labels.last().map_or("", String::as_str)))
+    };
+    match banding {
+        None => format!("CAST({x} AS VARCHAR)"),
+        Some(Banding::Year) => date_label(x, DatePart::Year),
+        Some(Banding::Quarter) => date_label(x, DatePart::Quarter),
+        Some(Banding::Month) => date_label(x, DatePart::Month),
+        Some(Banding::Bins { edges, labels }) => bands(bin_conditions(x, edges), labels),
+        Some(Banding::Age { edges, labels, .. }) => bands(age_conditions(x, edges, at.unwrap_or_default()), labels),
+    }
+}
+
+/// Below each edge, in order.
+fn bin_conditions(x: &str, edges: &[f64]) -> Vec<String> {
+    edges.iter().map(|edge| format!("CAST({x} AS DOUBLE) < {edge:?}")).collect()
+}
+
+/// Younger than each edge's years on `at`: born after `at` minus that many years.
+fn age_conditions(x: &str, edges: &[i64], at: &str) -> Vec<String> {
+    edges.iter().map(|edge| format!("{x} > DATE {} - INTERVAL '{edge} years'", literal(at))).collect()
+}
+
+/// A dimension as two steps, for groupings of many rows: a cheap key that divides the rows
+/// exactly as its label ([`label_expr`]) does — a year as an integer, a band as its index — and
+/// the label as an SQL expression of that key (`{KEY}`), computed once per group. Strings built
+/// for every one of ten million rows were most of a crossing's time.
+fn key_and_label(x: &str, banding: Option<&Banding>, at: Option<&str>) -> (String, String) {
+    let part = |name: &str| format!("CAST(date_part('{name}', {x}) AS BIGINT)");
+    let padded = |expr: &str, width: u8| format!("lpad(CAST({expr} AS VARCHAR), {width}, '0')");
+    let bands = |conditions: Vec<String>, labels: &[String]| {
+        let mut key = format!("CASE WHEN {x} IS NULL THEN NULL");
+        let mut label = "CASE {KEY}".to_owned();
+        for (i, (condition, text)) in conditions.iter().zip(labels).enumerate() {
+            key += &format!(" WHEN {condition} THEN {i}");
+            label += &format!(" WHEN {i} THEN {}", literal(text));
+        }
+        let last = labels.len().saturating_sub(1);
+        key += &format!(" ELSE {last} END");
+        label += &format!(" WHEN {last} THEN {} END", literal(labels.last().map_or("", String::as_str)));
+        (key, label)
+    };
+    match banding {
+        None => (x.to_owned(), "CAST({KEY} AS VARCHAR)".to_owned()),
+        Some(Banding::Year) => (part("year"), padded("{KEY}", 4)),
+        Some(Banding::Quarter) => (
+            format!("{} * 10 + {}", part("year"), part("quarter")),
+            format!("({} || 'Q' || {})", padded("{KEY} / 10", 4), padded("{KEY} % 10", 1)),
+        ),
+        Some(Banding::Month) => (
+            format!("{} * 100 + {}", part("year"), part("month")),
+            format!("({} || '-' || {})", padded("{KEY} / 100", 4), padded("{KEY} % 100", 2)),
+        ),
+        Some(Banding::Bins { edges, labels }) => bands(bin_conditions(x, edges), labels),
+        Some(Banding::Age { edges, labels, .. }) => bands(age_conditions(x, edges, at.unwrap_or_default()), labels),
     }
 }
 
@@ -397,34 +473,27 @@ impl<'a> Evidence<'a> {
 
     /// The SQL expression of a dimension's label.
     fn dimension(&self, dim: &Dimension) -> Result<String, AuditError> {
+        let (x, at) = self.dimension_parts(dim)?;
+        Ok(label_expr(&x, dim.banding.as_ref(), at.as_deref()))
+    }
+
+    /// A dimension's column, as SQL, and the date ages are counted at.
+    fn dimension_parts(&self, dim: &Dimension) -> Result<(String, Option<String>), AuditError> {
         let source = dim.source.as_deref().ok_or_else(|| AuditError::Evidence("a terms dimension".to_owned()))?;
-        let x = column(source);
-        Ok(match &dim.banding {
-            None => format!("CAST({x} AS VARCHAR)"),
-            Some(Banding::Year) => date_label(&x, DatePart::Year),
-            Some(Banding::Quarter) => date_label(&x, DatePart::Quarter),
-            Some(Banding::Month) => date_label(&x, DatePart::Month),
-            Some(Banding::Bins { edges, labels }) => {
-                let mut case = format!("CASE WHEN {x} IS NULL THEN NULL");
-                for (edge, label) in edges.iter().zip(labels) {
-                    case += &format!(" WHEN CAST({x} AS DOUBLE) < {edge:?} THEN {}", literal(label));
-                }
-                case + &format!(" ELSE {} END", literal(labels.last().map_or("", String::as_str)))
+        let at = match &dim.banding {
+            Some(Banding::Age { at: AgeAt::Date(date), .. }) => Some(date.clone()),
+            Some(Banding::Age { at: AgeAt::Parameter { parameter }, .. }) => {
+                Some(self.parameter(parameter)?.to_owned())
             }
-            Some(Banding::Age { at, edges, labels }) => {
-                let at = match at {
-                    AgeAt::Date(date) => date.clone(),
-                    AgeAt::Parameter { parameter } => self.parameter(parameter)?.to_owned(),
-                };
-                // Younger than `edge` years on `at`: born after `at` minus `edge` years.
-                let mut case = format!("CASE WHEN {x} IS NULL THEN NULL");
-                for (edge, label) in edges.iter().zip(labels) {
-                    case +=
-                        &format!(" WHEN {x} > DATE {} - INTERVAL '{edge} years' THEN {}", literal(&at), literal(label));
-                }
-                case + &format!(" ELSE {} END", literal(labels.last().map_or("", String::as_str)))
-            }
-        })
+            _ => None,
+        };
+        Ok((column(source), at))
+    }
+
+    /// A dimension as two steps, for groupings of many rows ([`key_and_label`]).
+    fn dimension_key(&self, dim: &Dimension) -> Result<(String, String), AuditError> {
+        let (x, at) = self.dimension_parts(dim)?;
+        Ok(key_and_label(&x, dim.banding.as_ref(), at.as_deref()))
     }
 
     /// The evidence for a table of cells: every cell the contract's rows fall in, in canonical
@@ -936,16 +1005,57 @@ impl<'a> Evidence<'a> {
         if values.is_empty() {
             return Ok(BTreeSet::new());
         }
-        let list: Vec<String> = values.iter().map(|v| literal(v)).collect();
-        let x = column(source);
         let (dataset, _) = source.split_once('.').unwrap_or((source, ""));
+        // Answers already known for these very files (the same labels are asked of every run).
+        let files = self.files_of(dataset)?;
+        let key = (source.to_owned(), files);
+        let (mut found, unknown) = {
+            let cache = MEMBERS.lock().unwrap_or_else(|e| e.into_inner());
+            let known = cache.get(&key);
+            let found: BTreeSet<String> =
+                values.iter().filter(|v| known.is_some_and(|k| k.get(*v) == Some(&true))).cloned().collect();
+            let unknown: Vec<&String> = values.iter().filter(|v| known.is_none_or(|k| !k.contains_key(*v))).collect();
+            (found, unknown)
+        };
+        if unknown.is_empty() {
+            return Ok(found);
+        }
+        let list: Vec<String> = unknown.iter().map(|v| literal(v)).collect();
+        let x = column(source);
         let sql = format!(
             "SELECT DISTINCT CAST({x} AS VARCHAR) AS v FROM {} WHERE CAST({x} AS VARCHAR) IN ({})",
             quote(dataset),
             list.join(", ")
         );
         let batches = self.query(sql).await?;
-        Ok(strings(&batches, 0)?.into_iter().flatten().collect())
+        let members: BTreeSet<String> = strings(&batches, 0)?.into_iter().flatten().collect();
+        let mut cache = MEMBERS.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MEMBERS_COLUMNS {
+            cache.clear();
+        }
+        let known = cache.entry(key).or_default();
+        if known.len() + unknown.len() > MEMBERS_VALUES {
+            known.clear();
+        }
+        for v in unknown {
+            known.insert(v.clone(), members.contains(v));
+        }
+        found.extend(members);
+        Ok(found)
+    }
+
+    /// Which files `dataset` reads now, as the operating system describes them (path, length,
+    /// modification time, inode): files replaced or written since are other files.
+    fn files_of(&self, dataset: &str) -> Result<Vec<(std::path::PathBuf, u64, i128, u64)>, AuditError> {
+        use std::os::unix::fs::MetadataExt;
+        let entry = self.catalog.dataset(dataset).map_err(|e| AuditError::Evidence(e.to_string()))?;
+        (entry.files(self.variant).iter())
+            .map(|file| {
+                let m = std::fs::metadata(&file.path).map_err(|e| AuditError::Evidence(e.to_string()))?;
+                let modified = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+                Ok((file.path.clone(), m.len(), modified, m.ino()))
+            })
+            .collect()
     }
 
     /// How table `a` and each of `others` over the same rows (one counted dataset, one join)
@@ -982,6 +1092,7 @@ impl<'a> Evidence<'a> {
         // One grouping by every distinct label expression and flag of all the tables (the finest
         // grain they share), rolled up here per partner: one hash aggregation over the rows,
         // however many partners.
+        let mut keys_sql: Vec<String> = Vec::new();
         let mut labels_sql: Vec<String> = Vec::new();
         let mut flags_sql: Vec<String> = Vec::new();
         let index = |list: &mut Vec<String>, expr: String| match list.iter().position(|e| *e == expr) {
@@ -994,21 +1105,29 @@ impl<'a> Evidence<'a> {
         let mut layout = |spec: &OutputSpec| -> Result<(usize, Vec<usize>), AuditError> {
             let flag = index(&mut flags_sql, kept(spec)?);
             let dims = (spec.dimensions.iter())
-                .map(|d| Ok(index(&mut labels_sql, self.dimension(d)?)))
+                .map(|d| {
+                    let (key, label) = self.dimension_key(d)?;
+                    let k = index(&mut keys_sql, key);
+                    Ok(index(&mut labels_sql, label.replace("{KEY}", &format!("k{k}"))))
+                })
                 .collect::<Result<_, AuditError>>()?;
             Ok((flag, dims))
         };
         let mine = layout(a)?;
         let theirs: Vec<(usize, Vec<usize>)> = others.iter().map(|b| layout(b)).collect::<Result<_, _>>()?;
+        // Grouped by the keys first, then by the labels computed from them, group by group.
+        let flags: Vec<String> = (0..flags_sql.len()).map(|i| format!("f{i}")).collect();
         let mut select: Vec<String> = flags_sql.iter().enumerate().map(|(i, e)| format!("{e} AS f{i}")).collect();
-        select.extend(labels_sql.iter().enumerate().map(|(i, e)| format!("{e} AS e{i}")));
-        let columns: Vec<String> = (0..flags_sql.len())
-            .map(|i| format!("f{i}"))
-            .chain((0..labels_sql.len()).map(|i| format!("e{i}")))
-            .collect();
-        let any: Vec<String> = (0..flags_sql.len()).map(|i| format!("f{i}")).collect();
+        select.extend(keys_sql.iter().enumerate().map(|(i, e)| format!("{e} AS k{i}")));
+        let keys: Vec<String> = flags.iter().cloned().chain((0..keys_sql.len()).map(|i| format!("k{i}"))).collect();
+        let mut labelled: Vec<String> = flags.clone();
+        labelled.extend(labels_sql.iter().enumerate().map(|(i, e)| format!("{e} AS e{i}")));
+        let columns: Vec<String> =
+            flags.iter().cloned().chain((0..labels_sql.len()).map(|i| format!("e{i}"))).collect();
         let sql = format!(
-            "SELECT {columns}, count(*) AS n FROM (SELECT {} {}) crossing WHERE {} GROUP BY {columns}",
+            "SELECT {columns}, CAST(sum(n) AS BIGINT) AS n FROM (SELECT {labelled}, n FROM (\
+             SELECT {keys}, count(*) AS n FROM (SELECT {} {}) crossing WHERE {} GROUP BY {keys}) keyed) labelled \
+             GROUP BY {columns}",
             select.join(", "),
             match &join {
                 Some(join) => format!(
@@ -1020,8 +1139,10 @@ impl<'a> Evidence<'a> {
                 ),
                 None => from(a),
             },
-            any.join(" OR "),
+            flags.join(" OR "),
             columns = columns.join(", "),
+            keys = keys.join(", "),
+            labelled = labelled.join(", "),
         );
         let batches = self.query(sql).await?;
         // Per partner: rows by (this table's cell, the partner's cell), `None` outside.
@@ -1491,6 +1612,46 @@ impl GroupsAccumulator for UnitSets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn labels_from_keys_are_the_labels_of_the_rows() {
+        let ctx = SessionContext::new();
+        let values = "SELECT CAST(d AS DATE) AS d, CAST(v AS DOUBLE) AS v, s FROM (VALUES \
+                      ('0999-01-05', 0.5, 'a'), ('1985-02-28', 1.0, 'b'), ('2024-10-01', 17.25, NULL), \
+                      ('2024-12-31', -3.0, 'a'), (NULL, NULL, 'c')) AS t(d, v, s)";
+        let labels = |sql: String| {
+            let ctx = ctx.clone();
+            async move {
+                let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+                strings(&batches, 0).unwrap()
+            }
+        };
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let bandings = [
+            ("s", None),
+            ("v", None),
+            ("d", Some(Banding::Year)),
+            ("d", Some(Banding::Quarter)),
+            ("d", Some(Banding::Month)),
+            ("v", Some(Banding::Bins { edges: vec![1.0, 10.0], labels: words(&["low", "mid", "high"]) })),
+            (
+                "d",
+                Some(Banding::Age {
+                    at: AgeAt::Date("2025-01-01".to_owned()),
+                    edges: vec![18, 60],
+                    labels: words(&["young", "adult", "old"]),
+                }),
+            ),
+        ];
+        for (x, banding) in bandings {
+            let at = Some("2025-01-01");
+            let direct = labels(format!("SELECT {} FROM ({values})", label_expr(x, banding.as_ref(), at))).await;
+            let (key, label) = key_and_label(x, banding.as_ref(), at);
+            let label = label.replace("{KEY}", "k");
+            let keyed = labels(format!("SELECT {label} FROM (SELECT {key} AS k FROM ({values}))")).await;
+            assert_eq!(direct, keyed, "{x} {banding:?}");
+        }
+    }
 
     #[tokio::test]
     async fn date_labels_are_those_of_to_char() {

@@ -19,7 +19,7 @@
 //! a pair ([`crate::judge::Dominated`]). This run's cell is then withheld, and the margins run
 //! again to protect it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::differencing::{MAX_DIFFERENCE, Sketch};
 use crate::evidence::{self, Crossing};
@@ -103,17 +103,17 @@ impl<'c> Index<'c> {
     /// multiply the pairs to try (red team round 6, D1). This run's cells come first.
     fn new(earlier: &'c [ReleasedCell], this_run: &'c [(usize, usize, ReleasedCell)]) -> Index<'c> {
         let mut index = Index { by_label: HashMap::new(), by_size: BTreeMap::new() };
+        let mut labelled: HashSet<(&str, Units<'_>)> = HashSet::new();
+        let mut sized: HashSet<Units<'_>> = HashSet::new();
         let known = (this_run.iter().map(|(t, r, cell)| Known { cell, at: Some((*t, *r)) }))
             .chain(earlier.iter().map(|cell| Known { cell, at: None }));
         for k in known {
-            let same = |o: &Known<'_>| o.cell.dataset == k.cell.dataset && o.cell.sketch == k.cell.sketch;
-            let labelled = index.by_label.entry(k.cell.label.as_str()).or_default();
-            if !labelled.iter().any(|o| same(o) && (o.at == k.at || k.at.is_none())) {
-                labelled.push(k);
+            // This run's cells of the same units in two tables are both kept: each is a row.
+            if labelled.insert((k.cell.label.as_str(), units(k.cell))) || k.at.is_some() {
+                index.by_label.entry(k.cell.label.as_str()).or_default().push(k);
             }
-            let sized = index.by_size.entry((k.cell.dataset.as_str(), k.cell.sketch.size)).or_default();
-            if !sized.iter().any(same) {
-                sized.push(k);
+            if sized.insert(units(k.cell)) {
+                index.by_size.entry((k.cell.dataset.as_str(), k.cell.sketch.size)).or_default().push(k);
             }
         }
         index
@@ -132,15 +132,20 @@ impl<'c> Index<'c> {
     }
 }
 
+/// A cell's units, as a key: its dataset, size and two evaluations of its characteristic
+/// polynomial (two sets alike there but for a chance of 2⁻¹²² are the same set; hashing all
+/// 64 cost more than the pass).
+type Units<'c> = (&'c str, u64, [u64; 2]);
+
+fn units(cell: &ReleasedCell) -> Units<'_> {
+    let e = &cell.sketch.evaluations;
+    (cell.dataset.as_str(), cell.sketch.size, [e.first().copied().unwrap_or(0), e.get(1).copied().unwrap_or(0)])
+}
+
 /// `cells` less those with the same units as one before them.
-fn distinct(mut cells: Vec<Known<'_>>) -> Vec<Known<'_>> {
-    let mut kept: Vec<Known<'_>> = Vec::with_capacity(cells.len());
-    for c in cells.drain(..) {
-        if !kept.iter().any(|k| k.cell.dataset == c.cell.dataset && k.cell.sketch == c.cell.sketch) {
-            kept.push(c);
-        }
-    }
-    kept
+fn distinct(cells: Vec<Known<'_>>) -> Vec<Known<'_>> {
+    let mut seen = HashSet::new();
+    cells.into_iter().filter(|c| seen.insert(units(c.cell))).collect()
 }
 
 /// Withholds every cell of this run that two other released cells relate to as above; whether
@@ -153,6 +158,14 @@ pub(crate) fn withhold_triples(
     this_run: &[(usize, usize, ReleasedCell)],
 ) -> bool {
     let index = Index::new(earlier, this_run);
+    // Which cells lie within each cell, and which hold it.
+    let mut within: HashMap<(usize, usize), Vec<(usize, usize)>> = HashMap::new();
+    let mut holding: HashMap<(usize, usize), Vec<(usize, usize)>> = HashMap::new();
+    for x in nested {
+        within.entry(x.outer).or_default().push(x.inner);
+        holding.entry(x.inner).or_default().push(x.outer);
+    }
+    let nested = Nesting { within, holding };
     let mut changed = false;
     for t in 0..judged.len() {
         for r in 0..judged[t].host.keys.len() {
@@ -160,7 +173,7 @@ pub(crate) fn withhold_triples(
                 continue;
             }
             let Some(me) = index.at(judged, (t, r)).into_iter().next() else { continue };
-            if let Some(found) = triple(judged, me, nested, &index) {
+            if let Some(found) = triple(judged, me, &nested, &index) {
                 withhold(&mut judged[t], found);
                 changed = true;
             }
@@ -169,8 +182,14 @@ pub(crate) fn withhold_triples(
     changed
 }
 
+/// The cells within each cell and those that hold it, by (table, row).
+struct Nesting {
+    within: HashMap<(usize, usize), Vec<(usize, usize)>>,
+    holding: HashMap<(usize, usize), Vec<(usize, usize)>>,
+}
+
 /// The first triple this run's cell `me` is in, as the big cell or as one of the two within.
-fn triple<'c>(judged: &[Judged<'_>], me: Known<'c>, nested: &[Nested], index: &Index<'c>) -> Option<Triple> {
+fn triple<'c>(judged: &[Judged<'_>], me: Known<'c>, nested: &Nesting, index: &Index<'c>) -> Option<Triple> {
     let at = me.at.expect("this run's cell");
     let rules = &judged[at.0].rules;
     let k = rules.min_units;
@@ -179,7 +198,7 @@ fn triple<'c>(judged: &[Judged<'_>], me: Known<'c>, nested: &[Nested], index: &I
     let reach = MAX_DIFFERENCE as u64;
     // As the big cell: two cells within it, whose sizes add up to within reach of its own.
     let mut within: Vec<Known<'c>> = distinct(
-        (nested.iter().filter(|x| x.outer == at)).flat_map(|x| index.at(judged, x.inner)).filter(leaving).collect(),
+        (nested.within.get(&at).into_iter().flatten()).flat_map(|&x| index.at(judged, x)).filter(leaving).collect(),
     );
     within.sort_by_key(|c| c.cell.sketch.size);
     for (i, a) in within.iter().enumerate() {
@@ -196,7 +215,7 @@ fn triple<'c>(judged: &[Judged<'_>], me: Known<'c>, nested: &[Nested], index: &I
     // As one of the two: a cell that holds it, and any cell the size of the rest.
     let dataset = me.cell.dataset.as_str();
     let holding = distinct(
-        (nested.iter().filter(|x| x.inner == at)).flat_map(|x| index.at(judged, x.outer)).filter(leaving).collect(),
+        (nested.holding.get(&at).into_iter().flatten()).flat_map(|&x| index.at(judged, x)).filter(leaving).collect(),
     );
     for c in holding {
         let room = c.cell.sketch.size.saturating_sub(n);

@@ -433,6 +433,32 @@ fn identifiers_and_sensitive_values_in_the_host_s_labels_fail() {
 }
 
 #[test]
+fn a_sensitive_value_is_found_again_when_the_files_change() {
+    // Which labels are values of a sensitive column is remembered per set of files: the same
+    // labels are asked of every run. District "店主30" is no owner while the file has 24 shops,
+    // and is one once the file is rewritten with 36: the answer must not be the one remembered.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |shops: usize| {
+        let rows = (0..12).map(|_| ("店主30".to_owned(), "X1".to_owned(), 10.0));
+        let rest = (12..shops).map(|_| ("B".to_owned(), "B1".to_owned(), 10.0));
+        let catalog = write_shops(dir.path(), rows.chain(rest));
+        let table = module_rows(&[]);
+        let audit = audit_tables(
+            &catalog,
+            MANIFEST,
+            &[table],
+            &AuditPolicy::default(),
+            &UnitHasher::new(&[5; 32]),
+            &History::default(),
+        );
+        cell(&audit, 0, "店主30").1.contains(&Rule::Membership)
+    };
+    assert!(!run(24), "no shop has owner 30 among 24");
+    assert!(!run(24), "asked again, remembered");
+    assert!(run(36), "the 30th shop's owner, in the rewritten file");
+}
+
+#[test]
 fn tables_over_the_size_cap_fail() {
     let small = AuditPolicy::parse("[defaults]\nmax_rows = 1\n").unwrap();
     let audit = audit_rows(&[truth("B")], &small);
