@@ -196,18 +196,36 @@ fn triple<'c>(judged: &[Judged<'_>], me: Known<'c>, nested: &Nesting, index: &In
     let leaving = |c: &Known<'_>| c.at.is_none_or(|(t, r)| crate::leaves(&judged[t], r));
     let n = me.cell.sketch.size;
     let reach = MAX_DIFFERENCE as u64;
-    // As the big cell: two cells within it, whose sizes add up to within reach of its own.
-    let mut within: Vec<Known<'c>> = distinct(
+    // As the big cell: two cells within it, or the sums of two tables' cells within it (adding
+    // up a table's cells is as easy as reading one: red team round 6, R6), whose sizes add up to
+    // within reach of its own.
+    let within: Vec<Known<'c>> = distinct(
         (nested.within.get(&at).into_iter().flatten()).flat_map(|&x| index.at(judged, x)).filter(leaving).collect(),
     );
-    within.sort_by_key(|c| c.cell.sketch.size);
-    for (i, a) in within.iter().enumerate() {
-        let size = a.cell.sketch.size;
+    let mut by_table: BTreeMap<usize, Vec<Known<'c>>> = BTreeMap::new();
+    for c in &within {
+        by_table.entry(c.at.map_or(usize::MAX, |(t, _)| t)).or_default().push(*c);
+    }
+    let sums: Vec<(usize, ReleasedCell)> = (by_table.iter())
+        .filter(|(_, cells)| cells.len() > 1)
+        .map(|(&t, cells)| (t, sum_of(&judged[t], cells)))
+        .collect();
+    // Each part with the table it is a sum of, if it is one.
+    let mut parts: Vec<(Known<'_>, Option<usize>)> = within.iter().map(|c| (*c, None)).collect();
+    parts.extend(sums.iter().map(|(t, cell)| (Known { cell, at: None }, Some(*t))));
+    parts.sort_by_key(|(c, _)| c.cell.sketch.size);
+    let table_of = |(c, sum): &(Known<'_>, Option<usize>)| sum.or(c.at.map(|(t, _)| t));
+    for (i, a) in parts.iter().enumerate() {
+        let size = a.0.cell.sketch.size;
         let (lo, hi) = (n.saturating_sub(reach + size), (n + k).saturating_sub(size));
-        let rest = &within[i + 1..];
-        let start = rest.partition_point(|b| b.cell.sketch.size < lo);
-        for b in rest[start..].iter().take_while(|b| b.cell.sketch.size <= hi) {
-            if let Some(found) = judge_three(judged, me, [*a, *b], at, rules) {
+        let rest = &parts[i + 1..];
+        let start = rest.partition_point(|b| b.0.cell.sketch.size < lo);
+        for b in rest[start..].iter().take_while(|b| b.0.cell.sketch.size <= hi) {
+            // A table's sum holds its own cells.
+            if (a.1.is_some() || b.1.is_some()) && table_of(a) == table_of(b) {
+                continue;
+            }
+            if let Some(found) = judge_three(judged, me, [a.0, b.0], at, rules) {
                 return Some(found);
             }
         }
@@ -230,6 +248,33 @@ fn triple<'c>(judged: &[Judged<'_>], me: Known<'c>, nested: &Nesting, index: &In
         }
     }
     None
+}
+
+/// The sum of `table`'s released `cells` (two or more, within one cell), as one cell: their
+/// units together, and per column every cell has, the total and the two largest contributions.
+fn sum_of(table: &Judged<'_>, cells: &[Known<'_>]) -> ReleasedCell {
+    let mut sketch = Sketch::default();
+    for c in cells {
+        sketch.merge(&c.cell.sketch);
+    }
+    let first = &cells[0].cell;
+    let magnitudes = (first.magnitudes.iter())
+        .filter_map(|(column, _)| {
+            let all: Vec<[f64; 3]> = (cells.iter())
+                .map(|c| c.cell.magnitudes.iter().find(|(x, _)| x == column).map(|(_, m)| *m))
+                .collect::<Option<_>>()?;
+            let mut top: Vec<f64> = all.iter().flat_map(|m| [m[1], m[2]]).collect();
+            top.sort_by(|a, b| b.total_cmp(a));
+            Some((column.clone(), [all.iter().map(|m| m[0]).sum(), top[0], top.get(1).copied().unwrap_or(0.0)]))
+        })
+        .collect();
+    ReleasedCell {
+        dataset: first.dataset.clone(),
+        label: format!("{} (∑ {} cells / 个单元格之和)", table.label, cells.len()),
+        sketch,
+        contributions: Vec::new(),
+        magnitudes,
+    }
 }
 
 /// Whether `big` less `parts` (or `parts` less `big`, where they overlap) is a few units that

@@ -6,10 +6,12 @@
 //! two parts and the big cell), R3 a dominated overlap of two cells that cover a third, R4 a
 //! dominated difference of two cells one of which sticks out by a negligible shop
 //! (`Sketch::holds_all_but`), D1 one module released again and again multiplied the pairs to
-//! try (one index entry per label and distinct units, pairs bounded by size). Still open,
-//! ignored with the reason: R1 four cells, R5 a joined dataset's units in three cells, R6 a
-//! complementary cell that two released cells add up to, R7 a dominated remainder beyond 48
-//! units.
+//! try (one index entry per label and distinct units, pairs bounded by size), R6 a total less
+//! the sums of two tables' cells within it (a table's sum is a part of its own, `sum_of`; this
+//! also closes R6's complement, chosen among cells two released cells add up to, since the
+//! total it protected no longer leaves). Still open, ignored with the reason: R1 four cells, R5
+//! a joined dataset's units in three cells, R6 with the total released first (a table's sum is
+//! a part only where the big cell is this run's), R7 a dominated remainder beyond 48 units.
 //!
 //! Every catalog is the shops of `attacks5.rs` (district, street, zone, revenue) unless said; all
 //! cells below are district H, one shop per privacy unit, sums at four significant digits.
@@ -270,8 +272,69 @@ fn three_joined_cells_do_not_leave_one_firm() {
 
 // ----- R6: a complementary cell that two released cells add up to. -----
 
+/// R6's shops: H: Z1 ten shops of 15, Z2 one of 777, Z3 ten of 35; X: Z1 and Z3 ten of 20 each;
+/// Y: Z1 thirty of 10.
+fn r6_shops() -> Vec<Shop> {
+    many(10, ("H", "H1", "Z1", 15.0))
+        .chain([("H", "H1", "Z2", 777.0)])
+        .chain(many(10, ("H", "H1", "Z3", 35.0)))
+        .chain(many(10, ("X", "X1", "Z1", 20.0)))
+        .chain(many(10, ("X", "X1", "Z3", 20.0)))
+        .chain(many(30, ("Y", "Y1", "Z1", 10.0)))
+        .collect()
+}
+
 #[test]
-#[ignore = "open: lib.rs `complement` avoids cells a twin shows (`known`), not cells two released cells add up to"]
+fn a_total_is_not_released_where_two_tables_sum_to_it_but_one_shop() {
+    // R6 at its root: after z1 (by district, zone Z1) and z3 (zone Z3), the city total less
+    // every cell of z1 and every cell of z3 is the shop of Z2: 1977 − 650 − 550 = 777. The sums
+    // of each table's cells within the total are parts of their own (`sum_of`): the total is
+    // withheld.
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = shops_catalog(dir.path(), &r6_shops());
+    let policy = AuditPolicy::default();
+    let mut history = History::default();
+    for zone in ["Z1", "Z3"] {
+        let audit = run_on(&catalog, &zone.to_lowercase(), &["district"], &zone_is(zone), &policy, &history);
+        assert!(released(&audit, 0, "H", 2).is_some(), "{}", audit.report_text());
+        history.extend(audit.history.clone());
+    }
+    let city = run_on(&catalog, "city", &["city"], "", &policy, &history);
+    assert_eq!(released(&city, 0, "C", 2), None, "{}", city.report_text());
+    assert!(cell(&city, 0, "C").1.contains(&Rule::Differencing), "{}", city.report_text());
+}
+
+#[test]
+#[ignore = "open: a table's sum is a part only where the big cell is this run's; released first, the total is related to single cells"]
+fn a_total_released_first_is_not_given_back_by_two_tables_released_after() {
+    // The same releases, the city total first: z3's cells, each within the total, are related
+    // to single released cells of the rest's size, never to z1's sum.
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = shops_catalog(dir.path(), &r6_shops());
+    let policy = AuditPolicy::default();
+    let mut history = History::default();
+    let mut totals = Vec::new();
+    for (name, filters) in [("city", String::new()), ("z1", zone_is("Z1")), ("z3", zone_is("Z3"))] {
+        let dims: &[&str] = if name == "city" { &["city"] } else { &["district"] };
+        let audit = run_on(&catalog, name, dims, &filters, &policy, &history);
+        let keys: &[&str] = if name == "city" {
+            &["C"]
+        } else if name == "z1" {
+            &["H", "X", "Y"]
+        } else {
+            &["H", "X"]
+        };
+        totals.push(keys.iter().map(|k| released(&audit, 0, k, 2)).sum::<Option<f64>>());
+        history.extend(audit.history.clone());
+    }
+    let recovered = match totals[..] {
+        [Some(city), Some(z1), Some(z3)] => Some(city - z1 - z3),
+        _ => None,
+    };
+    assert_ne!(recovered, Some(777.0), "{totals:?}");
+}
+
+#[test]
 fn a_complementary_cell_is_not_one_that_two_released_cells_add_up_to() {
     // H: Z1 ten shops of 15, Z2 one of 777, Z3 ten of 35 (1277); X: Z1 ten of 20, Z3 ten of 20
     // (400, no shop in Z2); Y: Z1 thirty of 10 (300). Releases, in order:
@@ -284,22 +347,16 @@ fn a_complementary_cell_is_not_one_that_two_released_cells_add_up_to() {
     //     (inclusion: remainder 0, nothing to judge). Y = 300 leaves.
     // city − Y − z1.X − z3.X − z1.H − z3.H = 1977 − 300 − 200 − 200 − 150 − 350 = 777.
     let dir = tempfile::tempdir().unwrap();
-    let shops: Vec<Shop> = many(10, ("H", "H1", "Z1", 15.0))
-        .chain([("H", "H1", "Z2", 777.0)])
-        .chain(many(10, ("H", "H1", "Z3", 35.0)))
-        .chain(many(10, ("X", "X1", "Z1", 20.0)))
-        .chain(many(10, ("X", "X1", "Z3", 20.0)))
-        .chain(many(30, ("Y", "Y1", "Z1", 10.0)))
-        .collect();
-    let catalog = shops_catalog(dir.path(), &shops);
+    let catalog = shops_catalog(dir.path(), &r6_shops());
     let policy = AuditPolicy::default();
     let mut history = History::default();
     let z1 = run_on(&catalog, "z1", &["district"], &zone_is("Z1"), &policy, &history);
     history.extend(z1.history.clone());
     let z3 = run_on(&catalog, "z3", &["district"], &zone_is("Z3"), &policy, &history);
     history.extend(z3.history.clone());
+    // Closed at this step since: the city total less the sums of z1's and z3's cells is the
+    // shop, so the total is withheld (`sum_of`). The complement's blind spot stays (below).
     let city = run_on(&catalog, "city", &["city"], "", &policy, &history);
-    assert_eq!(released(&city, 0, "C", 2), Some(1977.0), "{}", city.report_text());
     history.extend(city.history.clone());
     let districts = run_on(&catalog, "districts", &["district"], "", &policy, &history);
     let text = districts.report_text();
