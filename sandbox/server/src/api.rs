@@ -1385,6 +1385,15 @@ impl Releases for Api {
                     "数据服务协议已终止或过期，不再交付",
                 ));
             }
+            if !self.licence(&agreement.licence)?.in_force {
+                return Err(precondition(
+                    format!(
+                        "licence {} is suspended, revoked or outside its period: nothing more is delivered under it",
+                        agreement.licence
+                    ),
+                    "授权运营协议已暂停、撤销或不在有效期内，不再交付",
+                ));
+            }
             let dir = self.core.dir.releases().join(&r.release);
             let mut files = Vec::new();
             for path in bundle_files(&dir).map_err(|e| internal("release bundle", e))? {

@@ -261,6 +261,51 @@ async fn finish_locked(
     core.commit_entry(guard, kind::RUN_FINISHED, &core.name, &fields).await
 }
 
+/// What stops a run that was queued, is running or waits for its reviewers, if anything: its
+/// licence suspended, revoked or outside its period, its module no longer approved, or its
+/// agreement ended or expired. Checked when it starts and again, under the write lock, before
+/// anything of it is released: a suspension stops what was already queued.
+pub(crate) fn stopped(core: &Core, run: &str) -> Result<Option<&'static str>, Status> {
+    let now = Timestamp::now().to_string();
+    core.read(|db| {
+        db.query_row(
+            "SELECT l.status = 'active' AND l.valid_from <= ?2 AND ?2 < l.valid_until,
+                    m.status = 'approved',
+                    a.ended = 0 AND ?2 < a.valid_until
+             FROM runs r JOIN licences l ON l.id = r.licence JOIN modules m ON m.sha256 = r.module
+                  JOIN agreements a ON a.id = r.agreement
+             WHERE r.id = ?1",
+            rusqlite::params![run, now],
+            |r| {
+                Ok(match (r.get::<_, bool>(0)?, r.get::<_, bool>(1)?, r.get::<_, bool>(2)?) {
+                    (false, _, _) => Some("licence"),
+                    (_, false, _) => Some("module"),
+                    (_, _, false) => Some("agreement"),
+                    _ => None,
+                })
+            },
+        )
+    })
+}
+
+/// Ends a run that [`stopped`] names a reason for: withheld, nothing of it released, the
+/// reason logged (`stopped`: licence, module or agreement).
+pub(crate) async fn end_stopped(
+    core: &Core,
+    guard: &WriteGuard<'_>,
+    run: &str,
+    what: &'static str,
+) -> Result<&'static str, Status> {
+    core.commit_entry(
+        guard,
+        kind::RUN_FINISHED,
+        &core.name,
+        &[("run", run), ("status", "withheld"), ("stopped", what)],
+    )
+    .await?;
+    Ok("withheld")
+}
+
 /// How a runner process's own failure is told: it ran too long or answered too much (limits),
 /// or the host stopped it.
 fn process_failure(code: &str) -> Failed {
@@ -304,6 +349,12 @@ async fn production_with_permit(
     spec: &Spec,
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<&'static str, Status> {
+    // A run queued before its licence was suspended (or its module revoked, its agreement
+    // ended) does not start.
+    if let Some(what) = stopped(core, &spec.id)? {
+        let guard = core.write.lock().await;
+        return end_stopped(core, &guard, &spec.id, what).await;
+    }
     core.record(kind::RUN_STARTED, &[("run", &spec.id)]).await?;
     let started = tokio::time::Instant::now();
     let quantum = std::time::Duration::from_millis(core.policy.runs().answer_quantum_ms);
@@ -385,6 +436,10 @@ async fn production_with_permit(
     }
     settle(false);
     let guard = core.write.lock().await;
+    // Suspended, revoked or ended while it ran: nothing of it leaves.
+    if let Some(what) = stopped(core, &spec.id)? {
+        return end_stopped(core, &guard, &spec.id, what).await;
+    }
     core.commit_entry(&guard, kind::RUN_FINISHED, &core.name, &[("run", &spec.id), ("status", "ok")]).await?;
     // Released cells are compared with the history as it is now: a run that ended while this
     // one waited for its quantum may have released cells a few units from its own.
@@ -586,6 +641,10 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
     let guard = core.write.lock().await;
     let review = core.read(|db| crate::state::review(db, run))?;
     if !review.undecided.is_empty() || review.approved.is_empty() {
+        return Ok(());
+    }
+    if let Some(what) = stopped(core, run)? {
+        end_stopped(core, &guard, run, what).await?;
         return Ok(());
     }
     let audit = audit_answer(core, &manifest, &answer).await?.audit.map_err(|e| internal("audit", e))?;

@@ -277,9 +277,11 @@ fn the_whole_flow_through_the_cli() {
     let modules: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(modules[0]["approvals"], serde_json::json!(["reviewer-a", "reviewer-b"]));
 
-    // A suspension stops new runs at once, and the attempt is logged.
+    // A suspension stops new runs at once, and the attempt is logged; nothing more is delivered.
     s.ok("admin", &["licence", "suspend", "lic", "--reason", "整改 rectification"]);
     let o = s.cli("op", &["run", "--module", &sha, "--agreement", "agr"]);
+    assert!(!o.status.success() && stderr(&o).contains("suspended"), "{}", stderr(&o));
+    let o = s.cli("unit", &["release", "get", "rel-000001", "--out", other.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("suspended"), "{}", stderr(&o));
     let o = s.cli("op", &dev);
     assert!(!o.status.success() && stderr(&o).contains("suspended"), "so do development runs: {}", stderr(&o));
@@ -293,7 +295,7 @@ fn the_whole_flow_through_the_cli() {
     s.ok("admin", &["licence", "resume", "lic"]);
     let kinds = log_kinds(&s);
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
-    assert_eq!(count("request.refused"), 5, "two downloads, a foreign and two suspended runs: {kinds:?}");
+    assert_eq!(count("request.refused"), 6, "three downloads, a foreign and two suspended runs: {kinds:?}");
     assert_eq!(count("run.developed"), 1, "{kinds:?}");
     assert_eq!((count("release"), count("delivery"), count("feedback")), (1, 1, 1), "{kinds:?}");
 
@@ -561,6 +563,35 @@ fn runs_time_out_and_are_cancelled() {
     let o = s.cli("op2", &["runs", "cancel", "run-000002"]);
     assert!(stderr(&o).contains("PermissionDenied"), "another operator's run: {}", stderr(&o));
     assert!(s.ok("unit", &["release", "list"]).lines().all(|l| !l.contains("run-0")));
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
+#[test]
+fn a_suspension_stops_runs_already_queued() {
+    // One runner slot, held by a module that loops until its timeout; a run queued behind it,
+    // then the licence suspended: the queued run never starts, ends withheld with the reason
+    // logged, and nothing of it is released.
+    let dir = data_dir("stopped");
+    let s = Served::start(&dir, &["--run-timeout", "3", "--max-runs", "1"]);
+    populate(&s);
+    let hostile = approved(&s, "hostile-module");
+    let honest = approved(&s, "population");
+    s.ok("op", &["run", "--module", &hostile, "--agreement", "agr", "--param", "attack=loop", "--no-wait"]);
+    wait_for(&s, "run-000001", "running");
+    let queued =
+        ["run", "--module", &honest, "--agreement", "agr", "--param", "reference_date=2024-12-31", "--no-wait"];
+    s.ok("op", &queued);
+    assert!(s.ok("op", &["runs", "show", "run-000002"]).contains("queued"));
+    s.ok("admin", &["licence", "suspend", "lic", "--reason", "整改 rectification"]);
+    wait_for(&s, "run-000002", "withheld");
+    let entries = log_entries(&s);
+    let ended = (entries.iter())
+        .find(|e| e.kind() == "run.finished" && e.get("run") == Some("run-000002"))
+        .expect("the end of the queued run is logged");
+    assert_eq!((ended.get("status"), ended.get("stopped")), (Some("withheld"), Some("licence")));
+    assert!(!entries.iter().any(|e| e.kind() == "run.started" && e.get("run") == Some("run-000002")));
+    assert!(!entries.iter().any(|e| e.kind() == "release"), "nothing is released");
     s.stop();
     rebuild_equals_live(&dir);
 }
