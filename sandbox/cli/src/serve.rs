@@ -30,6 +30,10 @@ pub(crate) struct ServeArgs {
     /// 单次运行时限（秒）/ Seconds a run may take
     #[arg(long, default_value_t = 600)]
     run_timeout: u64,
+    /// 每个主体每分钟逐条记入日志的被拒请求数，其余只计数 / Refused calls of one principal
+    /// logged one by one per minute; the rest are counted and the count logged with the next
+    #[arg(long, default_value_t = 60)]
+    refusals_per_minute: u32,
     /// 无法隔离网络时拒绝运行 / Refuse runs where the runner cannot cut off the network
     #[arg(long)]
     require_isolation: bool,
@@ -55,6 +59,7 @@ impl ServeArgs {
         config.max_concurrent_runs = self.max_runs;
         config.run_timeout = Duration::from_secs(self.run_timeout);
         config.require_isolation = self.require_isolation;
+        config.refusals_per_minute = self.refusals_per_minute;
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             config.tls = Some(sandbox_server::Tls {
                 cert: cert.clone(),

@@ -155,7 +155,21 @@ fn check_text(what: &str, text: &str, required: bool) -> Result<(), Status> {
             format!("{what} 须为单行、不超过 {MAX_TEXT} 个字符且首尾无空格"),
         ));
     }
+    if let Some(c) = text.chars().find(|&c| is_invisible_format(c)) {
+        return Err(bad(
+            format!("{what} holds U+{:04X}, which reorders or breaks the text around it without showing", c as u32),
+            format!("{what} 含有 U+{:04X}：该字符不可见，却会改变周围文字的显示顺序或换行", c as u32),
+        ));
+    }
     Ok(())
+}
+
+/// Characters that change how the text around them reads without showing themselves: the
+/// bidirectional marks, embeddings, overrides and isolates (a reason could show a reviewer its
+/// words in another order: "Trojan Source", CVE-2021-42574), and the line and paragraph
+/// separators (a comment could start a line of its own in a report).
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 
 fn check_time(what: &str, text: &str) -> Result<Timestamp, Status> {
@@ -367,7 +381,28 @@ impl Api {
         }
         let code = format!("{:?}", status.code());
         let guard = self.core.write.lock().await;
-        let fields = [("rpc", rpc), ("code", code.as_str()), ("reason", reason.as_str())];
+        // Past the minute's allowance the refusal is only counted; the count goes with the
+        // principal's next logged refusal.
+        let unlogged = {
+            let mut refusals = self.core.refusals.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            let window =
+                refusals.entry(caller.name.clone()).or_insert(crate::Refusals { since: now, logged: 0, unlogged: 0 });
+            if now.duration_since(window.since) >= std::time::Duration::from_secs(60) {
+                (window.since, window.logged) = (now, 0);
+            }
+            if window.logged >= self.core.config.refusals_per_minute {
+                window.unlogged += 1;
+                return status;
+            }
+            window.logged += 1;
+            std::mem::take(&mut window.unlogged)
+        };
+        let unlogged = unlogged.to_string();
+        let mut fields = vec![("rpc", rpc), ("code", code.as_str()), ("reason", reason.as_str())];
+        if unlogged != "0" {
+            fields.push(("unlogged", unlogged.as_str()));
+        }
         match self.core.commit_entry(&guard, kind::REQUEST_REFUSED, &caller.name, &fields).await {
             Ok(_) => status,
             Err(e) => e,

@@ -48,6 +48,10 @@ pub struct Config {
     pub run_timeout: Duration,
     /// Refuse to run modules where the runner cannot cut itself off the network.
     pub require_isolation: bool,
+    /// Refusals of one principal logged one by one per minute; the rest are counted, and the
+    /// count is logged with its next logged refusal (a principal refused a thousand times a
+    /// second must not grow the log a thousand entries a second).
+    pub refusals_per_minute: u32,
     /// Serve TLS instead of plain HTTP/2, and with a client CA, mutual TLS.
     pub tls: Option<Tls>,
 }
@@ -76,6 +80,7 @@ impl Config {
             max_concurrent_runs: 2,
             run_timeout: Duration::from_secs(600),
             require_isolation: false,
+            refusals_per_minute: 60,
             tls: None,
         }
     }
@@ -114,6 +119,17 @@ pub(crate) struct Core {
     pub(crate) runs: runs::Queue,
     /// The index of the last entry applied to the projection; watchers wake on each change.
     pub(crate) applied: tokio::sync::watch::Sender<u64>,
+    /// Refusals logged per principal in the current minute, and those counted but not logged.
+    pub(crate) refusals: Mutex<std::collections::HashMap<String, Refusals>>,
+}
+
+/// One principal's refusals in the current minute: a durable entry each up to
+/// [`Config::refusals_per_minute`], then only counted, the count logged with the next entry.
+#[derive(Debug)]
+pub(crate) struct Refusals {
+    pub(crate) since: std::time::Instant,
+    pub(crate) logged: u32,
+    pub(crate) unlogged: u64,
 }
 
 impl std::fmt::Debug for Core {
@@ -261,6 +277,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         policy,
         metrics,
         applied: tokio::sync::watch::Sender::new(0),
+        refusals: Mutex::new(std::collections::HashMap::new()),
     });
     {
         let guard = core.write.lock().await;

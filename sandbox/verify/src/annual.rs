@@ -312,11 +312,19 @@ impl Annual {
             kind::REQUEST_REFUSED => {
                 let role = owners.roles.get(&actor).cloned().unwrap_or_else(|| "?".to_owned());
                 *self.refusals.entry((role.clone(), get("rpc"), get("code"))).or_default() += 1;
-                match role.as_str() {
-                    "operator" => (actor, None, None, Metric::Refused, ""),
-                    "application_unit" => (String::new(), Some(actor), None, Metric::Refused, ""),
-                    _ => return,
+                // Refusals past the server's allowance per minute, counted, not logged one by one.
+                let unlogged = entry.get("unlogged").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+                if unlogged > 0 {
+                    *self.refusals.entry((role.clone(), "*".to_owned(), "unlogged".to_owned())).or_default() +=
+                        unlogged;
                 }
+                let who = match role.as_str() {
+                    "operator" => &mut self.operators,
+                    "application_unit" => &mut self.units,
+                    _ => return,
+                };
+                add(who, &actor, Metric::Refused, "", 1 + unlogged);
+                return;
             }
             _ => return,
         };

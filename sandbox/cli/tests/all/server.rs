@@ -442,7 +442,8 @@ async fn call(c: &mut Clients, rpc: &str) -> Code {
 fn authorization_matrix() {
     use sandbox_server::auth::{MATRIX, Role};
     let dir = data_dir("matrix");
-    let s = Served::start(&dir, &[]);
+    // Every refusal here is one entry: no principal reaches its allowance per minute.
+    let s = Served::start(&dir, &["--refusals-per-minute", "1000"]);
     populate(&s);
     let names = [
         (Role::Admin, "admin"),
@@ -867,7 +868,7 @@ fn two_runs_at_once_are_judged_one_after_the_other() {
 #[test]
 fn refusals_change_nothing_but_the_log() {
     let dir = data_dir("refusals");
-    let s = Served::start(&dir, &[]);
+    let s = Served::start(&dir, &["--refusals-per-minute", "20"]);
     populate(&s);
     let sha = approved(&s, "population");
     let refused = |who: &str, args: &[&str], code: &str| {
@@ -1007,6 +1008,39 @@ fn refusals_change_nothing_but_the_log() {
     refused("op", &["run", "--module", &sha, "--agreement", "nope"], "NotFound");
     refused("unit", &["feedback", "submit", "rel-000009", "--rating", "3"], "NotFound");
     refused("unit", &["feedback", "submit", "rel-000009", "--rating", "9"], "InvalidArgument");
+    // Text that reads otherwise than it is: a right-to-left override, a line separator.
+    let until = in_days(1);
+    for scenario in ["报告\u{202E}txt.exe", "第一行\u{2028}第二行", "a\u{2066}b\u{2069}"] {
+        let args = [
+            "agreement",
+            "create",
+            "a3",
+            "--licence",
+            "lic",
+            "--unit",
+            "unit",
+            "--scenario",
+            scenario,
+            "--until",
+            &until,
+        ];
+        let o = s.cli("op", &args);
+        assert!(!o.status.success() && stderr(&o).contains("InvalidArgument"), "{scenario:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("U+2"), "the character is named: {}", stderr(&o));
+    }
+    // A thousand refusals in a burst: each counted, a bounded number logged one by one.
+    let logged_before = log_entries(&s).iter().filter(|e| e.kind() == "request.refused" && e.actor() == "op2").count();
+    block_on(async {
+        let mut c = client(&s.url, &s.token("op2"));
+        for _ in 0..1000 {
+            let status = c.runs.get(pb::RunRef { run: "run-999999".to_owned() }).await.unwrap_err();
+            assert_eq!(status.code(), Code::NotFound);
+        }
+    });
+    let logged = log_entries(&s).iter().filter(|e| e.kind() == "request.refused" && e.actor() == "op2").count();
+    assert!(logged - logged_before <= 20, "{} entries for 1000 refusals", logged - logged_before);
+    let metrics = s.http_get_as("/metrics", Some("admin"));
+    assert!(metrics.contains("sandbox_calls_total{method=\"Runs.Get\",code=\"NotFound\"} 1000"), "{metrics}");
     // An entry signed by someone else's key is refused.
     block_on(async {
         let session_key = sandbox_log::keys::read_key_file(&dir.join("identities/reviewer-b/key")).unwrap();

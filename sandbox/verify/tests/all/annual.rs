@@ -161,6 +161,28 @@ fn a_year_is_counted_per_operator_unit_and_reviewer_in_beijing_time() {
     assert_eq!(sandbox_verify::annual::year_of(time("2025-12-31T15:59:59Z")), 2025);
 }
 
+#[test]
+fn refusals_counted_but_not_logged_one_by_one_are_in_the_report() {
+    // Past its allowance per minute the server logs a principal's refusals as a count, on the
+    // next refusal it logs.
+    let mut log = year_of_operation();
+    logged(
+        &mut log,
+        "2026-05-01T00:01:00Z",
+        kind::REQUEST_REFUSED,
+        "operator.acme",
+        &[("rpc", "Runs.Get"), ("code", "NotFound"), ("reason", "no run"), ("unlogged", "998")],
+    );
+    let text = report(&log, 2026, log.tree.size());
+    for line in [
+        "    被拒绝的请求 / refused requests: 1000\n",
+        "  operator * unlogged: 998\n",
+        "  operator Runs.Get NotFound: 1\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+}
+
 fn verify(log: &TestLog, report: &std::path::Path) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_sandbox-verify"))
         .arg("report")
