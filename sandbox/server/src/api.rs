@@ -1171,6 +1171,8 @@ impl Runs for Api {
                     "数据服务协议已终止或过期",
                 ));
             }
+            // Files replaced since their version was hashed are a new version, logged first.
+            crate::reversion(&self.core, &guard, &module.datasets).await?;
             let mut datasets = Vec::new();
             for d in &module.datasets {
                 let version: String = self

@@ -121,6 +121,28 @@ pub(crate) struct Core {
     pub(crate) applied: tokio::sync::watch::Sender<u64>,
     /// Refusals logged per principal in the current minute, and those counted but not logged.
     pub(crate) refusals: Mutex<std::collections::HashMap<String, Refusals>>,
+    /// The files each dataset's registered version was hashed from, as the operating system
+    /// describes them: files changed since are hashed again before a run reads them.
+    pub(crate) versioned: Mutex<std::collections::HashMap<String, Vec<FileStamp>>>,
+}
+
+/// A file as the operating system describes it: path, length, modification time (ns), inode.
+pub(crate) type FileStamp = (PathBuf, u64, i128, u64);
+
+/// The stamps of a dataset's real files.
+fn stamps(dataset: &sandbox_catalog::Dataset) -> std::io::Result<Vec<FileStamp>> {
+    use std::os::unix::fs::MetadataExt;
+    (dataset.files(Variant::Real).iter())
+        .map(|file| {
+            let m = std::fs::metadata(&file.path)?;
+            Ok((
+                file.path.clone(),
+                m.len(),
+                i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+                m.ino(),
+            ))
+        })
+        .collect()
 }
 
 /// One principal's refusals in the current minute: a durable entry each up to
@@ -278,6 +300,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         metrics,
         applied: tokio::sync::watch::Sender::new(0),
         refusals: Mutex::new(std::collections::HashMap::new()),
+        versioned: Mutex::new(std::collections::HashMap::new()),
     });
     {
         let guard = core.write.lock().await;
@@ -328,18 +351,47 @@ async fn bootstrap(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
 /// Logs each catalog dataset whose version (the SHA-256 of its files) is new.
 async fn register_datasets(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
     for dataset in &core.catalog.datasets {
-        let version = dataset.version(Variant::Real).with_context(|| format!("hashing {}", dataset.id))?;
-        let known: Option<String> = core.read(|db| {
-            use rusqlite::OptionalExtension;
-            db.query_row("SELECT version FROM datasets WHERE id = ?1", [&dataset.id], |r| r.get(0)).optional()
-        })?;
-        if known.as_deref() == Some(version.as_str()) {
-            continue;
-        }
-        let fields = [("dataset", dataset.id.as_str()), ("version", version.as_str()), ("level", dataset.level.code())];
-        core.commit_entry(guard, kind::DATASET_REGISTERED, &core.name, &fields).await?;
+        register_dataset(core, guard, dataset).await?;
     }
     Ok(())
+}
+
+/// Hashes `dataset`'s files and logs their version if the projection does not have it; records
+/// which files it hashed. Whether a version is new is decided by the log, not the stamps.
+async fn register_dataset(
+    core: &Core,
+    guard: &WriteGuard<'_>,
+    dataset: &sandbox_catalog::Dataset,
+) -> anyhow::Result<bool> {
+    let files = stamps(dataset).with_context(|| format!("reading {}", dataset.id))?;
+    let version = tokio::task::block_in_place(|| dataset.version(Variant::Real))
+        .with_context(|| format!("hashing {}", dataset.id))?;
+    core.versioned.lock().unwrap_or_else(|e| e.into_inner()).insert(dataset.id.clone(), files);
+    let known: Option<String> = core.read(|db| {
+        use rusqlite::OptionalExtension;
+        db.query_row("SELECT version FROM datasets WHERE id = ?1", [&dataset.id], |r| r.get(0)).optional()
+    })?;
+    if known.as_deref() == Some(version.as_str()) {
+        return Ok(false);
+    }
+    let fields = [("dataset", dataset.id.as_str()), ("version", version.as_str()), ("level", dataset.level.code())];
+    core.commit_entry(guard, kind::DATASET_REGISTERED, &core.name, &fields).await?;
+    Ok(true)
+}
+
+/// Registers a new version of each of `datasets` whose files changed since their version was
+/// hashed (a file replaced under a running server); whether any version is new.
+pub(crate) async fn reversion(core: &Core, guard: &WriteGuard<'_>, datasets: &[String]) -> Result<bool, Status> {
+    let mut new = false;
+    for id in datasets {
+        let Ok(dataset) = core.catalog.dataset(id) else { continue };
+        let now = stamps(dataset).map_err(|e| internal("dataset files", e))?;
+        let same = core.versioned.lock().unwrap_or_else(|e| e.into_inner()).get(id) == Some(&now);
+        if !same {
+            new |= register_dataset(core, guard, dataset).await.map_err(|e| internal("dataset version", e))?;
+        }
+    }
+    Ok(new)
 }
 
 /// Rebuilds the projection from the log into `out` (which must not exist) and returns it.

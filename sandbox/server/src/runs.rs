@@ -288,8 +288,9 @@ pub(crate) fn stopped(core: &Core, run: &str) -> Result<Option<&'static str>, St
     })
 }
 
-/// Ends a run that [`stopped`] names a reason for: withheld, nothing of it released, the
-/// reason logged (`stopped`: licence, module or agreement).
+/// Ends a run that [`stopped`] names a reason for, or whose data changed since it was queued:
+/// withheld, nothing of it released, the reason logged (`stopped`: licence, module, agreement
+/// or dataset).
 pub(crate) async fn end_stopped(
     core: &Core,
     guard: &WriteGuard<'_>,
@@ -351,9 +352,23 @@ async fn production_with_permit(
 ) -> Result<&'static str, Status> {
     // A run queued before its licence was suspended (or its module revoked, its agreement
     // ended) does not start.
-    if let Some(what) = stopped(core, &spec.id)? {
+    {
         let guard = core.write.lock().await;
-        return end_stopped(core, &guard, &spec.id, what).await;
+        if let Some(what) = stopped(core, &spec.id)? {
+            return end_stopped(core, &guard, &spec.id, what).await;
+        }
+        // Its data changed since it was queued: the run would read other data than the
+        // versions its entry names. A new version is logged and the run ends.
+        let named: Vec<(&str, &str)> = spec.datasets.split(',').filter_map(|d| d.split_once('@')).collect();
+        let datasets: Vec<String> = named.iter().map(|(d, _)| (*d).to_owned()).collect();
+        crate::reversion(core, &guard, &datasets).await?;
+        for (dataset, version) in named {
+            let now: String =
+                core.read(|db| db.query_row("SELECT version FROM datasets WHERE id = ?1", [dataset], |r| r.get(0)))?;
+            if now != version {
+                return end_stopped(core, &guard, &spec.id, "dataset").await;
+            }
+        }
     }
     core.record(kind::RUN_STARTED, &[("run", &spec.id)]).await?;
     let started = tokio::time::Instant::now();

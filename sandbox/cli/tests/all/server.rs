@@ -597,6 +597,48 @@ fn a_suspension_stops_runs_already_queued() {
     rebuild_equals_live(&dir);
 }
 
+#[test]
+fn a_dataset_whose_files_change_is_versioned_again_before_a_run_reads_it() {
+    // The real persons file replaced under the running server (by another city's, of another
+    // seed): the next run logs the new version before it is queued, and names it.
+    let dir = data_dir("reversion");
+    let s = Served::start(&dir, &[]);
+    populate(&s);
+    let sha = approved(&s, "population");
+    let run = ["run", "--module", &sha, "--agreement", "agr", "--param", "reference_date=2024-12-31"];
+    s.ok("op", &run);
+    let versions = |s: &Served| -> Vec<String> {
+        (log_entries(s).iter())
+            .filter(|e| e.kind() == "dataset.registered" && e.get("dataset") == Some("persons"))
+            .map(|e| e.get("version").unwrap().to_owned())
+            .collect()
+    };
+    let first = versions(&s);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let catalog = dir.join("catalog");
+    let entry = std::fs::read_to_string(catalog.join("persons.toml")).unwrap();
+    let file = |key: &str| -> String {
+        let line = entry.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split('"').nth(1).unwrap().to_owned()
+    };
+    let other = dir.join("other-city");
+    let args = ["datagen", "--scale", "2000", "--seed", "6", "--twin-scale", "200", "--out", other.to_str().unwrap()];
+    let o = sandbox(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::copy(other.join(file("files")), catalog.join(file("files"))).unwrap();
+    s.ok("op", &run);
+    let now = versions(&s);
+    assert_eq!(now.len(), 2, "a new version is logged: {now:?}");
+    assert_ne!(now[0], now[1]);
+    let queued = (log_entries(&s).into_iter())
+        .filter(|e| e.kind() == "run.queued")
+        .map(|e| e.get("datasets").unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(queued, [format!("persons@{}", now[0]), format!("persons@{}", now[1])]);
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
 /// A certificate authority and, signed by it, a server certificate for 127.0.0.1 and a client
 /// certificate, made with the openssl command in `dir`: `<name>.pem` and `<name>.key`.
 fn pki(dir: &Path, ca: &str, certs: &[(&str, &str)]) {
