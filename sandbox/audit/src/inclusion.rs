@@ -10,14 +10,16 @@
 //! `χ_C / (χ_A χ_B)` is a polynomial of a few units' degree exactly when `A` and `B` are
 //! disjoint, lie within `C`, and leave those units over (one interpolation, as in
 //! [`Sketch::holds_all_of`]); `χ_A χ_B / χ_C` likewise when `A` and `B` cover `C` and overlap
-//! in a few units. Where this run's cell is `C`, `A` and `B` are cells within it; where it is
-//! `A`, `C` holds it and `B` is any released cell of the size `C` less it leaves room for.
+//! in a few units. Where this run's cell is `C`, `A` and `B` are cells within it, or the sums
+//! of other tables' cells within it ([`sum_of`]); where it is `A`, `C` holds it and `B` is any
+//! released cell of the size `C` less it leaves room for.
 //!
-//! What the remainder gives away decides: fewer units than `min_units`, where all three leave
-//! a figure of one quantity, or units (up to [`MAX_DIFFERENCE`]) whose sum a few of them
-//! dominate — the big cell's contributions above both smaller cells' largest are in it, as for
-//! a pair ([`crate::judge::Dominated`]). This run's cell is then withheld, and the margins run
-//! again to protect it.
+//! What the remainder gives away decides: fewer units than `min_units` between `C` and the two,
+//! on either side or both, where all three leave a figure of one quantity; or units (up to
+//! [`MAX_DIFFERENCE`]) whose sum a few of them dominate — the big cell's contributions above both
+//! smaller cells' largest are in a remainder, as for a pair ([`crate::judge::Dominated`]), and a
+//! largest both parts and the big cell share, held once, is in an overlap. This run's cell is
+//! then withheld, and the margins run again to protect it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
