@@ -625,6 +625,7 @@ impl Api {
                 fields.push(("reason", r.reason.as_str()));
             }
             self.core.commit_entry(&guard, entry_kind, &caller.name, &fields).await?;
+            runs::end_held(&self.core, &guard).await?;
             self.licence(&r.id)
         }
         .await;
@@ -791,6 +792,7 @@ impl Agreements for Api {
                 fields.push(("reason", r.reason.as_str()));
             }
             self.core.commit_entry(&guard, kind::AGREEMENT_ENDED, &caller.name, &fields).await?;
+            runs::end_held(&self.core, &guard).await?;
             self.agreement(&r.id)
         }
         .await;
@@ -958,6 +960,7 @@ impl Modules for Api {
                     &[("module", &r.module), ("reason", &r.reason)],
                 )
                 .await?;
+            runs::end_held(&self.core, &guard).await?;
             self.module(&r.module)
         }
         .await;

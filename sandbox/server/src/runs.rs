@@ -307,6 +307,36 @@ pub(crate) async fn end_stopped(
     Ok("withheld")
 }
 
+/// Ends every run waiting for its reviewers whose licence or module was revoked, or whose
+/// agreement ended or expired: nothing of it can leave any more (a suspension only pauses it:
+/// approvals are refused until the licence is resumed). Called after each such entry.
+pub(crate) async fn end_held(core: &Core, guard: &WriteGuard<'_>) -> Result<(), Status> {
+    let now = Timestamp::now().to_string();
+    let ended: Vec<(String, String)> = core.read(|db| {
+        let mut statement = db.prepare(
+            "SELECT r.id, CASE WHEN l.status = 'revoked' OR ?1 >= l.valid_until THEN 'licence'
+                               WHEN m.status <> 'approved' THEN 'module' ELSE 'agreement' END
+             FROM runs r JOIN licences l ON l.id = r.licence JOIN modules m ON m.sha256 = r.module
+                  JOIN agreements a ON a.id = r.agreement
+             WHERE r.status = 'review'
+               AND (l.status = 'revoked' OR ?1 >= l.valid_until OR m.status <> 'approved'
+                    OR a.ended <> 0 OR ?1 >= a.valid_until)
+             ORDER BY r.id",
+        )?;
+        statement.query_map([&now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+    })?;
+    for (run, what) in ended {
+        let what = match what.as_str() {
+            "licence" => "licence",
+            "module" => "module",
+            _ => "agreement",
+        };
+        end_stopped(core, guard, &run, what).await?;
+        forget_answer(core, &run)?;
+    }
+    Ok(())
+}
+
 /// How a runner process's own failure is told: it ran too long or answered too much (limits),
 /// or the host stopped it.
 fn process_failure(code: &str) -> Failed {

@@ -858,6 +858,18 @@ fn held_tables_leave_only_after_two_reviewers() {
     assert_eq!(s.ok("unit", &["release", "list"]).matches("rel-").count(), 1);
     assert!(!answer("run-000001") && !answer("run-000002") && !answer("run-000003"), "and go once decided");
 
+    // A run waiting for its reviewers when its agreement ends: it ends, withheld, at once.
+    let out = s.ok("op", &["run", "--module", &sha, "--agreement", "agr", "--param", "reference_date=2025-12-31"]);
+    assert!(out.contains("in review"), "{out}");
+    assert!(answer("run-000004"));
+    s.ok("op", &["agreement", "end", "agr", "--reason", "合同到期 contract over"]);
+    assert!(s.ok("op", &["runs", "show", "run-000004"]).contains("withheld"));
+    assert!(!answer("run-000004"), "its answer goes with it");
+    let ended = log_entries(&s).into_iter().find(|e| {
+        e.kind() == "run.finished" && e.get("run") == Some("run-000004") && e.get("status") == Some("withheld")
+    });
+    assert_eq!(ended.and_then(|e| e.get("stopped").map(str::to_owned)).as_deref(), Some("agreement"));
+
     let kinds = log_kinds(&s);
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
     assert_eq!((count("output.approved"), count("output.rejected"), count("release")), (4, 1, 1), "{kinds:?}");
