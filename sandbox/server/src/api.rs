@@ -409,6 +409,38 @@ impl Api {
         }
     }
 
+    /// Whether `entry` concerns `caller`, an operator or an application unit: made by it, naming
+    /// it, or about its own licence, agreement, module, run or release.
+    fn concerns(&self, caller: &Caller, entry: &Entry) -> Result<bool, Status> {
+        let me = caller.name.as_str();
+        if entry.actor() == me
+            || ["principal", "operator", "application_unit", "recipient"].iter().any(|k| entry.get(k) == Some(me))
+        {
+            return Ok(true);
+        }
+        let owned = [
+            (
+                "run",
+                "SELECT count(*) > 0 FROM runs r JOIN agreements a ON a.id = r.agreement WHERE r.id = ?1 AND (r.operator = ?2 OR a.application_unit = ?2)",
+            ),
+            ("release", "SELECT count(*) > 0 FROM releases WHERE id = ?1 AND (operator = ?2 OR application_unit = ?2)"),
+            ("licence", "SELECT count(*) > 0 FROM licences WHERE id = ?1 AND operator = ?2"),
+            (
+                "agreement",
+                "SELECT count(*) > 0 FROM agreements WHERE id = ?1 AND (operator = ?2 OR application_unit = ?2)",
+            ),
+            ("module", "SELECT count(*) > 0 FROM modules WHERE sha256 = ?1 AND operator = ?2"),
+        ];
+        for (field, sql) in owned {
+            if let Some(id) = entry.get(field)
+                && self.core.read(|db| db.query_row(sql, [id, me], |r| r.get::<_, bool>(0)))?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn licence(&self, id: &str) -> Result<pb::Licence, Status> {
         self.core
             .read(|db| db.query_row("SELECT * FROM licences WHERE id = ?1", [id], licence_row).optional())?
@@ -1492,7 +1524,21 @@ impl Log for Api {
                 return Err(Status::out_of_range(format!("the log has {size} entries / 日志共 {size} 条")));
             }
             let end = (r.start + u64::from(r.count)).min(size);
-            let entries = self.core.log.entries(r.start..end).map_err(|e| internal("log read", e))?;
+            let mut entries = self.core.log.entries(r.start..end).map_err(|e| internal("log read", e))?;
+            // Operators and application units read their own entries only, the others empty in
+            // their places: other tenants' purposes, scenarios, feedback and refusals are not
+            // theirs. Checkpoints and proofs stay public.
+            if matches!(caller.role, Role::Operator | Role::ApplicationUnit) {
+                for bytes in &mut entries {
+                    let theirs = match entry::open(bytes) {
+                        Ok((e, _)) => self.concerns(&caller, &e)?,
+                        Err(_) => false,
+                    };
+                    if !theirs {
+                        bytes.clear();
+                    }
+                }
+            }
             Ok(pb::EntriesResponse { entries })
         })();
         self.end(RPC, &caller, result).await

@@ -327,6 +327,26 @@ fn the_whole_flow_through_the_cli() {
     }
     let o = s.cli("op", &["report", "get", "--year", &year]);
     assert!(stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
+
+    // The log as an operator and an application unit read it: their own entries, the others
+    // empty in their places; the evaluator reads every entry.
+    let all = log_bytes(&s, "eval");
+    for (who, other) in [("op", "op2"), ("unit", "unit2")] {
+        let seen = log_bytes(&s, who);
+        assert_eq!(seen.len(), all.len());
+        let mut own = 0;
+        for (mine, full) in seen.iter().zip(&all) {
+            let entry = sandbox_verify::entry::open(full).unwrap().0;
+            if mine.is_empty() {
+                assert!(entry.actor() != who, "{who} sees its own entries: {entry:?}");
+                continue;
+            }
+            assert_eq!(mine, full);
+            assert!(entry.actor() != other && entry.get("principal") != Some(other), "{who} sees {other}'s: {entry:?}");
+            own += 1;
+        }
+        assert!(own > 3 && own < all.len(), "{who}: {own} of {}", all.len());
+    }
     let o = s.cli("admin", &["report", "file", "--year", "2999"]);
     assert!(stderr(&o).contains("has not begun"), "{}", stderr(&o));
     s.stop();
@@ -1163,7 +1183,21 @@ fn log_kinds(s: &Served) -> Vec<String> {
     log_entries(s).iter().map(|e| e.kind().to_owned()).collect()
 }
 
-/// Every entry of the log, as any principal may read them (here the evaluator).
+/// The log's entries as `who` reads them, bytes as served.
+fn log_bytes(s: &Served, who: &str) -> Vec<Vec<u8>> {
+    block_on(async {
+        let mut log = client(&s.url, &s.token(who)).log;
+        let size = log.checkpoint(pb::Empty {}).await.unwrap().into_inner().size;
+        let mut all = Vec::new();
+        while (all.len() as u64) < size {
+            let start = all.len() as u64;
+            all.extend(log.entries(pb::EntriesRequest { start, count: 1000 }).await.unwrap().into_inner().entries);
+        }
+        all
+    })
+}
+
+/// Every entry of the log, as the evaluator reads them.
 fn log_entries(s: &Served) -> Vec<sandbox_verify::entry::Entry> {
     block_on(async {
         let mut log = client(&s.url, &s.token("eval")).log;
