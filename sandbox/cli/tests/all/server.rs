@@ -659,6 +659,58 @@ fn a_dataset_whose_files_change_is_versioned_again_before_a_run_reads_it() {
     rebuild_equals_live(&dir);
 }
 
+#[test]
+fn a_suspension_while_a_run_waits_for_its_quantum_withholds_it() {
+    // The run has finished and been audited, and waits for its answer's quantum (4 s) before
+    // anything of it is logged: the licence suspended meanwhile, nothing of it leaves.
+    let dir = data_dir("stopped-late");
+    std::fs::write(dir.join("policy.toml"), "[runs]\nanswer_quantum_ms = 4000\n").unwrap();
+    let s = Served::start(&dir, &[]);
+    populate(&s);
+    let sha = approved(&s, "population");
+    s.ok("op", &["run", "--module", &sha, "--agreement", "agr", "--param", "reference_date=2024-12-31", "--no-wait"]);
+    wait_for(&s, "run-000001", "running");
+    s.ok("admin", &["licence", "suspend", "lic", "--reason", "整改 rectification"]);
+    wait_for(&s, "run-000001", "withheld");
+    let entries = log_entries(&s);
+    assert!(entries.iter().any(|e| e.kind() == "run.started" && e.get("run") == Some("run-000001")));
+    let ended = entries.iter().find(|e| e.kind() == "run.finished" && e.get("run") == Some("run-000001")).unwrap();
+    assert_eq!((ended.get("status"), ended.get("stopped")), (Some("withheld"), Some("licence")));
+    assert!(!entries.iter().any(|e| e.kind() == "release" || e.kind() == "audit.outcome"), "nothing of it leaves");
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
+#[test]
+fn a_run_whose_data_changes_while_it_is_queued_is_withheld() {
+    // One runner slot held by a looping module; a run queued behind it; the persons file replaced
+    // meanwhile: the queued run would read other data than the version its entry names.
+    let dir = data_dir("changed-queued");
+    let s = Served::start(&dir, &["--run-timeout", "3", "--max-runs", "1"]);
+    populate(&s);
+    let hostile = approved(&s, "hostile-module");
+    let honest = approved(&s, "population");
+    s.ok("op", &["run", "--module", &hostile, "--agreement", "agr", "--param", "attack=loop", "--no-wait"]);
+    wait_for(&s, "run-000001", "running");
+    s.ok(
+        "op",
+        &["run", "--module", &honest, "--agreement", "agr", "--param", "reference_date=2024-12-31", "--no-wait"],
+    );
+    let other = dir.join("other-city");
+    let args = ["datagen", "--scale", "2000", "--seed", "6", "--twin-scale", "200", "--out", other.to_str().unwrap()];
+    assert!(sandbox(&args).status.success());
+    std::fs::copy(other.join("data/persons.parquet"), dir.join("catalog/data/persons.parquet")).unwrap();
+    wait_for(&s, "run-000002", "withheld");
+    let entries = log_entries(&s);
+    let ended = entries.iter().find(|e| e.kind() == "run.finished" && e.get("run") == Some("run-000002")).unwrap();
+    assert_eq!(ended.get("stopped"), Some("dataset"));
+    let versions = entries.iter().filter(|e| e.kind() == "dataset.registered" && e.get("dataset") == Some("persons"));
+    assert_eq!(versions.count(), 2, "the new version is logged");
+    assert!(!entries.iter().any(|e| e.kind() == "release"));
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
 /// A certificate authority and, signed by it, a server certificate for 127.0.0.1 and a client
 /// certificate, made with the openssl command in `dir`: `<name>.pem` and `<name>.key`.
 fn pki(dir: &Path, ca: &str, certs: &[(&str, &str)]) {
