@@ -21,7 +21,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility, create_udaf,
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
-use sandbox_catalog::{Catalog, Variant};
+use sandbox_catalog::{Catalog, FileStamp, Variant};
 use sandbox_runner::manifest::{
     AgeAt, Banding, DatePart, Dimension, Filter, FilterOp, Measure, OutputSpec, Statistic, dataset_of,
 };
@@ -196,9 +196,10 @@ pub(crate) struct Evidence<'a> {
 }
 
 /// Which labels are values of a sensitive column, per column and per set of files it was read
-/// from: every run of a product asks the same labels (districts, years) of the same columns, and
-/// each answer was a scan of ten million strings. Inside the domain, in this process only.
-type Members = HashMap<(String, Vec<(std::path::PathBuf, u64, i128, u64)>), HashMap<String, bool>>;
+/// from ([`FileStamp`]): every run of a product asks the same labels (districts, years) of the
+/// same columns, and each answer was a scan of ten million strings. Inside the domain, in this
+/// process only.
+type Members = HashMap<(String, Vec<FileStamp>), HashMap<String, bool>>;
 
 static MEMBERS: std::sync::LazyLock<std::sync::Mutex<Members>> = std::sync::LazyLock::new(Default::default);
 /// Columns (with their files) remembered at most, and answers per column: past either, the
@@ -1007,7 +1008,8 @@ impl<'a> Evidence<'a> {
         }
         let (dataset, _) = source.split_once('.').unwrap_or((source, ""));
         // Answers already known for these very files (the same labels are asked of every run).
-        let files = self.files_of(dataset)?;
+        let entry = self.catalog.dataset(dataset).map_err(|e| AuditError::Evidence(e.to_string()))?;
+        let files = entry.stamps(self.variant).map_err(|e| AuditError::Evidence(e.to_string()))?;
         let key = (source.to_owned(), files);
         let (mut found, unknown) = {
             let cache = MEMBERS.lock().unwrap_or_else(|e| e.into_inner());
@@ -1042,20 +1044,6 @@ impl<'a> Evidence<'a> {
         }
         found.extend(members);
         Ok(found)
-    }
-
-    /// Which files `dataset` reads now, as the operating system describes them (path, length,
-    /// modification time, inode): files replaced or written since are other files.
-    fn files_of(&self, dataset: &str) -> Result<Vec<(std::path::PathBuf, u64, i128, u64)>, AuditError> {
-        use std::os::unix::fs::MetadataExt;
-        let entry = self.catalog.dataset(dataset).map_err(|e| AuditError::Evidence(e.to_string()))?;
-        (entry.files(self.variant).iter())
-            .map(|file| {
-                let m = std::fs::metadata(&file.path).map_err(|e| AuditError::Evidence(e.to_string()))?;
-                let modified = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
-                Ok((file.path.clone(), m.len(), modified, m.ino()))
-            })
-            .collect()
     }
 
     /// How table `a` and each of `others` over the same rows (one counted dataset, one join)

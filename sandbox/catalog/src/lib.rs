@@ -20,7 +20,7 @@ pub use model::{
 };
 pub use problem::{Problem, ProblemKind};
 pub use twin::{RealTwin, Sameness};
-pub use version::DatasetVersion;
+pub use version::{DatasetVersion, FileStamp};
 
 use entry::Entry;
 use files::Depth;

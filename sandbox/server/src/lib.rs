@@ -123,26 +123,7 @@ pub(crate) struct Core {
     pub(crate) refusals: Mutex<std::collections::HashMap<String, Refusals>>,
     /// The files each dataset's registered version was hashed from, as the operating system
     /// describes them: files changed since are hashed again before a run reads them.
-    pub(crate) versioned: Mutex<std::collections::HashMap<String, Vec<FileStamp>>>,
-}
-
-/// A file as the operating system describes it: path, length, modification time (ns), inode.
-pub(crate) type FileStamp = (PathBuf, u64, i128, u64);
-
-/// The stamps of a dataset's real files.
-fn stamps(dataset: &sandbox_catalog::Dataset) -> std::io::Result<Vec<FileStamp>> {
-    use std::os::unix::fs::MetadataExt;
-    (dataset.files(Variant::Real).iter())
-        .map(|file| {
-            let m = std::fs::metadata(&file.path)?;
-            Ok((
-                file.path.clone(),
-                m.len(),
-                i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-                m.ino(),
-            ))
-        })
-        .collect()
+    pub(crate) versioned: Mutex<std::collections::HashMap<String, Vec<sandbox_catalog::FileStamp>>>,
 }
 
 /// One principal's refusals in the current minute: a durable entry each up to
@@ -363,7 +344,7 @@ async fn register_dataset(
     guard: &WriteGuard<'_>,
     dataset: &sandbox_catalog::Dataset,
 ) -> anyhow::Result<bool> {
-    let files = stamps(dataset).with_context(|| format!("reading {}", dataset.id))?;
+    let files = dataset.stamps(Variant::Real).with_context(|| format!("reading {}", dataset.id))?;
     let version = tokio::task::block_in_place(|| dataset.version(Variant::Real))
         .with_context(|| format!("hashing {}", dataset.id))?;
     core.versioned.lock().unwrap_or_else(|e| e.into_inner()).insert(dataset.id.clone(), files);
@@ -385,7 +366,7 @@ pub(crate) async fn reversion(core: &Core, guard: &WriteGuard<'_>, datasets: &[S
     let mut new = false;
     for id in datasets {
         let Ok(dataset) = core.catalog.dataset(id) else { continue };
-        let now = stamps(dataset).map_err(|e| internal("dataset files", e))?;
+        let now = dataset.stamps(Variant::Real).map_err(|e| internal("dataset files", e))?;
         let same = core.versioned.lock().unwrap_or_else(|e| e.into_inner()).get(id) == Some(&now);
         if !same {
             new |= register_dataset(core, guard, dataset).await.map_err(|e| internal("dataset version", e))?;

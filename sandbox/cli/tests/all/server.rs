@@ -588,6 +588,29 @@ fn runs_time_out_and_are_cancelled() {
     rebuild_equals_live(&dir);
 }
 
+/// On a server with one runner slot: run-000001, a module looping until its timeout, holds it;
+/// run-000002, the population module, waits in the queue behind it.
+fn queue_behind_a_loop(s: &Served) {
+    populate(s);
+    let hostile = approved(s, "hostile-module");
+    let honest = approved(s, "population");
+    s.ok("op", &["run", "--module", &hostile, "--agreement", "agr", "--param", "attack=loop", "--no-wait"]);
+    wait_for(s, "run-000001", "running");
+    let queued =
+        ["run", "--module", &honest, "--agreement", "agr", "--param", "reference_date=2024-12-31", "--no-wait"];
+    s.ok("op", &queued);
+    assert!(s.ok("op", &["runs", "show", "run-000002"]).contains("queued"));
+}
+
+/// Replaces the real persons file of `dir`'s catalog with another city's (another seed).
+fn replace_persons(dir: &Path) {
+    let other = dir.join("other-city");
+    let args = ["datagen", "--scale", "2000", "--seed", "6", "--twin-scale", "200", "--out", other.to_str().unwrap()];
+    let o = sandbox(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::copy(other.join("data/persons.parquet"), dir.join("catalog/data/persons.parquet")).unwrap();
+}
+
 #[test]
 fn a_suspension_stops_runs_already_queued() {
     // One runner slot, held by a module that loops until its timeout; a run queued behind it,
@@ -595,15 +618,7 @@ fn a_suspension_stops_runs_already_queued() {
     // logged, and nothing of it is released.
     let dir = data_dir("stopped");
     let s = Served::start(&dir, &["--run-timeout", "3", "--max-runs", "1"]);
-    populate(&s);
-    let hostile = approved(&s, "hostile-module");
-    let honest = approved(&s, "population");
-    s.ok("op", &["run", "--module", &hostile, "--agreement", "agr", "--param", "attack=loop", "--no-wait"]);
-    wait_for(&s, "run-000001", "running");
-    let queued =
-        ["run", "--module", &honest, "--agreement", "agr", "--param", "reference_date=2024-12-31", "--no-wait"];
-    s.ok("op", &queued);
-    assert!(s.ok("op", &["runs", "show", "run-000002"]).contains("queued"));
+    queue_behind_a_loop(&s);
     s.ok("admin", &["licence", "suspend", "lic", "--reason", "整改 rectification"]);
     wait_for(&s, "run-000002", "withheld");
     let entries = log_entries(&s);
@@ -635,17 +650,7 @@ fn a_dataset_whose_files_change_is_versioned_again_before_a_run_reads_it() {
     };
     let first = versions(&s);
     assert_eq!(first.len(), 1, "{first:?}");
-    let catalog = dir.join("catalog");
-    let entry = std::fs::read_to_string(catalog.join("persons.toml")).unwrap();
-    let file = |key: &str| -> String {
-        let line = entry.lines().find(|l| l.starts_with(key)).unwrap();
-        line.split('"').nth(1).unwrap().to_owned()
-    };
-    let other = dir.join("other-city");
-    let args = ["datagen", "--scale", "2000", "--seed", "6", "--twin-scale", "200", "--out", other.to_str().unwrap()];
-    let o = sandbox(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    std::fs::copy(other.join(file("files")), catalog.join(file("files"))).unwrap();
+    replace_persons(&dir);
     s.ok("op", &run);
     let now = versions(&s);
     assert_eq!(now.len(), 2, "a new version is logged: {now:?}");
@@ -687,19 +692,8 @@ fn a_run_whose_data_changes_while_it_is_queued_is_withheld() {
     // meanwhile: the queued run would read other data than the version its entry names.
     let dir = data_dir("changed-queued");
     let s = Served::start(&dir, &["--run-timeout", "3", "--max-runs", "1"]);
-    populate(&s);
-    let hostile = approved(&s, "hostile-module");
-    let honest = approved(&s, "population");
-    s.ok("op", &["run", "--module", &hostile, "--agreement", "agr", "--param", "attack=loop", "--no-wait"]);
-    wait_for(&s, "run-000001", "running");
-    s.ok(
-        "op",
-        &["run", "--module", &honest, "--agreement", "agr", "--param", "reference_date=2024-12-31", "--no-wait"],
-    );
-    let other = dir.join("other-city");
-    let args = ["datagen", "--scale", "2000", "--seed", "6", "--twin-scale", "200", "--out", other.to_str().unwrap()];
-    assert!(sandbox(&args).status.success());
-    std::fs::copy(other.join("data/persons.parquet"), dir.join("catalog/data/persons.parquet")).unwrap();
+    queue_behind_a_loop(&s);
+    replace_persons(&dir);
     wait_for(&s, "run-000002", "withheld");
     let entries = log_entries(&s);
     let ended = entries.iter().find(|e| e.kind() == "run.finished" && e.get("run") == Some("run-000002")).unwrap();
@@ -1251,17 +1245,7 @@ fn log_bytes(s: &Served, who: &str) -> Vec<Vec<u8>> {
 
 /// Every entry of the log, as the evaluator reads them.
 fn log_entries(s: &Served) -> Vec<sandbox_verify::entry::Entry> {
-    block_on(async {
-        let mut log = client(&s.url, &s.token("eval")).log;
-        let size = log.checkpoint(pb::Empty {}).await.unwrap().into_inner().size;
-        let mut all = Vec::new();
-        while (all.len() as u64) < size {
-            let start = all.len() as u64;
-            let entries = log.entries(pb::EntriesRequest { start, count: 1000 }).await.unwrap().into_inner().entries;
-            all.extend(entries.iter().map(|e| sandbox_verify::entry::open(e).unwrap().0));
-        }
-        all
-    })
+    log_bytes(s, "eval").iter().map(|e| sandbox_verify::entry::open(e).unwrap().0).collect()
 }
 
 /// (log entries, state-changing entries) so far.
