@@ -357,6 +357,40 @@ pub(crate) enum PrincipalCommand {
     List,
     /// 当前身份 / Who am I
     Whoami,
+    /// 停用主体（管理员）：其令牌即被拒绝，排队的运行以“扣留”结束 / Disable a principal (admin):
+    /// its token is refused at once, its queued runs end withheld
+    Disable {
+        name: String,
+        /// 原因（记入日志）/ Why (logged)
+        #[arg(long)]
+        reason: String,
+    },
+    /// 恢复被停用的主体（管理员）/ Let a disabled principal act again (admin)
+    Enable { name: String },
+    /// API 令牌 / API tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum TokenCommand {
+    /// 更换令牌，旧令牌立即失效：不给名称时更换自己的并存入 --as 目录；管理员可更换他人的 /
+    /// Rotate a token, the old one refused at once: without a name your own, saved in the --as
+    /// folder; an administrator may rotate anyone's
+    Rotate {
+        name: Option<String>,
+        /// 将新令牌存入该身份目录（否则显示一次）/ Save the new token in this identity folder
+        /// (else it is shown once)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// 撤销令牌（管理员），直至再次更换 / Revoke a token (admin) until it is rotated again
+    Revoke {
+        name: String,
+        /// 原因（记入日志）/ Why (logged)
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -528,32 +562,74 @@ pub(crate) async fn principal(connect: Connect, command: PrincipalCommand) -> an
         }
         PrincipalCommand::List => {
             let list = session.principals().list(pb::Empty {}).await?.into_inner().principals;
-            print(
-                connect.json,
-                &list,
-                &["主体 name", "角色 role", "机构 organisation", "登记 registered"],
-                |p| {
-                    vec![
-                        p.name.clone(),
-                        pb::Role::try_from(p.role).map_or("?", |r| r.as_str_name()).into(),
-                        p.display_name.clone(),
-                        p.registered_at.clone(),
-                    ]
-                },
-            )?;
+            print_principals(connect.json, &list)?;
         }
         PrincipalCommand::Whoami => {
             let me = session.principals().whoami(pb::Empty {}).await?.into_inner();
-            print(connect.json, &[me], &["主体 name", "角色 role", "机构 organisation"], |p| {
-                vec![
-                    p.name.clone(),
-                    pb::Role::try_from(p.role).map_or("?", |r| r.as_str_name()).into(),
-                    p.display_name.clone(),
-                ]
-            })?;
+            print_principals(connect.json, &[me])?;
+        }
+        PrincipalCommand::Disable { name, reason } => {
+            let p = session.principals().disable(pb::PrincipalAction { name, reason }).await?.into_inner();
+            print_principals(connect.json, &[p])?;
+        }
+        PrincipalCommand::Enable { name } => {
+            let action = pb::PrincipalAction { name, reason: String::new() };
+            let p = session.principals().enable(action).await?.into_inner();
+            print_principals(connect.json, &[p])?;
+        }
+        PrincipalCommand::Token(TokenCommand::Revoke { name, reason }) => {
+            let p = session.principals().revoke_token(pb::PrincipalAction { name, reason }).await?.into_inner();
+            print_principals(connect.json, &[p])?;
+        }
+        PrincipalCommand::Token(TokenCommand::Rotate { name, out }) => {
+            let name = name.unwrap_or_else(|| session.name.clone());
+            let own = name == session.name;
+            let action = pb::PrincipalAction { name, reason: String::new() };
+            let rotated = session.principals().rotate_token(action).await?.into_inner();
+            let folder = out.or_else(|| own.then(|| connect.identity.clone()).flatten());
+            let principal = rotated.principal.clone().context("no principal in the answer")?;
+            match folder {
+                Some(folder) => {
+                    Identity::replace_token(&folder, &rotated.token).with_context(|| {
+                        format!(
+                            "the new token could not be saved; keep it now: {} / 新令牌未能保存，请立即记下",
+                            rotated.token
+                        )
+                    })?;
+                    eprintln!(
+                        "已更换令牌并存入 / token rotated and saved in {} (log entry {})",
+                        folder.display(),
+                        rotated.log_index
+                    );
+                    print_principals(connect.json, &[principal])?;
+                }
+                None if connect.json => println!("{}", serde_json::to_string_pretty(&rotated)?),
+                None => println!(
+                    "{} 的新令牌（只显示这一次）/ new token of {0} (shown this once): {}",
+                    principal.name, rotated.token
+                ),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_principals(json: bool, principals: &[pb::Principal]) -> anyhow::Result<()> {
+    let header = ["主体 name", "角色 role", "机构 organisation", "登记 registered", "状态 state"];
+    print(json, principals, &header, |p| {
+        let state = match (p.disabled.is_empty(), p.has_token) {
+            (false, _) => format!("停用 disabled: {}", p.disabled),
+            (true, false) => "无令牌 no token".to_owned(),
+            (true, true) => "正常 active".to_owned(),
+        };
+        vec![
+            p.name.clone(),
+            pb::Role::try_from(p.role).map_or("?", |r| r.as_str_name()).into(),
+            p.display_name.clone(),
+            p.registered_at.clone(),
+            state,
+        ]
+    })
 }
 
 /// Makes a key in `out`, registers the principal with it, and saves the token beside it.

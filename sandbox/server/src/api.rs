@@ -104,7 +104,10 @@ fn is_admin(core: &Core, headers: &axum::http::HeaderMap) -> bool {
     let hash = auth::token_hash(token.trim());
     let role: Option<String> = core
         .read(|db| {
-            db.query_row("SELECT role FROM principals WHERE token_sha256 = ?1", [&hash], |r| r.get(0)).optional()
+            db.query_row("SELECT role FROM principals WHERE token_sha256 = ?1 AND disabled IS NULL", [&hash], |r| {
+                r.get(0)
+            })
+            .optional()
         })
         .ok()
         .flatten();
@@ -309,6 +312,8 @@ fn principal_row(row: &Row<'_>) -> rusqlite::Result<pb::Principal> {
         display_name: row.get("display_name")?,
         key: row.get("key")?,
         registered_at: row.get("registered_at")?,
+        disabled: row.get::<_, Option<String>>("disabled")?.unwrap_or_default(),
+        has_token: row.get::<_, Option<String>>("token_sha256")?.is_some(),
     })
 }
 
@@ -346,12 +351,16 @@ impl Api {
             .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>` / 令牌格式无效"))?;
         let hash = auth::token_hash(token.trim());
         let found: Option<(String, String)> = self.core.read(|db| {
-            db.query_row("SELECT name, role FROM principals WHERE token_sha256 = ?1", [&hash], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            db.query_row(
+                "SELECT name, role FROM principals WHERE token_sha256 = ?1 AND disabled IS NULL",
+                [&hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
         })?;
-        let (name, role) = found.ok_or_else(|| Status::unauthenticated("unknown API token / 令牌无效"))?;
+        // A disabled principal's token is refused as an unknown one is: nothing is logged of it.
+        let (name, role) =
+            found.ok_or_else(|| Status::unauthenticated("unknown or disabled API token / 令牌无效或主体已停用"))?;
         let role =
             Role::parse(&role).ok_or_else(|| Status::unauthenticated("principal without a role / 主体无角色"))?;
         Ok(Caller { name, role })
@@ -483,11 +492,29 @@ impl Api {
             .ok_or_else(|| not_found("release", "发布结果", id))
     }
 
-    fn principal_role(&self, name: &str) -> Result<Option<Role>, Status> {
-        let role: Option<String> = self
-            .core
-            .read(|db| db.query_row("SELECT role FROM principals WHERE name = ?1", [name], |r| r.get(0)).optional())?;
-        Ok(role.as_deref().and_then(Role::parse))
+    /// The principal `name` (never the log's own).
+    fn principal(&self, name: &str) -> Result<pb::Principal, Status> {
+        self.core
+            .read(|db| {
+                db.query_row("SELECT * FROM principals WHERE name = ?1 AND role != 'log'", [name], principal_row)
+                    .optional()
+            })?
+            .ok_or_else(|| not_found("principal", "主体", name))
+    }
+
+    /// The principal `name`, if it has `role` and is not disabled.
+    fn principal_acting_as(&self, name: &str, role: Role) -> Result<pb::Principal, Status> {
+        let principal = self.principal(name).ok().filter(|p| p.role == role.to_proto() as i32);
+        let Some(principal) = principal else {
+            return Err(precondition(
+                format!("{name} is not a registered {}", role.code()),
+                format!("{name} 不是已登记的{}", role.zh()),
+            ));
+        };
+        if !principal.disabled.is_empty() {
+            return Err(precondition(format!("{name} is disabled"), format!("{name} 已被停用")));
+        }
+        Ok(principal)
     }
 
     fn principal_key(&self, name: &str) -> Result<VerifierKey, Status> {
@@ -549,7 +576,10 @@ impl Principals for Api {
                 ));
             }
             let guard = self.core.write.lock().await;
-            if self.principal_role(&r.name)?.is_some() {
+            let exists: bool = self.core.read(|db| {
+                db.query_row("SELECT count(*) > 0 FROM principals WHERE name = ?1", [&r.name], |r| r.get(0))
+            })?;
+            if exists {
                 return Err(Status::already_exists(format!("principal {} exists / 主体已存在", r.name)));
             }
             let token = auth::new_token();
@@ -593,9 +623,89 @@ impl Principals for Api {
     async fn whoami(&self, request: Request<pb::Empty>) -> Reply<pb::Principal> {
         const RPC: &str = "Principals.Whoami";
         let caller = self.begin(RPC, &request).await?;
-        let result = self
-            .core
-            .read(|db| db.query_row("SELECT * FROM principals WHERE name = ?1", [&caller.name], principal_row));
+        let result = self.principal(&caller.name);
+        self.end(RPC, &caller, result).await
+    }
+
+    async fn disable(&self, request: Request<pb::PrincipalAction>) -> Reply<pb::Principal> {
+        const RPC: &str = "Principals.Disable";
+        let caller = self.begin(RPC, &request).await?;
+        let result = async {
+            let r = request.into_inner();
+            check_id("name", &r.name)?;
+            check_text("reason", &r.reason, true)?;
+            if r.name == caller.name {
+                return Err(precondition("an administrator cannot disable itself", "管理员不能停用自己"));
+            }
+            let guard = self.core.write.lock().await;
+            if !self.principal(&r.name)?.disabled.is_empty() {
+                return Err(precondition(format!("{} is disabled already", r.name), "该主体已被停用"));
+            }
+            let fields = [("principal", r.name.as_str()), ("reason", &r.reason)];
+            self.core.commit_entry(&guard, kind::PRINCIPAL_DISABLED, &caller.name, &fields).await?;
+            self.principal(&r.name)
+        }
+        .await;
+        self.end(RPC, &caller, result).await
+    }
+
+    async fn enable(&self, request: Request<pb::PrincipalAction>) -> Reply<pb::Principal> {
+        const RPC: &str = "Principals.Enable";
+        let caller = self.begin(RPC, &request).await?;
+        let result = async {
+            let r = request.into_inner();
+            check_id("name", &r.name)?;
+            let guard = self.core.write.lock().await;
+            if self.principal(&r.name)?.disabled.is_empty() {
+                return Err(precondition(format!("{} is not disabled", r.name), "该主体未被停用"));
+            }
+            self.core.commit_entry(&guard, kind::PRINCIPAL_ENABLED, &caller.name, &[("principal", &r.name)]).await?;
+            self.principal(&r.name)
+        }
+        .await;
+        self.end(RPC, &caller, result).await
+    }
+
+    async fn rotate_token(&self, request: Request<pb::PrincipalAction>) -> Reply<pb::TokenRotated> {
+        const RPC: &str = "Principals.RotateToken";
+        let caller = self.begin(RPC, &request).await?;
+        let result = async {
+            let r = request.into_inner();
+            let name = r.name;
+            check_id("name", &name)?;
+            if name != caller.name && caller.role != Role::Admin {
+                return Err(denied("only an administrator rotates another's token", "只有管理员可以更换他人的令牌"));
+            }
+            let guard = self.core.write.lock().await;
+            self.principal(&name)?;
+            let token = auth::new_token();
+            let fields = [("principal", name.as_str()), ("token_sha256", &auth::token_hash(&token))];
+            let index = self.core.commit_entry(&guard, kind::TOKEN_ROTATED, &caller.name, &fields).await?;
+            Ok(pb::TokenRotated { principal: Some(self.principal(&name)?), token, log_index: index })
+        }
+        .await;
+        self.end(RPC, &caller, result).await
+    }
+
+    async fn revoke_token(&self, request: Request<pb::PrincipalAction>) -> Reply<pb::Principal> {
+        const RPC: &str = "Principals.RevokeToken";
+        let caller = self.begin(RPC, &request).await?;
+        let result = async {
+            let r = request.into_inner();
+            check_id("name", &r.name)?;
+            check_text("reason", &r.reason, true)?;
+            if r.name == caller.name {
+                return Err(precondition("an administrator cannot revoke its own token", "管理员不能撤销自己的令牌"));
+            }
+            let guard = self.core.write.lock().await;
+            if !self.principal(&r.name)?.has_token {
+                return Err(precondition(format!("{} has no token", r.name), "该主体没有令牌"));
+            }
+            let fields = [("principal", r.name.as_str()), ("reason", &r.reason)];
+            self.core.commit_entry(&guard, kind::TOKEN_REVOKED, &caller.name, &fields).await?;
+            self.principal(&r.name)
+        }
+        .await;
         self.end(RPC, &caller, result).await
     }
 }
@@ -691,12 +801,7 @@ impl Licences for Api {
                 }
             }
             let guard = self.core.write.lock().await;
-            if self.principal_role(&r.operator)? != Some(Role::Operator) {
-                return Err(precondition(
-                    format!("{} is not a registered operator", r.operator),
-                    "被授权方不是已登记的运营单位",
-                ));
-            }
+            self.principal_acting_as(&r.operator, Role::Operator)?;
             if self.licence(&r.id).is_ok() {
                 return Err(Status::already_exists(format!("licence {} exists / 授权运营协议已存在", r.id)));
             }
@@ -775,12 +880,7 @@ impl Agreements for Api {
                     "授权运营协议未生效或已暂停",
                 ));
             }
-            if self.principal_role(&r.application_unit)? != Some(Role::ApplicationUnit) {
-                return Err(precondition(
-                    format!("{} is not a registered application unit", r.application_unit),
-                    "对方不是已登记的应用单位",
-                ));
-            }
+            self.principal_acting_as(&r.application_unit, Role::ApplicationUnit)?;
             if self.agreement(&r.id).is_ok() {
                 return Err(Status::already_exists(format!("agreement {} exists / 数据服务协议已存在", r.id)));
             }
@@ -1118,9 +1218,11 @@ impl Api {
             if run.operator == caller.name {
                 return Err(denied("nobody reviews their own output", "不得复核本人的输出"));
             }
-            // Nothing is let out under a licence or agreement no longer in force.
+            // Nothing is let out under a licence or agreement no longer in force, nor by or to a
+            // disabled principal.
             if entry_kind == kind::OUTPUT_APPROVED {
                 self.licence_in_force(&run.licence)?;
+                self.principal_acting_as(&run.operator, Role::Operator)?;
                 if !self.agreement(&run.agreement)?.in_force {
                     return Err(precondition(
                         format!("agreement {} has ended or expired: no held table is let out", run.agreement),
@@ -1206,6 +1308,7 @@ impl Runs for Api {
                     "数据服务协议已终止或过期",
                 ));
             }
+            self.principal_acting_as(&agreement.application_unit, Role::ApplicationUnit)?;
             // Files replaced since their version was hashed are a new version, logged first.
             crate::reversion(&self.core, &guard, &module.datasets).await?;
             let mut datasets = Vec::new();
@@ -1450,6 +1553,7 @@ impl Releases for Api {
                     "该结果不是发给调用者的",
                 ));
             }
+            self.principal_acting_as(&release.operator, Role::Operator)?;
             let agreement = self.agreement(&release.agreement)?;
             if !agreement.in_force {
                 return Err(precondition(

@@ -181,6 +181,19 @@ impl Identity {
         write_secret(&dir.join("token"), token)
     }
 
+    /// Replaces the token in `dir` with a rotated one, atomically.
+    pub fn replace_token(dir: &Path, token: &str) -> anyhow::Result<()> {
+        let new = dir.join("token.new");
+        match std::fs::remove_file(&new) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", new.display()));
+            }
+            _ => {}
+        }
+        write_secret(&new, token)?;
+        std::fs::rename(&new, dir.join("token")).with_context(|| format!("replacing {}", dir.join("token").display()))
+    }
+
     pub fn load(dir: &Path) -> anyhow::Result<Identity> {
         let token = std::fs::read_to_string(dir.join("token"))
             .with_context(|| format!("reading {} / 无法读取令牌", dir.join("token").display()))?

@@ -262,8 +262,8 @@ async fn finish_locked(
 }
 
 /// What stops a run that was queued, is running or waits for its reviewers, if anything: its
-/// licence suspended, revoked or outside its period, its module no longer approved, or its
-/// agreement ended or expired. Checked when it starts and again, under the write lock, before
+/// licence suspended, revoked or outside its period, its module no longer approved, its
+/// agreement ended or expired, or its operator or recipient disabled. Checked when it starts and again, under the write lock, before
 /// anything of it is released: a suspension stops what was already queued.
 pub(crate) fn stopped(core: &Core, run: &str) -> Result<Option<&'static str>, Status> {
     let now = Timestamp::now().to_string();
@@ -271,26 +271,25 @@ pub(crate) fn stopped(core: &Core, run: &str) -> Result<Option<&'static str>, St
         db.query_row(
             "SELECT l.status = 'active' AND l.valid_from <= ?2 AND ?2 < l.valid_until,
                     m.status = 'approved',
-                    a.ended = 0 AND ?2 < a.valid_until
+                    a.ended = 0 AND ?2 < a.valid_until,
+                    NOT EXISTS (SELECT 1 FROM principals p
+                                WHERE p.name IN (r.operator, a.application_unit) AND p.disabled IS NOT NULL)
              FROM runs r JOIN licences l ON l.id = r.licence JOIN modules m ON m.sha256 = r.module
                   JOIN agreements a ON a.id = r.agreement
              WHERE r.id = ?1",
             rusqlite::params![run, now],
             |r| {
-                Ok(match (r.get::<_, bool>(0)?, r.get::<_, bool>(1)?, r.get::<_, bool>(2)?) {
-                    (false, _, _) => Some("licence"),
-                    (_, false, _) => Some("module"),
-                    (_, _, false) => Some("agreement"),
-                    _ => None,
-                })
+                let standing: [bool; 4] = [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?];
+                let what = ["licence", "module", "agreement", "principal"];
+                Ok(what.into_iter().zip(standing).find(|(_, ok)| !ok).map(|(what, _)| what))
             },
         )
     })
 }
 
 /// Ends a run that [`stopped`] names a reason for, or whose data changed since it was queued:
-/// withheld, nothing of it released, the reason logged (`stopped`: licence, module, agreement
-/// or dataset).
+/// withheld, nothing of it released, the reason logged (`stopped`: licence, module, agreement,
+/// principal or dataset).
 pub(crate) async fn end_stopped(
     core: &Core,
     guard: &WriteGuard<'_>,

@@ -15,7 +15,7 @@ const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 CREATE TABLE principals (
     name TEXT PRIMARY KEY, role TEXT NOT NULL, display_name TEXT NOT NULL, key TEXT NOT NULL,
-    token_sha256 TEXT, registered_at TEXT NOT NULL, log_index INTEGER NOT NULL) STRICT;
+    token_sha256 TEXT, registered_at TEXT NOT NULL, log_index INTEGER NOT NULL, disabled TEXT) STRICT;
 CREATE UNIQUE INDEX principals_token ON principals (token_sha256);
 CREATE TABLE datasets (
     id TEXT PRIMARY KEY, version TEXT NOT NULL, level TEXT NOT NULL, registered_at TEXT NOT NULL,
@@ -64,12 +64,12 @@ CREATE TABLE reports (
     log_index INTEGER PRIMARY KEY, year INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     filed_by TEXT NOT NULL, filed_at TEXT NOT NULL) STRICT;
 INSERT INTO meta VALUES ('applied', '0');
-INSERT INTO meta VALUES ('schema', '4');
+INSERT INTO meta VALUES ('schema', '5');
 ";
 
 /// The schema's version, in `meta.schema`. A database of another version is rebuilt from the
 /// log when the server starts: the projection holds nothing the log does not.
-const SCHEMA_VERSION: &str = "4";
+const SCHEMA_VERSION: &str = "5";
 
 /// The tables [`State::dump`] renders, each with the columns it orders by.
 const TABLES: &[(&str, &str)] = &[
@@ -209,13 +209,35 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
         kind::PRINCIPAL_REGISTERED => {
             let display = entry.get("display_name").unwrap_or(f("principal")?);
             tx.execute(
-                "INSERT INTO principals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO principals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
                 params![f("principal")?, f("role")?, display, f("key")?, entry.get("token_sha256"), at, index],
             )?;
         }
         kind::KEY_ROTATED => {
             let n =
                 tx.execute("UPDATE principals SET key = ?2 WHERE name = ?1", params![f("principal")?, f("key")?])?;
+            changed(n, "principal")?;
+        }
+        kind::PRINCIPAL_DISABLED => {
+            let n = tx.execute(
+                "UPDATE principals SET disabled = ?2 WHERE name = ?1",
+                params![f("principal")?, f("reason")?],
+            )?;
+            changed(n, "principal")?;
+        }
+        kind::PRINCIPAL_ENABLED => {
+            let n = tx.execute("UPDATE principals SET disabled = NULL WHERE name = ?1", [f("principal")?])?;
+            changed(n, "principal")?;
+        }
+        kind::TOKEN_ROTATED => {
+            let n = tx.execute(
+                "UPDATE principals SET token_sha256 = ?2 WHERE name = ?1",
+                params![f("principal")?, f("token_sha256")?],
+            )?;
+            changed(n, "principal")?;
+        }
+        kind::TOKEN_REVOKED => {
+            let n = tx.execute("UPDATE principals SET token_sha256 = NULL WHERE name = ?1", [f("principal")?])?;
             changed(n, "principal")?;
         }
         kind::DATASET_REGISTERED => {

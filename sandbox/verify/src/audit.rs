@@ -76,6 +76,8 @@ struct Principal {
     /// `None` for principal keys from the trust file.
     role: Option<String>,
     key: VerifierKey,
+    /// Between its `principal.disabled` and `principal.enabled` entries.
+    disabled: bool,
 }
 
 /// An entry of a bundle not replayed (a partial bundle of an older checkpoint) that differs from
@@ -243,7 +245,7 @@ impl<'t> Replay<'t> {
     fn new(trust: &'t Trust, visit: &'t mut dyn FnMut(u64, Option<&Entry>)) -> Replay<'t> {
         let principals = trust
             .keys(Role::Principal)
-            .map(|k| (k.key.name().to_owned(), Principal { role: None, key: k.key.clone() }))
+            .map(|k| (k.key.name().to_owned(), Principal { role: None, key: k.key.clone(), disabled: false }))
             .collect();
         Replay { trust, visit, tree: Tree::new(), times: Vec::new(), principals }
     }
@@ -335,6 +337,10 @@ impl<'t> Replay<'t> {
                 Signature::Checked(result) => result,
                 Signature::ByActor(note) => self.check_actor(&note, &entry),
             };
+            let signed = signed.and_then(|()| match self.principals.get(entry.actor()) {
+                Some(p) if p.disabled => Err(ProblemKind::DisabledActor { actor: entry.actor().to_owned() }),
+                _ => Ok(()),
+            });
             if let Err(kind) = signed.and_then(|()| self.register(&entry)) {
                 problems.push(Problem::new(at, kind));
             }
@@ -354,11 +360,20 @@ impl<'t> Replay<'t> {
         note.verify(std::slice::from_ref(&principal.key)).map(|_| ()).map_err(ProblemKind::Invalid)
     }
 
-    /// Learns principal keys from a valid entry.
+    /// Learns principal keys, and which principals are disabled, from a valid entry.
     fn register(&mut self, entry: &Entry) -> Result<(), ProblemKind> {
         let rotated = match entry.kind() {
             kind::PRINCIPAL_REGISTERED => false,
             kind::KEY_ROTATED => true,
+            kind::PRINCIPAL_DISABLED | kind::PRINCIPAL_ENABLED => {
+                let name = entry.get("principal").unwrap_or_default();
+                let principal = self
+                    .principals
+                    .get_mut(name)
+                    .ok_or_else(|| ProblemKind::UnknownActor { actor: name.to_owned() })?;
+                principal.disabled = entry.kind() == kind::PRINCIPAL_DISABLED;
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         let (principal, key) = entry.principal_key().map_err(ProblemKind::Invalid)?;
@@ -373,7 +388,7 @@ impl<'t> Replay<'t> {
             }
             (false, None) => {
                 let role = entry.get("role").map(str::to_owned);
-                self.principals.insert(principal.to_owned(), Principal { role, key });
+                self.principals.insert(principal.to_owned(), Principal { role, key, disabled: false });
                 Ok(())
             }
         }

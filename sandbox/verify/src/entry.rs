@@ -38,6 +38,17 @@ pub mod kind {
     pub const PRINCIPAL_REGISTERED: &str = "principal.registered";
     /// Fields `principal`, `key`: the principal's new key, from this entry on.
     pub const KEY_ROTATED: &str = "key.rotated";
+    /// Fields `principal`, `reason`: from this entry on the principal acts no more (its token is
+    /// refused; its queued runs end withheld) until `principal.enabled`.
+    pub const PRINCIPAL_DISABLED: &str = "principal.disabled";
+    /// Field `principal`: a disabled principal may act again.
+    pub const PRINCIPAL_ENABLED: &str = "principal.enabled";
+    /// Fields `principal`, `token_sha256`: the principal's API token is replaced; the old one is
+    /// refused from this entry on.
+    pub const TOKEN_ROTATED: &str = "token.rotated";
+    /// Fields `principal`, `reason`: the principal's API token is refused from this entry on; it
+    /// has none until `token.rotated`.
+    pub const TOKEN_REVOKED: &str = "token.revoked";
     /// An operation licence (授权运营协议) granted.
     pub const LICENCE_GRANTED: &str = "licence.granted";
     /// A licence suspended, effective at once.
@@ -101,6 +112,10 @@ pub mod kind {
         DATASET_REGISTERED,
         PRINCIPAL_REGISTERED,
         KEY_ROTATED,
+        PRINCIPAL_DISABLED,
+        PRINCIPAL_ENABLED,
+        TOKEN_ROTATED,
+        TOKEN_REVOKED,
         LICENCE_GRANTED,
         LICENCE_SUSPENDED,
         LICENCE_RESUMED,
@@ -169,6 +184,9 @@ fn required_fields(kind: &str) -> &'static [&'static str] {
     match kind {
         kind::PRINCIPAL_REGISTERED => &["principal", "role", "key"],
         kind::KEY_ROTATED => &["principal", "key"],
+        kind::PRINCIPAL_DISABLED | kind::TOKEN_REVOKED => &["principal", "reason"],
+        kind::PRINCIPAL_ENABLED => &["principal"],
+        kind::TOKEN_ROTATED => &["principal", "token_sha256"],
         kind::MODULE_SUBMITTED => &["module", "manifest"],
         kind::MODULE_APPROVED | kind::MODULE_REJECTED => &["module"],
         kind::OUTPUT_APPROVED | kind::OUTPUT_REJECTED => &["run", "report", "table"],

@@ -133,6 +133,10 @@ pub enum ProblemKind {
     AlreadyRegistered {
         principal: String,
     },
+    /// An entry whose actor was disabled (`principal.disabled`) and not enabled again.
+    DisabledActor {
+        actor: String,
+    },
     /// A statement that is not a `release` entry.
     NotARelease {
         kind: String,
@@ -212,6 +216,9 @@ impl fmt::Display for ProblemKind {
             ProblemKind::AlreadyRegistered { principal } => {
                 write!(f, "principal {principal:?} is registered twice (use key.rotated)")
             }
+            ProblemKind::DisabledActor { actor } => {
+                write!(f, "actor {actor:?} acts while disabled (principal.disabled, not enabled since)")
+            }
             ProblemKind::NotARelease { kind } => write!(f, "the statement is a {kind:?} entry, not a release"),
             ProblemKind::ResultChanged { expected, found } => {
                 write!(f, "SHA-256 is {found}, the statement signs {expected}: the file was changed")
@@ -275,6 +282,9 @@ impl ProblemKind {
             }
             ProblemKind::AlreadyRegistered { principal } => {
                 format!("主体 {principal:?} 被重复登记（应使用 key.rotated）")
+            }
+            ProblemKind::DisabledActor { actor } => {
+                format!("行为人 {actor:?} 已被停用（principal.disabled，其后未恢复），却仍有其行为")
             }
             ProblemKind::NotARelease { kind } => format!("声明是 {kind:?} 条目，不是发布条目"),
             ProblemKind::ResultChanged { expected, found } => {

@@ -417,6 +417,10 @@ async fn call(c: &mut Clients, rpc: &str) -> Code {
         "Principals.Register" => code(c.principals.register(pb::RegisterPrincipalRequest::default()).await),
         "Principals.List" => code(c.principals.list(pb::Empty {}).await),
         "Principals.Whoami" => code(c.principals.whoami(pb::Empty {}).await),
+        "Principals.Disable" => code(c.principals.disable(pb::PrincipalAction::default()).await),
+        "Principals.Enable" => code(c.principals.enable(pb::PrincipalAction::default()).await),
+        "Principals.RotateToken" => code(c.principals.rotate_token(pb::PrincipalAction::default()).await),
+        "Principals.RevokeToken" => code(c.principals.revoke_token(pb::PrincipalAction::default()).await),
         "Catalog.ListDatasets" => code(c.catalog.list_datasets(pb::Empty {}).await),
         "Licences.Grant" => code(c.licences.grant(pb::GrantLicenceRequest::default()).await),
         "Licences.Suspend" => code(c.licences.suspend(pb::LicenceActionRequest::default()).await),
@@ -514,9 +518,14 @@ fn authorization_matrix() {
 
 /// Waits until `run` shows `status` to its operator.
 fn wait_for(s: &Served, run: &str, status: &str) -> String {
+    wait_for_as(s, "op", run, status)
+}
+
+/// Waits until `run` shows `status` to `who`.
+fn wait_for_as(s: &Served, who: &str, run: &str, status: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let out = s.ok("op", &["runs", "show", run]);
+        let out = s.ok(who, &["runs", "show", run]);
         if out.contains(status) {
             return out;
         }
@@ -590,7 +599,7 @@ fn runs_time_out_and_are_cancelled() {
 
 /// On a server with one runner slot: run-000001, a module looping until its timeout, holds it;
 /// run-000002, the population module, waits in the queue behind it.
-fn queue_behind_a_loop(s: &Served) {
+fn queue_behind_a_loop(s: &Served) -> String {
     populate(s);
     let hostile = approved(s, "hostile-module");
     let honest = approved(s, "population");
@@ -600,6 +609,7 @@ fn queue_behind_a_loop(s: &Served) {
         ["run", "--module", &honest, "--agreement", "agr", "--param", "reference_date=2024-12-31", "--no-wait"];
     s.ok("op", &queued);
     assert!(s.ok("op", &["runs", "show", "run-000002"]).contains("queued"));
+    honest
 }
 
 /// Replaces the real persons file of `dir`'s catalog with another city's (another seed).
@@ -630,6 +640,108 @@ fn a_suspension_stops_runs_already_queued() {
     assert!(!entries.iter().any(|e| e.kind() == "release"), "nothing is released");
     s.stop();
     rebuild_equals_live(&dir);
+}
+
+/// A disabled principal's token is refused without a trace in the log; its queued run ends
+/// withheld, nothing is delivered under it, no licence goes to it; enabled, it acts again.
+/// Tokens rotated or revoked are refused from that entry on. The evaluator's replay agrees.
+#[test]
+fn disabled_principals_and_old_tokens_are_refused() {
+    let dir = data_dir("disabled");
+    let s = Served::start(&dir, &["--run-timeout", "60", "--max-runs", "1"]);
+    let honest = queue_behind_a_loop(&s);
+    let size = || log_entries(&s).len();
+
+    s.ok("admin", &["principal", "disable", "op", "--reason", "违规 misuse"]);
+    let before = size();
+    let o = s.cli("op", &["principal", "whoami"]);
+    assert!(!o.status.success() && stderr(&o).contains("disabled"), "{}", stderr(&o));
+    assert_eq!(size(), before, "a disabled principal's calls leave no entry");
+    // The loop cancelled, the queued run comes to start, and ends.
+    s.ok("admin", &["runs", "cancel", "run-000001"]);
+    wait_for_as(&s, "admin", "run-000002", "withheld");
+    let entries = log_entries(&s);
+    let ended = (entries.iter())
+        .find(|e| e.kind() == "run.finished" && e.get("run") == Some("run-000002"))
+        .expect("the end of the queued run is logged");
+    assert_eq!((ended.get("status"), ended.get("stopped")), (Some("withheld"), Some("principal")));
+    let grant = ["licence", "grant", "lic2", "--operator", "op", "--datasets", "persons", "--purpose", "p"];
+    let o = s.cli("admin", &[&grant[..], &["--until", &in_days(10)]].concat());
+    assert!(stderr(&o).contains("op is disabled"), "no licence to a disabled operator: {}", stderr(&o));
+    let listed = s.ok("admin", &["principal", "list"]);
+    assert!(listed.contains("违规 misuse"), "{listed}");
+    for (args, says) in [
+        (&["principal", "disable", "op", "--reason", "again"][..], "disabled already"),
+        (&["principal", "disable", "admin", "--reason", "oops"], "cannot disable itself"),
+        (&["principal", "enable", "unit"], "not disabled"),
+        (&["principal", "disable", "nobody", "--reason", "x"], "no principal"),
+        (&["principal", "disable", "sandbox", "--reason", "x"], "no principal"),
+        (&["principal", "disable", "unit", "--reason", "a\u{202e}b"], "reason"),
+    ] {
+        let o = s.cli("admin", args);
+        assert!(!o.status.success() && stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+
+    // Enabled, the operator runs again; with the operator disabled, nothing is delivered.
+    s.ok("admin", &["principal", "enable", "op"]);
+    let run = ["run", "--module", &honest, "--agreement", "agr", "--param", "reference_date=2024-12-31"];
+    s.ok("op", &run);
+    let bundle = dir.join("bundle");
+    let get = ["release", "get", "rel-000001", "--out", bundle.to_str().unwrap()];
+    s.ok("admin", &["principal", "disable", "op", "--reason", "违规 misuse"]);
+    let o = s.cli("unit", &get);
+    assert!(!o.status.success() && stderr(&o).contains("op is disabled"), "{}", stderr(&o));
+    s.ok("admin", &["principal", "enable", "op"]);
+    s.ok("unit", &get);
+
+    // A unit disabled: no run for it starts.
+    s.ok("admin", &["principal", "disable", "unit", "--reason", "停业 closed"]);
+    let o = s.cli("op", &run);
+    assert!(!o.status.success() && stderr(&o).contains("unit is disabled"), "{}", stderr(&o));
+    s.ok("admin", &["principal", "enable", "unit"]);
+
+    // Rotated by its holder: the old token is refused, the saved new one works.
+    let old = s.token("op");
+    s.ok("op", &["principal", "token", "rotate"]);
+    assert_ne!(s.token("op"), old);
+    s.ok("op", &["principal", "whoami"]);
+    block_on(async {
+        let refused = client(&s.url, old.trim()).principals.whoami(pb::Empty {}).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+    });
+    // Another's token: an administrator's business only.
+    let o = s.cli("op", &["principal", "token", "rotate", "unit"]);
+    assert!(!o.status.success() && stderr(&o).contains("only an administrator"), "{}", stderr(&o));
+    let out = s.ok("admin", &["principal", "token", "rotate", "op2"]);
+    assert!(out.contains("shown this once"), "{out}");
+    let token = out.trim().rsplit(' ').next().unwrap();
+    assert_eq!(token.len(), 64);
+    block_on(async {
+        let me = client(&s.url, token).principals.whoami(pb::Empty {}).await.unwrap().into_inner();
+        assert_eq!(me.name, "op2");
+    });
+    let o = s.cli("op2", &["principal", "whoami"]);
+    assert!(!o.status.success(), "op2's old token is refused");
+    // Revoked: refused until rotated again.
+    s.ok("admin", &["principal", "token", "revoke", "unit2", "--reason", "泄露 leaked"]);
+    assert!(!s.cli("unit2", &["principal", "whoami"]).status.success());
+    assert!(s.ok("admin", &["principal", "list"]).contains("no token"));
+    let o = s.cli("admin", &["principal", "token", "revoke", "unit2", "--reason", "again"]);
+    assert!(stderr(&o).contains("has no token"), "{}", stderr(&o));
+    let unit2 = dir.join("identities/unit2");
+    s.ok("admin", &["principal", "token", "rotate", "unit2", "--out", unit2.to_str().unwrap()]);
+    s.ok("unit2", &["principal", "whoami"]);
+
+    let kinds = log_kinds(&s);
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    let counts = [count("principal.disabled"), count("principal.enabled"), count("token.rotated")];
+    assert_eq!((counts, count("token.revoked")), ([3, 3, 3], 1), "{kinds:?}");
+    s.stop();
+    rebuild_equals_live(&dir);
+    let trust = std::fs::read_to_string(dir.join("keys/trust")).unwrap();
+    let trust = sandbox_verify::trust::Trust::parse(&trust).unwrap();
+    let report = sandbox_verify::audit::audit(&dir.join("log"), &trust);
+    assert!(report.verified(), "no entry of a disabled principal: {:?}", report.problems);
 }
 
 #[test]

@@ -277,6 +277,37 @@ fn principals_are_learned_from_the_log() {
         .says("NOT verified / 未通过验证 (3 problem(s)");
 }
 
+/// An evaluator sees any entry by a principal the bureau had disabled: the server refuses a
+/// disabled principal's token, so such an entry means the log's writer let one through.
+#[test]
+fn a_disabled_principal_acts_no_more() {
+    let mut log = TestLog::new();
+    log.append_story();
+    let name = log.operator.verifier().name().to_owned();
+    let module = Hash::sha256(b"m3").to_hex();
+    let submission = |at: &str| {
+        Entry::builder(kind::MODULE_SUBMITTED, time(at), &name)
+            .field("module", &module)
+            .field("manifest", &module)
+            .build()
+            .unwrap()
+    };
+    log.append_logged(kind::PRINCIPAL_DISABLED, &[("principal", &name), ("reason", "licence misuse")]);
+    log.append(submission("2026-05-05T00:00:00Z").sign(&[&log.operator.clone()]).unwrap());
+    let queued = Entry::builder(kind::RUN_QUEUED, time("2026-05-05T00:00:00Z"), &name).field("run", "r-9");
+    log.append(queued.build().unwrap().unsigned().unwrap());
+    log.append_logged(kind::PRINCIPAL_ENABLED, &[("principal", &name)]);
+    log.append(submission("2026-05-06T00:00:00Z").sign(&[&log.operator.clone()]).unwrap());
+    log.append_logged(kind::PRINCIPAL_DISABLED, &[("principal", "nobody"), ("reason", "-")]);
+    log.checkpoint();
+    audit(&log)
+        .status(1)
+        .says("entry 6 (tile/entries/000.p/11): actor \"operator.acme\" acts while disabled")
+        .says("entry 7 (tile/entries/000.p/11): actor \"operator.acme\" acts while disabled")
+        .says("entry 10 (tile/entries/000.p/11): actor \"nobody\" is not a registered principal")
+        .says("NOT verified / 未通过验证 (3 problem(s)");
+}
+
 #[test]
 fn the_history_of_checkpoints_is_checked() {
     let log = log();

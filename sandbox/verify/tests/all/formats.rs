@@ -159,7 +159,7 @@ fn entries_round_trip_in_the_writer_s_order() {
     assert_eq!(SignedBy::of("model.retired"), SignedBy::LogKey);
     assert_eq!(SignedBy::of(kind::MODULE_APPROVED), SignedBy::Actor);
     assert_eq!(SignedBy::of(kind::RELEASE), SignedBy::ReleaseKey);
-    assert_eq!(kind::ALL.len(), 26);
+    assert_eq!(kind::ALL.len(), 30);
     let release = release_entry();
     assert_eq!(release.results(), [("table.csv", Hash::sha256(b"x").to_hex().as_str())]);
 }
