@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sandbox_catalog::{Catalog, Variant};
+use sandbox_contract::RunMode;
 use sandbox_policy::{DomainSecret, PolicyContext};
-use sandbox_runner::{RunLimits, RunMode, RunOutcome, RunRequest, Runner};
+use sandbox_runner::{RunLimits, RunOutcome, RunRequest, Runner};
 
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();

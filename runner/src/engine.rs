@@ -16,7 +16,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::host::{AnalysisPre, HostState};
 use crate::limits::RunLimits;
-use crate::run::RunError;
+use sandbox_contract::run::RunError;
 
 /// How often the epoch advances; wall-clock limits are counted in these ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);

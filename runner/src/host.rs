@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::ipc;
 use crate::limits::{Limiter, RunLimits};
-use crate::manifest::Manifest;
 use crate::wasi::DevLog;
+use sandbox_contract::ipc;
+use sandbox_contract::manifest::Manifest;
 
 wasmtime::component::bindgen!({
     path: "wit",

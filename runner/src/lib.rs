@@ -7,18 +7,18 @@
 //! through the gate and checker, output tables checked against the manifest, a development log,
 //! and WASI with nothing real behind it (`wasi.rs`).
 
-pub mod contract;
+//!
+//! What crosses the process boundary — manifests, output tables, run records and errors, the
+//! IPC reader — lives in `sandbox-contract`, which links no wasmtime.
+
 mod engine;
 mod host;
-mod ipc;
 mod limits;
-pub mod manifest;
 mod run;
 mod wasi;
 
 pub use engine::Runner;
 pub use host::sandbox::analysis::types::ErrorCode;
 pub use limits::RunLimits;
-pub use manifest::{Manifest, ManifestError};
-pub use run::{Failed, OutputTable, RunError, RunMode, RunOutcome, RunRecord, RunRequest};
+pub use run::{RunOutcome, RunRequest};
 pub use wasi::DevLog;

@@ -38,11 +38,6 @@ pub struct RunLimits {
     pub policy: PolicyConfig,
 }
 
-impl RunLimits {
-    /// The bytes of output a module may write by default.
-    pub const DEFAULT_OUTPUT_BYTES: u64 = 64 << 20;
-}
-
 impl Default for RunLimits {
     fn default() -> Self {
         RunLimits {
@@ -58,7 +53,7 @@ impl Default for RunLimits {
             append_bytes: 16 << 20,
             live_queries: 16,
             output_rows: 1_000_000,
-            output_bytes: RunLimits::DEFAULT_OUTPUT_BYTES,
+            output_bytes: sandbox_contract::run::DEFAULT_OUTPUT_BYTES,
             dev_log_bytes: 1 << 20,
             // One partition: sums of floating-point values then always add in the same order, so
             // the same inputs give byte-identical outputs.

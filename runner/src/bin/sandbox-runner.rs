@@ -1,48 +1,19 @@
 //! `sandbox-runner`: runs one module for the server, in a process of its own.
 //!
-//! The request comes on stdin as one JSON object (with the licence's pseudonym key, which never
-//! appears in arguments or the environment); the answer goes to stdout as one JSON line (the run
-//! record and each table's name, SHA-256 and byte length) followed by the tables' Arrow IPC
-//! bytes, in that order. Before reading anything the process confines itself, where Linux
+//! The request comes on stdin and the answer goes to stdout, as `sandbox_contract::wire` says
+//! (the licence's pseudonym key comes in the request, never in arguments or the environment). Before reading anything the process confines itself, where Linux
 //! allows: a new user and network namespace (no network at all), no new privileges, and
 //! resource limits. It never holds a signing key and cannot reach the log.
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use nix::sys::resource::{Resource, setrlimit};
 use sandbox_catalog::Catalog;
+use sandbox_contract::wire::{MAX_REQUEST_BYTES, RunnerAnswer, RunnerRequest};
 use sandbox_policy::PseudonymKey;
-use sandbox_runner::{RunLimits, RunMode, RunRequest, Runner};
-use serde::Deserialize;
-use serde_json::json;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Request {
-    catalog: PathBuf,
-    module: PathBuf,
-    manifest: PathBuf,
-    #[serde(default)]
-    parameters: Vec<(String, String)>,
-    mode: Mode,
-    /// The licence's pseudonym key, 64 hex digits. The server derives it from the domain
-    /// secret; the secret itself never reaches this process.
-    key: Option<String>,
-    cache_dir: Option<PathBuf>,
-    /// Refuse to run if the network cannot be cut off.
-    #[serde(default)]
-    require_isolation: bool,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum Mode {
-    Development,
-    Production,
-}
+use sandbox_runner::{RunLimits, RunRequest, Runner};
 
 /// Cuts the process off from the network: a new user namespace (so no privilege is needed) and
 /// a new network namespace with nothing but a down loopback. Must run while single-threaded.
@@ -109,9 +80,9 @@ fn run() -> anyhow::Result<ExitCode> {
         _ => {}
     }
 
-    let mut input = String::new();
-    std::io::stdin().take(1 << 20).read_to_string(&mut input).context("reading the request")?;
-    let request: Request = serde_json::from_str(&input).context("parsing the request")?;
+    let mut input = Vec::new();
+    std::io::stdin().take(MAX_REQUEST_BYTES + 1).read_to_end(&mut input).context("reading the request")?;
+    let request = RunnerRequest::decode(&input).context("parsing the request")?;
     if let (Err(e), true) = (&isolation, request.require_isolation) {
         anyhow::bail!("cannot isolate the network: {e}");
     }
@@ -126,10 +97,6 @@ fn run() -> anyhow::Result<ExitCode> {
     let catalog = Catalog::open(&request.catalog).context("opening the catalog")?;
     let module = std::fs::read(&request.module).context("reading the module")?;
     let manifest = std::fs::read_to_string(&request.manifest).context("reading the manifest")?;
-    let mode = match request.mode {
-        Mode::Development => RunMode::Development,
-        Mode::Production => RunMode::Production,
-    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let runner = Runner::new(limits, request.cache_dir.clone())?;
@@ -138,27 +105,18 @@ fn run() -> anyhow::Result<ExitCode> {
         manifest: &manifest,
         parameters: &request.parameters,
         catalog: &catalog,
-        mode,
+        mode: request.mode,
         key,
         limits: None,
     }));
 
-    let tables: Vec<_> = outcome
-        .tables
-        .iter()
-        .map(|t| json!({ "name": t.name, "sha256": t.sha256, "rows": t.batch.num_rows(), "bytes": t.ipc.len() }))
-        .collect();
-    let header = json!({
-        "record": outcome.record,
-        "tables": tables,
-        "dev_log": outcome.dev_log.map(|(text, _)| text),
-        "network_isolated": isolation.is_ok(),
-    });
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{header}")?;
-    for table in &outcome.tables {
-        out.write_all(&table.ipc)?;
-    }
-    out.flush()?;
-    Ok(if outcome.record.error.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let failed = outcome.record.error.is_some();
+    let answer = RunnerAnswer {
+        record: outcome.record,
+        tables: outcome.tables,
+        dev_log: outcome.dev_log.map(|(text, _)| text),
+        network_isolated: isolation.is_ok(),
+    };
+    answer.encode(&mut std::io::stdout().lock())?;
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

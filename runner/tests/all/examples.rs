@@ -3,8 +3,8 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use sandbox_catalog::Variant;
+use sandbox_contract::RunMode;
 use sandbox_policy::PolicyContext;
-use sandbox_runner::RunMode;
 
 use crate::fixture::{Run, catalog, code, key, log, runtime};
 

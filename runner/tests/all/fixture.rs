@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use sandbox_catalog::Catalog;
+use sandbox_contract::RunMode;
 use sandbox_policy::DomainSecret;
-use sandbox_runner::{RunLimits, RunMode, RunOutcome, RunRequest, Runner};
+use sandbox_runner::{RunLimits, RunOutcome, RunRequest, Runner};
 
 pub(crate) fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

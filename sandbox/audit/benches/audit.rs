@@ -15,8 +15,9 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema};
 use sandbox_audit::{AuditPolicy, AuditRequest, History, UnitHasher};
 use sandbox_catalog::{Catalog, Variant};
+use sandbox_contract::{Manifest, RunMode};
 use sandbox_policy::DomainSecret;
-use sandbox_runner::{Manifest, RunLimits, RunMode, RunRequest, Runner};
+use sandbox_runner::{RunLimits, RunRequest, Runner};
 
 const SQL: &str = "SELECT district, to_char(birth_date, '%Y') AS birth_year, gender, hukou_type, count(*) AS residents
     FROM persons GROUP BY 1, 2, 3, 4";
@@ -68,9 +69,9 @@ fn main() {
     let hasher = UnitHasher::new(&[4; 32]);
     let policy = AuditPolicy::default();
 
-    let audit_with = |record: &sandbox_runner::RunRecord,
+    let audit_with = |record: &sandbox_contract::RunRecord,
                       manifest: &Manifest,
-                      tables: &[sandbox_runner::OutputTable],
+                      tables: &[sandbox_contract::OutputTable],
                       earlier: &History| {
         runtime
             .block_on(sandbox_audit::audit(AuditRequest {
@@ -154,7 +155,7 @@ fn main() {
         let (spec, table) = contract(dims, &format!("t_{}", dims.join("_")));
         let text = format!("{header}{spec}");
         let manifest = Manifest::parse(&text).unwrap();
-        let record = sandbox_runner::RunRecord::new(b"earlier", &text, RunMode::Production);
+        let record = sandbox_contract::RunRecord::new(b"earlier", &text, RunMode::Production);
         let audit = audit_with(&record, &manifest, &[table], &History::default());
         assert!(!audit.history.tables.is_empty(), "{dims:?} leaves: {}", audit.report_text());
         audit.history
@@ -206,7 +207,7 @@ fn main() {
 
 /// The probe's contract by only `dims`, and an empty table for it: the module claims nothing,
 /// and the host's table is what the history keeps.
-fn contract(dims: &[&str], name: &str) -> (String, sandbox_runner::OutputTable) {
+fn contract(dims: &[&str], name: &str) -> (String, sandbox_contract::OutputTable) {
     let sources = [
         ("district", "source = \"persons.district\""),
         ("birth_year", "source = \"persons.birth_date\"\nbanding = { kind = \"year\" }"),
@@ -223,6 +224,6 @@ fn contract(dims: &[&str], name: &str) -> (String, sandbox_runner::OutputTable) 
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::new_empty(schema.clone());
     let table =
-        sandbox_runner::OutputTable { name: name.to_owned(), schema, batch, ipc: Vec::new(), sha256: String::new() };
+        sandbox_contract::OutputTable { name: name.to_owned(), schema, batch, ipc: Vec::new(), sha256: String::new() };
     (spec, table)
 }

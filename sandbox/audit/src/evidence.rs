@@ -22,7 +22,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 use sandbox_catalog::{Catalog, FileStamp, Variant};
-use sandbox_runner::manifest::{
+use sandbox_contract::manifest::{
     AgeAt, Banding, DatePart, Dimension, Filter, FilterOp, Measure, OutputSpec, Statistic, dataset_of,
 };
 

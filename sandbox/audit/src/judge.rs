@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sandbox_runner::OutputTable;
-use sandbox_runner::manifest::{Banding, ModelKind, OutputSpec, Statistic, dataset_of};
+use sandbox_contract::OutputTable;
+use sandbox_contract::manifest::{Banding, ModelKind, OutputSpec, Statistic, dataset_of};
 
 use crate::evidence::{self, Evidence, Key, Magnitude, TableEvidence, numbers, quantiles_of, text};
 use crate::model::{self, Fit};

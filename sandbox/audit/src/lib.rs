@@ -34,8 +34,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use sandbox_catalog::{Catalog, Constraint, Variant};
-use sandbox_runner::manifest::{Manifest, Measure, OutputSpec, Statistic, dataset_of};
-use sandbox_runner::{OutputTable, RunRecord};
+use sandbox_contract::manifest::{Manifest, Measure, OutputSpec, Statistic, dataset_of};
+use sandbox_contract::{OutputTable, RunRecord};
 use serde::Serialize;
 
 pub use crate::differencing::{Sketch, UnitHasher};
@@ -265,7 +265,7 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
     // The host runs the contract with its own privileges over the raw files: never one the
     // checker would refuse, whichever way the run came (the server judges it at submission and
     // at the start of every run; this is the last line).
-    sandbox_runner::contract::judge(manifest, request.catalog, Some(&request.record.parameters))
+    sandbox_policy::contract::judge(manifest, request.catalog, Some(&request.record.parameters))
         .await
         .map_err(|e| AuditError::Contract(e.to_string()))?;
     let mut evidence = Evidence::new(
@@ -1083,7 +1083,7 @@ async fn relations(
         // where this table joins nothing); tables that divide the rows alike (a product released
         // every month) share a crossing.
         let join_of = |b: usize| x.spec.join.as_ref().or(judged[b].spec.join.as_ref());
-        let mut joins: Vec<Option<&sandbox_runner::manifest::Join>> = Vec::new();
+        let mut joins: Vec<Option<&sandbox_contract::manifest::Join>> = Vec::new();
         for &b in &partners {
             if !joins.contains(&join_of(b)) {
                 joins.push(join_of(b));

@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use sandbox_runner::RunRecord;
-use sandbox_runner::manifest::OutputSpec;
+use sandbox_contract::RunRecord;
+use sandbox_contract::manifest::OutputSpec;
 
 use crate::judge::{HostTable, label};
 use crate::{Rule, Rules, UnitHasher, Verdict};

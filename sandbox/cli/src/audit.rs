@@ -12,8 +12,9 @@ use datafusion::arrow::util::display::array_value_to_string;
 use sandbox_audit::budget::Ledger;
 use sandbox_audit::{AuditPolicy, AuditRequest, UnitHasher, Verdict};
 use sandbox_catalog::Variant;
+use sandbox_contract::{Manifest, RunMode};
 use sandbox_policy::DomainSecret;
-use sandbox_runner::{Manifest, RunLimits, RunMode, RunRequest, Runner};
+use sandbox_runner::{RunLimits, RunRequest, Runner};
 use serde_json::json;
 
 use crate::run::{Loaded, ModuleArgs};
@@ -71,7 +72,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let judge = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(sandbox_runner::contract::judge(&manifest, &catalog, Some(&bound)));
+        .block_on(sandbox_policy::contract::judge(&manifest, &catalog, Some(&bound)));
     if let Err(problems) = judge {
         if args.json {
             let problems: Vec<_> =

@@ -109,8 +109,13 @@ impl Session {
         tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> anyhow::Result<Session> {
         let Identity { token, key } = Identity::load(identity)?;
-        let mut endpoint =
-            Channel::from_shared(server.to_owned()).with_context(|| format!("server address {server}"))?;
+        // Bounded waits: a connection the server drops mid-handshake (a refused client
+        // certificate) once left a call waiting for ever, with no socket and no timer. The
+        // timeout runs until the answer's headers, so a long `Runs.Watch` stream is not cut.
+        let mut endpoint = Channel::from_shared(server.to_owned())
+            .with_context(|| format!("server address {server}"))?
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(120));
         if let Some(tls) = tls {
             endpoint = endpoint.tls_config(tls).context("TLS configuration / TLS 配置无效")?;
         }
@@ -163,7 +168,7 @@ impl Session {
     }
 
     pub(crate) async fn submit(&self, module: Vec<u8>, manifest: String, licence: &str) -> anyhow::Result<pb::Module> {
-        let parsed = sandbox_runner::Manifest::parse(&manifest)?;
+        let parsed = sandbox_contract::Manifest::parse(&manifest)?;
         let mut datasets = parsed.datasets.clone();
         datasets.sort();
         datasets.dedup();

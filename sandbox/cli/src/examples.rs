@@ -22,7 +22,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::List => {
             let mut table = crate::catalog::table_of(vec!["name".to_owned(), "bytes".to_owned(), "purpose".to_owned()]);
             for example in sandbox_examples::examples() {
-                let manifest = sandbox_runner::Manifest::parse(example.manifest)?;
+                let manifest = sandbox_contract::Manifest::parse(example.manifest)?;
                 let purpose = format!("{}\n{}", manifest.purpose.zh, manifest.purpose.en);
                 table.add_row([example.name.to_owned(), example.wasm.len().to_string(), purpose]);
             }

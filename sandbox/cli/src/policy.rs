@@ -155,7 +155,7 @@ fn rejection(e: &PolicyError) -> String {
 /// `policy check --manifest`: each output table's contract as SQL, with its verdict.
 fn check_manifest(args: &CheckArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest = sandbox_runner::Manifest::parse(&text)?;
+    let manifest = sandbox_contract::Manifest::parse(&text)?;
     let catalog = Catalog::open(&args.catalog)?;
     let bound = if args.params.is_empty() {
         None
@@ -169,7 +169,7 @@ fn check_manifest(args: &CheckArgs, path: &std::path::Path) -> anyhow::Result<Ex
         Some(bound.into_iter().map(|(n, v)| (n, v.to_string())).collect::<Vec<_>>())
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let tables = runtime.block_on(sandbox_runner::contract::judge_tables(&manifest, &catalog, bound.as_deref()))?;
+    let tables = runtime.block_on(sandbox_policy::contract::judge_tables(&manifest, &catalog, bound.as_deref()))?;
     let admitted = tables.iter().all(|t| t.problems.is_empty());
     if args.json {
         let tables: Vec<_> = tables

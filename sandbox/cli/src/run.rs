@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use sandbox_catalog::Catalog;
+use sandbox_contract::RunMode;
 use sandbox_policy::DomainSecret;
-use sandbox_runner::{RunLimits, RunMode, RunRequest, Runner};
+use sandbox_runner::{RunLimits, RunRequest, Runner};
 use serde_json::json;
 
 /// What names a run: the catalog, the module, its manifest and parameters.

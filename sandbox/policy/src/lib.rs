@@ -6,10 +6,13 @@
 //! pool and a deadline.
 //!
 //! It must never register a raw table, a file, a table function or the pseudonymization
-//! function in the session, and never run a query the checker has not admitted.
+//! function in the session, and never run a query the checker has not admitted. A module's
+//! output contract is judged here too (`contract`): as the SQL the host will run, by the same
+//! checker.
 
 mod checker;
 mod classify;
+pub mod contract;
 mod gate;
 mod lineage;
 mod pseudonym;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use rusqlite::{OptionalExtension, Row, params};
+use sandbox_contract::Manifest;
 use sandbox_proto::v1 as pb;
 use sandbox_proto::v1::{
     agreements_server::{Agreements, AgreementsServer},
@@ -22,7 +23,6 @@ use sandbox_proto::v1::{
     releases_server::{Releases, ReleasesServer},
     runs_server::{Runs, RunsServer},
 };
-use sandbox_runner::Manifest;
 use sandbox_verify::entry::{self, Entry, kind};
 use sandbox_verify::note::VerifierKey;
 use sandbox_verify::time::Timestamp;
@@ -53,14 +53,18 @@ pub(crate) async fn serve(
     let api = Api { core: Arc::clone(&core) };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RunsServer<Api>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions: v1, and v1alpha for the clients that speak only it
+    // (Python's grpcio-reflection, older grpcurl, several GUI clients).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
     let mut routes = tonic::service::Routes::builder();
     routes
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .add_service(PrincipalsServer::new(api.clone()))
         .add_service(CatalogServer::new(api.clone()))
         .add_service(LicencesServer::new(api.clone()))
@@ -999,7 +1003,7 @@ impl Modules for Api {
             let manifest = Manifest::parse(&r.manifest)
                 .map_err(|e| bad(format!("manifest: {e}"), "模块清单（module.toml）无效"))?;
             // The output contract, judged like SQL before anyone reviews it.
-            sandbox_runner::contract::judge(&manifest, &self.core.catalog, None)
+            sandbox_policy::contract::judge(&manifest, &self.core.catalog, None)
                 .await
                 .map_err(|e| bad(format!("output contract: {e}"), "输出契约不符合列约束或公开分类"))?;
             let entry = self.signed_entry(&caller, &r.entry, kind::MODULE_SUBMITTED)?;
@@ -1284,7 +1288,7 @@ impl Runs for Api {
             let bound = manifest.bind(&given).map_err(|e| bad(format!("parameters: {e}"), "参数不符合模块清单"))?;
             // The contract again, with this run's values (a cut a parameter moves).
             let bound: Vec<(String, String)> = bound.into_iter().map(|(n, v)| (n, v.to_string())).collect();
-            sandbox_runner::contract::judge(&manifest, &self.core.catalog, Some(&bound))
+            sandbox_policy::contract::judge(&manifest, &self.core.catalog, Some(&bound))
                 .await
                 .map_err(|e| bad(format!("output contract: {e}"), "输出契约不符合列约束或公开分类"))?;
             let licence = self.licence_in_force(&module.licence)?;

@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex};
 use sandbox_audit::AuditRequest;
 use sandbox_audit::review::Approval;
 use sandbox_catalog::Variant;
-use sandbox_runner::{Failed, Manifest, OutputTable, RunRecord};
+use sandbox_contract::Manifest;
+use sandbox_contract::run::{DEFAULT_OUTPUT_BYTES, Failed, OutputTable, RunMode, RunRecord};
+use sandbox_contract::wire::{RunnerAnswer, RunnerRequest};
 use sandbox_verify::entry::kind;
 use sandbox_verify::time::Timestamp;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
@@ -29,7 +30,7 @@ use crate::{Core, DataDir, WriteGuard, internal};
 /// Equal to what the runner lets a module write, so that a module cannot cut its own answer
 /// short and have the run end as "interrupted", an outcome that should only ever come from
 /// outside.
-const MAX_ANSWER: u64 = sandbox_runner::RunLimits::DEFAULT_OUTPUT_BYTES + (1 << 20);
+const MAX_ANSWER: u64 = DEFAULT_OUTPUT_BYTES + (1 << 20);
 
 /// The queue: a permit per concurrent run, and a way to cancel each run under way.
 pub(crate) struct Queue {
@@ -84,20 +85,6 @@ pub(crate) struct Answer {
     pub(crate) dev_log: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Header {
-    record: RunRecord,
-    tables: Vec<TableHeader>,
-    dev_log: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TableHeader {
-    name: String,
-    sha256: String,
-    bytes: usize,
-}
-
 pub(crate) fn module_path(core: &Core, module: &str) -> PathBuf {
     core.dir.modules().join(&DataDir::module_files(module)[0])
 }
@@ -118,16 +105,16 @@ async fn run_process(
 ) -> Ended {
     let scope = if production { licence.to_owned() } else { format!("dev:{licence}") };
     let key = hex::encode(core.secret.licence_key(&scope).to_bytes());
-    let request = json!({
-        "catalog": core.dir.catalog(),
-        "module": module_path(core, module),
-        "manifest": manifest_path(core, module),
-        "parameters": parameters,
-        "mode": if production { "production" } else { "development" },
-        "key": key,
-        "cache_dir": core.dir.cache(),
-        "require_isolation": core.config.require_isolation,
-    });
+    let request = RunnerRequest {
+        catalog: core.dir.catalog(),
+        module: module_path(core, module),
+        manifest: manifest_path(core, module),
+        parameters: parameters.to_vec(),
+        mode: if production { RunMode::Production } else { RunMode::Development },
+        key: Some(key),
+        cache_dir: Some(core.dir.cache()),
+        require_isolation: core.config.require_isolation,
+    };
     let mut child = match tokio::process::Command::new(&core.config.runner)
         .env_clear()
         .stdin(Stdio::piped())
@@ -146,7 +133,7 @@ async fn run_process(
         return Ended::Failed("runner-unavailable".into());
     };
     let work = async {
-        stdin.write_all(request.to_string().as_bytes()).await?;
+        stdin.write_all(&request.encode()).await?;
         drop(stdin);
         let mut answer = Vec::new();
         stdout.take(MAX_ANSWER).read_to_end(&mut answer).await?;
@@ -162,8 +149,13 @@ async fn run_process(
     if answer.as_ref().is_ok_and(|bytes| bytes.len() as u64 >= MAX_ANSWER) {
         return Ended::Failed("too-large".into());
     }
+    let request = (module, production, parameters);
     match answer.map_err(|e| e.to_string()).and_then(|bytes| parse_answer(&bytes)) {
-        Ok(answer) => Ended::Done(answer),
+        Ok(answer) if answers(core, request, &answer.record) => Ended::Done(answer),
+        Ok(_) => {
+            eprintln!("sandbox serve: runner answer: a record of another module, manifest, mode or parameters");
+            Ended::Failed("runner-protocol".into())
+        }
         Err(e) => {
             eprintln!("sandbox serve: runner answer: {e}");
             Ended::Failed("runner-protocol".into())
@@ -178,28 +170,34 @@ async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     }
 }
 
-/// The header line and the tables after it, each checked by the strict IPC reader.
+/// Whether a runner's record is of the run asked for: the module and manifest the server holds,
+/// the mode and the parameters. A runner that ran something else (an escaped one, a module file
+/// changed under the server) gives no answer to audit or release.
+fn answers(
+    core: &Core,
+    (module, production, parameters): (&str, bool, &[(String, String)]),
+    record: &RunRecord,
+) -> bool {
+    let manifest: Option<String> = core
+        .read(|db| db.query_row("SELECT manifest_sha256 FROM modules WHERE sha256 = ?1", [module], |r| r.get(0)))
+        .ok();
+    let mode = if production { RunMode::Production } else { RunMode::Development };
+    // A run that failed may have stopped before binding its parameters; one that succeeded
+    // bound exactly these, defaults included.
+    let bound = || -> Option<Vec<(String, String)>> {
+        let bound = read_manifest(core, module).ok()?.bind(parameters).ok()?;
+        Some(bound.into_iter().map(|(name, value)| (name, value.to_string())).collect())
+    };
+    record.module_sha256 == module
+        && manifest.as_deref() == Some(record.manifest_sha256.as_str())
+        && record.mode == mode
+        && (record.error.is_some() || bound().as_ref() == Some(&record.parameters))
+}
+
+/// The runner's answer, each table checked by the strict IPC reader.
 fn parse_answer(bytes: &[u8]) -> Result<Answer, String> {
-    let newline = bytes.iter().position(|b| *b == b'\n').ok_or("no header line")?;
-    let header: Header = serde_json::from_slice(&bytes[..newline]).map_err(|e| format!("header: {e}"))?;
-    let mut rest = &bytes[newline + 1..];
-    let mut tables = Vec::new();
-    for table in header.tables {
-        if table.bytes > rest.len() {
-            return Err(format!("table {} cut short", table.name));
-        }
-        let (ipc, tail) = rest.split_at(table.bytes);
-        rest = tail;
-        let output = OutputTable::from_ipc(&table.name, ipc.to_vec(), MAX_ANSWER as usize)?;
-        if output.sha256 != table.sha256 {
-            return Err(format!("table {}: hash differs from the header's", table.name));
-        }
-        tables.push(output);
-    }
-    if !rest.is_empty() {
-        return Err("bytes after the last table".into());
-    }
-    Ok(Answer { raw: bytes.to_vec(), record: header.record, tables, dev_log: header.dev_log })
+    let answer = RunnerAnswer::decode(bytes, MAX_ANSWER as usize).map_err(|e| e.to_string())?;
+    Ok(Answer { raw: bytes.to_vec(), record: answer.record, tables: answer.tables, dev_log: answer.dev_log })
 }
 
 /// A development run on the synthetic twins, answered in full to the operator.

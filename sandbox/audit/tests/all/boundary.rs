@@ -176,8 +176,8 @@ fn a_cell_of_many_people_and_one_firm_is_withheld_for_the_firm() {
     let request_table = module_rows(&[]);
     let _ = request_table;
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let record = sandbox_runner::RunRecord::new(b"m", STAFF, sandbox_runner::RunMode::Production);
-    let manifest = sandbox_runner::Manifest::parse(STAFF).unwrap();
+    let record = sandbox_contract::RunRecord::new(b"m", STAFF, sandbox_contract::RunMode::Production);
+    let manifest = sandbox_contract::Manifest::parse(STAFF).unwrap();
     let tables = [output_table(
         "t",
         vec![

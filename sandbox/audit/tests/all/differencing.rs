@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use sandbox_audit::{Audit, AuditPolicy, History, Rule, UnitHasher, Verdict};
-use sandbox_runner::OutputTable;
+use sandbox_contract::OutputTable;
 
 use crate::rules::{catalog, cell, released, shops, street};
 use crate::{audit_tables, output_table};

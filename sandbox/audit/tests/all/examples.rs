@@ -6,9 +6,10 @@ use std::sync::OnceLock;
 use arrow_array::{Array, Int64Array};
 use sandbox_audit::{Audit, AuditPolicy, AuditRequest, History, Rule, Verdict};
 use sandbox_catalog::{Catalog, Variant};
+use sandbox_contract::manifest::Statistic;
+use sandbox_contract::{Manifest, RunMode};
 use sandbox_policy::DomainSecret;
-use sandbox_runner::manifest::Statistic;
-use sandbox_runner::{Manifest, RunLimits, RunMode, RunOutcome, RunRequest, Runner};
+use sandbox_runner::{RunLimits, RunOutcome, RunRequest, Runner};
 
 fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

@@ -18,7 +18,7 @@ mod rules;
 use arrow_array::{ArrayRef, RecordBatch};
 use sandbox_audit::{Audit, AuditPolicy, AuditRequest, History, UnitHasher};
 use sandbox_catalog::{Catalog, Variant};
-use sandbox_runner::{Manifest, OutputTable, RunMode, RunRecord};
+use sandbox_contract::{Manifest, OutputTable, RunMode, RunRecord};
 
 /// An output table as a module would emit it, from its named columns: the audit must not care
 /// whether a module or anything else wrote it.

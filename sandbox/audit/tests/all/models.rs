@@ -164,7 +164,7 @@ fn claim(
     n: i64,
     df: Option<i64>,
     shift: f64,
-) -> sandbox_runner::OutputTable {
+) -> sandbox_contract::OutputTable {
     let mut columns: Vec<(&str, ArrayRef)> = vec![
         ("term", Arc::new(StringArray::from_iter_values(fit.keys().map(String::as_str)))),
         ("estimate", Arc::new(Float64Array::from_iter_values(fit.values().map(|v| v.0 + shift)))),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
 use rand::{Rng, SeedableRng};
 use sandbox_audit::{AuditPolicy, History, UnitHasher};
-use sandbox_runner::OutputTable;
+use sandbox_contract::OutputTable;
 
 use crate::rules::write_shops;
 use crate::{audit_tables, output_table};

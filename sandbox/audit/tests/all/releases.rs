@@ -7,7 +7,7 @@
 //! dominated) + street H2 (ten shops of 10).
 
 use sandbox_audit::{Audit, AuditPolicy, History, Rule, UnitHasher, Verdict};
-use sandbox_runner::OutputTable;
+use sandbox_contract::OutputTable;
 
 use crate::differencing::{HEADER, audit, output};
 use crate::rules::{catalog, cell, released};

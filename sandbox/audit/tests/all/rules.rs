@@ -161,7 +161,7 @@ pub(crate) fn truth(district: &str) -> (String, i64, f64) {
 }
 
 /// The module's table `t` of (district, shops, revenue) rows.
-pub(crate) fn module_rows(rows: &[(String, i64, f64)]) -> sandbox_runner::OutputTable {
+pub(crate) fn module_rows(rows: &[(String, i64, f64)]) -> sandbox_contract::OutputTable {
     output_table(
         "t",
         vec![

@@ -51,9 +51,10 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path, extra: &[&str]) -> Served {
+        let runner = if extra.contains(&"--runner") { &[][..] } else { &["--runner", runner().to_str().unwrap()][..] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_sandbox"))
-            .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--runner"])
-            .arg(runner())
+            .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(runner)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -209,6 +210,33 @@ fn approved(s: &Served, name: &str) -> String {
     sha
 }
 
+/// Whether gRPC reflection, v1 and v1alpha, lists the Runs service.
+fn reflected_services(url: &str) -> (bool, bool) {
+    use tokio_stream::StreamExt as _;
+    macro_rules! lists_runs {
+        ($version:ident) => {{
+            use tonic_reflection::pb::$version::{
+                ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+                server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            };
+            let channel = tonic::transport::Channel::from_shared(url.to_owned()).unwrap().connect().await.unwrap();
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut client = ServerReflectionClient::new(channel);
+            let mut answers = client.server_reflection_info(tokio_stream::once(request)).await.unwrap().into_inner();
+            match answers.next().await.unwrap().unwrap().message_response {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    list.service.iter().any(|s| s.name == "sandbox.v1.Runs")
+                }
+                other => panic!("{other:?}"),
+            }
+        }};
+    }
+    block_on(async { (lists_runs!(v1), lists_runs!(v1alpha)) })
+}
+
 fn rebuild_equals_live(dir: &Path) {
     let o = sandbox(&["state", "rebuild", "--data-dir", dir.to_str().unwrap(), "--check"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
@@ -226,6 +254,7 @@ fn the_whole_flow_through_the_cli() {
         let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap();
         assert_eq!(answer.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
     });
+    assert_eq!(reflected_services(&s.url), (true, true), "reflection v1 and v1alpha list the services");
     populate(&s);
     let sha = approved(&s, "population");
 
@@ -742,6 +771,30 @@ fn disabled_principals_and_old_tokens_are_refused() {
     let trust = sandbox_verify::trust::Trust::parse(&trust).unwrap();
     let report = sandbox_verify::audit::audit(&dir.join("log"), &trust);
     assert!(report.verified(), "no entry of a disabled principal: {:?}", report.problems);
+}
+
+/// A runner that answers for another run than the one asked for — here it ran the module with
+/// another reference date, as an escaped runner could to have the audit find the operator's
+/// figures "wrong" — is not believed: the run fails as interrupted, nothing is audited, no
+/// breach is counted against the licence.
+#[test]
+fn a_runner_answering_another_run_is_not_believed() {
+    let dir = data_dir("impostor");
+    let wrapper = dir.join("impostor-runner");
+    let script = format!("#!/bin/sh\nsed 's/2024-12-31/2023-12-31/' | exec {}\n", runner().to_str().unwrap());
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let s = Served::start(&dir, &["--runner", wrapper.to_str().unwrap()]);
+    populate(&s);
+    let sha = approved(&s, "population");
+    let run = ["run", "--module", &sha, "--agreement", "agr", "--param", "reference_date=2024-12-31"];
+    let o = s.cli("op", &run);
+    let out = stdout(&o);
+    assert!(out.contains("failed") && out.contains("interrupted"), "{out}{}", stderr(&o));
+    let kinds = log_kinds(&s);
+    assert!(!kinds.iter().any(|k| k == "audit.outcome" || k == "release" || k == "licence.suspended"), "{kinds:?}");
+    s.stop();
+    rebuild_equals_live(&dir);
 }
 
 #[test]

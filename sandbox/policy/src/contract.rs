@@ -11,12 +11,12 @@
 //! that no two tables can be cut a few units apart and subtracted. Nothing here runs a query.
 
 use sandbox_catalog::{Catalog, Classification, ColumnType, Constraint, Grain, Variant};
-use sandbox_policy::{PolicyConfig, PolicyContext, PolicyError};
-
-use crate::manifest::{
+use sandbox_contract::manifest::{
     AgeAt, Banding, DatePart, Dimension, Filter, FilterOp, Manifest, ManifestError, ManifestProblem, OutputSpec,
     ParameterType, Statistic, dataset_of,
 };
+
+use crate::{PolicyConfig, PolicyContext, PolicyError};
 
 /// One output table's contract as the query the host runs over the views.
 #[derive(Debug, Clone, PartialEq, Eq)]

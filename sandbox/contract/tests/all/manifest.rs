@@ -1,6 +1,6 @@
 //! Manifest checks: every example parses; each kind of mistake is reported with its place.
 
-use sandbox_runner::Manifest;
+use sandbox_contract::Manifest;
 
 #[test]
 fn every_example_manifest_is_valid() {

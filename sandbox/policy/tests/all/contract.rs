@@ -3,11 +3,15 @@
 
 use std::path::Path;
 
-use sandbox_runner::Manifest;
-use sandbox_runner::contract;
+use sandbox_contract::Manifest;
+use sandbox_policy::contract;
 use serde::Deserialize;
 
-use crate::fixture::{catalog, runtime};
+use crate::fixture::catalog;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,7 +94,7 @@ fn every_example_contract_is_admitted_and_rendered_as_sql() {
 
 #[test]
 fn the_manifest_reference_s_examples_parse_and_are_admitted() {
-    let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../examples/MANIFEST.md");
+    let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../examples/MANIFEST.md");
     let text = std::fs::read_to_string(path).unwrap();
     let mut blocks = 0;
     let mut rest = text.as_str();
