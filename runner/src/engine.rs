@@ -136,6 +136,12 @@ impl Runner {
         &self.limits
     }
 
+    /// Compiles `wasm` (into the cache folder, if this runner has one) and checks it as a run
+    /// would load it — imports, exports, linking — without instantiating it.
+    pub fn prepare(&self, wasm: &[u8]) -> Result<(), RunError> {
+        self.load(wasm).map(|_| ())
+    }
+
     /// Compiles `wasm` (or finds it compiled), checks its imports and exports, and prepares it
     /// for instantiation.
     pub(crate) fn load(&self, wasm: &[u8]) -> Result<Loaded, RunError> {
@@ -177,9 +183,10 @@ impl Runner {
         let path = dir.join(format!("{}-{:016x}.cwasm", hex::encode(hash), hasher.finish()));
         if path.exists() {
             // SAFETY: files in the cache directory are written only by `Component::serialize`
-            // below, by this runner; the name carries the source's SHA-256 and the engine's
-            // compatibility hash, and wasmtime checks the header again. Guests have no file
-            // system, so none of them can write here.
+            // below, by a runner: the server's are `sandbox-runner --compile` processes, which
+            // never run a module, while the processes that do run one see every file system
+            // read-only. The name carries the source's SHA-256 and the engine's compatibility
+            // hash, and wasmtime checks the header again. Guests have no file system at all.
             #[allow(unsafe_code)]
             if let Ok(component) = unsafe { Component::deserialize_file(&self.engine, &path) } {
                 return Ok(component);

@@ -1,25 +1,90 @@
 //! `sandbox-runner`: runs one module for the server, in a process of its own.
 //!
 //! The request comes on stdin and the answer goes to stdout, as `sandbox_contract::wire` says
-//! (the licence's pseudonym key comes in the request, never in arguments or the environment). Before reading anything the process confines itself, where Linux
-//! allows: a new user and network namespace (no network at all), no new privileges, and
-//! resource limits. It never holds a signing key and cannot reach the log.
+//! (the licence's pseudonym key comes in the request, never in arguments or the environment).
+//! Before reading anything the process confines itself, where Linux allows: a new user, network
+//! and mount namespace (no network at all, and every file system read-only: nothing a module
+//! could do to the host — the module cache above all, which later runs load — outlives the
+//! run), no new privileges, and resource limits. It never holds a signing key and cannot reach
+//! the log.
+//!
+//! `sandbox-runner --compile` compiles a module into the cache and runs nothing: the server
+//! calls it when a module is approved, so the cache is written only by processes that never ran
+//! a module. Its file systems stay writable; its network is cut off all the same.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use nix::sys::resource::{Resource, setrlimit};
 use sandbox_catalog::Catalog;
-use sandbox_contract::wire::{MAX_REQUEST_BYTES, RunnerAnswer, RunnerRequest};
+use sandbox_contract::wire::{CompileAnswer, CompileRequest, MAX_REQUEST_BYTES, RunnerAnswer, RunnerRequest};
 use sandbox_policy::PseudonymKey;
 use sandbox_runner::{RunLimits, RunRequest, Runner};
 
-/// Cuts the process off from the network: a new user namespace (so no privilege is needed) and
-/// a new network namespace with nothing but a down loopback. Must run while single-threaded.
-fn isolate_network() -> Result<(), String> {
+/// What this process was started to do.
+enum Job {
+    Run,
+    Compile,
+    /// Tries to reach an address, from inside the confinement (for tests).
+    ProbeNetwork(String),
+    /// Tries to allocate this many bytes.
+    ProbeMemory(usize),
+    /// Tries to create this file.
+    ProbeWrite(String),
+}
+
+impl Job {
+    fn from_args() -> anyhow::Result<Job> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        Ok(match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            [] => Job::Run,
+            ["--compile"] => Job::Compile,
+            ["--probe-network", addr] => Job::ProbeNetwork((*addr).to_owned()),
+            ["--probe-memory", bytes] => Job::ProbeMemory(bytes.parse().context("--probe-memory takes a byte count")?),
+            ["--probe-write", path] => Job::ProbeWrite((*path).to_owned()),
+            other => anyhow::bail!("unknown arguments {other:?}"),
+        })
+    }
+}
+
+/// Cuts the process off: a new user namespace (so no privilege is needed), a new network
+/// namespace with nothing but a down loopback, and a new mount namespace whose mounts are all
+/// made read-only (unless `writable`). Must run while single-threaded.
+fn isolate(writable: bool) -> Result<(), String> {
     use nix::sched::{CloneFlags, unshare};
-    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| e.to_string())?;
+    if writable { Ok(()) } else { read_only_everywhere() }
+}
+
+/// `mount_setattr(2)` on `/` with `AT_RECURSIVE`: every mount of this process's namespace
+/// read-only, and private, so nothing propagates back. Linux 5.12 and later.
+fn read_only_everywhere() -> Result<(), String> {
+    /// `struct mount_attr` of `linux/mount.h`.
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: libc::MS_PRIVATE, userns_fd: 0 };
+    // SAFETY: the path is a NUL-terminated string and `attr` a live `struct mount_attr` whose
+    // size is passed; the call reads both and writes nothing of ours.
+    #[allow(unsafe_code)]
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c"/".as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            size_of::<MountAttr>(),
+        )
+    };
+    if result == 0 { Ok(()) } else { Err(format!("read-only mounts: {}", std::io::Error::last_os_error())) }
 }
 
 fn set_limits(limits: &RunLimits) -> Result<(), String> {
@@ -48,24 +113,23 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
+    let job = Job::from_args()?;
     // First, while the process has one thread.
-    let isolation = isolate_network();
+    let isolation = isolate(matches!(job, Job::Compile));
     let limits = RunLimits::default();
     set_limits(&limits).map_err(anyhow::Error::msg).context("setting resource limits")?;
 
-    // `sandbox-runner --probe-network ADDR` tries to reach ADDR, and `--probe-memory BYTES` to
-    // allocate BYTES, from inside the confinement, so that tests can show the limits hold.
-    let args: Vec<String> = std::env::args().collect();
-    match args.as_slice() {
-        [_, flag, addr] if flag == "--probe-network" => {
-            match std::net::TcpStream::connect(addr) {
+    match job {
+        Job::Run => {}
+        Job::Compile => return compile(limits, isolation),
+        Job::ProbeNetwork(addr) => {
+            match std::net::TcpStream::connect(&addr) {
                 Ok(_) => println!("connected"),
                 Err(e) => println!("unreachable: {e}"),
             }
             return Ok(ExitCode::SUCCESS);
         }
-        [_, flag, bytes] if flag == "--probe-memory" => {
-            let bytes: usize = bytes.parse().context("--probe-memory takes a byte count")?;
+        Job::ProbeMemory(bytes) => {
             let mut hoard: Vec<u8> = Vec::new();
             match hoard.try_reserve_exact(bytes) {
                 Ok(()) => {
@@ -77,14 +141,20 @@ fn run() -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        _ => {}
+        Job::ProbeWrite(path) => {
+            match std::fs::write(&path, b"x") {
+                Ok(()) => println!("written"),
+                Err(e) => println!("refused: {e}"),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     }
 
     let mut input = Vec::new();
     std::io::stdin().take(MAX_REQUEST_BYTES + 1).read_to_end(&mut input).context("reading the request")?;
     let request = RunnerRequest::decode(&input).context("parsing the request")?;
     if let (Err(e), true) = (&isolation, request.require_isolation) {
-        anyhow::bail!("cannot isolate the network: {e}");
+        anyhow::bail!("cannot confine the process: {e}");
     }
     let key = match &request.key {
         Some(hex_key) => {
@@ -115,8 +185,27 @@ fn run() -> anyhow::Result<ExitCode> {
         record: outcome.record,
         tables: outcome.tables,
         dev_log: outcome.dev_log.map(|(text, _)| text),
-        network_isolated: isolation.is_ok(),
+        isolated: isolation.is_ok(),
     };
     answer.encode(&mut std::io::stdout().lock())?;
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Compiles the requested module into the cache, checking it as a run would load it, and
+/// answers with the artifact's outcome; instantiates and runs nothing.
+fn compile(limits: RunLimits, isolation: Result<(), String>) -> anyhow::Result<ExitCode> {
+    let mut input = Vec::new();
+    std::io::stdin().take(MAX_REQUEST_BYTES + 1).read_to_end(&mut input).context("reading the request")?;
+    let request = CompileRequest::decode(&input).context("parsing the request")?;
+    if let (Err(e), true) = (&isolation, request.require_isolation) {
+        anyhow::bail!("cannot confine the process: {e}");
+    }
+    let module = std::fs::read(&request.module).context("reading the module")?;
+    let runner = Runner::new(limits, Some(request.cache_dir))?;
+    let error = runner.prepare(&module).err();
+    let failed = error.is_some();
+    let mut out = std::io::stdout().lock();
+    out.write_all(&CompileAnswer { error }.encode())?;
+    out.flush()?;
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -63,6 +63,62 @@ fn the_process_has_no_network() {
     assert!(text.starts_with("unreachable"), "the runner reached {addr}: {text}");
 }
 
+/// Nothing a run does outlives it on disk: every file system is read-only inside the runner,
+/// the module cache above all (later runs load it), and the data folder.
+#[test]
+fn the_process_writes_nowhere() {
+    for dir in [tmp().join("module-cache"), tmp(), std::env::temp_dir()] {
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("written-by-a-run-{}", std::process::id()));
+        let out = runner_binary().args(["--probe-write", path.to_str().unwrap()]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("refused") && text.contains("Read-only"), "{}: {text}", path.display());
+        assert!(!path.exists());
+    }
+}
+
+/// `--compile` writes the compiled module into the cache and runs nothing; a run then finds it
+/// there, and adds nothing of its own.
+#[test]
+fn modules_are_compiled_by_a_process_that_runs_none() {
+    let ex = sandbox_examples::find("new-enterprises").unwrap();
+    let dir = tmp().join(format!("runner-compile-{}", std::process::id()));
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(dir.join("module.wasm"), ex.wasm).unwrap();
+    std::fs::write(dir.join("module.toml"), ex.manifest).unwrap();
+    let request = sandbox_contract::wire::CompileRequest {
+        module: dir.join("module.wasm"),
+        cache_dir: cache.clone(),
+        require_isolation: false,
+    };
+    let mut child = runner_binary().arg("--compile").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&request.encode()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let answer = sandbox_contract::wire::CompileAnswer::decode(&out.stdout).unwrap();
+    assert_eq!(answer.error, None);
+    let listing = || {
+        let mut names: Vec<_> =
+            std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    let compiled = listing();
+    let sha = hex::encode(sha2::Sha256::digest(ex.wasm));
+    assert!(compiled.len() == 1 && compiled[0].starts_with(&sha), "{compiled:?}");
+
+    // A module that is not a component is refused with its code, and nothing is cached.
+    std::fs::write(dir.join("module.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let mut child = runner_binary().arg("--compile").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&request.encode()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let answer = sandbox_contract::wire::CompileAnswer::decode(&out.stdout).unwrap();
+    assert_eq!(answer.error.map(|e| e.code()).as_deref(), Some("invalid-module"));
+    assert_eq!(listing(), compiled);
+}
+
 #[test]
 fn the_process_cannot_allocate_past_its_data_limit() {
     // The limit is the guest's memory, the query pool and 2 GiB for the host itself.

@@ -31,7 +31,7 @@ pub struct RunnerRequest {
     /// The licence's pseudonym key, 64 hex digits. The server derives it from the domain
     /// secret; the secret itself never reaches the runner.
     pub key: Option<String>,
-    /// Compiled modules, which the runner reads and may write.
+    /// Compiled modules, which the runner reads (its file systems are read-only).
     pub cache_dir: Option<PathBuf>,
     /// Refuse to run if the network cannot be cut off.
     #[serde(default)]
@@ -59,8 +59,8 @@ pub struct RunnerAnswer {
     pub tables: Vec<OutputTable>,
     /// Development runs only.
     pub dev_log: Option<String>,
-    /// Whether the runner could cut itself off from the network.
-    pub network_isolated: bool,
+    /// Whether the runner could confine itself: no network, every file system read-only.
+    pub isolated: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -69,7 +69,7 @@ struct Header {
     record: RunRecord,
     tables: Vec<TableHeader>,
     dev_log: Option<String>,
-    network_isolated: bool,
+    isolated: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -99,12 +99,8 @@ impl RunnerAnswer {
                 bytes: t.ipc.len(),
             })
             .collect();
-        let header = Header {
-            record: self.record.clone(),
-            tables,
-            dev_log: self.dev_log.clone(),
-            network_isolated: self.network_isolated,
-        };
+        let header =
+            Header { record: self.record.clone(), tables, dev_log: self.dev_log.clone(), isolated: self.isolated };
         serde_json::to_writer(&mut *out, &header)?;
         out.write_all(b"\n")?;
         for table in &self.tables {
@@ -141,11 +137,51 @@ impl RunnerAnswer {
         if !rest.is_empty() {
             return Err(bad("bytes after the last table".into()));
         }
-        Ok(RunnerAnswer {
-            record: header.record,
-            tables,
-            dev_log: header.dev_log,
-            network_isolated: header.network_isolated,
-        })
+        Ok(RunnerAnswer { record: header.record, tables, dev_log: header.dev_log, isolated: header.isolated })
+    }
+}
+
+/// What the server asks `sandbox-runner --compile` to do: compile one module into the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompileRequest {
+    pub module: PathBuf,
+    pub cache_dir: PathBuf,
+    #[serde(default)]
+    pub require_isolation: bool,
+}
+
+impl CompileRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a request always serializes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<CompileRequest, WireError> {
+        if bytes.len() as u64 > MAX_REQUEST_BYTES {
+            return Err(WireError(format!("a request of {} bytes is too large", bytes.len())));
+        }
+        serde_json::from_slice(bytes).map_err(|e| WireError(format!("compile request: {e}")))
+    }
+}
+
+/// How a compilation ended: one JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompileAnswer {
+    pub error: Option<crate::run::RunError>,
+}
+
+impl CompileAnswer {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).expect("an answer always serializes");
+        line.push(b'\n');
+        line
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<CompileAnswer, WireError> {
+        if bytes.len() > 64 << 10 {
+            return Err(WireError("a compile answer of more than 64 KiB".into()));
+        }
+        serde_json::from_slice(bytes).map_err(|e| WireError(format!("compile answer: {e}")))
     }
 }

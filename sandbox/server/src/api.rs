@@ -980,7 +980,11 @@ impl Api {
                 ));
             }
             self.core.commit(&guard, r.entry).await?;
-            self.module(sha)
+            let module = self.module(sha)?;
+            if module.status == pb::ModuleStatus::Approved as i32 {
+                runs::compile_approved(Arc::clone(&self.core), sha.to_owned());
+            }
+            Ok(module)
         }
         .await;
         self.end(rpc, &caller, result).await

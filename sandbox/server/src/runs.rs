@@ -16,7 +16,7 @@ use sandbox_audit::review::Approval;
 use sandbox_catalog::Variant;
 use sandbox_contract::Manifest;
 use sandbox_contract::run::{DEFAULT_OUTPUT_BYTES, Failed, OutputTable, RunMode, RunRecord};
-use sandbox_contract::wire::{RunnerAnswer, RunnerRequest};
+use sandbox_contract::wire::{CompileAnswer, CompileRequest, RunnerAnswer, RunnerRequest};
 use sandbox_verify::entry::kind;
 use sandbox_verify::time::Timestamp;
 use serde_json::json;
@@ -161,6 +161,48 @@ async fn run_process(
             Ended::Failed("runner-protocol".into())
         }
     }
+}
+
+/// Compiles an approved module into the cache in a `sandbox-runner --compile` process, which
+/// runs no module; the processes that run modules see the cache read-only. A failure is only
+/// noted: a run then compiles the module in its own memory, as it would without a cache.
+pub(crate) fn compile_approved(core: Arc<Core>, module: String) {
+    tokio::spawn(async move {
+        let request = CompileRequest {
+            module: module_path(&core, &module),
+            cache_dir: core.dir.cache(),
+            require_isolation: core.config.require_isolation,
+        };
+        let child = tokio::process::Command::new(&core.config.runner)
+            .arg("--compile")
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let work = async {
+            let mut child = child?;
+            let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
+            stdin.write_all(&request.encode()).await?;
+            drop(stdin);
+            let mut answer = Vec::new();
+            let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+            stdout.take(64 << 10).read_to_end(&mut answer).await?;
+            child.wait().await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        let outcome = match tokio::time::timeout(core.config.run_timeout, work).await {
+            Err(_) => "timed out".to_owned(),
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(bytes)) => match CompileAnswer::decode(&bytes) {
+                Ok(CompileAnswer { error: None }) => return,
+                Ok(CompileAnswer { error: Some(e) }) => e.code(),
+                Err(e) => e.to_string(),
+            },
+        };
+        eprintln!("sandbox serve: compiling module {module}: {outcome}");
+    });
 }
 
 /// Resolves when the run is asked to stop (never, if nobody can ask any more).

@@ -257,6 +257,16 @@ fn the_whole_flow_through_the_cli() {
     assert_eq!(reflected_services(&s.url), (true, true), "reflection v1 and v1alpha list the services");
     populate(&s);
     let sha = approved(&s, "population");
+    // Approved, the module is compiled into the cache by a process that runs nothing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cached = || {
+        std::fs::read_dir(dir.join("cache"))
+            .is_ok_and(|mut d| d.any(|e| e.unwrap().file_name().to_string_lossy().starts_with(&sha)))
+    };
+    while !cached() {
+        assert!(Instant::now() < deadline, "module {sha} was never compiled into the cache");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // A development run answers its operator in full, from the twins, and is logged.
     let dev = ["run", "--dev", "--module", &sha, "--param", "reference_date=2024-12-31"];

@@ -100,7 +100,7 @@ fn write_seeds() {
         },
         tables: Vec::new(),
         dev_log: Some("log".into()),
-        network_isolated: false,
+        isolated: false,
     };
     let mut bytes = Vec::new();
     failed.encode(&mut bytes).unwrap();

@@ -29,7 +29,7 @@ pub(crate) fn answer() -> RunnerAnswer {
         record,
         tables: vec![table("population", &[("昆都仑区", 120), ("青山区", 80)]), table("empty", &[])],
         dev_log: None,
-        network_isolated: true,
+        isolated: true,
     }
 }
 
@@ -49,7 +49,7 @@ fn an_answer_round_trips() {
     let sent = answer();
     let got = RunnerAnswer::decode(&encoded(&sent), MAX).unwrap();
     assert_eq!(got.record, sent.record);
-    assert!(got.network_isolated);
+    assert!(got.isolated);
     let names: Vec<_> = got.tables.iter().map(|t| (t.name.as_str(), t.batch.num_rows(), t.sha256.as_str())).collect();
     let sent: Vec<_> = sent.tables.iter().map(|t| (t.name.as_str(), t.batch.num_rows(), t.sha256.as_str())).collect();
     assert_eq!(names, sent);
@@ -65,7 +65,7 @@ fn an_escaped_runner_s_answer_is_refused() {
     refused(&[&good[..], b"x"].concat(), "bytes after the last table");
     refused(&good[..good.len() - 1], "cut short");
     refused(b"no newline", "no header line");
-    refused(&with_header(&header.replace("\"network_isolated\"", "\"extra\":1,\"network_isolated\"")), "unknown field");
+    refused(&with_header(&header.replace("\"isolated\"", "\"extra\":1,\"isolated\"")), "unknown field");
     // A header whose hash or row count is not the table's.
     let sha = &answer().tables[0].sha256;
     refused(&with_header(&header.replacen(sha.as_str(), &"0".repeat(64), 1)), "differ from the header");
