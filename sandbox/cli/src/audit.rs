@@ -12,9 +12,10 @@ use datafusion::arrow::util::display::array_value_to_string;
 use sandbox_audit::budget::Ledger;
 use sandbox_audit::{AuditPolicy, AuditRequest, UnitHasher, Verdict};
 use sandbox_catalog::Variant;
+use sandbox_contract::wire::RunnerRequest;
 use sandbox_contract::{Manifest, RunMode};
 use sandbox_policy::DomainSecret;
-use sandbox_runner::{RunLimits, RunRequest, Runner};
+use sandbox_server::executor::{Ended, Executor, ProcessExecutor};
 use serde_json::json;
 
 use crate::run::{Loaded, ModuleArgs};
@@ -53,6 +54,11 @@ pub(crate) struct Args {
     /// 以 JSON 输出 / Print JSON
     #[arg(long)]
     json: bool,
+    /// sandbox-runner 可执行文件（默认与 sandbox 同目录）：模块在其进程中运行，不在本进程 / The
+    /// sandbox-runner executable (default: beside sandbox): the module runs in its process, never
+    /// in this one
+    #[arg(long)]
+    runner: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -121,21 +127,48 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(())
     };
 
-    // A production run: codes only, no development log. Pseudonyms never leave the host, so a
-    // key of this invocation's own serves.
+    // A production run: codes only, no development log, in a `sandbox-runner` process (no
+    // network, read-only file systems, rlimits) as the server's runs are: untrusted code never
+    // runs in this process, which reads the raw data for the audit. Pseudonyms never leave the
+    // host, so a key of this invocation's own serves.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let runner = Runner::new(RunLimits::default(), None)?;
+    let config = sandbox_server::Config::new(PathBuf::new());
+    let executor =
+        ProcessExecutor { runner: args.runner.clone().unwrap_or(config.runner), timeout: config.run_timeout };
+    anyhow::ensure!(
+        executor.runner.exists(),
+        "{} not found: build it with `cargo build --release -p sandbox-runner` / 找不到 sandbox-runner",
+        executor.runner.display()
+    );
     let key = DomainSecret::from_bytes(rand::random()).licence_key("audit");
     let mode = if args.twin { RunMode::Development } else { RunMode::Production };
-    let outcome = runtime.block_on(runner.run(RunRequest {
-        module: &module,
-        manifest: &manifest_text,
-        parameters: &parameters,
-        catalog: &catalog,
+    let request = RunnerRequest {
+        catalog: args.module.catalog.clone(),
+        module: args.module.module.clone(),
+        manifest: args.module.manifest.clone(),
+        parameters: parameters.clone(),
         mode,
-        key: Some(key),
-        limits: None,
-    }));
+        key: Some(hex::encode(key.to_bytes())),
+        cache_dir: None,
+        require_isolation: false,
+    };
+    let (_never, cancel) = tokio::sync::watch::channel(false);
+    let outcome = match runtime.block_on(executor.run(&request, cancel)) {
+        Ended::Done(answer) => answer,
+        Ended::Failed(code) => {
+            settle()?;
+            anyhow::bail!("the runner gave no answer: {code} / 运行进程未给出结果：{code}");
+        }
+        Ended::Cancelled => unreachable!("nothing cancels this run"),
+    };
+    // The files were read twice, here and by the runner: its record must be of these bytes.
+    let sha = |bytes: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+    if !outcome.record.is_of(&sha(&module), &sha(manifest_text.as_bytes()), mode, &bound) {
+        settle()?;
+        anyhow::bail!(
+            "the runner's record is of another module, manifest or parameters (a file changed?) / 运行记录与所给模块、清单或参数不符"
+        );
+    }
     if let Some(err) = &outcome.record.error {
         settle()?;
         // On real data only the fixed code leaves; a rehearsal on the twins explains it.

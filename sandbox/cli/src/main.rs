@@ -79,6 +79,19 @@ enum Command {
     Report(client::Client<client::ReportCommand>),
 }
 
+/// The process's one tracing subscriber, on stderr: `filter` as `EnvFilter` reads it (`info`,
+/// `sandbox_server=debug,info`), lines of text or of JSON.
+pub(crate) fn init_tracing(filter: &str, format: serve::LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("log filter {filter:?}: {e} / 日志过滤条件无效"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let installed = match format {
+        serve::LogFormat::Text => builder.try_init(),
+        serve::LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("tracing: {e}"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

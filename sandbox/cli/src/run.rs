@@ -16,13 +16,13 @@ use serde_json::json;
 pub(crate) struct ModuleArgs {
     /// 目录所在文件夹 / Catalog folder
     #[arg(long)]
-    catalog: PathBuf,
+    pub(crate) catalog: PathBuf,
     /// 分析模块（wasm32-wasip2 组件）/ Analysis module (a wasm32-wasip2 component)
     #[arg(long)]
-    module: PathBuf,
+    pub(crate) module: PathBuf,
     /// 模块清单 module.toml / The module's manifest
     #[arg(long)]
-    manifest: PathBuf,
+    pub(crate) manifest: PathBuf,
     /// 参数 name=value，可重复 / A parameter name=value (repeatable)
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,

@@ -12,72 +12,206 @@ use sandbox_verify::time::Timestamp;
 
 use crate::client::{self, Session};
 
+/// `sandbox serve`'s settings. Each is taken, from the lowest layer to the highest, from the
+/// defaults (`sandbox_server::Config::new`, the one place they are written), the `--config`
+/// file, the `SANDBOX_SERVE_*` environment variables, and the flags; `--print-config` shows the
+/// result.
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
-    /// 数据目录（目录 catalog/、日志、密钥、状态库）/ The data folder (catalog/, log, keys, state)
-    #[arg(long, default_value = "sandbox-data")]
-    data_dir: PathBuf,
-    /// 监听地址（gRPC 与 /healthz、/metrics 同端口）/ Address for gRPC, /healthz and /metrics
-    #[arg(long, default_value = "127.0.0.1:7700")]
-    listen: SocketAddr,
+    /// 配置文件（TOML，键名同下列选项，如 max_runs = 4）/ A configuration file (TOML; keys as the
+    /// flags below, e.g. max_runs = 4)
+    #[arg(long, env = "SANDBOX_SERVE_CONFIG")]
+    config: Option<PathBuf>,
+    /// 打印合并后的配置并退出 / Print the merged configuration and exit
+    #[arg(long)]
+    print_config: bool,
+    /// 数据目录（目录 catalog/、日志、密钥、状态库；默认 sandbox-data）/ The data folder (catalog/,
+    /// log, keys, state; default sandbox-data)
+    #[arg(long, env = "SANDBOX_SERVE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// 监听地址（gRPC 与 /healthz、/metrics 同端口；默认 127.0.0.1:7700）/ Address for gRPC,
+    /// /healthz and /metrics (default 127.0.0.1:7700)
+    #[arg(long, env = "SANDBOX_SERVE_LISTEN")]
+    listen: Option<SocketAddr>,
     /// sandbox-runner 可执行文件（默认与 sandbox 同目录）/ The sandbox-runner executable (default:
     /// beside this one)
-    #[arg(long)]
+    #[arg(long, env = "SANDBOX_SERVE_RUNNER")]
     runner: Option<PathBuf>,
-    /// 同时运行的模块数 / Runs at once
-    #[arg(long, default_value_t = 2)]
-    max_runs: usize,
-    /// 单次运行时限（秒）/ Seconds a run may take
-    #[arg(long, default_value_t = 600)]
-    run_timeout: u64,
-    /// 每个主体每分钟逐条记入日志的被拒请求数，其余只计数 / Refused calls of one principal
-    /// logged one by one per minute; the rest are counted and the count logged with the next
-    #[arg(long, default_value_t = 60)]
-    refusals_per_minute: u32,
-    /// 无法隔离网络时拒绝运行 / Refuse runs where the runner cannot cut off the network
-    #[arg(long)]
-    require_isolation: bool,
+    /// 同时运行的模块数（默认 2）/ Runs at once (default 2)
+    #[arg(long, env = "SANDBOX_SERVE_MAX_RUNS")]
+    max_runs: Option<usize>,
+    /// 单次运行时限（秒，默认 600）/ Seconds a run may take (default 600)
+    #[arg(long, env = "SANDBOX_SERVE_RUN_TIMEOUT")]
+    run_timeout: Option<u64>,
+    /// 每个主体每分钟逐条记入日志的被拒请求数，其余只计数（默认 60）/ Refused calls of one
+    /// principal logged one by one per minute; the rest are counted and the count logged with
+    /// the next (default 60)
+    #[arg(long, env = "SANDBOX_SERVE_REFUSALS_PER_MINUTE")]
+    refusals_per_minute: Option<u32>,
+    /// 无法隔离（断网、只读文件系统）时拒绝运行 / Refuse runs where the runner cannot confine
+    /// itself (no network, read-only file systems)
+    #[arg(long, env = "SANDBOX_SERVE_REQUIRE_ISOLATION", num_args = 0..=1, default_missing_value = "true")]
+    require_isolation: Option<bool>,
     /// 服务端证书（PEM），启用 TLS / The server's certificate (PEM): serve TLS
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, env = "SANDBOX_SERVE_TLS_CERT")]
     tls_cert: Option<PathBuf>,
     /// 服务端私钥（PEM）/ The server's private key (PEM)
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "SANDBOX_SERVE_TLS_KEY")]
     tls_key: Option<PathBuf>,
     /// 客户端证书的签发 CA（PEM）：双向 TLS，无此 CA 签发证书的连接一律拒绝 / CA of client
     /// certificates (PEM): mutual TLS; connections without a certificate it signed are refused
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "SANDBOX_SERVE_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
+    /// 日志级别过滤（如 info、sandbox_server=debug；默认 info）/ Log filter (e.g. info,
+    /// sandbox_server=debug; default info)
+    #[arg(long, env = "SANDBOX_SERVE_LOG")]
+    log: Option<String>,
+    /// 日志格式 text 或 json（默认 text）/ Log format, text or json (default text)
+    #[arg(long, env = "SANDBOX_SERVE_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+/// How the server's own log (tracing, on stderr) is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// One layer of settings: the file, or the environment and flags. Every key optional; unknown
+/// keys refused.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layer {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    runner: Option<PathBuf>,
+    max_runs: Option<usize>,
+    run_timeout: Option<u64>,
+    refusals_per_minute: Option<u32>,
+    require_isolation: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    log: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+impl Layer {
+    /// `self`, with what `over` sets instead.
+    fn under(self, over: Layer) -> Layer {
+        Layer {
+            data_dir: over.data_dir.or(self.data_dir),
+            listen: over.listen.or(self.listen),
+            runner: over.runner.or(self.runner),
+            max_runs: over.max_runs.or(self.max_runs),
+            run_timeout: over.run_timeout.or(self.run_timeout),
+            refusals_per_minute: over.refusals_per_minute.or(self.refusals_per_minute),
+            require_isolation: over.require_isolation.or(self.require_isolation),
+            tls_cert: over.tls_cert.or(self.tls_cert),
+            tls_key: over.tls_key.or(self.tls_key),
+            tls_client_ca: over.tls_client_ca.or(self.tls_client_ca),
+            log: over.log.or(self.log),
+            log_format: over.log_format.or(self.log_format),
+        }
+    }
+
+    /// The defaults, as a layer with every key set.
+    fn defaults() -> Layer {
+        let config = Config::new(PathBuf::from(sandbox_server::DEFAULT_DATA_DIR));
+        Layer {
+            data_dir: Some(config.data_dir),
+            listen: Some(config.listen),
+            runner: Some(config.runner),
+            max_runs: Some(config.max_concurrent_runs),
+            run_timeout: Some(config.run_timeout.as_secs()),
+            refusals_per_minute: Some(config.refusals_per_minute),
+            require_isolation: Some(config.require_isolation),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            log: Some("info".to_owned()),
+            log_format: Some(LogFormat::Text),
+        }
+    }
+}
+
+/// The merged settings of `sandbox serve`.
+pub(crate) struct Settings {
+    pub(crate) config: Config,
+    pub(crate) log: String,
+    pub(crate) log_format: LogFormat,
+    /// The merged layer, for `--print-config`.
+    merged: Layer,
 }
 
 impl ServeArgs {
-    fn config(&self) -> Config {
-        let mut config = Config::new(self.data_dir.clone());
-        config.listen = self.listen;
-        if let Some(runner) = &self.runner {
-            config.runner = runner.clone();
-        }
-        config.max_concurrent_runs = self.max_runs;
-        config.run_timeout = Duration::from_secs(self.run_timeout);
-        config.require_isolation = self.require_isolation;
-        config.refusals_per_minute = self.refusals_per_minute;
-        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            config.tls = Some(sandbox_server::Tls {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: self.tls_client_ca.clone(),
-            });
-        }
-        config
+    pub(crate) fn settings(&self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<Layer>(&text)
+                    .with_context(|| format!("{}: not a server configuration / 配置文件无效", path.display()))?
+            }
+            None => Layer::default(),
+        };
+        let given = Layer {
+            data_dir: self.data_dir.clone(),
+            listen: self.listen,
+            runner: self.runner.clone(),
+            max_runs: self.max_runs,
+            run_timeout: self.run_timeout,
+            refusals_per_minute: self.refusals_per_minute,
+            require_isolation: self.require_isolation,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_client_ca: self.tls_client_ca.clone(),
+            log: self.log.clone(),
+            log_format: self.log_format,
+        };
+        let merged = Layer::defaults().under(file).under(given);
+        let some = |what: &str| anyhow::anyhow!("{what} has no value");
+        let mut config = Config::new(merged.data_dir.clone().ok_or_else(|| some("data_dir"))?);
+        config.listen = merged.listen.ok_or_else(|| some("listen"))?;
+        config.runner = merged.runner.clone().ok_or_else(|| some("runner"))?;
+        config.max_concurrent_runs = merged.max_runs.ok_or_else(|| some("max_runs"))?;
+        config.run_timeout = Duration::from_secs(merged.run_timeout.ok_or_else(|| some("run_timeout"))?);
+        config.refusals_per_minute = merged.refusals_per_minute.ok_or_else(|| some("refusals_per_minute"))?;
+        config.require_isolation = merged.require_isolation.unwrap_or_default();
+        anyhow::ensure!(config.max_concurrent_runs > 0, "max_runs must be at least 1 / max_runs 至少为 1");
+        anyhow::ensure!(!config.run_timeout.is_zero(), "run_timeout must be at least 1 / run_timeout 至少为 1");
+        config.tls = match (&merged.tls_cert, &merged.tls_key, &merged.tls_client_ca) {
+            (Some(cert), Some(key), client_ca) => {
+                Some(sandbox_server::Tls { cert: cert.clone(), key: key.clone(), client_ca: client_ca.clone() })
+            }
+            (None, None, None) => None,
+            _ => anyhow::bail!(
+                "tls_cert and tls_key go together, and tls_client_ca needs them / tls_cert 与 tls_key 须同时给出，tls_client_ca 需要二者"
+            ),
+        };
+        let log = merged.log.clone().unwrap_or_default();
+        let log_format = merged.log_format.unwrap_or_default();
+        Ok(Settings { config, log, log_format, merged })
     }
 }
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.settings()?;
+    if args.print_config {
+        print!("{}", toml::to_string(&settings.merged)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::init_tracing(&settings.log, settings.log_format)?;
+    let config = settings.config;
     client::block_on(async {
-        let server = sandbox_server::start(args.config()).await?;
+        let admin = config.data_dir.join("identities/admin");
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let server = sandbox_server::start(config).await?;
         // Tests and scripts wait for this line.
-        let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
         println!("listening on {scheme}://{} / 服务已启动", server.addr);
-        println!("管理员身份 / admin identity: {}", args.data_dir.join("identities/admin").display());
+        println!("管理员身份 / admin identity: {}", admin.display());
         server.wait().await?;
         Ok(ExitCode::SUCCESS)
     })
@@ -88,7 +222,7 @@ pub(crate) enum StateCommand {
     /// 从日志重建状态库并与现有状态比较（服务须已停止）/ Rebuild the state database from the log
     /// and compare it with the live one (the server must be stopped)
     Rebuild {
-        #[arg(long, default_value = "sandbox-data")]
+        #[arg(long, default_value = sandbox_server::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
         /// 只比较，不替换 / Compare only; keep the live database
         #[arg(long)]
@@ -137,7 +271,7 @@ pub(crate) fn state(command: StateCommand) -> anyhow::Result<ExitCode> {
 #[derive(clap::Args)]
 pub(crate) struct DemoArgs {
     /// 数据目录（保留，之后可 sandbox serve）/ The data folder, kept for `sandbox serve`
-    #[arg(long, default_value = "sandbox-data")]
+    #[arg(long, default_value = sandbox_server::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// 合成城市的居民数 / Residents of the synthetic city
     #[arg(long, default_value_t = 100_000)]

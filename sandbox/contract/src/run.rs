@@ -254,6 +254,20 @@ impl RunRecord {
     }
 }
 
+impl RunRecord {
+    /// Whether this is the record of the run asked for: of `module` and `manifest` (their
+    /// SHA-256 in hex), in `mode`, and — if it succeeded, having bound its parameters — with
+    /// exactly the `bound` parameters (defaults included, as `Manifest::bind` gives them). A
+    /// runner that ran something else (an escaped one, or a file changed under the caller)
+    /// gives nothing to audit.
+    pub fn is_of(&self, module: &str, manifest: &str, mode: RunMode, bound: &[(String, String)]) -> bool {
+        self.module_sha256 == module
+            && self.manifest_sha256 == manifest
+            && self.mode == mode
+            && (self.error.is_some() || self.parameters == bound)
+    }
+}
+
 /// An output table after the run: rows in canonical order, its IPC bytes and their SHA-256.
 #[derive(Debug, Clone)]
 pub struct OutputTable {

@@ -86,7 +86,9 @@ pub(crate) async fn serve(
             }
         }),
     );
-    let mut server = tonic::transport::Server::builder();
+    // A span per request: the RPC's path, and the caller once `begin` knows it.
+    let mut server = tonic::transport::Server::builder()
+        .trace_fn(|request| tracing::info_span!("call", rpc = %request.uri().path(), caller = tracing::field::Empty));
     if let Some(tls) = tls {
         server = server.tls_config(tls)?;
     }
@@ -333,6 +335,7 @@ impl Api {
                 return Err(status);
             }
         };
+        tracing::Span::current().record("caller", caller.name.as_str());
         if !auth::allowed(rpc, caller.role) {
             let status = denied(
                 format!("{} {} may not call {rpc}", caller.role.code(), caller.name),
@@ -383,6 +386,7 @@ impl Api {
 
     async fn refused(&self, rpc: &'static str, caller: &Caller, status: Status) -> Status {
         self.core.metrics.call(rpc, status.code());
+        tracing::info!(code = ?status.code(), "refused");
         if status.code() == tonic::Code::Internal {
             return status;
         }

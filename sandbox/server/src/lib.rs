@@ -5,12 +5,14 @@
 //! its entry (awaiting the checkpoint that covers it), applies the entry to the projection, and
 //! only then answers, all under one write lock so that the projection follows the log's order.
 //! A refused call by a known principal leaves exactly one trace, its `request.refused` entry.
-//! Untrusted code never runs here: production and development runs go to `sandbox-runner`
-//! processes ([`runs`]), which hold no key and have no network.
+//! Untrusted code never runs here: production and development runs go through an
+//! [`executor::Executor`] to `sandbox-runner` processes, which hold no key, have no network and
+//! see every file system read-only.
 
 mod api;
 pub mod auth;
 pub mod datadir;
+pub mod executor;
 mod metrics;
 mod runs;
 pub mod state;
@@ -33,6 +35,9 @@ use tokio::sync::oneshot;
 use tonic::Status;
 
 pub use datadir::DataDir;
+
+/// The data folder when none is given.
+pub const DEFAULT_DATA_DIR: &str = "sandbox-data";
 pub use state::State;
 
 /// How `sandbox serve` runs.
@@ -117,6 +122,8 @@ pub(crate) struct Core {
     pub(crate) ledger: Ledger,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) runs: runs::Queue,
+    /// Where runs are carried out.
+    pub(crate) executor: Box<dyn executor::Executor>,
     /// The index of the last entry applied to the projection; watchers wake on each change.
     pub(crate) applied: tokio::sync::watch::Sender<u64>,
     /// Refusals logged per principal in the current minute, and those counted but not logged.
@@ -205,7 +212,7 @@ impl Core {
 }
 
 pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Status {
-    eprintln!("sandbox serve: {what}: {e}");
+    tracing::error!(%e, "{what} failed");
     Status::internal(format!("{what} failed / 服务器内部错误"))
 }
 
@@ -233,7 +240,7 @@ impl Server {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("正在停止 / stopping");
+        tracing::info!("stopping / 正在停止");
         self.stop().await
     }
 }
@@ -250,7 +257,9 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .with_context(|| format!("opening the log {}", dir.log().display()))?;
     let name = setup.log_key.verifier().name().to_owned();
     if dir.state().exists() && !State::is_current(&dir.state())? {
-        eprintln!("状态库结构已更新，从日志重建 / the state database's schema changed: rebuilding it from the log");
+        tracing::warn!(
+            "the state database's schema changed: rebuilding it from the log / 状态库结构已更新，从日志重建"
+        );
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", dir.state().display()));
         }
@@ -268,6 +277,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let core = Arc::new(Core {
         ledger: Ledger::new(dir.budget()),
         runs: runs::Queue::new(config.max_concurrent_runs),
+        executor: Box::new(executor::ProcessExecutor { runner: config.runner.clone(), timeout: config.run_timeout }),
         secret: DomainSecret::load(&dir.secret()).context("the domain secret")?,
         release_key: setup.release_key,
         state: Mutex::new(state),

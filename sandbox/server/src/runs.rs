@@ -8,29 +8,22 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use sandbox_audit::AuditRequest;
 use sandbox_audit::review::Approval;
 use sandbox_catalog::Variant;
 use sandbox_contract::Manifest;
-use sandbox_contract::run::{DEFAULT_OUTPUT_BYTES, Failed, OutputTable, RunMode, RunRecord};
-use sandbox_contract::wire::{CompileAnswer, CompileRequest, RunnerAnswer, RunnerRequest};
+use sandbox_contract::run::{Failed, RunMode, RunRecord};
+use sandbox_contract::wire::{CompileRequest, RunnerRequest};
 use sandbox_verify::entry::kind;
 use sandbox_verify::time::Timestamp;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 use tonic::Status;
 
+use crate::executor::{Answer, Ended, cancelled};
 use crate::{Core, DataDir, WriteGuard, internal};
-
-/// Bytes a runner may answer with: the runner's output limit plus a megabyte for the header.
-/// Equal to what the runner lets a module write, so that a module cannot cut its own answer
-/// short and have the run end as "interrupted", an outcome that should only ever come from
-/// outside.
-const MAX_ANSWER: u64 = DEFAULT_OUTPUT_BYTES + (1 << 20);
 
 /// The queue: a permit per concurrent run, and a way to cancel each run under way.
 pub(crate) struct Queue {
@@ -70,21 +63,6 @@ pub(crate) struct Spec {
     pub(crate) parameters: Vec<(String, String)>,
 }
 
-/// How a runner process ended.
-enum Ended {
-    Done(Answer),
-    Failed(String),
-    Cancelled,
-}
-
-pub(crate) struct Answer {
-    /// The bytes as the runner sent them.
-    pub(crate) raw: Vec<u8>,
-    pub(crate) record: RunRecord,
-    pub(crate) tables: Vec<OutputTable>,
-    pub(crate) dev_log: Option<String>,
-}
-
 pub(crate) fn module_path(core: &Core, module: &str) -> PathBuf {
     core.dir.modules().join(&DataDir::module_files(module)[0])
 }
@@ -93,79 +71,59 @@ pub(crate) fn manifest_path(core: &Core, module: &str) -> PathBuf {
     core.dir.modules().join(&DataDir::module_files(module)[1])
 }
 
-/// Runs a module in a `sandbox-runner` process. `production` reads the real data with the
-/// licence's pseudonym key; otherwise the twins, with a key of their own.
+/// Runs a module through the executor. `production` reads the real data with the licence's
+/// pseudonym key; otherwise the twins, with a key of their own. An answer that is not of the
+/// run asked for (module, manifest, mode, bound parameters) is `runner-protocol`.
 async fn run_process(
     core: &Core,
     module: &str,
     licence: &str,
     parameters: &[(String, String)],
     production: bool,
-    mut cancel: watch::Receiver<bool>,
+    cancel: watch::Receiver<bool>,
 ) -> Ended {
     let scope = if production { licence.to_owned() } else { format!("dev:{licence}") };
     let key = hex::encode(core.secret.licence_key(&scope).to_bytes());
+    let mode = if production { RunMode::Production } else { RunMode::Development };
     let request = RunnerRequest {
         catalog: core.dir.catalog(),
         module: module_path(core, module),
         manifest: manifest_path(core, module),
         parameters: parameters.to_vec(),
-        mode: if production { RunMode::Production } else { RunMode::Development },
+        mode,
         key: Some(key),
         cache_dir: Some(core.dir.cache()),
         require_isolation: core.config.require_isolation,
     };
-    let mut child = match tokio::process::Command::new(&core.config.runner)
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("sandbox serve: starting {}: {e}", core.config.runner.display());
-            return Ended::Failed("runner-unavailable".into());
-        }
-    };
-    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Ended::Failed("runner-unavailable".into());
-    };
-    let work = async {
-        stdin.write_all(&request.encode()).await?;
-        drop(stdin);
-        let mut answer = Vec::new();
-        stdout.take(MAX_ANSWER).read_to_end(&mut answer).await?;
-        child.wait().await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    let answer = tokio::select! {
-        answer = work => answer,
-        _ = tokio::time::sleep(core.config.run_timeout) => return Ended::Failed("timeout".into()),
-        () = cancelled(&mut cancel) => return Ended::Cancelled,
-    };
-    // Leaving the select dropped the child: kill_on_drop ends a process still running.
-    if answer.as_ref().is_ok_and(|bytes| bytes.len() as u64 >= MAX_ANSWER) {
-        return Ended::Failed("too-large".into());
-    }
-    let request = (module, production, parameters);
-    match answer.map_err(|e| e.to_string()).and_then(|bytes| parse_answer(&bytes)) {
-        Ok(answer) if answers(core, request, &answer.record) => Ended::Done(answer),
-        Ok(_) => {
-            eprintln!("sandbox serve: runner answer: a record of another module, manifest, mode or parameters");
+    match core.executor.run(&request, cancel).await {
+        Ended::Done(answer) if answers(core, module, mode, parameters, &answer.record) => Ended::Done(answer),
+        Ended::Done(_) => {
+            tracing::warn!("the runner's record is of another module, manifest, mode or parameters");
             Ended::Failed("runner-protocol".into())
         }
-        Err(e) => {
-            eprintln!("sandbox serve: runner answer: {e}");
-            Ended::Failed("runner-protocol".into())
-        }
+        other => other,
     }
 }
 
-/// Compiles an approved module into the cache in a `sandbox-runner --compile` process, which
-/// runs no module; the processes that run modules see the cache read-only. A failure is only
-/// noted: a run then compiles the module in its own memory, as it would without a cache.
+/// Whether a runner's record is of the run asked for, the module and manifest the server holds.
+fn answers(core: &Core, module: &str, mode: RunMode, parameters: &[(String, String)], record: &RunRecord) -> bool {
+    let manifest: Option<String> = core
+        .read(|db| db.query_row("SELECT manifest_sha256 FROM modules WHERE sha256 = ?1", [module], |r| r.get(0)))
+        .ok();
+    let bound = read_manifest(core, module)
+        .ok()
+        .and_then(|m| m.bind(parameters).ok())
+        .map(|bound| bound.into_iter().map(|(name, value)| (name, value.to_string())).collect::<Vec<_>>());
+    match (manifest, bound) {
+        (Some(manifest), Some(bound)) => record.is_of(module, &manifest, mode, &bound),
+        _ => false,
+    }
+}
+
+/// Compiles an approved module into the cache through the executor (`sandbox-runner
+/// --compile`, which runs no module; the processes that run modules see the cache read-only).
+/// A failure is only noted: a run then compiles the module in its own memory, as it would
+/// without a cache.
 pub(crate) fn compile_approved(core: Arc<Core>, module: String) {
     tokio::spawn(async move {
         let request = CompileRequest {
@@ -173,73 +131,10 @@ pub(crate) fn compile_approved(core: Arc<Core>, module: String) {
             cache_dir: core.dir.cache(),
             require_isolation: core.config.require_isolation,
         };
-        let child = tokio::process::Command::new(&core.config.runner)
-            .arg("--compile")
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let work = async {
-            let mut child = child?;
-            let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
-            stdin.write_all(&request.encode()).await?;
-            drop(stdin);
-            let mut answer = Vec::new();
-            let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
-            stdout.take(64 << 10).read_to_end(&mut answer).await?;
-            child.wait().await?;
-            Ok::<_, std::io::Error>(answer)
-        };
-        let outcome = match tokio::time::timeout(core.config.run_timeout, work).await {
-            Err(_) => "timed out".to_owned(),
-            Ok(Err(e)) => e.to_string(),
-            Ok(Ok(bytes)) => match CompileAnswer::decode(&bytes) {
-                Ok(CompileAnswer { error: None }) => return,
-                Ok(CompileAnswer { error: Some(e) }) => e.code(),
-                Err(e) => e.to_string(),
-            },
-        };
-        eprintln!("sandbox serve: compiling module {module}: {outcome}");
+        if let Err(code) = core.executor.compile(&request).await {
+            tracing::warn!(%module, %code, "compiling the approved module failed; runs compile it themselves");
+        }
     });
-}
-
-/// Resolves when the run is asked to stop (never, if nobody can ask any more).
-async fn cancelled(cancel: &mut watch::Receiver<bool>) {
-    if cancel.wait_for(|c| *c).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Whether a runner's record is of the run asked for: the module and manifest the server holds,
-/// the mode and the parameters. A runner that ran something else (an escaped one, a module file
-/// changed under the server) gives no answer to audit or release.
-fn answers(
-    core: &Core,
-    (module, production, parameters): (&str, bool, &[(String, String)]),
-    record: &RunRecord,
-) -> bool {
-    let manifest: Option<String> = core
-        .read(|db| db.query_row("SELECT manifest_sha256 FROM modules WHERE sha256 = ?1", [module], |r| r.get(0)))
-        .ok();
-    let mode = if production { RunMode::Production } else { RunMode::Development };
-    // A run that failed may have stopped before binding its parameters; one that succeeded
-    // bound exactly these, defaults included.
-    let bound = || -> Option<Vec<(String, String)>> {
-        let bound = read_manifest(core, module).ok()?.bind(parameters).ok()?;
-        Some(bound.into_iter().map(|(name, value)| (name, value.to_string())).collect())
-    };
-    record.module_sha256 == module
-        && manifest.as_deref() == Some(record.manifest_sha256.as_str())
-        && record.mode == mode
-        && (record.error.is_some() || bound().as_ref() == Some(&record.parameters))
-}
-
-/// The runner's answer, each table checked by the strict IPC reader.
-fn parse_answer(bytes: &[u8]) -> Result<Answer, String> {
-    let answer = RunnerAnswer::decode(bytes, MAX_ANSWER as usize).map_err(|e| e.to_string())?;
-    Ok(Answer { raw: bytes.to_vec(), record: answer.record, tables: answer.tables, dev_log: answer.dev_log })
 }
 
 /// A development run on the synthetic twins, answered in full to the operator.
@@ -253,7 +148,7 @@ pub(crate) async fn develop(
     let _alone = core.runs.development.write().await;
     let (_tx, rx) = watch::channel(false);
     match run_process(core, module, licence, parameters, false, rx).await {
-        Ended::Done(answer) => Ok(answer),
+        Ended::Done(answer) => Ok(*answer),
         Ended::Failed(code) => Err(code),
         Ended::Cancelled => Err("cancelled".into()),
     }
@@ -264,19 +159,22 @@ pub(crate) fn enqueue(core: Arc<Core>, spec: Spec) {
     let (tx, rx) = watch::channel(false);
     core.runs.cancels.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.id.clone(), tx);
     core.metrics.queued.inc();
-    tokio::spawn(async move {
+    let span = tracing::info_span!("run", id = %spec.id, module = %spec.module, operator = %spec.operator);
+    let ended = async move {
         let id = spec.id.clone();
         let status = match production(&core, &spec, rx).await {
             Ok(status) => status,
             Err(e) => {
-                eprintln!("sandbox serve: run {id}: {e}");
+                tracing::error!(%e, "the run failed in the server");
                 let _ = finish(&core, &id, "failed", Some(Failed::Interrupted)).await;
                 "failed"
             }
         };
         core.metrics.runs.get_or_create(&vec![("status", status.to_owned())]).inc();
         core.runs.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-    });
+        tracing::info!(status, "run ended");
+    };
+    tokio::spawn(tracing::Instrument::instrument(ended, span));
 }
 
 /// Logs the end of a run that ends before its audit; returns `status`. A failure is told as
@@ -455,7 +353,7 @@ async fn production_with_permit(
         match core.ledger.reserve(&spec.operator, &dp) {
             Ok(id) => Some(id),
             Err(e) => {
-                eprintln!("sandbox serve: run {}: {e}", spec.id);
+                tracing::warn!(%e, "no privacy budget left");
                 pad(started, quantum).await;
                 return finish(core, &spec.id, "failed", Some(Failed::Limits)).await;
             }
@@ -532,7 +430,7 @@ async fn production_with_permit(
     let audit = match audited.audit {
         Ok(audit) => audit,
         Err(e) => {
-            eprintln!("sandbox serve: run {}: audit: {e}", spec.id);
+            tracing::error!(%e, "the audit could not compute its evidence");
             let fields = [("run", spec.id.as_str()), ("outcome", "error"), ("report", "-"), ("released", "0")];
             core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
             return Ok("withheld");
@@ -719,7 +617,7 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
     let manifest = read_manifest(core, &row.module)?;
     let run_dir = core.dir.runs().join(run);
     let raw = std::fs::read(run_dir.join(ANSWER)).map_err(|e| internal("run answer", e))?;
-    let answer = parse_answer(&raw).map_err(|e| internal("run answer", e))?;
+    let answer = Answer::from_raw(raw).map_err(|e| internal("run answer", e))?;
 
     // The lock is held from the audit to the release: no other release may come between.
     let guard = core.write.lock().await;
@@ -879,9 +777,7 @@ pub(crate) fn recover_releases(core: &Core) -> anyhow::Result<()> {
     for (id, index) in releases {
         let out = core.dir.releases().join(&id);
         if sandbox_log::release::recover_bundle(&core.log, index as u64, &out)? {
-            eprintln!(
-                "发布 {id} 的文件夹在中断后已补全 / release {id}: its bundle folder, interrupted by a stop, is complete"
-            );
+            tracing::info!(release = %id, "its bundle folder, interrupted by a stop, is complete / 发布文件夹在中断后已补全");
         }
     }
     for entry in std::fs::read_dir(core.dir.releases())? {

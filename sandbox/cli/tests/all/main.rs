@@ -8,6 +8,10 @@ use std::sync::OnceLock;
 mod server;
 
 fn sandbox(args: &[&str]) -> Output {
+    if args.first() == Some(&"audit") {
+        // `sandbox audit` runs the module in a `sandbox-runner` process beside it.
+        server::runner();
+    }
     Command::new(env!("CARGO_BIN_EXE_sandbox")).args(args).output().unwrap()
 }
 
@@ -320,6 +324,22 @@ fn audit_prints_only_the_report_and_the_released_tables() {
     assert!(ok.status.success(), "{text}{}", stderr(&ok));
     assert!(text.contains("Output audit report") && text.contains("released table contributions"), "{text}");
     assert!(!text.contains("[query]"), "no development log leaves a production run: {text}");
+
+    // The module ran in a `sandbox-runner` process, not in this one, which reads the raw data
+    // for the audit: a runner that notes each start, and one that is not there at all.
+    let noted = dir.join("runner-started");
+    let wrapper = dir.join("noting-runner");
+    let script =
+        format!("#!/bin/sh\necho started >> {}\nexec {} \"$@\"\n", noted.display(), server::runner().display());
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let through = ["audit", "--catalog", catalog, "--module", wasm, "--manifest", toml, "--runner"];
+    let ok = sandbox(&[&through[..], &[wrapper.to_str().unwrap()]].concat());
+    assert!(ok.status.success() && stdout(&ok).contains("released table contributions"), "{}", stderr(&ok));
+    assert_eq!(std::fs::read_to_string(&noted).unwrap(), "started\n");
+    let missing = sandbox(&[&through[..], &["/nonexistent/sandbox-runner"]].concat());
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("not found"), "{}", stderr(&missing));
 
     let json = sandbox(&["audit", "--json", "--twin", "--catalog", catalog, "--module", wasm, "--manifest", toml]);
     let value: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();

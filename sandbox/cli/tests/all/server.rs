@@ -16,7 +16,7 @@ use super::{city, sandbox, stderr, stdout};
 
 /// `sandbox-runner` beside the `sandbox` under test (`cargo test --workspace` builds it; with
 /// `-p sandbox` alone it is built here once).
-fn runner() -> &'static Path {
+pub(crate) fn runner() -> &'static Path {
     static RUNNER: OnceLock<PathBuf> = OnceLock::new();
     RUNNER.get_or_init(|| {
         let path = Path::new(env!("CARGO_BIN_EXE_sandbox")).with_file_name("sandbox-runner");
@@ -679,6 +679,66 @@ fn a_suspension_stops_runs_already_queued() {
     assert!(!entries.iter().any(|e| e.kind() == "release"), "nothing is released");
     s.stop();
     rebuild_equals_live(&dir);
+}
+
+/// `sandbox serve`'s settings: the defaults, a `--config` file, `SANDBOX_SERVE_*`, then the
+/// flags, each over the one before, as `--print-config` shows; a file with an unknown key, a
+/// bad log filter or half a TLS pair is refused; `--log-format json` writes the server's log as
+/// JSON lines, a span per call naming the caller.
+#[test]
+fn serve_settings_are_layered_and_logs_are_json() {
+    let dir = data_dir("settings");
+    let file = dir.join("server.toml");
+    std::fs::write(&file, "max_runs = 4\nrun_timeout = 30\nrefusals_per_minute = 5\n").unwrap();
+    let serve = |args: &[&str], env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_sandbox")).arg("serve").args(args).envs(env.iter().copied()).output().unwrap()
+    };
+    let o = serve(
+        &["--config", file.to_str().unwrap(), "--print-config", "--refusals-per-minute", "7"],
+        &[("SANDBOX_SERVE_RUN_TIMEOUT", "40"), ("SANDBOX_SERVE_REFUSALS_PER_MINUTE", "6")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let merged: toml::Table = toml::from_str(&stdout(&o)).unwrap();
+    assert_eq!(merged["max_runs"].as_integer(), Some(4), "from the file");
+    assert_eq!(merged["run_timeout"].as_integer(), Some(40), "the environment over the file");
+    assert_eq!(merged["refusals_per_minute"].as_integer(), Some(7), "the flag over the environment");
+    assert_eq!(merged["listen"].as_str(), Some("127.0.0.1:7700"), "the default");
+    assert_eq!(merged["data_dir"].as_str(), Some("sandbox-data"));
+
+    std::fs::write(&file, "max_run = 4\n").unwrap();
+    let o = serve(&["--config", file.to_str().unwrap(), "--print-config"], &[]);
+    assert!(!o.status.success() && stderr(&o).contains("max_run"), "{}", stderr(&o));
+    let o = serve(&["--print-config", "--tls-cert", "a.pem"], &[]);
+    assert!(!o.status.success() && stderr(&o).contains("tls_key"), "{}", stderr(&o));
+    let o = serve(&["--print-config", "--max-runs", "0"], &[]);
+    assert!(!o.status.success() && stderr(&o).contains("max_runs"), "{}", stderr(&o));
+    let o = serve(&["--data-dir", dir.to_str().unwrap(), "--log", "sandbox_server=[", "--listen", "127.0.0.1:0"], &[]);
+    assert!(!o.status.success() && stderr(&o).contains("log filter"), "{}", stderr(&o));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sandbox"))
+        .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--runner"])
+        .arg(runner())
+        .env("SANDBOX_SERVE_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    block_on(async {
+        let admin = std::fs::read_to_string(dir.join("identities/admin/token")).unwrap();
+        let mut c = client(&url, admin.trim());
+        let refused = c.principals.disable(pb::PrincipalAction::default()).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+    });
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let refusal = lines.iter().find(|l| l["fields"]["message"] == "refused").expect("the refusal is logged");
+    assert_eq!(refusal["span"]["caller"], "admin", "{refusal}");
+    assert_eq!(refusal["span"]["rpc"], "/sandbox.v1.Principals/Disable", "{refusal}");
 }
 
 /// A disabled principal's token is refused without a trace in the log; its queued run ends

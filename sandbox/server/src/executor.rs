@@ -1,0 +1,154 @@
+//! Where runs are carried out: the [`Executor`] trait, the seam for runners on other hosts, and
+//! [`ProcessExecutor`], which starts a `sandbox-runner` process on this one for each run.
+//!
+//! The server's queue and `sandbox audit` both run modules through it, so that no production
+//! run — by the server or from the command line — executes untrusted code in a process that
+//! holds keys or reads raw data for the audit. What comes back is read by
+//! `sandbox_contract::wire` (strict, bounded) and must be the run asked for
+//! ([`RunRecord::is_of`](sandbox_contract::RunRecord::is_of), checked by the callers).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use sandbox_contract::run::{DEFAULT_OUTPUT_BYTES, OutputTable, RunRecord};
+use sandbox_contract::wire::{CompileAnswer, CompileRequest, RunnerAnswer, RunnerRequest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// Bytes a runner may answer with: the runner's output limit plus a megabyte for the header.
+/// Equal to what the runner lets a module write, so that a module cannot cut its own answer
+/// short and have the run end as "interrupted", an outcome that should only ever come from
+/// outside.
+pub const MAX_ANSWER: u64 = DEFAULT_OUTPUT_BYTES + (1 << 20);
+
+/// A runner's answer, read, with its bytes as they came (kept with the run inside the domain).
+#[derive(Debug)]
+pub struct Answer {
+    pub raw: Vec<u8>,
+    pub record: RunRecord,
+    /// Empty unless the run succeeded.
+    pub tables: Vec<OutputTable>,
+    /// Development runs only.
+    pub dev_log: Option<String>,
+    /// Whether the runner could confine itself (no network, read-only file systems).
+    pub isolated: bool,
+}
+
+impl Answer {
+    /// Reads an answer's bytes (as a runner sent them, or as kept with a run).
+    pub fn from_raw(raw: Vec<u8>) -> Result<Answer, sandbox_contract::wire::WireError> {
+        let RunnerAnswer { record, tables, dev_log, isolated } = RunnerAnswer::decode(&raw, MAX_ANSWER as usize)?;
+        Ok(Answer { raw, record, tables, dev_log, isolated })
+    }
+}
+
+/// How a run handed to an executor ended.
+#[derive(Debug)]
+pub enum Ended {
+    Done(Box<Answer>),
+    /// The runner could not answer: a code (`runner-unavailable`, `timeout`, `too-large`,
+    /// `runner-protocol`), never the runner's own words.
+    Failed(String),
+    Cancelled,
+}
+
+/// Carries out runs and compilations. Implementations hold no signing key and give the module
+/// no network; the caller keeps the queue, the log and the audit.
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync {
+    /// Runs a module as `request` says, until it ends, `cancel` turns true, or the executor's
+    /// time limit passes.
+    async fn run(&self, request: &RunnerRequest, cancel: watch::Receiver<bool>) -> Ended;
+
+    /// Compiles a module into the cache and runs nothing: the code of what went wrong, if
+    /// anything did.
+    async fn compile(&self, request: &CompileRequest) -> Result<(), String>;
+}
+
+/// A `sandbox-runner` process per run, on this host: a clean environment, the request on stdin,
+/// stderr discarded (it is the module's channel), killed at the timeout or on cancellation.
+#[derive(Debug, Clone)]
+pub struct ProcessExecutor {
+    pub runner: PathBuf,
+    pub timeout: Duration,
+}
+
+impl ProcessExecutor {
+    /// Starts the runner with `args`, writes `input`, and reads less than `limit` bytes of its
+    /// answer; or how the exchange ended without one.
+    async fn exchange(
+        &self,
+        args: &[&str],
+        input: &[u8],
+        limit: u64,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<u8>, Ended> {
+        let mut child = tokio::process::Command::new(&self.runner)
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|_| Ended::Failed("runner-unavailable".into()))?;
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Ended::Failed("runner-unavailable".into()));
+        };
+        let work = async {
+            stdin.write_all(input).await?;
+            drop(stdin);
+            let mut answer = Vec::new();
+            stdout.take(limit).read_to_end(&mut answer).await?;
+            child.wait().await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        // Leaving the select drops the child: kill_on_drop ends a process still running.
+        let answer = tokio::select! {
+            answer = work => answer,
+            _ = tokio::time::sleep(self.timeout) => return Err(Ended::Failed("timeout".into())),
+            () = cancelled(cancel) => return Err(Ended::Cancelled),
+        };
+        let answer = answer.map_err(|_| Ended::Failed("runner-protocol".into()))?;
+        if answer.len() as u64 >= limit {
+            return Err(Ended::Failed("too-large".into()));
+        }
+        Ok(answer)
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for ProcessExecutor {
+    async fn run(&self, request: &RunnerRequest, mut cancel: watch::Receiver<bool>) -> Ended {
+        let raw = match self.exchange(&[], &request.encode(), MAX_ANSWER, &mut cancel).await {
+            Ok(raw) => raw,
+            Err(ended) => return ended,
+        };
+        match Answer::from_raw(raw) {
+            Ok(answer) => Ended::Done(Box::new(answer)),
+            Err(_) => Ended::Failed("runner-protocol".into()),
+        }
+    }
+
+    async fn compile(&self, request: &CompileRequest) -> Result<(), String> {
+        let (_never, mut cancel) = watch::channel(false);
+        let raw = match self.exchange(&["--compile"], &request.encode(), 64 << 10, &mut cancel).await {
+            Ok(raw) => raw,
+            Err(Ended::Failed(code)) => return Err(code),
+            Err(_) => return Err("cancelled".into()),
+        };
+        match CompileAnswer::decode(&raw) {
+            Ok(CompileAnswer { error: None }) => Ok(()),
+            Ok(CompileAnswer { error: Some(e) }) => Err(e.code()),
+            Err(_) => Err("runner-protocol".into()),
+        }
+    }
+}
+
+/// Resolves when the run is asked to stop (never, if nobody can ask any more).
+pub(crate) async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
