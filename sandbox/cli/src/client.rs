@@ -7,20 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use sandbox_client::{Identity, Session, verify_bundle};
 use sandbox_proto::v1 as pb;
-use sandbox_proto::v1::{
-    agreements_client::AgreementsClient, feedback_client::FeedbackClient, licences_client::LicencesClient,
-    log_client::LogClient, modules_client::ModulesClient, principals_client::PrincipalsClient,
-    releases_client::ReleasesClient, runs_client::RunsClient,
-};
-use sandbox_server::datadir::Identity;
-use sandbox_verify::entry::{Entry, kind};
-use sandbox_verify::note::SignerKey;
+use sandbox_verify::entry::kind;
 use sandbox_verify::time::Timestamp;
-use sha2::{Digest, Sha256};
-use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 /// Where the server is and who calls it.
 #[derive(clap::Args, Clone, Debug)]
@@ -78,154 +68,14 @@ pub(crate) struct Client<C: clap::Subcommand> {
     pub(crate) connect: Connect,
 }
 
-#[derive(Clone)]
-pub(crate) struct Auth(MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-type Svc = InterceptedService<Channel, Auth>;
-
-/// A connection as one principal.
-pub(crate) struct Session {
-    channel: Channel,
-    auth: Auth,
-    pub(crate) name: String,
-    key: SignerKey,
-}
-
-impl Session {
-    pub(crate) async fn open(server: &str, identity: &Path) -> anyhow::Result<Session> {
-        Session::open_with(server, identity, None).await
-    }
-
-    async fn open_with(
-        server: &str,
-        identity: &Path,
-        tls: Option<tonic::transport::ClientTlsConfig>,
-    ) -> anyhow::Result<Session> {
-        let Identity { token, key } = Identity::load(identity)?;
-        // Bounded waits: a connection the server drops mid-handshake (a refused client
-        // certificate) once left a call waiting for ever, with no socket and no timer. The
-        // timeout runs until the answer's headers, so a long `Runs.Watch` stream is not cut.
-        let mut endpoint = Channel::from_shared(server.to_owned())
-            .with_context(|| format!("server address {server}"))?
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(120));
-        if let Some(tls) = tls {
-            endpoint = endpoint.tls_config(tls).context("TLS configuration / TLS 配置无效")?;
-        }
-        let channel = endpoint.connect().await.with_context(|| format!("connecting to {server} / 无法连接服务端"))?;
-        let auth = Auth(format!("Bearer {token}").parse().context("token")?);
-        Ok(Session { channel, auth, name: key.verifier().name().to_owned(), key })
-    }
-
-    pub(crate) async fn connect(connect: &Connect) -> anyhow::Result<Session> {
-        let Some(identity) = &connect.identity else {
+impl Connect {
+    /// A session as the identity of `--as`.
+    pub(crate) async fn session(&self) -> anyhow::Result<Session> {
+        let Some(identity) = &self.identity else {
             bail!("who is calling? give --as DIR (or SANDBOX_IDENTITY) / 请用 --as 指定身份目录");
         };
-        Session::open_with(&connect.server, identity, connect.tls()?).await
+        Session::open(&self.server, identity, self.tls()?).await
     }
-
-    pub(crate) fn principals(&self) -> PrincipalsClient<Svc> {
-        PrincipalsClient::with_interceptor(self.channel.clone(), self.auth.clone())
-    }
-    pub(crate) fn licences(&self) -> LicencesClient<Svc> {
-        LicencesClient::with_interceptor(self.channel.clone(), self.auth.clone())
-    }
-    pub(crate) fn agreements(&self) -> AgreementsClient<Svc> {
-        AgreementsClient::with_interceptor(self.channel.clone(), self.auth.clone())
-    }
-    pub(crate) fn modules(&self) -> ModulesClient<Svc> {
-        ModulesClient::with_interceptor(self.channel.clone(), self.auth.clone())
-            .max_encoding_message_size(64 << 20)
-            .max_decoding_message_size(64 << 20)
-    }
-    pub(crate) fn runs(&self) -> RunsClient<Svc> {
-        RunsClient::with_interceptor(self.channel.clone(), self.auth.clone()).max_decoding_message_size(64 << 20)
-    }
-    pub(crate) fn releases(&self) -> ReleasesClient<Svc> {
-        ReleasesClient::with_interceptor(self.channel.clone(), self.auth.clone()).max_decoding_message_size(64 << 20)
-    }
-    pub(crate) fn log(&self) -> LogClient<Svc> {
-        LogClient::with_interceptor(self.channel.clone(), self.auth.clone())
-    }
-    pub(crate) fn feedback(&self) -> FeedbackClient<Svc> {
-        FeedbackClient::with_interceptor(self.channel.clone(), self.auth.clone())
-    }
-
-    /// A log entry of `kind` signed with this principal's key.
-    pub(crate) fn signed(&self, kind: &str, fields: &[(&str, &str)]) -> anyhow::Result<Vec<u8>> {
-        let mut builder = Entry::builder(kind, Timestamp::now(), &self.name);
-        for (key, value) in fields {
-            builder = builder.field(key, value);
-        }
-        builder.build().and_then(|e| e.sign(&[&self.key])).map_err(|e| anyhow::anyhow!("{e} / {}", e.zh()))
-    }
-
-    pub(crate) async fn submit(&self, module: Vec<u8>, manifest: String, licence: &str) -> anyhow::Result<pb::Module> {
-        let parsed = sandbox_contract::Manifest::parse(&manifest)?;
-        let mut datasets = parsed.datasets.clone();
-        datasets.sort();
-        datasets.dedup();
-        let entry = self.signed(
-            kind::MODULE_SUBMITTED,
-            &[
-                ("module", &hex::encode(Sha256::digest(&module))),
-                ("manifest", &hex::encode(Sha256::digest(manifest.as_bytes()))),
-                ("licence", licence),
-                ("name", &parsed.name),
-                ("datasets", &datasets.join(",")),
-            ],
-        )?;
-        Ok(self.modules().submit(pb::SubmitModuleRequest { module, manifest, entry }).await?.into_inner())
-    }
-
-    pub(crate) async fn approve(&self, module: &str) -> anyhow::Result<pb::Module> {
-        let entry = self.signed(kind::MODULE_APPROVED, &[("module", module)])?;
-        Ok(self.modules().approve(pb::SignedDecision { entry }).await?.into_inner())
-    }
-
-    /// Follows a run until it ends, calling `progress` at each change.
-    pub(crate) async fn follow(&self, run: &str, mut progress: impl FnMut(&pb::Run)) -> anyhow::Result<pb::Run> {
-        let mut stream = self.runs().watch(pb::RunRef { run: run.to_owned() }).await?.into_inner();
-        let mut last = None;
-        while let Some(update) = stream.message().await? {
-            progress(&update);
-            last = Some(update);
-        }
-        last.context("the server sent no state for the run")
-    }
-
-    /// Downloads a release bundle into `out` (a new folder).
-    pub(crate) async fn download(&self, release: &str, out: &Path) -> anyhow::Result<pb::ReleaseBundle> {
-        let bundle = self.releases().download(pb::ReleaseRef { release: release.to_owned() }).await?.into_inner();
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        for file in &bundle.files {
-            let path = out.join(&file.path);
-            anyhow::ensure!(
-                !file.path.is_empty() && !file.path.split('/').any(|p| p.is_empty() || p == "." || p == ".."),
-                "the server sent a file named {:?} / 服务端返回了非法文件名",
-                file.path
-            );
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&path, &file.data).with_context(|| format!("writing {}", path.display()))?;
-        }
-        Ok(bundle)
-    }
-}
-
-/// Verifies a downloaded bundle with `sandbox-verify`'s checks against a trust file.
-pub(crate) fn verify_bundle(bundle: &Path, trust: &Path) -> anyhow::Result<sandbox_verify::release::ReleaseReport> {
-    let text = std::fs::read_to_string(trust).with_context(|| format!("reading {}", trust.display()))?;
-    let trust = sandbox_verify::trust::Trust::parse(&text).map_err(|e| anyhow::anyhow!("{e} / {}", e.zh()))?;
-    Ok(sandbox_verify::release::verify(bundle, &trust))
 }
 
 pub(crate) fn status_name(status: i32) -> &'static str {
@@ -555,7 +405,7 @@ pub(crate) fn block_on<F: Future<Output = anyhow::Result<ExitCode>>>(f: F) -> an
 }
 
 pub(crate) async fn principal(connect: Connect, command: PrincipalCommand) -> anyhow::Result<ExitCode> {
-    let session = Session::connect(&connect).await?;
+    let session = connect.session().await?;
     match command {
         PrincipalCommand::Add { name, role, display_name, out } => {
             let registered = register(&session, &name, &role, &display_name, &out).await?;
@@ -669,7 +519,7 @@ pub(crate) async fn register(
 }
 
 pub(crate) async fn licence(connect: Connect, command: LicenceCommand) -> anyhow::Result<ExitCode> {
-    let session = Session::connect(&connect).await?;
+    let session = connect.session().await?;
     let mut client = session.licences();
     let licence = match command {
         LicenceCommand::Grant { id, operator, datasets, purpose, from, until } => {
@@ -692,7 +542,7 @@ pub(crate) async fn licence(connect: Connect, command: LicenceCommand) -> anyhow
 }
 
 pub(crate) async fn agreement(connect: Connect, command: AgreementCommand) -> anyhow::Result<ExitCode> {
-    let session = Session::connect(&connect).await?;
+    let session = connect.session().await?;
     let mut client = session.agreements();
     let header =
         &["协议 agreement", "授权 licence", "运营单位 operator", "应用单位 unit", "生效 in force", "有效期至 until"];
@@ -730,7 +580,7 @@ pub(crate) async fn agreement(connect: Connect, command: AgreementCommand) -> an
 }
 
 pub(crate) async fn module(connect: Connect, command: ModuleCommand) -> anyhow::Result<ExitCode> {
-    let session = Session::connect(&connect).await?;
+    let session = connect.session().await?;
     let module = match command {
         ModuleCommand::Submit { module, manifest, licence } => {
             let bytes = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
@@ -777,7 +627,7 @@ pub(crate) async fn production_run(
     params: &[String],
     wait: bool,
 ) -> anyhow::Result<ExitCode> {
-    let session = Session::connect(connect).await?;
+    let session = connect.session().await?;
     let parameters = parse_params(params)?;
     let run = session.runs().start(pb::StartRunRequest { module, agreement, parameters }).await?.into_inner();
     if !wait {
@@ -810,7 +660,7 @@ pub(crate) async fn production_run(
 
 /// `sandbox run --dev --module SHA`: a development run through the server, on the twins.
 pub(crate) async fn develop_run(connect: &Connect, module: String, params: &[String]) -> anyhow::Result<ExitCode> {
-    let session = Session::connect(connect).await?;
+    let session = connect.session().await?;
     let parameters = parse_params(params)?;
     let answer = session.runs().develop(pb::DevelopRequest { module, parameters }).await?.into_inner();
     if connect.json {
@@ -841,7 +691,7 @@ pub(crate) async fn develop_run(connect: &Connect, module: String, params: &[Str
 }
 
 pub(crate) async fn runs(connect: Connect, command: RunsCommand) -> anyhow::Result<ExitCode> {
-    let session = Session::connect(&connect).await?;
+    let session = connect.session().await?;
     let runs = match command {
         RunsCommand::Report { run } => {
             let report = session.runs().get_internal_report(pb::RunRef { run }).await?.into_inner();
@@ -889,7 +739,7 @@ pub(crate) enum OutputCommand {
 /// `sandbox output approve|reject RUN`: one signed decision per held table, naming the audit
 /// report the reviewer read.
 pub(crate) async fn output(connect: Connect, command: OutputCommand) -> anyhow::Result<ExitCode> {
-    let session = Session::connect(&connect).await?;
+    let session = connect.session().await?;
     let (run, tables, reason) = match command {
         OutputCommand::Approve { run, table } => (run, table, None),
         OutputCommand::Reject { run, table, reason } => (run, table, Some(reason)),
@@ -931,7 +781,7 @@ pub(crate) enum RunsCommand {
 }
 
 pub(crate) async fn release(connect: Connect, command: ReleaseCommand) -> anyhow::Result<ExitCode> {
-    let session = Session::connect(&connect).await?;
+    let session = connect.session().await?;
     match command {
         ReleaseCommand::List => {
             let list = session.releases().list(pb::Empty {}).await?.into_inner().releases;
@@ -983,7 +833,7 @@ pub(crate) async fn release(connect: Connect, command: ReleaseCommand) -> anyhow
 }
 
 pub(crate) async fn feedback(connect: Connect, command: FeedbackCommand) -> anyhow::Result<ExitCode> {
-    let session = Session::connect(&connect).await?;
+    let session = connect.session().await?;
     match command {
         FeedbackCommand::Submit { release, rating, comment } => {
             let receipt =
@@ -1012,7 +862,7 @@ pub(crate) async fn feedback(connect: Connect, command: FeedbackCommand) -> anyh
 }
 
 pub(crate) async fn report(connect: Connect, command: ReportCommand) -> anyhow::Result<ExitCode> {
-    let session = Session::connect(&connect).await?;
+    let session = connect.session().await?;
     let (report, out) = match command {
         ReportCommand::File { year } => (session.log().file_report(pb::ReportRequest { year }).await?, None),
         ReportCommand::Get { year, out } => (session.log().get_report(pb::ReportRequest { year }).await?, out),

@@ -10,7 +10,9 @@ use sandbox_proto::v1 as pb;
 use sandbox_server::Config;
 use sandbox_verify::time::Timestamp;
 
-use crate::client::{self, Session};
+use sandbox_client::Session;
+
+use crate::client;
 
 /// `sandbox serve`'s settings. Each is taken, from the lowest layer to the highest, from the
 /// defaults (`sandbox_server::Config::new`, the one place they are written), the `--config`
@@ -353,7 +355,7 @@ const AGREEMENT: &str = "agr-demo";
 
 async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
     let ids = dir.join("identities");
-    let admin = Session::open(url, &ids.join("admin")).await?;
+    let admin = Session::open(url, &ids.join("admin"), None).await?;
 
     step(
         3,
@@ -374,8 +376,8 @@ async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
         client::register(&admin, name, role, display, &ids.join(name)).await?;
         println!("    {name} ({role}) → {}", ids.join(name).display());
     }
-    let operator = Session::open(url, &ids.join(OPERATOR)).await?;
-    let unit = Session::open(url, &ids.join(UNIT)).await?;
+    let operator = Session::open(url, &ids.join(OPERATOR), None).await?;
+    let unit = Session::open(url, &ids.join(UNIT), None).await?;
 
     step(4, "授予授权运营协议，签订数据服务协议", "grant a licence, file a service agreement");
     let until = Timestamp(Timestamp::now().0 + 365 * 86_400).to_string();
@@ -456,7 +458,7 @@ async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
     step(10, "用 sandbox-verify 核验", "verify it with sandbox-verify");
     let trust = dir.join("keys/trust");
     println!("    sandbox-verify release {} --trust {}", out.display(), trust.display());
-    let report = client::verify_bundle(&out, &trust)?;
+    let report = sandbox_client::verify_bundle(&out, &trust)?;
     for problem in &report.problems {
         println!("    ✗ {problem}");
     }
@@ -501,7 +503,7 @@ async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
     let year = sandbox_verify::annual::year_of(Timestamp::now());
     let filed = admin.log().file_report(pb::ReportRequest { year }).await?.into_inner();
     println!("    {year}: log entries 0..{}, sha256 {}…, entry {}", filed.size, &filed.sha256[..16], filed.log_index);
-    let evaluator = Session::open(url, &ids.join("evaluator-demo")).await?;
+    let evaluator = Session::open(url, &ids.join("evaluator-demo"), None).await?;
     let got = evaluator.log().get_report(pb::ReportRequest { year }).await?.into_inner();
     let path = dir.join("reports-demo").join(format!("annual-{year}.txt"));
     std::fs::create_dir_all(path.parent().expect("a folder"))?;
@@ -543,7 +545,7 @@ async fn submit(operator: &Session, name: &str) -> anyhow::Result<String> {
 /// Both reviewers approve the module (as many as its data's level needs).
 async fn approve(url: &str, ids: &Path, operator: &Session, sha: &str) -> anyhow::Result<()> {
     for reviewer in REVIEWERS {
-        let session = Session::open(url, &ids.join(reviewer)).await?;
+        let session = Session::open(url, &ids.join(reviewer), None).await?;
         let module = operator.modules().list(pb::Empty {}).await?.into_inner().modules;
         let module = module.iter().find(|m| m.module == sha).context("the module")?;
         if module.status == pb::ModuleStatus::Approved as i32 {

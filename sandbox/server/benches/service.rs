@@ -11,12 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use sandbox_client::Session;
 use sandbox_proto::v1 as pb;
-use sandbox_proto::v1::{modules_client::ModulesClient, releases_client::ReleasesClient, runs_client::RunsClient};
-use sandbox_server::datadir::Identity;
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 
 const OPERATOR: &str = "operator-demo";
 const UNIT: &str = "unit-demo";
@@ -39,26 +38,6 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(&data, runs, clients, per_client))
 }
 
-#[derive(Clone)]
-struct Caller {
-    channel: Channel,
-    token: MetadataValue<tonic::metadata::Ascii>,
-}
-
-impl Caller {
-    async fn open(url: &str, identity: &Path) -> anyhow::Result<Caller> {
-        let Identity { token, .. } = Identity::load(identity)?;
-        let channel = Channel::from_shared(url.to_owned())?.connect().await?;
-        Ok(Caller { channel, token: format!("Bearer {token}").parse()? })
-    }
-
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert("authorization", self.token.clone());
-        request
-    }
-}
-
 async fn bench(data: &Path, runs: usize, clients: usize, per_client: usize) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let release_dir = exe.parent().and_then(Path::parent).context("the bench's folder")?;
@@ -70,12 +49,11 @@ async fn bench(data: &Path, runs: usize, clients: usize, per_client: usize) -> a
     let server = sandbox_server::start(config).await?;
     let url = format!("http://{}", server.addr);
 
-    let operator = Caller::open(&url, &data.join("identities").join(OPERATOR)).await?;
-    let unit = Caller::open(&url, &data.join("identities").join(UNIT)).await?;
+    let operator = Arc::new(Session::open(&url, &data.join("identities").join(OPERATOR), None).await?);
+    let unit = Arc::new(Session::open(&url, &data.join("identities").join(UNIT), None).await?);
     let trust = sandbox_verify::trust::Trust::parse(&std::fs::read_to_string(data.join("keys/trust"))?)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let modules =
-        ModulesClient::new(operator.channel.clone()).list(operator.request(pb::Empty {})).await?.into_inner().modules;
+    let modules = operator.modules().list(pb::Empty {}).await?.into_inner().modules;
     let module = modules
         .iter()
         .find(|m| m.name == "population" && m.status == pb::ModuleStatus::Approved as i32)
@@ -124,8 +102,8 @@ async fn bench(data: &Path, runs: usize, clients: usize, per_client: usize) -> a
 
 #[derive(Clone)]
 struct Job {
-    operator: Caller,
-    unit: Caller,
+    operator: Arc<Session>,
+    unit: Arc<Session>,
     module: String,
     trust: sandbox_verify::trust::Trust,
     downloads: PathBuf,
@@ -135,21 +113,13 @@ impl Job {
     /// One production run, from the request to a verified release on the application unit's disk.
     async fn once(&self) -> anyhow::Result<Duration> {
         let start = Instant::now();
-        let mut runs = RunsClient::new(self.operator.channel.clone());
-        let run = runs
-            .start(self.operator.request(pb::StartRunRequest {
-                module: self.module.clone(),
-                agreement: AGREEMENT.into(),
-                parameters: vec![pb::Parameter { name: "reference_date".into(), value: "2024-12-31".into() }],
-            }))
-            .await?
-            .into_inner();
-        let mut stream = runs.watch(self.operator.request(pb::RunRef { run: run.id.clone() })).await?.into_inner();
-        let mut last = None;
-        while let Some(update) = stream.message().await? {
-            last = Some(update);
-        }
-        let run = last.context("no state")?;
+        let request = pb::StartRunRequest {
+            module: self.module.clone(),
+            agreement: AGREEMENT.into(),
+            parameters: vec![pb::Parameter { name: "reference_date".into(), value: "2024-12-31".into() }],
+        };
+        let run = self.operator.runs().start(request).await?.into_inner();
+        let run = self.operator.follow(&run.id, |_| {}).await?;
         anyhow::ensure!(
             run.status == pb::RunStatus::Released as i32,
             "{} ended {:?} {}",
@@ -157,17 +127,8 @@ impl Job {
             run.status,
             run.error_code
         );
-        let bundle = ReleasesClient::new(self.unit.channel.clone())
-            .max_decoding_message_size(64 << 20)
-            .download(self.unit.request(pb::ReleaseRef { release: run.release.clone() }))
-            .await?
-            .into_inner();
         let out = self.downloads.join(&run.release);
-        for file in &bundle.files {
-            let path = out.join(&file.path);
-            std::fs::create_dir_all(path.parent().context("parent")?)?;
-            std::fs::write(&path, &file.data)?;
-        }
+        self.unit.download(&run.release, &out).await?;
         let report = sandbox_verify::release::verify(&out, &self.trust);
         anyhow::ensure!(report.verified(), "{} did not verify: {:?}", run.release, report.problems);
         let took = start.elapsed();

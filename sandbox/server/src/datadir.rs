@@ -150,60 +150,6 @@ impl DataDir {
     }
 }
 
-/// A principal's credentials kept in a folder: `token` (600) and `key` (600, with `key.pub`).
-#[derive(Debug)]
-pub struct Identity {
-    pub token: String,
-    pub key: SignerKey,
-}
-
-impl Identity {
-    /// Makes a new key in `dir` (which must not hold one) with the token to come.
-    pub fn create(dir: &Path, name: &str) -> anyhow::Result<Identity> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let key = keys::generate(name)?;
-        keys::write_key_file(&dir.join("key"), &key)?;
-        let token = crate::auth::new_token();
-        write_secret(&dir.join("token"), &token)?;
-        Ok(Identity { token, key })
-    }
-
-    /// A key made for a principal not yet registered (its token comes from the registration).
-    pub fn create_key(dir: &Path, name: &str) -> anyhow::Result<SignerKey> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let key = keys::generate(name)?;
-        keys::write_key_file(&dir.join("key"), &key)?;
-        Ok(key)
-    }
-
-    /// Stores the token a registration returned.
-    pub fn save_token(dir: &Path, token: &str) -> anyhow::Result<()> {
-        write_secret(&dir.join("token"), token)
-    }
-
-    /// Replaces the token in `dir` with a rotated one, atomically.
-    pub fn replace_token(dir: &Path, token: &str) -> anyhow::Result<()> {
-        let new = dir.join("token.new");
-        match std::fs::remove_file(&new) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("removing {}", new.display()));
-            }
-            _ => {}
-        }
-        write_secret(&new, token)?;
-        std::fs::rename(&new, dir.join("token")).with_context(|| format!("replacing {}", dir.join("token").display()))
-    }
-
-    pub fn load(dir: &Path) -> anyhow::Result<Identity> {
-        let token = std::fs::read_to_string(dir.join("token"))
-            .with_context(|| format!("reading {} / 无法读取令牌", dir.join("token").display()))?
-            .trim()
-            .to_owned();
-        let key = keys::read_key_file(&dir.join("key"))?;
-        Ok(Identity { token, key })
-    }
-}
-
 fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut file = std::fs::File::options()
         .write(true)

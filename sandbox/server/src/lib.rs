@@ -320,7 +320,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
 /// machine finds in `identities/admin/`.
 async fn bootstrap(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
     let identity = core.dir.identities().join(datadir::ADMIN);
-    let created = datadir::Identity::create(&identity, datadir::ADMIN)?;
+    let created = sandbox_client::Identity::create(&identity, datadir::ADMIN, &auth::new_token())?;
     let key = created.key.verifier().to_string();
     let token = auth::token_hash(&created.token);
     core.commit_entry(
