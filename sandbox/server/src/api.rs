@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Caller, Role};
+use crate::state::RunStatus;
 use crate::{Core, DataDir, internal, runs};
 
 /// The largest module a submission may carry.
@@ -260,13 +261,21 @@ const MODULE_SELECT: &str = "SELECT m.*, (SELECT group_concat(reviewer, ',') FRO
 
 fn run_row(row: &Row<'_>) -> rusqlite::Result<pb::Run> {
     let status: String = row.get("status")?;
+    // The projection writes only these; anything else is a fault, never shown as "failed".
+    let status = RunStatus::parse(&status).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("run status {status:?}").into(),
+        )
+    })?;
     Ok(pb::Run {
         id: row.get("id")?,
         module: row.get("module")?,
         operator: row.get("operator")?,
         licence: row.get("licence")?,
         agreement: row.get("agreement")?,
-        status: run_status(&status) as i32,
+        status: run_status(status) as i32,
         error_code: row.get::<_, Option<String>>("error_code")?.unwrap_or_default(),
         audit_outcome: row.get::<_, Option<String>>("audit_outcome")?.unwrap_or_default(),
         audit_report_id: row.get::<_, Option<String>>("report_id")?.unwrap_or_default(),
@@ -282,16 +291,16 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<pb::Run> {
     })
 }
 
-fn run_status(status: &str) -> pb::RunStatus {
+fn run_status(status: RunStatus) -> pb::RunStatus {
     match status {
-        "queued" => pb::RunStatus::Queued,
-        "running" => pb::RunStatus::Running,
-        "auditing" => pb::RunStatus::Auditing,
-        "released" => pb::RunStatus::Released,
-        "withheld" => pb::RunStatus::Withheld,
-        "review" => pb::RunStatus::InReview,
-        "cancelled" => pb::RunStatus::Cancelled,
-        _ => pb::RunStatus::Failed,
+        RunStatus::Queued => pb::RunStatus::Queued,
+        RunStatus::Running => pb::RunStatus::Running,
+        RunStatus::Auditing => pb::RunStatus::Auditing,
+        RunStatus::Review => pb::RunStatus::InReview,
+        RunStatus::Released => pb::RunStatus::Released,
+        RunStatus::Withheld => pb::RunStatus::Withheld,
+        RunStatus::Failed => pb::RunStatus::Failed,
+        RunStatus::Cancelled => pb::RunStatus::Cancelled,
     }
 }
 

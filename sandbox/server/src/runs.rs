@@ -23,6 +23,7 @@ use tokio::sync::{Semaphore, watch};
 use tonic::Status;
 
 use crate::executor::{Answer, Ended, cancelled};
+use crate::state::RunStatus;
 use crate::{Core, DataDir, WriteGuard, internal};
 
 /// The queue: a permit per concurrent run, and a way to cancel each run under way.
@@ -166,20 +167,20 @@ pub(crate) fn enqueue(core: Arc<Core>, spec: Spec) {
             Ok(status) => status,
             Err(e) => {
                 tracing::error!(%e, "the run failed in the server");
-                let _ = finish(&core, &id, "failed", Some(Failed::Interrupted)).await;
-                "failed"
+                let _ = finish(&core, &id, RunStatus::Failed, Some(Failed::Interrupted)).await;
+                RunStatus::Failed
             }
         };
-        core.metrics.runs.get_or_create(&vec![("status", status.to_owned())]).inc();
+        core.metrics.runs.get_or_create(&vec![("status", status.as_str().to_owned())]).inc();
         core.runs.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        tracing::info!(status, "run ended");
+        tracing::info!(status = status.as_str(), "run ended");
     };
     tokio::spawn(tracing::Instrument::instrument(ended, span));
 }
 
 /// Logs the end of a run that ends before its audit; returns `status`. A failure is told as
 /// one of four codes ([`Failed`]), never the runner's own.
-async fn finish(core: &Core, run: &str, status: &'static str, error: Option<Failed>) -> Result<&'static str, Status> {
+async fn finish(core: &Core, run: &str, status: RunStatus, error: Option<Failed>) -> Result<RunStatus, Status> {
     let guard = core.write.lock().await;
     finish_locked(core, &guard, run, status, error).await?;
     Ok(status)
@@ -189,10 +190,10 @@ async fn finish_locked(
     core: &Core,
     guard: &WriteGuard<'_>,
     run: &str,
-    status: &str,
+    status: RunStatus,
     error: Option<Failed>,
 ) -> Result<u64, Status> {
-    let mut fields = vec![("run", run), ("status", status)];
+    let mut fields = vec![("run", run), ("status", status.as_str())];
     if let Some(code) = error {
         fields.push(("error", code.as_str()));
     }
@@ -233,15 +234,15 @@ pub(crate) async fn end_stopped(
     guard: &WriteGuard<'_>,
     run: &str,
     what: &'static str,
-) -> Result<&'static str, Status> {
+) -> Result<RunStatus, Status> {
     core.commit_entry(
         guard,
         kind::RUN_FINISHED,
         &core.name,
-        &[("run", run), ("status", "withheld"), ("stopped", what)],
+        &[("run", run), ("status", RunStatus::Withheld.as_str()), ("stopped", what)],
     )
     .await?;
-    Ok("withheld")
+    Ok(RunStatus::Withheld)
 }
 
 /// Ends every run waiting for its reviewers whose licence or module was revoked, or whose
@@ -294,12 +295,12 @@ async fn pad(started: tokio::time::Instant, quantum: std::time::Duration) {
 }
 
 /// One production run from the queue to its release; returns its final status.
-async fn production(core: &Arc<Core>, spec: &Spec, mut cancel: watch::Receiver<bool>) -> Result<&'static str, Status> {
+async fn production(core: &Arc<Core>, spec: &Spec, mut cancel: watch::Receiver<bool>) -> Result<RunStatus, Status> {
     let permit = tokio::select! {
         permit = core.runs.permits.acquire() => permit.map_err(|_| Status::unavailable("queue closed"))?,
         () = cancelled(&mut cancel) => {
             core.metrics.queued.dec();
-            return finish(core, &spec.id, "cancelled", None).await;
+            return finish(core, &spec.id, RunStatus::Cancelled, None).await;
         }
     };
     core.metrics.queued.dec();
@@ -316,7 +317,7 @@ async fn production_with_permit(
     core: &Arc<Core>,
     spec: &Spec,
     cancel: &mut watch::Receiver<bool>,
-) -> Result<&'static str, Status> {
+) -> Result<RunStatus, Status> {
     // A run queued before its licence was suspended (or its module revoked, its agreement
     // ended) does not start.
     {
@@ -355,7 +356,7 @@ async fn production_with_permit(
             Err(e) => {
                 tracing::warn!(%e, "no privacy budget left");
                 pad(started, quantum).await;
-                return finish(core, &spec.id, "failed", Some(Failed::Limits)).await;
+                return finish(core, &spec.id, RunStatus::Failed, Some(Failed::Limits)).await;
             }
         }
     };
@@ -381,14 +382,14 @@ async fn production_with_permit(
             let cancelled = ending(cancel.clone()).await;
             settle(cancelled);
             return match cancelled {
-                true => finish(core, &spec.id, "cancelled", None).await,
-                false => finish(core, &spec.id, "failed", Some(process_failure(&code))).await,
+                true => finish(core, &spec.id, RunStatus::Cancelled, None).await,
+                false => finish(core, &spec.id, RunStatus::Failed, Some(process_failure(&code))).await,
             };
         }
         Ended::Cancelled => {
             settle(true);
             ending(cancel.clone()).await;
-            return finish(core, &spec.id, "cancelled", None).await;
+            return finish(core, &spec.id, RunStatus::Cancelled, None).await;
         }
     };
     // The record (fuel, time, memory, the module's own error) stays inside the domain: every
@@ -399,22 +400,22 @@ async fn production_with_permit(
         let cancelled = ending(cancel.clone()).await;
         settle(cancelled);
         if cancelled {
-            return finish(core, &spec.id, "cancelled", None).await;
+            return finish(core, &spec.id, RunStatus::Cancelled, None).await;
         }
         let failure = error.failure();
         let guard = core.write.lock().await;
-        finish_locked(core, &guard, &spec.id, "failed", Some(failure)).await?;
+        finish_locked(core, &guard, &spec.id, RunStatus::Failed, Some(failure)).await?;
         if failure == Failed::Contract {
             suspend_if_breached(core, &guard, &spec.licence).await?;
         }
-        return Ok("failed");
+        return Ok(RunStatus::Failed);
     }
 
     // The output audit, in this process, on the host's own evidence, before anything is logged.
     let audited = audit_answer(core, &manifest, &answer).await?;
     if ending(cancel.clone()).await {
         settle(true);
-        return finish(core, &spec.id, "cancelled", None).await;
+        return finish(core, &spec.id, RunStatus::Cancelled, None).await;
     }
     settle(false);
     let guard = core.write.lock().await;
@@ -433,7 +434,7 @@ async fn production_with_permit(
             tracing::error!(%e, "the audit could not compute its evidence");
             let fields = [("run", spec.id.as_str()), ("outcome", "error"), ("report", "-"), ("released", "0")];
             core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
-            return Ok("withheld");
+            return Ok(RunStatus::Withheld);
         }
     };
     let report_id = audit.report_id();
@@ -457,13 +458,13 @@ async fn production_with_permit(
     }
     core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
     if audit.released.is_empty() {
-        return Ok(if held.is_empty() { "withheld" } else { "review" });
+        return Ok(if held.is_empty() { RunStatus::Withheld } else { RunStatus::Review });
     }
     sandbox_audit::history::append(&core.dir.history(), &audit.history)
         .map_err(|e| internal("differencing history", e))?;
     let to = Recipient::of(spec, &answer.record.manifest_sha256);
     release(core, &guard, &to, &audit.released_report, &audit.released, None).await?;
-    Ok(if held.is_empty() { "released" } else { "review" })
+    Ok(if held.is_empty() { RunStatus::Released } else { RunStatus::Review })
 }
 
 /// How many released cells the differencing history holds.
@@ -473,11 +474,11 @@ fn history_size(core: &Core) -> Result<usize, Status> {
 }
 
 /// A run whose declared values disagree with the host's: logged as a breach of the contract.
-async fn breach(core: &Core, guard: &WriteGuard<'_>, spec: &Spec, report_id: &str) -> Result<&'static str, Status> {
+async fn breach(core: &Core, guard: &WriteGuard<'_>, spec: &Spec, report_id: &str) -> Result<RunStatus, Status> {
     let fields = [("run", spec.id.as_str()), ("outcome", "breach"), ("report", report_id), ("released", "0")];
     core.commit_entry(guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
     suspend_if_breached(core, guard, &spec.licence).await?;
-    Ok("failed")
+    Ok(RunStatus::Failed)
 }
 
 /// Suspends `licence` at once (pending the bureau's review, 包头 第四十九条) when its runs that
@@ -763,7 +764,7 @@ pub(crate) async fn fail_interrupted(core: &Core, guard: &WriteGuard<'_>) -> any
             r.get(0)
         })?;
     for run in open {
-        finish_locked(core, guard, &run, "failed", Some(Failed::Interrupted)).await?;
+        finish_locked(core, guard, &run, RunStatus::Failed, Some(Failed::Interrupted)).await?;
     }
     Ok(())
 }

@@ -89,6 +89,53 @@ const TABLES: &[(&str, &str)] = &[
     ("meta", "key"),
 ];
 
+/// A production run's status in the projection (`runs.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    /// The runner answered; the audit is under way.
+    Auditing,
+    /// Tables wait for reviewers.
+    Review,
+    Released,
+    /// Nothing of it left: the audit withheld it, or its standing stopped it.
+    Withheld,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Auditing,
+        RunStatus::Review,
+        RunStatus::Released,
+        RunStatus::Withheld,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    /// As stored in `runs.status` (and, for how a run ends, in `run.finished`'s `status`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Auditing => "auditing",
+            RunStatus::Review => "review",
+            RunStatus::Released => "released",
+            RunStatus::Withheld => "withheld",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// A projection database.
 #[derive(Debug)]
 pub struct State {
@@ -483,4 +530,22 @@ pub(crate) fn review(db: &Connection, run: &str) -> rusqlite::Result<Review> {
         review.held.push(table.to_owned());
     }
     Ok(review)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunStatus;
+
+    /// Every status the projection writes reads back as itself, and nothing else reads as one.
+    #[test]
+    fn run_statuses_round_trip() {
+        for status in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+        }
+        for written in ["queued", "running", "auditing", "review", "released", "withheld", "failed", "cancelled"] {
+            assert!(RunStatus::parse(written).is_some(), "{written}");
+        }
+        assert_eq!(RunStatus::parse("ok"), None);
+        assert_eq!(RunStatus::parse(""), None);
+    }
 }
