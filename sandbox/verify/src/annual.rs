@@ -56,6 +56,7 @@ enum Metric {
     Feedback,
     RatingSum,
     Refused,
+    Disabled,
 }
 
 impl Metric {
@@ -82,6 +83,7 @@ impl Metric {
             Metric::Feedback => "评价 / feedback",
             Metric::RatingSum => "平均评分 / mean rating",
             Metric::Refused => "被拒绝的请求 / refused requests",
+            Metric::Disabled => "被停用 / times disabled",
         }
     }
 }
@@ -308,6 +310,16 @@ impl Annual {
                 add(&mut self.operators, &operator, Metric::RatingSum, "", rating);
                 add(&mut self.units, &actor, Metric::RatingSum, "", rating);
                 (operator, Some(actor), None, Metric::Feedback, "")
+            }
+            kind::PRINCIPAL_DISABLED => {
+                let principal = get("principal");
+                let who = match owners.roles.get(&principal).map(String::as_str) {
+                    Some("operator") => &mut self.operators,
+                    Some("application_unit") => &mut self.units,
+                    _ => return,
+                };
+                add(who, &principal, Metric::Disabled, "", 1);
+                return;
             }
             kind::REQUEST_REFUSED => {
                 let role = owners.roles.get(&actor).cloned().unwrap_or_else(|| "?".to_owned());

@@ -831,6 +831,16 @@ fn disabled_principals_and_old_tokens_are_refused() {
     s.ok("admin", &["principal", "token", "rotate", "unit2", "--out", unit2.to_str().unwrap()]);
     s.ok("unit2", &["principal", "whoami"]);
 
+    // The annual report counts how often each operator and unit was disabled.
+    let year = sandbox_verify::annual::year_of(Timestamp::now()).to_string();
+    let annual = s.ok("admin", &["report", "file", "--year", &year]);
+    for (who, times) in [("op", 2), ("unit", 1)] {
+        let at = annual.find(&format!("\n  {who}\n")).unwrap_or_else(|| panic!("no {who} in:\n{annual}"));
+        let block: Vec<&str> = annual[at + 1..].lines().skip(1).take_while(|l| l.starts_with("    ")).collect();
+        let line = format!("    被停用 / times disabled: {times}");
+        assert!(block.contains(&line.as_str()), "no {line:?} for {who} in {block:?}");
+    }
+
     let kinds = log_kinds(&s);
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
     let counts = [count("principal.disabled"), count("principal.enabled"), count("token.rotated")];
