@@ -32,6 +32,10 @@ enum Job {
     ProbeMemory(usize),
     /// Tries to create this file.
     ProbeWrite(String),
+    /// Tries to remount `/` writable, as escaped code could, then to create this file.
+    ProbeRemount(String),
+    /// Prints its process id (1 inside the run's PID namespace).
+    ProbePid,
 }
 
 impl Job {
@@ -43,6 +47,8 @@ impl Job {
             ["--probe-network", addr] => Job::ProbeNetwork((*addr).to_owned()),
             ["--probe-memory", bytes] => Job::ProbeMemory(bytes.parse().context("--probe-memory takes a byte count")?),
             ["--probe-write", path] => Job::ProbeWrite((*path).to_owned()),
+            ["--probe-remount", path] => Job::ProbeRemount((*path).to_owned()),
+            ["--probe-pid"] => Job::ProbePid,
             other => anyhow::bail!("unknown arguments {other:?}"),
         })
     }
@@ -50,12 +56,62 @@ impl Job {
 
 /// Cuts the process off: a new user namespace (so no privilege is needed), a new network
 /// namespace with nothing but a down loopback, and a new mount namespace whose mounts are all
-/// made read-only (unless `writable`). Must run while single-threaded.
+/// made read-only (unless `writable`) — then a second user and mount namespace inside the
+/// first. The second one is owned by a less privileged user namespace than the mounts it
+/// copies, so their flags are locked (mount_namespaces(7)): code that escapes the module and
+/// holds every capability of its namespace still cannot remount anything writable (red team
+/// round 7 did, with one `mount(MS_REMOUNT|MS_BIND)`, before this). Must run while
+/// single-threaded.
 fn isolate(writable: bool) -> Result<(), String> {
     use nix::sched::{CloneFlags, unshare};
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
         .map_err(|e| e.to_string())?;
-    if writable { Ok(()) } else { read_only_everywhere() }
+    if writable {
+        return Ok(());
+    }
+    // The outer user namespace maps this process's own ids (the only mapping an unprivileged
+    // process may write): a nested user namespace can only be made by ids its parent maps.
+    let write = |file: &str, text: String| {
+        std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("/proc/self/{file}: {e}"))
+    };
+    write("setgroups", "deny".to_owned())?;
+    write("uid_map", format!("0 {uid} 1"))?;
+    write("gid_map", format!("0 {gid} 1"))?;
+    read_only_everywhere()?;
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|e| format!("locking the mounts: {e}"))
+}
+
+/// A new PID namespace, with this process's child as its first process: when that child ends,
+/// the kernel kills every process left in the namespace, so nothing a module starts outlives
+/// its run (round 7 left a daemon behind that killed later runs), and nothing in it can signal
+/// a process outside. The parent only waits and passes the child's status on; the child dies
+/// with its parent (the server kills the parent at a timeout or cancel). `None` in the child,
+/// the exit code in the parent. Must run while single-threaded.
+fn enter_pid_namespace() -> Result<Option<ExitCode>, String> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, fork};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).map_err(|e| format!("PID namespace: {e}"))?;
+    // SAFETY: the process has one thread here (nothing has started the runtime or the epoch
+    // ticker yet), so the child may run anything.
+    #[allow(unsafe_code)]
+    let forked = unsafe { fork() }.map_err(|e| format!("fork: {e}"))?;
+    match forked {
+        ForkResult::Child => {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(|e| format!("parent-death signal: {e}"))?;
+            Ok(None)
+        }
+        ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(Some(ExitCode::from(code as u8))),
+                Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(Some(ExitCode::from(128 + signal as u8))),
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(format!("waiting for the run: {e}")),
+            }
+        },
+    }
 }
 
 /// `mount_setattr(2)` on `/` with `AT_RECURSIVE`: every mount of this process's namespace
@@ -115,7 +171,14 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let job = Job::from_args()?;
     // First, while the process has one thread.
-    let isolation = isolate(matches!(job, Job::Compile));
+    let mut isolation = isolate(matches!(job, Job::Compile));
+    if isolation.is_ok() {
+        match enter_pid_namespace() {
+            Ok(Some(code)) => return Ok(code),
+            Ok(None) => {}
+            Err(e) => isolation = Err(e),
+        }
+    }
     let limits = RunLimits::default();
     set_limits(&limits).map_err(anyhow::Error::msg).context("setting resource limits")?;
 
@@ -146,6 +209,30 @@ fn run() -> anyhow::Result<ExitCode> {
                 Ok(()) => println!("written"),
                 Err(e) => println!("refused: {e}"),
             }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Job::ProbeRemount(path) => {
+            // SAFETY: NUL-terminated strings and null pointers where mount(2) takes them.
+            #[allow(unsafe_code)]
+            let remounted = unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REMOUNT | libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            };
+            let remount =
+                if remounted == 0 { "remounted".to_owned() } else { std::io::Error::last_os_error().to_string() };
+            match std::fs::write(&path, b"x") {
+                Ok(()) => println!("written ({remount})"),
+                Err(e) => println!("refused: {e} ({remount})"),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Job::ProbePid => {
+            println!("pid {}", std::process::id());
             return Ok(ExitCode::SUCCESS);
         }
     }

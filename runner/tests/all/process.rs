@@ -77,6 +77,21 @@ fn the_process_writes_nowhere() {
     }
 }
 
+/// Code that escapes the module holds every capability of the runner's innermost user
+/// namespace, yet cannot remount a file system writable (the mounts are locked), and runs as
+/// the first process of a PID namespace of its own: what it starts dies with it, and no process
+/// outside is in its reach.
+#[test]
+fn escaped_code_cannot_undo_the_confinement() {
+    let path = tmp().join(format!("written-after-remount-{}", std::process::id()));
+    let out = runner_binary().args(["--probe-remount", path.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("refused") && text.contains("Read-only"), "{text}");
+    assert!(!path.exists());
+    let out = runner_binary().arg("--probe-pid").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pid 1");
+}
+
 /// `--compile` writes the compiled module into the cache and runs nothing; a run then finds it
 /// there, and adds nothing of its own.
 #[test]

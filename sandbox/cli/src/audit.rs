@@ -150,7 +150,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         mode,
         key: Some(hex::encode(key.to_bytes())),
         cache_dir: None,
-        require_isolation: false,
+        // Real data or twins, the module runs confined or not at all.
+        require_isolation: true,
     };
     let (_never, cancel) = tokio::sync::watch::channel(false);
     let outcome = match runtime.block_on(executor.run(&request, cancel)) {

@@ -50,8 +50,9 @@ pub(crate) struct ServeArgs {
     /// the next (default 60)
     #[arg(long, env = "SANDBOX_SERVE_REFUSALS_PER_MINUTE")]
     refusals_per_minute: Option<u32>,
-    /// 无法隔离（断网、只读文件系统）时拒绝运行 / Refuse runs where the runner cannot confine
-    /// itself (no network, read-only file systems)
+    /// 无法隔离（断网、只读文件系统、独立进程空间）时拒绝运行（默认 true）/ Refuse runs where the
+    /// runner cannot confine itself: no network, read-only file systems, its own PID namespace
+    /// (default true; false only on a machine without user namespaces, knowingly)
     #[arg(long, env = "SANDBOX_SERVE_REQUIRE_ISOLATION", num_args = 0..=1, default_missing_value = "true")]
     require_isolation: Option<bool>,
     /// 服务端证书（PEM），启用 TLS / The server's certificate (PEM): serve TLS

@@ -23,12 +23,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use rusqlite::OptionalExtension;
 use sandbox_audit::AuditPolicy;
 use sandbox_audit::budget::Ledger;
 use sandbox_catalog::{Catalog, Variant};
 use sandbox_log::{Log, LogOptions};
 use sandbox_policy::DomainSecret;
-use sandbox_verify::entry::{Entry, kind};
+use sandbox_verify::entry::{self, Entry, kind};
 use sandbox_verify::note::SignerKey;
 use sandbox_verify::time::Timestamp;
 use tokio::sync::oneshot;
@@ -51,7 +52,9 @@ pub struct Config {
     pub max_concurrent_runs: usize,
     /// A run still going after this is killed and fails with `timeout`.
     pub run_timeout: Duration,
-    /// Refuse to run modules where the runner cannot cut itself off the network.
+    /// Refuse to run modules where the runner cannot confine itself (no network, locked
+    /// read-only file systems, a PID namespace of its own). On by default: a machine without
+    /// user namespaces must turn it off knowingly.
     pub require_isolation: bool,
     /// Refusals of one principal logged one by one per minute; the rest are counted, and the
     /// count is logged with its next logged refusal (a principal refused a thousand times a
@@ -72,7 +75,7 @@ pub struct Tls {
 
 impl Config {
     /// The defaults for a data directory: loopback port 7700, `sandbox-runner` beside the
-    /// current executable, two runs at a time, ten minutes per run.
+    /// current executable, two runs at a time, ten minutes per run, runs confined or refused.
     pub fn new(data_dir: PathBuf) -> Config {
         let runner = std::env::current_exe()
             .ok()
@@ -84,7 +87,7 @@ impl Config {
             runner,
             max_concurrent_runs: 2,
             run_timeout: Duration::from_secs(600),
-            require_isolation: false,
+            require_isolation: true,
             refusals_per_minute: 60,
             tls: None,
         }
@@ -154,6 +157,21 @@ pub(crate) type WriteGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
 impl Core {
     /// Appends an entry and applies it to the projection. Answers once both are durable.
     pub(crate) async fn commit(&self, _guard: &WriteGuard<'_>, bytes: Vec<u8>) -> Result<u64, Status> {
+        // Checked again here, under the write lock, entry by entry: a principal disabled after
+        // its call was authenticated but before its entry acts no more (red team round 7: two
+        // administrators disabling each other at once locked every administrator out, and a
+        // development run finished for an operator disabled while it ran).
+        let actor = entry::open(&bytes).map(|(e, _)| e.actor().to_owned()).map_err(|e| internal("entry", e))?;
+        if actor != self.name {
+            let disabled: bool = self.read(|db| {
+                db.query_row("SELECT disabled IS NOT NULL FROM principals WHERE name = ?1", [&actor], |r| r.get(0))
+                    .optional()
+                    .map(|d| d.unwrap_or(false))
+            })?;
+            if disabled {
+                return Err(Status::unauthenticated("unknown or disabled API token / 令牌无效或主体已停用"));
+            }
+        }
         let appended = self.log.append(bytes.clone()).await.map_err(|e| internal("log append", e))?;
         self.apply(appended.index, &bytes)?;
         Ok(appended.index)
@@ -359,7 +377,6 @@ async fn register_dataset(
         .with_context(|| format!("hashing {}", dataset.id))?;
     core.versioned.lock().unwrap_or_else(|e| e.into_inner()).insert(dataset.id.clone(), files);
     let known: Option<String> = core.read(|db| {
-        use rusqlite::OptionalExtension;
         db.query_row("SELECT version FROM datasets WHERE id = ?1", [&dataset.id], |r| r.get(0)).optional()
     })?;
     if known.as_deref() == Some(version.as_str()) {

@@ -97,7 +97,11 @@ async fn run_process(
         require_isolation: core.config.require_isolation,
     };
     match core.executor.run(&request, cancel).await {
-        Ended::Done(answer) if answers(core, module, mode, parameters, &answer.record) => Ended::Done(answer),
+        Ended::Done(answer)
+            if answers(core, module, mode, parameters, &answer.record) && declared(core, module, &answer.tables) =>
+        {
+            Ended::Done(answer)
+        }
         Ended::Done(_) => {
             tracing::warn!("the runner's record is of another module, manifest, mode or parameters");
             Ended::Failed("runner-protocol".into())
@@ -119,6 +123,18 @@ fn answers(core: &Core, module: &str, mode: RunMode, parameters: &[(String, Stri
         (Some(manifest), Some(bound)) => record.is_of(module, &manifest, mode, &bound),
         _ => false,
     }
+}
+
+/// Whether every table of an answer is one the manifest declares, once, with its columns in
+/// order: the audit reads columns by position (round 7: a table of another module's shape made
+/// it panic).
+fn declared(core: &Core, module: &str, tables: &[sandbox_contract::OutputTable]) -> bool {
+    let Ok(manifest) = read_manifest(core, module) else { return false };
+    tables.iter().enumerate().all(|(i, table)| {
+        let names: Vec<&str> = table.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        !tables[..i].iter().any(|t| t.name == table.name)
+            && manifest.output(&table.name).is_some_and(|spec| spec.column_names() == names)
+    })
 }
 
 /// Compiles an approved module into the cache through the executor (`sandbox-runner
@@ -163,10 +179,20 @@ pub(crate) fn enqueue(core: Arc<Core>, spec: Spec) {
     let span = tracing::info_span!("run", id = %spec.id, module = %spec.module, operator = %spec.operator);
     let ended = async move {
         let id = spec.id.clone();
-        let status = match production(&core, &spec, rx).await {
-            Ok(status) => status,
-            Err(e) => {
-                tracing::error!(%e, "the run failed in the server");
+        // In a task of its own, so that a panic anywhere in the pipeline (the audit on an
+        // answer it did not expect, red team round 7) ends the run as failed instead of
+        // leaving it running for ever.
+        let pipeline = tokio::spawn({
+            let (core, spec) = (Arc::clone(&core), spec.clone());
+            tracing::Instrument::in_current_span(async move { production(&core, &spec, rx).await })
+        });
+        let status = match pipeline.await {
+            Ok(Ok(status)) => status,
+            failed => {
+                match failed {
+                    Ok(Err(e)) => tracing::error!(%e, "the run failed in the server"),
+                    _ => tracing::error!("the run's pipeline panicked"),
+                }
                 let _ = finish(&core, &id, RunStatus::Failed, Some(Failed::Interrupted)).await;
                 RunStatus::Failed
             }

@@ -681,6 +681,29 @@ fn a_suspension_stops_runs_already_queued() {
     rebuild_equals_live(&dir);
 }
 
+/// A principal disabled while its call is under way acts no more: the entry its call would end
+/// with is refused under the write lock (red team round 7: a development run finished, its
+/// output answered, for an operator disabled while it ran).
+#[test]
+fn a_principal_disabled_mid_call_gets_nothing_more() {
+    let dir = data_dir("disabled-mid-call");
+    let s = Served::start(&dir, &["--run-timeout", "4"]);
+    populate(&s);
+    let hostile = approved(&s, "hostile-module");
+    let dev = std::thread::scope(|scope| {
+        let running = scope.spawn(|| s.cli("op", &["run", "--dev", "--module", &hostile, "--param", "attack=loop"]));
+        std::thread::sleep(Duration::from_secs(2));
+        s.ok("admin", &["principal", "disable", "op", "--reason", "违规 misuse"]);
+        running.join().unwrap()
+    });
+    assert!(!dev.status.success() && stderr(&dev).contains("disabled"), "{}{}", stdout(&dev), stderr(&dev));
+    let kinds = log_kinds(&s);
+    let disabled = kinds.iter().position(|k| k == "principal.disabled").unwrap();
+    assert!(!kinds[disabled..].iter().any(|k| k == "run.developed"), "{kinds:?}");
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
 /// `sandbox serve`'s settings: the defaults, a `--config` file, `SANDBOX_SERVE_*`, then the
 /// flags, each over the one before, as `--print-config` shows; a file with an unknown key, a
 /// bad log filter or half a TLS pair is refused; `--log-format json` writes the server's log as
