@@ -379,7 +379,7 @@ impl Api {
             found.ok_or_else(|| Status::unauthenticated("unknown or disabled API token / 令牌无效或主体已停用"))?;
         let role =
             Role::parse(&role).ok_or_else(|| Status::unauthenticated("principal without a role / 主体无角色"))?;
-        Ok(Caller { name, role })
+        Ok(Caller { name, role, token_sha256: hash })
     }
 
     /// The answer, counted; a refusal also logged.
@@ -507,6 +507,19 @@ impl Api {
         self.core
             .read(|db| db.query_row("SELECT * FROM releases WHERE id = ?1", [id], release_row).optional())?
             .ok_or_else(|| not_found("release", "发布结果", id))
+    }
+
+    /// Whether `caller`'s token still stands: not rotated or revoked, its principal not disabled.
+    fn still_valid(&self, caller: &Caller) -> bool {
+        self.core
+            .read(|db| {
+                db.query_row(
+                    "SELECT count(*) > 0 FROM principals WHERE name = ?1 AND token_sha256 = ?2 AND disabled IS NULL",
+                    [&caller.name, &caller.token_sha256],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(false)
     }
 
     /// The principal `name` (never the log's own).
@@ -1472,7 +1485,7 @@ impl Runs for Api {
         let mut applied = self.core.applied.subscribe();
         let first = self.visible_run(&caller, &id);
         let result = first.map(|first| {
-            let api = self.clone();
+            let (api, watcher) = (self.clone(), caller.clone());
             let (tx, rx) = tokio::sync::mpsc::channel(4);
             tokio::spawn(async move {
                 let mut last = first;
@@ -1482,6 +1495,13 @@ impl Runs for Api {
                 // A run in review waits for people: the stream ends there too.
                 while !terminal(last.status) && last.status != pb::RunStatus::InReview as i32 {
                     if applied.changed().await.is_err() {
+                        return;
+                    }
+                    // A caller disabled, or whose token was rotated or revoked, while it
+                    // watches hears nothing more.
+                    if !api.still_valid(&watcher) {
+                        let status = Status::unauthenticated("unknown or disabled API token / 令牌无效或主体已停用");
+                        let _ = tx.send(Err(status)).await;
                         return;
                     }
                     let now = match api.run(&id) {

@@ -73,6 +73,8 @@ impl Role {
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// The SHA-256 of the token the call came with, to check again later in a long call.
+    pub token_sha256: String,
 }
 
 /// A new API token: 64 hex digits.

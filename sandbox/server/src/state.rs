@@ -64,12 +64,12 @@ CREATE TABLE reports (
     log_index INTEGER PRIMARY KEY, year INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     filed_by TEXT NOT NULL, filed_at TEXT NOT NULL) STRICT;
 INSERT INTO meta VALUES ('applied', '0');
-INSERT INTO meta VALUES ('schema', '5');
+INSERT INTO meta VALUES ('schema', '6');
 ";
 
 /// The schema's version, in `meta.schema`. A database of another version is rebuilt from the
 /// log when the server starts: the projection holds nothing the log does not.
-const SCHEMA_VERSION: &str = "5";
+const SCHEMA_VERSION: &str = "6";
 
 /// The tables [`State::dump`] renders, each with the columns it orders by.
 const TABLES: &[(&str, &str)] = &[
@@ -275,6 +275,13 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
         kind::PRINCIPAL_ENABLED => {
             let n = tx.execute("UPDATE principals SET disabled = NULL WHERE name = ?1", [f("principal")?])?;
             changed(n, "principal")?;
+            // A reviewer's approvals count again: modules they complete are approved now.
+            tx.execute(
+                "UPDATE modules SET status = 'approved' WHERE status = 'submitted'
+                 AND approvals_needed <= (SELECT count(*) FROM approvals a JOIN principals p ON p.name = a.reviewer
+                                          WHERE a.module = modules.sha256 AND p.disabled IS NULL)",
+                [],
+            )?;
         }
         kind::TOKEN_ROTATED => {
             let n = tx.execute(
@@ -362,7 +369,8 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
             tx.execute("INSERT INTO approvals VALUES (?1, ?2, ?3, ?4)", params![module, actor, at, index])?;
             tx.execute(
                 "UPDATE modules SET status = 'approved' WHERE sha256 = ?1 AND status = 'submitted'
-                 AND approvals_needed <= (SELECT count(*) FROM approvals WHERE module = ?1)",
+                 AND approvals_needed <= (SELECT count(*) FROM approvals a JOIN principals p ON p.name = a.reviewer
+                                          WHERE a.module = ?1 AND p.disabled IS NULL)",
                 [module],
             )?;
         }
@@ -517,7 +525,9 @@ pub(crate) fn review(db: &Connection, run: &str) -> rusqlite::Result<Review> {
     let mut review = Review::default();
     for table in held.iter().flat_map(|h| h.split(',')) {
         let (approvals, rejections): (i64, i64) = db.query_row(
-            "SELECT count(*) FILTER (WHERE decision = 'approved'), count(*) FILTER (WHERE decision = 'rejected')
+            "SELECT count(*) FILTER (WHERE decision = 'approved' AND reviewer NOT IN
+                                        (SELECT name FROM principals WHERE disabled IS NOT NULL)),
+                    count(*) FILTER (WHERE decision = 'rejected')
              FROM output_reviews WHERE run = ?1 AND tbl = ?2",
             [run, table],
             |r| Ok((r.get(0)?, r.get(1)?)),

@@ -704,6 +704,39 @@ fn a_principal_disabled_mid_call_gets_nothing_more() {
     rebuild_equals_live(&dir);
 }
 
+/// A disabled reviewer's approvals do not count (red team round 7: a module became approved
+/// by a reviewer disabled before the second approval), until the reviewer is enabled again;
+/// and a caller watching a run is cut off when disabled.
+#[test]
+fn a_disabled_reviewer_approves_nothing_and_a_disabled_watcher_hears_nothing() {
+    let dir = data_dir("disabled-reviewer");
+    let s = Served::start(&dir, &["--run-timeout", "6"]);
+    populate(&s);
+    let (wasm, toml, sha) = example_files(&s.dir, "population");
+    s.ok("op", &["module", "submit", "--module", &wasm, "--manifest", &toml, "--licence", "lic"]);
+    s.ok("reviewer-a", &["module", "approve", &sha]);
+    s.ok("admin", &["principal", "disable", "reviewer-a", "--reason", "利益冲突 conflict of interest"]);
+    let out = s.ok("reviewer-b", &["module", "approve", &sha]);
+    assert!(out.contains("submitted") && !out.contains("approved "), "{out}");
+    let o = s.cli("op", &["run", "--module", &sha, "--agreement", "agr", "--param", "reference_date=2024-12-31"]);
+    assert!(!o.status.success(), "not approved, not run: {}", stdout(&o));
+    s.ok("admin", &["principal", "enable", "reviewer-a"]);
+    let listed = s.ok("op", &["module", "list"]);
+    assert!(listed.lines().any(|l| l.contains(&sha[..16]) && l.contains("approved")), "{listed}");
+
+    let hostile = approved(&s, "hostile-module");
+    let watched = std::thread::scope(|scope| {
+        let following =
+            scope.spawn(|| s.cli("op", &["run", "--module", &hostile, "--agreement", "agr", "--param", "attack=loop"]));
+        std::thread::sleep(Duration::from_secs(2));
+        s.ok("admin", &["principal", "disable", "op", "--reason", "违规 misuse"]);
+        following.join().unwrap()
+    });
+    assert!(!watched.status.success() && stderr(&watched).contains("disabled"), "{}", stderr(&watched));
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
 /// `sandbox serve`'s settings: the defaults, a `--config` file, `SANDBOX_SERVE_*`, then the
 /// flags, each over the one before, as `--print-config` shows; a file with an unknown key, a
 /// bad log filter or half a TLS pair is refused; `--log-format json` writes the server's log as
