@@ -382,6 +382,18 @@ impl Api {
         Ok(Caller { name, role, token_sha256: hash })
     }
 
+    /// The frame of every call, written once: authenticate and check the matrix ([`Api::begin`]),
+    /// run `body` as the caller on the request's message, and answer — counted, and a refusal
+    /// logged ([`Api::end`]).
+    async fn call<M, T, F>(&self, rpc: &'static str, request: Request<M>, body: impl FnOnce(Caller, M) -> F) -> Reply<T>
+    where
+        F: Future<Output = Result<T, Status>>,
+    {
+        let caller = self.begin(rpc, &request).await?;
+        let result = body(caller.clone(), request.into_inner()).await;
+        self.end(rpc, &caller, result).await
+    }
+
     /// The answer, counted; a refusal also logged.
     async fn end<T>(&self, rpc: &'static str, caller: &Caller, result: Result<T, Status>) -> Reply<T> {
         match result {
@@ -591,10 +603,7 @@ fn field<'e>(entry: &'e Entry, name: &str) -> Result<&'e str, Status> {
 #[tonic::async_trait]
 impl Principals for Api {
     async fn register(&self, request: Request<pb::RegisterPrincipalRequest>) -> Reply<pb::RegisterPrincipalResponse> {
-        const RPC: &str = "Principals.Register";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Principals.Register", request, |caller, r| async move {
             check_id("name", &r.name)?;
             let role = Role::from_proto(r.role).ok_or_else(|| bad("role is unspecified or unknown", "角色无效"))?;
             check_text("display_name", &r.display_name, true)?;
@@ -633,35 +642,29 @@ impl Principals for Api {
                 .core
                 .read(|db| db.query_row("SELECT * FROM principals WHERE name = ?1", [&r.name], principal_row))?;
             Ok(pb::RegisterPrincipalResponse { principal: Some(principal), token, log_index: index })
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn list(&self, request: Request<pb::Empty>) -> Reply<pb::PrincipalList> {
-        const RPC: &str = "Principals.List";
-        let caller = self.begin(RPC, &request).await?;
-        let all = caller.role == Role::Admin;
-        let result = self.core.rows(
-            "SELECT * FROM principals WHERE role != 'log' AND (?1 OR name = ?2) ORDER BY name",
-            params![all, caller.name],
-            principal_row,
-        );
-        self.end(RPC, &caller, result.map(|principals| pb::PrincipalList { principals })).await
+        self.call("Principals.List", request, |caller, _| async move {
+            let all = caller.role == Role::Admin;
+            let result = self.core.rows(
+                "SELECT * FROM principals WHERE role != 'log' AND (?1 OR name = ?2) ORDER BY name",
+                params![all, caller.name],
+                principal_row,
+            );
+            result.map(|principals| pb::PrincipalList { principals })
+        })
+        .await
     }
 
     async fn whoami(&self, request: Request<pb::Empty>) -> Reply<pb::Principal> {
-        const RPC: &str = "Principals.Whoami";
-        let caller = self.begin(RPC, &request).await?;
-        let result = self.principal(&caller.name);
-        self.end(RPC, &caller, result).await
+        self.call("Principals.Whoami", request, |caller, _| async move { self.principal(&caller.name) }).await
     }
 
     async fn disable(&self, request: Request<pb::PrincipalAction>) -> Reply<pb::Principal> {
-        const RPC: &str = "Principals.Disable";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Principals.Disable", request, |caller, r| async move {
             check_id("name", &r.name)?;
             check_text("reason", &r.reason, true)?;
             if r.name == caller.name {
@@ -674,16 +677,12 @@ impl Principals for Api {
             let fields = [("principal", r.name.as_str()), ("reason", &r.reason)];
             self.core.commit_entry(&guard, kind::PRINCIPAL_DISABLED, &caller.name, &fields).await?;
             self.principal(&r.name)
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn enable(&self, request: Request<pb::PrincipalAction>) -> Reply<pb::Principal> {
-        const RPC: &str = "Principals.Enable";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Principals.Enable", request, |caller, r| async move {
             check_id("name", &r.name)?;
             let guard = self.core.write.lock().await;
             if self.principal(&r.name)?.disabled.is_empty() {
@@ -691,16 +690,12 @@ impl Principals for Api {
             }
             self.core.commit_entry(&guard, kind::PRINCIPAL_ENABLED, &caller.name, &[("principal", &r.name)]).await?;
             self.principal(&r.name)
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn rotate_token(&self, request: Request<pb::PrincipalAction>) -> Reply<pb::TokenRotated> {
-        const RPC: &str = "Principals.RotateToken";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Principals.RotateToken", request, |caller, r| async move {
             let name = r.name;
             check_id("name", &name)?;
             if name != caller.name && caller.role != Role::Admin {
@@ -712,16 +707,12 @@ impl Principals for Api {
             let fields = [("principal", name.as_str()), ("token_sha256", &auth::token_hash(&token))];
             let index = self.core.commit_entry(&guard, kind::TOKEN_ROTATED, &caller.name, &fields).await?;
             Ok(pb::TokenRotated { principal: Some(self.principal(&name)?), token, log_index: index })
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn revoke_token(&self, request: Request<pb::PrincipalAction>) -> Reply<pb::Principal> {
-        const RPC: &str = "Principals.RevokeToken";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Principals.RevokeToken", request, |caller, r| async move {
             check_id("name", &r.name)?;
             check_text("reason", &r.reason, true)?;
             if r.name == caller.name {
@@ -734,9 +725,8 @@ impl Principals for Api {
             let fields = [("principal", r.name.as_str()), ("reason", &r.reason)];
             self.core.commit_entry(&guard, kind::TOKEN_REVOKED, &caller.name, &fields).await?;
             self.principal(&r.name)
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 }
 
@@ -745,9 +735,7 @@ impl Principals for Api {
 #[tonic::async_trait]
 impl Catalog for Api {
     async fn list_datasets(&self, request: Request<pb::Empty>) -> Reply<pb::DatasetList> {
-        const RPC: &str = "Catalog.ListDatasets";
-        let caller = self.begin(RPC, &request).await?;
-        let result = (|| {
+        self.call("Catalog.ListDatasets", request, |_, _| async move {
             let mut datasets = Vec::new();
             for d in &self.core.catalog.datasets {
                 let version: Option<String> = self.core.read(|db| {
@@ -763,8 +751,8 @@ impl Catalog for Api {
                 });
             }
             Ok(pb::DatasetList { datasets })
-        })();
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 }
 
@@ -778,9 +766,7 @@ impl Api {
         entry_kind: &str,
         from: &[i32],
     ) -> Reply<pb::Licence> {
-        let caller = self.begin(rpc, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call(rpc, request, |caller, r| async move {
             check_id("id", &r.id)?;
             check_text("reason", &r.reason, entry_kind != kind::LICENCE_RESUMED)?;
             let guard = self.core.write.lock().await;
@@ -799,19 +785,15 @@ impl Api {
             self.core.commit_entry(&guard, entry_kind, &caller.name, &fields).await?;
             runs::end_held(&self.core, &guard).await?;
             self.licence(&r.id)
-        }
-        .await;
-        self.end(rpc, &caller, result).await
+        })
+        .await
     }
 }
 
 #[tonic::async_trait]
 impl Licences for Api {
     async fn grant(&self, request: Request<pb::GrantLicenceRequest>) -> Reply<pb::Licence> {
-        const RPC: &str = "Licences.Grant";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Licences.Grant", request, |caller, r| async move {
             check_id("id", &r.id)?;
             check_id("operator", &r.operator)?;
             check_text("purpose", &r.purpose, true)?;
@@ -852,9 +834,8 @@ impl Licences for Api {
                 )
                 .await?;
             self.licence(&r.id)
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn suspend(&self, request: Request<pb::LicenceActionRequest>) -> Reply<pb::Licence> {
@@ -873,25 +854,23 @@ impl Licences for Api {
     }
 
     async fn list(&self, request: Request<pb::Empty>) -> Reply<pb::LicenceList> {
-        const RPC: &str = "Licences.List";
-        let caller = self.begin(RPC, &request).await?;
-        let all = caller.role != Role::Operator;
-        let result = self.core.rows(
-            "SELECT * FROM licences WHERE ?1 OR operator = ?2 ORDER BY id",
-            params![all, caller.name],
-            licence_row,
-        );
-        self.end(RPC, &caller, result.map(|licences| pb::LicenceList { licences })).await
+        self.call("Licences.List", request, |caller, _| async move {
+            let all = caller.role != Role::Operator;
+            let result = self.core.rows(
+                "SELECT * FROM licences WHERE ?1 OR operator = ?2 ORDER BY id",
+                params![all, caller.name],
+                licence_row,
+            );
+            result.map(|licences| pb::LicenceList { licences })
+        })
+        .await
     }
 }
 
 #[tonic::async_trait]
 impl Agreements for Api {
     async fn create(&self, request: Request<pb::CreateAgreementRequest>) -> Reply<pb::Agreement> {
-        const RPC: &str = "Agreements.Create";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Agreements.Create", request, |caller, r| async move {
             check_id("id", &r.id)?;
             check_id("licence", &r.licence)?;
             check_id("application_unit", &r.application_unit)?;
@@ -929,16 +908,12 @@ impl Agreements for Api {
                 )
                 .await?;
             self.agreement(&r.id)
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn end(&self, request: Request<pb::AgreementActionRequest>) -> Reply<pb::Agreement> {
-        const RPC: &str = "Agreements.End";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Agreements.End", request, |caller, r| async move {
             check_id("id", &r.id)?;
             check_text("reason", &r.reason, false)?;
             let guard = self.core.write.lock().await;
@@ -956,21 +931,21 @@ impl Agreements for Api {
             self.core.commit_entry(&guard, kind::AGREEMENT_ENDED, &caller.name, &fields).await?;
             runs::end_held(&self.core, &guard).await?;
             self.agreement(&r.id)
-        }
-        .await;
-        Api::end(self, RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn list(&self, request: Request<pb::Empty>) -> Reply<pb::AgreementList> {
-        const RPC: &str = "Agreements.List";
-        let caller = self.begin(RPC, &request).await?;
-        let all = matches!(caller.role, Role::Admin | Role::Reviewer);
-        let result = self.core.rows(
-            "SELECT * FROM agreements WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id",
-            params![all, caller.name],
-            agreement_row,
-        );
-        Api::end(self, RPC, &caller, result.map(|agreements| pb::AgreementList { agreements })).await
+        self.call("Agreements.List", request, |caller, _| async move {
+            let all = matches!(caller.role, Role::Admin | Role::Reviewer);
+            let result = self.core.rows(
+                "SELECT * FROM agreements WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id",
+                params![all, caller.name],
+                agreement_row,
+            );
+            result.map(|agreements| pb::AgreementList { agreements })
+        })
+        .await
     }
 }
 
@@ -983,9 +958,7 @@ impl Api {
         request: Request<pb::SignedDecision>,
         entry_kind: &str,
     ) -> Reply<pb::Module> {
-        let caller = self.begin(rpc, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call(rpc, request, |caller, r| async move {
             let entry = self.signed_entry(&caller, &r.entry, entry_kind)?;
             let sha = field(&entry, "module")?;
             if entry_kind == kind::MODULE_REJECTED {
@@ -1011,19 +984,15 @@ impl Api {
                 runs::compile_approved(Arc::clone(&self.core), sha.to_owned());
             }
             Ok(module)
-        }
-        .await;
-        self.end(rpc, &caller, result).await
+        })
+        .await
     }
 }
 
 #[tonic::async_trait]
 impl Modules for Api {
     async fn submit(&self, request: Request<pb::SubmitModuleRequest>) -> Reply<pb::Module> {
-        const RPC: &str = "Modules.Submit";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Modules.Submit", request, |caller, r| async move {
             if r.module.is_empty() || r.module.len() > MAX_MODULE_BYTES {
                 return Err(bad(
                     format!("a module has 1 to {MAX_MODULE_BYTES} bytes, this one {}", r.module.len()),
@@ -1091,9 +1060,8 @@ impl Modules for Api {
                 .map_err(|e| internal("module files", e))?;
             self.core.commit(&guard, r.entry).await?;
             self.module(&sha)
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn approve(&self, request: Request<pb::SignedDecision>) -> Reply<pb::Module> {
@@ -1105,10 +1073,7 @@ impl Modules for Api {
     }
 
     async fn revoke(&self, request: Request<pb::RevokeModuleRequest>) -> Reply<pb::Module> {
-        const RPC: &str = "Modules.Revoke";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Modules.Revoke", request, |caller, r| async move {
             check_text("reason", &r.reason, true)?;
             let guard = self.core.write.lock().await;
             let module = self.module(&r.module)?;
@@ -1128,28 +1093,25 @@ impl Modules for Api {
                 .await?;
             runs::end_held(&self.core, &guard).await?;
             self.module(&r.module)
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn list(&self, request: Request<pb::Empty>) -> Reply<pb::ModuleList> {
-        const RPC: &str = "Modules.List";
-        let caller = self.begin(RPC, &request).await?;
-        let all = caller.role != Role::Operator;
-        let result = self.core.rows(
-            &format!("{MODULE_SELECT} WHERE ?1 OR m.operator = ?2 ORDER BY m.log_index"),
-            params![all, caller.name],
-            module_row,
-        );
-        self.end(RPC, &caller, result.map(|modules| pb::ModuleList { modules })).await
+        self.call("Modules.List", request, |caller, _| async move {
+            let all = caller.role != Role::Operator;
+            let result = self.core.rows(
+                &format!("{MODULE_SELECT} WHERE ?1 OR m.operator = ?2 ORDER BY m.log_index"),
+                params![all, caller.name],
+                module_row,
+            );
+            result.map(|modules| pb::ModuleList { modules })
+        })
+        .await
     }
 
     async fn download(&self, request: Request<pb::ModuleRef>) -> Reply<pb::ModuleBytes> {
-        const RPC: &str = "Modules.Download";
-        let caller = self.begin(RPC, &request).await?;
-        let result = (|| {
-            let r = request.into_inner();
+        self.call("Modules.Download", request, |caller, r| async move {
             let module = self.module(&r.module)?;
             if caller.role == Role::Operator && module.operator != caller.name {
                 return Err(denied(format!("module {} is not yours", r.module), "该模块不属于调用者"));
@@ -1158,8 +1120,8 @@ impl Modules for Api {
             let manifest = std::fs::read_to_string(runs::manifest_path(&self.core, &r.module))
                 .map_err(|e| internal("manifest", e))?;
             Ok(pb::ModuleBytes { module: bytes, manifest })
-        })();
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 }
 
@@ -1227,9 +1189,7 @@ impl Api {
         request: Request<pb::SignedDecision>,
         entry_kind: &str,
     ) -> Reply<pb::Run> {
-        let caller = self.begin(rpc, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call(rpc, request, |caller, r| async move {
             let entry = self.signed_entry(&caller, &r.entry, entry_kind)?;
             let (id, report, table) = (field(&entry, "run")?, field(&entry, "report")?, field(&entry, "table")?);
             if entry_kind == kind::OUTPUT_REJECTED {
@@ -1288,9 +1248,8 @@ impl Api {
             }
             runs::forget_answer(&self.core, id)?;
             Ok(self.with_report(self.run(id)?))
-        }
-        .await;
-        self.end(rpc, &caller, result).await
+        })
+        .await
     }
 }
 
@@ -1305,10 +1264,7 @@ type RunStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Run, Status>
 #[tonic::async_trait]
 impl Runs for Api {
     async fn start(&self, request: Request<pb::StartRunRequest>) -> Reply<pb::Run> {
-        const RPC: &str = "Runs.Start";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Runs.Start", request, |caller, r| async move {
             let given = parameters(&r.parameters);
             let guard = self.core.write.lock().await;
             let (module, manifest) = self.own_module(&caller, &r.module)?;
@@ -1382,16 +1338,12 @@ impl Runs for Api {
             };
             runs::enqueue(Arc::clone(&self.core), spec);
             self.run(&id)
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn develop(&self, request: Request<pb::DevelopRequest>) -> Reply<pb::DevelopResponse> {
-        const RPC: &str = "Runs.Develop";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Runs.Develop", request, |caller, r| async move {
             let given = parameters(&r.parameters);
             let (module, manifest) = self.own_module(&caller, &r.module)?;
             if module.status == pb::ModuleStatus::Revoked as i32 {
@@ -1436,16 +1388,12 @@ impl Runs for Api {
                 wall_time_ms: record.wall_time_ms,
                 peak_memory_bytes: record.peak_memory_bytes,
             })
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn cancel(&self, request: Request<pb::RunRef>) -> Reply<pb::Run> {
-        const RPC: &str = "Runs.Cancel";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Runs.Cancel", request, |caller, r| async move {
             let run = self.visible_run(&caller, &r.run)?;
             if terminal(run.status) || !self.core.runs.cancel(&r.run) {
                 return Err(precondition(format!("run {} is not queued or running", r.run), "该运行不在排队或运行中"));
@@ -1463,65 +1411,65 @@ impl Runs for Api {
                     _ => return Ok(run),
                 }
             }
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn get(&self, request: Request<pb::RunRef>) -> Reply<pb::Run> {
-        const RPC: &str = "Runs.Get";
-        let caller = self.begin(RPC, &request).await?;
-        let result = self.visible_run(&caller, &request.get_ref().run).map(|run| self.with_report(run));
-        self.end(RPC, &caller, result).await
+        self.call("Runs.Get", request, |caller, r| async move {
+            self.visible_run(&caller, &r.run).map(|run| self.with_report(run))
+        })
+        .await
     }
 
     type WatchStream = RunStream;
 
     async fn watch(&self, request: Request<pb::RunRef>) -> Reply<RunStream> {
-        const RPC: &str = "Runs.Watch";
-        let caller = self.begin(RPC, &request).await?;
-        let id = request.get_ref().run.clone();
-        // Subscribed before the first read, so no change between the two is missed.
-        let mut applied = self.core.applied.subscribe();
-        let first = self.visible_run(&caller, &id);
-        let result = first.map(|first| {
-            let (api, watcher) = (self.clone(), caller.clone());
-            let (tx, rx) = tokio::sync::mpsc::channel(4);
-            tokio::spawn(async move {
-                let mut last = first;
-                if tx.send(Ok(api.with_report(last.clone()))).await.is_err() {
-                    return;
-                }
-                // A run in review waits for people: the stream ends there too.
-                while !terminal(last.status) && last.status != pb::RunStatus::InReview as i32 {
-                    if applied.changed().await.is_err() {
+        self.call("Runs.Watch", request, |caller, r| async move {
+            let id = r.run.clone();
+            // Subscribed before the first read, so no change between the two is missed.
+            let mut applied = self.core.applied.subscribe();
+            let first = self.visible_run(&caller, &id);
+            first.map(|first| {
+                let (api, watcher) = (self.clone(), caller.clone());
+                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                tokio::spawn(async move {
+                    let mut last = first;
+                    if tx.send(Ok(api.with_report(last.clone()))).await.is_err() {
                         return;
                     }
-                    // A caller disabled, or whose token was rotated or revoked, while it
-                    // watches hears nothing more.
-                    if !api.still_valid(&watcher) {
-                        let status = Status::unauthenticated("unknown or disabled API token / 令牌无效或主体已停用");
-                        let _ = tx.send(Err(status)).await;
-                        return;
-                    }
-                    let now = match api.run(&id) {
-                        Ok(run) => run,
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
+                    // A run in review waits for people: the stream ends there too.
+                    while !terminal(last.status) && last.status != pb::RunStatus::InReview as i32 {
+                        if applied.changed().await.is_err() {
                             return;
                         }
-                    };
-                    if now != last {
-                        if tx.send(Ok(api.with_report(now.clone()))).await.is_err() {
+                        // A caller disabled, or whose token was rotated or revoked, while it
+                        // watches hears nothing more.
+                        if !api.still_valid(&watcher) {
+                            let status =
+                                Status::unauthenticated("unknown or disabled API token / 令牌无效或主体已停用");
+                            let _ = tx.send(Err(status)).await;
                             return;
                         }
-                        last = now;
+                        let now = match api.run(&id) {
+                            Ok(run) => run,
+                            Err(e) => {
+                                let _ = tx.send(Err(e)).await;
+                                return;
+                            }
+                        };
+                        if now != last {
+                            if tx.send(Ok(api.with_report(now.clone()))).await.is_err() {
+                                return;
+                            }
+                            last = now;
+                        }
                     }
-                }
-            });
-            Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)) as RunStream
-        });
-        self.end(RPC, &caller, result).await
+                });
+                Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)) as RunStream
+            })
+        })
+        .await
     }
 
     async fn approve_output(&self, request: Request<pb::SignedDecision>) -> Reply<pb::Run> {
@@ -1529,10 +1477,8 @@ impl Runs for Api {
     }
 
     async fn get_internal_report(&self, request: Request<pb::RunRef>) -> Reply<pb::InternalReport> {
-        const RPC: &str = "Runs.GetInternalReport";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let run = self.run(&request.get_ref().run)?;
+        self.call("Runs.GetInternalReport", request, |caller, r| async move {
+            let run = self.run(&r.run)?;
             let dir = self.core.dir.runs().join(&run.id);
             let read = |name: &str| std::fs::read_to_string(dir.join(name));
             let (Ok(json), Ok(text)) = (read(runs::INTERNAL_JSON), read(runs::INTERNAL_TEXT)) else {
@@ -1543,9 +1489,8 @@ impl Runs for Api {
             let fields = [("run", run.id.as_str()), ("report", run.audit_report_id.as_str())];
             self.core.commit_entry(&guard, kind::AUDIT_REPORT_READ, &caller.name, &fields).await?;
             Ok(pb::InternalReport { run: run.id, report_id: run.audit_report_id, json, text })
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn reject_output(&self, request: Request<pb::SignedDecision>) -> Reply<pb::Run> {
@@ -1553,15 +1498,16 @@ impl Runs for Api {
     }
 
     async fn list(&self, request: Request<pb::Empty>) -> Reply<pb::RunList> {
-        const RPC: &str = "Runs.List";
-        let caller = self.begin(RPC, &request).await?;
-        let all = caller.role != Role::Operator;
-        let result = self.core.rows(
-            "SELECT * FROM runs WHERE ?1 OR operator = ?2 ORDER BY id",
-            params![all, caller.name],
-            run_row,
-        );
-        self.end(RPC, &caller, result.map(|runs| pb::RunList { runs })).await
+        self.call("Runs.List", request, |caller, _| async move {
+            let all = caller.role != Role::Operator;
+            let result = self.core.rows(
+                "SELECT * FROM runs WHERE ?1 OR operator = ?2 ORDER BY id",
+                params![all, caller.name],
+                run_row,
+            );
+            result.map(|runs| pb::RunList { runs })
+        })
+        .await
     }
 }
 
@@ -1570,22 +1516,20 @@ impl Runs for Api {
 #[tonic::async_trait]
 impl Releases for Api {
     async fn list(&self, request: Request<pb::Empty>) -> Reply<pb::ReleaseList> {
-        const RPC: &str = "Releases.List";
-        let caller = self.begin(RPC, &request).await?;
-        let all = matches!(caller.role, Role::Admin | Role::Reviewer);
-        let result = self.core.rows(
-            "SELECT * FROM releases WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id",
-            params![all, caller.name],
-            release_row,
-        );
-        self.end(RPC, &caller, result.map(|releases| pb::ReleaseList { releases })).await
+        self.call("Releases.List", request, |caller, _| async move {
+            let all = matches!(caller.role, Role::Admin | Role::Reviewer);
+            let result = self.core.rows(
+                "SELECT * FROM releases WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id",
+                params![all, caller.name],
+                release_row,
+            );
+            result.map(|releases| pb::ReleaseList { releases })
+        })
+        .await
     }
 
     async fn download(&self, request: Request<pb::ReleaseRef>) -> Reply<pb::ReleaseBundle> {
-        const RPC: &str = "Releases.Download";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Releases.Download", request, |caller, r| async move {
             let guard = self.core.write.lock().await;
             let release = self.release(&r.release)?;
             if release.application_unit != caller.name {
@@ -1619,9 +1563,8 @@ impl Releases for Api {
             }
             self.core.commit_entry(&guard, kind::DELIVERY, &caller.name, &[("release", &r.release)]).await?;
             Ok(pb::ReleaseBundle { release: Some(release), files })
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 }
 
@@ -1649,18 +1592,17 @@ fn bundle_files(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
 #[tonic::async_trait]
 impl Log for Api {
     async fn checkpoint(&self, request: Request<pb::Empty>) -> Reply<pb::CheckpointResponse> {
-        const RPC: &str = "Log.Checkpoint";
-        let caller = self.begin(RPC, &request).await?;
-        let result =
-            Ok(pb::CheckpointResponse { checkpoint: self.core.log.checkpoint().to_vec(), size: self.core.log.size() });
-        self.end(RPC, &caller, result).await
+        self.call("Log.Checkpoint", request, |_, _| async move {
+            Ok(pb::CheckpointResponse {
+                checkpoint: self.core.log.checkpoint().to_vec(),
+                size: self.core.log.size(),
+            })
+        })
+        .await
     }
 
     async fn entries(&self, request: Request<pb::EntriesRequest>) -> Reply<pb::EntriesResponse> {
-        const RPC: &str = "Log.Entries";
-        let caller = self.begin(RPC, &request).await?;
-        let result = (|| {
-            let r = request.get_ref();
+        self.call("Log.Entries", request, |caller, r| async move {
             let size = self.core.log.size();
             if r.count == 0 || r.count > 1000 {
                 return Err(bad("count must be 1 to 1000", "条目数须在 1 到 1000 之间"));
@@ -1685,49 +1627,47 @@ impl Log for Api {
                 }
             }
             Ok(pb::EntriesResponse { entries })
-        })();
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn inclusion_proof(&self, request: Request<pb::IndexRequest>) -> Reply<pb::ProofResponse> {
-        const RPC: &str = "Log.InclusionProof";
-        let caller = self.begin(RPC, &request).await?;
-        let index = request.get_ref().index;
-        let size = self.core.log.size();
-        let result = if index >= size {
-            Err(Status::out_of_range(format!("the log has {size} entries / 日志共 {size} 条")))
-        } else {
-            self.core
-                .log
-                .tlog_proof(index)
-                .map(|p| pb::ProofResponse { proof: p.to_bytes() })
-                .map_err(|e| internal("proof", e))
-        };
-        self.end(RPC, &caller, result).await
+        self.call("Log.InclusionProof", request, |_, r| async move {
+            let index = r.index;
+            let size = self.core.log.size();
+            if index >= size {
+                Err(Status::out_of_range(format!("the log has {size} entries / 日志共 {size} 条")))
+            } else {
+                self.core
+                    .log
+                    .tlog_proof(index)
+                    .map(|p| pb::ProofResponse { proof: p.to_bytes() })
+                    .map_err(|e| internal("proof", e))
+            }
+        })
+        .await
     }
 
     async fn consistency_proof(&self, request: Request<pb::ConsistencyRequest>) -> Reply<pb::ConsistencyResponse> {
-        const RPC: &str = "Log.ConsistencyProof";
-        let caller = self.begin(RPC, &request).await?;
-        let (old, new) = (request.get_ref().old, request.get_ref().new);
-        let size = self.core.log.size();
-        let result = if old == 0 || old > new || new > size {
-            Err(Status::out_of_range(format!("need 0 < old ≤ new ≤ {size} / 须满足 0 < old ≤ new ≤ {size}")))
-        } else {
-            self.core
-                .log
-                .consistency_proof(old, new)
-                .map(|hashes| pb::ConsistencyResponse { hashes: hashes.iter().map(|h| h.0.to_vec()).collect() })
-                .map_err(|e| internal("proof", e))
-        };
-        self.end(RPC, &caller, result).await
+        self.call("Log.ConsistencyProof", request, |_, r| async move {
+            let (old, new) = (r.old, r.new);
+            let size = self.core.log.size();
+            if old == 0 || old > new || new > size {
+                Err(Status::out_of_range(format!("need 0 < old ≤ new ≤ {size} / 须满足 0 < old ≤ new ≤ {size}")))
+            } else {
+                self.core
+                    .log
+                    .consistency_proof(old, new)
+                    .map(|hashes| pb::ConsistencyResponse { hashes: hashes.iter().map(|h| h.0.to_vec()).collect() })
+                    .map_err(|e| internal("proof", e))
+            }
+        })
+        .await
     }
 
     async fn file_report(&self, request: Request<pb::ReportRequest>) -> Reply<pb::AnnualReport> {
-        const RPC: &str = "Log.FileReport";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let year = request.get_ref().year;
+        self.call("Log.FileReport", request, |caller, r| async move {
+            let year = r.year;
             // Entries below `size` never change: the report is computed without the write lock.
             let size = self.core.log.size();
             let mut annual = sandbox_verify::annual::Annual::new(year, &self.core.name, size)
@@ -1756,16 +1696,12 @@ impl Log for Api {
             let guard = self.core.write.lock().await;
             self.core.commit_entry(&guard, kind::REPORT, &caller.name, &fields).await?;
             self.report(year)
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn get_report(&self, request: Request<pb::ReportRequest>) -> Reply<pb::AnnualReport> {
-        const RPC: &str = "Log.GetReport";
-        let caller = self.begin(RPC, &request).await?;
-        let result = self.report(request.get_ref().year);
-        self.end(RPC, &caller, result).await
+        self.call("Log.GetReport", request, |_, r| async move { self.report(r.year) }).await
     }
 }
 
@@ -1805,10 +1741,7 @@ impl Api {
 #[tonic::async_trait]
 impl Feedback for Api {
     async fn submit(&self, request: Request<pb::FeedbackRequest>) -> Reply<pb::FeedbackReceipt> {
-        const RPC: &str = "Feedback.Submit";
-        let caller = self.begin(RPC, &request).await?;
-        let result = async {
-            let r = request.into_inner();
+        self.call("Feedback.Submit", request, |caller, r| async move {
             if !(1..=5).contains(&r.rating) {
                 return Err(bad("rating must be 1 to 5", "评分须为 1 到 5"));
             }
@@ -1830,31 +1763,31 @@ impl Feedback for Api {
             }
             let index = self.core.commit_entry(&guard, kind::FEEDBACK, &caller.name, &fields).await?;
             Ok(pb::FeedbackReceipt { id, log_index: index })
-        }
-        .await;
-        self.end(RPC, &caller, result).await
+        })
+        .await
     }
 
     async fn list(&self, request: Request<pb::Empty>) -> Reply<pb::FeedbackList> {
-        const RPC: &str = "Feedback.List";
-        let caller = self.begin(RPC, &request).await?;
-        let all = caller.role != Role::Operator;
-        let result = self.core.rows(
-            "SELECT f.* FROM feedback f JOIN releases r ON r.id = f.release WHERE ?1 OR r.operator = ?2 ORDER BY f.id",
-            params![all, caller.name],
-            |row| {
-                let comment: String = row.get("comment")?;
-                Ok(pb::FeedbackItem {
-                    id: row.get("id")?,
-                    release: row.get("release")?,
-                    application_unit: row.get("application_unit")?,
-                    rating: row.get("rating")?,
-                    comment_sha256: sha256_hex(comment.as_bytes()),
-                    comment,
-                    at: row.get("at")?,
-                })
-            },
-        );
-        self.end(RPC, &caller, result.map(|items| pb::FeedbackList { items })).await
+        self.call("Feedback.List", request, |caller, _| async move {
+            let all = caller.role != Role::Operator;
+            let result = self.core.rows(
+                "SELECT f.* FROM feedback f JOIN releases r ON r.id = f.release WHERE ?1 OR r.operator = ?2 ORDER BY f.id",
+                params![all, caller.name],
+                |row| {
+                    let comment: String = row.get("comment")?;
+                    Ok(pb::FeedbackItem {
+                        id: row.get("id")?,
+                        release: row.get("release")?,
+                        application_unit: row.get("application_unit")?,
+                        rating: row.get("rating")?,
+                        comment_sha256: sha256_hex(comment.as_bytes()),
+                        comment,
+                        at: row.get("at")?,
+                    })
+                },
+            );
+            result.map(|items| pb::FeedbackList { items })
+        })
+        .await
     }
 }
