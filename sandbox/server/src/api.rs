@@ -1593,10 +1593,7 @@ fn bundle_files(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
 impl Log for Api {
     async fn checkpoint(&self, request: Request<pb::Empty>) -> Reply<pb::CheckpointResponse> {
         self.call("Log.Checkpoint", request, |_, _| async move {
-            Ok(pb::CheckpointResponse {
-                checkpoint: self.core.log.checkpoint().to_vec(),
-                size: self.core.log.size(),
-            })
+            Ok(pb::CheckpointResponse { checkpoint: self.core.log.checkpoint().to_vec(), size: self.core.log.size() })
         })
         .await
     }
