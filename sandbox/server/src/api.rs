@@ -390,7 +390,7 @@ impl Api {
         F: Future<Output = Result<T, Status>>,
     {
         let caller = self.begin(rpc, &request).await?;
-        let result = body(caller.clone(), request.into_inner()).await;
+        let result = crate::CALLER.scope(caller.clone(), body(caller.clone(), request.into_inner())).await;
         self.end(rpc, &caller, result).await
     }
 

@@ -108,6 +108,12 @@ impl Tls {
     }
 }
 
+tokio::task_local! {
+    /// The principal and token of the call being served, where there is one (`Api::call` sets
+    /// it around a handler's body): `Core::commit` checks the token again under the write lock.
+    pub(crate) static CALLER: auth::Caller;
+}
+
 /// What every call shares.
 pub(crate) struct Core {
     pub(crate) dir: DataDir,
@@ -161,14 +167,21 @@ impl Core {
         // its call was authenticated but before its entry acts no more (red team round 7: two
         // administrators disabling each other at once locked every administrator out, and a
         // development run finished for an operator disabled while it ran).
+        // The caller's own entries need its token still standing too (not rotated or revoked
+        // while the call ran).
         let actor = entry::open(&bytes).map(|(e, _)| e.actor().to_owned()).map_err(|e| internal("entry", e))?;
         if actor != self.name {
-            let disabled: bool = self.read(|db| {
-                db.query_row("SELECT disabled IS NOT NULL FROM principals WHERE name = ?1", [&actor], |r| r.get(0))
-                    .optional()
-                    .map(|d| d.unwrap_or(false))
+            let token = CALLER.try_with(|c| (c.name == actor).then(|| c.token_sha256.clone())).ok().flatten();
+            let standing: bool = self.read(|db| {
+                db.query_row(
+                    "SELECT disabled IS NULL AND (?2 IS NULL OR token_sha256 IS ?2) FROM principals WHERE name = ?1",
+                    rusqlite::params![actor, token],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map(|standing| standing.unwrap_or(true))
             })?;
-            if disabled {
+            if !standing {
                 return Err(Status::unauthenticated("unknown or disabled API token / 令牌无效或主体已停用"));
             }
         }

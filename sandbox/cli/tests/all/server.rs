@@ -681,8 +681,8 @@ fn a_suspension_stops_runs_already_queued() {
     rebuild_equals_live(&dir);
 }
 
-/// A principal disabled while its call is under way acts no more: the entry its call would end
-/// with is refused under the write lock (red team round 7: a development run finished, its
+/// A principal disabled, or whose token is revoked, while its call is under way acts no more:
+/// the entry its call would end with is refused under the write lock (red team round 7: a development run finished, its
 /// output answered, for an operator disabled while it ran).
 #[test]
 fn a_principal_disabled_mid_call_gets_nothing_more() {
@@ -700,6 +700,19 @@ fn a_principal_disabled_mid_call_gets_nothing_more() {
     let kinds = log_kinds(&s);
     let disabled = kinds.iter().position(|k| k == "principal.disabled").unwrap();
     assert!(!kinds[disabled..].iter().any(|k| k == "run.developed"), "{kinds:?}");
+
+    // The same with the token revoked while the run goes on.
+    s.ok("admin", &["principal", "enable", "op"]);
+    let dev = std::thread::scope(|scope| {
+        let running = scope.spawn(|| s.cli("op", &["run", "--dev", "--module", &hostile, "--param", "attack=loop"]));
+        std::thread::sleep(Duration::from_secs(2));
+        s.ok("admin", &["principal", "token", "revoke", "op", "--reason", "泄露 leaked"]);
+        running.join().unwrap()
+    });
+    assert!(!dev.status.success() && stderr(&dev).contains("disabled"), "{}{}", stdout(&dev), stderr(&dev));
+    let kinds = log_kinds(&s);
+    let revoked = kinds.iter().position(|k| k == "token.revoked").unwrap();
+    assert!(!kinds[revoked..].iter().any(|k| k == "run.developed"), "{kinds:?}");
     s.stop();
     rebuild_equals_live(&dir);
 }
