@@ -5,8 +5,6 @@
 //! The CLI, the service benchmark and the tests use it; so will the portal. It holds no rule of
 //! the service: everything it sends, the server checks.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -36,7 +34,7 @@ impl Identity {
     /// Makes a new key in `dir` (which must not hold one) and keeps `token` beside it.
     pub fn create(dir: &Path, name: &str, token: &str) -> anyhow::Result<Identity> {
         let key = Identity::create_key(dir, name)?;
-        write_secret(&dir.join("token"), token)?;
+        keys::write_secret(&dir.join("token"), token)?;
         Ok(Identity { token: token.to_owned(), key })
     }
 
@@ -50,7 +48,7 @@ impl Identity {
 
     /// Stores the token a registration returned.
     pub fn save_token(dir: &Path, token: &str) -> anyhow::Result<()> {
-        write_secret(&dir.join("token"), token)
+        Ok(keys::write_secret(&dir.join("token"), token)?)
     }
 
     /// Replaces the token in `dir` with a rotated one, atomically.
@@ -62,7 +60,7 @@ impl Identity {
             }
             _ => {}
         }
-        write_secret(&new, token)?;
+        keys::write_secret(&new, token)?;
         std::fs::rename(&new, dir.join("token")).with_context(|| format!("replacing {}", dir.join("token").display()))
     }
 
@@ -74,18 +72,6 @@ impl Identity {
         let key = keys::read_key_file(&dir.join("key"))?;
         Ok(Identity { token, key })
     }
-}
-
-fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut file = std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
 }
 
 #[derive(Clone, Debug)]

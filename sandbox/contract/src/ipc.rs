@@ -100,28 +100,17 @@ fn scan(bytes: &[u8]) -> Result<usize, IpcError> {
 
 /// Reads a stream holding only a schema.
 pub fn read_schema(bytes: &[u8], max_bytes: usize) -> Result<SchemaRef, IpcError> {
-    if bytes.len() > max_bytes {
-        return Err(IpcError::TooLarge(bytes.len(), max_bytes));
-    }
-    if scan(bytes)? != 0 {
-        return Err(IpcError::Malformed("a schema stream holds record batches".to_owned()));
-    }
-    guarded(|| {
-        let reader =
-            arrow_ipc::reader::StreamReader::try_new(bytes, None).map_err(|e| IpcError::Malformed(e.to_string()))?;
+    decode(bytes, max_bytes, |batches, reader| {
+        if batches != 0 {
+            return Err(IpcError::Malformed("a schema stream holds record batches".to_owned()));
+        }
         Ok(reader.schema())
     })
 }
 
 /// Reads the record batches of a stream whose schema must equal `schema`.
 pub fn read_batches(bytes: &[u8], schema: &Schema, max_bytes: usize) -> Result<Vec<RecordBatch>, IpcError> {
-    if bytes.len() > max_bytes {
-        return Err(IpcError::TooLarge(bytes.len(), max_bytes));
-    }
-    scan(bytes)?;
-    guarded(|| {
-        let reader =
-            arrow_ipc::reader::StreamReader::try_new(bytes, None).map_err(|e| IpcError::Malformed(e.to_string()))?;
+    decode(bytes, max_bytes, |_, reader| {
         if reader.schema().fields() != schema.fields() {
             return Err(IpcError::SchemaMismatch);
         }
@@ -131,17 +120,29 @@ pub fn read_batches(bytes: &[u8], schema: &Schema, max_bytes: usize) -> Result<V
 
 /// Reads a whole stream, schema and batches (what a `sandbox-runner` process sends back).
 pub fn read_stream(bytes: &[u8], max_bytes: usize) -> Result<(SchemaRef, Vec<RecordBatch>), IpcError> {
-    if bytes.len() > max_bytes {
-        return Err(IpcError::TooLarge(bytes.len(), max_bytes));
-    }
-    scan(bytes)?;
-    guarded(|| {
-        let reader =
-            arrow_ipc::reader::StreamReader::try_new(bytes, None).map_err(|e| IpcError::Malformed(e.to_string()))?;
+    decode(bytes, max_bytes, |_, reader| {
         let schema = reader.schema();
         let batches =
             reader.map(|batch| batch.map_err(|e| IpcError::Malformed(e.to_string()))).collect::<Result<_, _>>()?;
         Ok((schema, batches))
+    })
+}
+
+/// What every read does: the size limit, [`scan`]'s walk of the framing, then `read` with the
+/// number of record batches and Arrow's reader over the bytes, [`guarded`].
+fn decode<T>(
+    bytes: &[u8],
+    max_bytes: usize,
+    read: impl FnOnce(usize, arrow_ipc::reader::StreamReader<&[u8]>) -> Result<T, IpcError>,
+) -> Result<T, IpcError> {
+    if bytes.len() > max_bytes {
+        return Err(IpcError::TooLarge(bytes.len(), max_bytes));
+    }
+    let batches = scan(bytes)?;
+    guarded(|| {
+        let reader =
+            arrow_ipc::reader::StreamReader::try_new(bytes, None).map_err(|e| IpcError::Malformed(e.to_string()))?;
+        read(batches, reader)
     })
 }
 

@@ -48,12 +48,18 @@ pub fn write_key_file(path: &Path, key: &SignerKey) -> Result<(), LogError> {
             format!("{} 已存在", public.display()),
         ));
     }
-    let mut file = fs::File::options().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
-    file.write_all(format!("{}\n", key.encode()).as_bytes()).map_err(io(path))?;
-    file.sync_all().map_err(io(path))?;
+    write_secret(path, &format!("{}\n", key.encode()))?;
     let mut file = fs::File::options().write(true).create_new(true).mode(0o644).open(&public).map_err(io(&public))?;
     file.write_all(format!("{}\n", key.verifier()).as_bytes()).map_err(io(&public))?;
     file.sync_all().map_err(io(&public))
+}
+
+/// Writes `text` to a new file at `path`, mode 0600, synced; an existing file is never
+/// overwritten. For keys, tokens and secrets.
+pub fn write_secret(path: &Path, text: &str) -> Result<(), LogError> {
+    let mut file = fs::File::options().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
+    file.write_all(text.as_bytes()).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
 }
 
 /// Reads a key file; refuses one that anyone but its owner can read or write.

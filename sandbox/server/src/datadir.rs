@@ -16,8 +16,6 @@
 //! identities/<name>/   token and signing key of a principal created here (the first admin)
 //! ```
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -143,21 +141,9 @@ impl DataDir {
             std::fs::write(self.trust(), text).with_context(|| format!("writing {}", self.trust().display()))?;
         }
         if !self.secret().exists() {
-            write_secret(&self.secret(), &hex::encode(rand::random::<[u8; 32]>()))?;
+            keys::write_secret(&self.secret(), &hex::encode(rand::random::<[u8; 32]>()))?;
         }
         let new_log = !self.log().join("checkpoint").exists();
         Ok(Setup { log_key, release_key, new_log })
     }
-}
-
-fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut file = std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
 }

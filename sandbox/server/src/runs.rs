@@ -14,7 +14,7 @@ use sandbox_audit::AuditRequest;
 use sandbox_audit::review::Approval;
 use sandbox_catalog::Variant;
 use sandbox_contract::Manifest;
-use sandbox_contract::run::{Failed, RunMode, RunRecord};
+use sandbox_contract::run::{Failed, RunMode};
 use sandbox_contract::wire::{CompileRequest, RunnerRequest};
 use sandbox_verify::entry::kind;
 use sandbox_verify::time::Timestamp;
@@ -97,44 +97,35 @@ async fn run_process(
         require_isolation: core.config.require_isolation,
     };
     match core.executor.run(&request, cancel).await {
-        Ended::Done(answer)
-            if answers(core, module, mode, parameters, &answer.record) && declared(core, module, &answer.tables) =>
-        {
-            Ended::Done(answer)
-        }
+        Ended::Done(answer) if answers(core, module, mode, parameters, &answer) => Ended::Done(answer),
         Ended::Done(_) => {
-            tracing::warn!("the runner's record is of another module, manifest, mode or parameters");
+            tracing::warn!("the runner's answer is not of the run asked for (record or tables)");
             Ended::Failed("runner-protocol".into())
         }
         other => other,
     }
 }
 
-/// Whether a runner's record is of the run asked for, the module and manifest the server holds.
-fn answers(core: &Core, module: &str, mode: RunMode, parameters: &[(String, String)], record: &RunRecord) -> bool {
-    let manifest: Option<String> = core
+/// Whether a runner's answer is of the run asked for, by the module and manifest the server
+/// holds: its record (module, manifest, mode, bound parameters), and every table one the
+/// manifest declares, once, with its columns in order — the audit reads columns by position
+/// (red team round 7: a table of another module's shape made it panic).
+fn answers(core: &Core, module: &str, mode: RunMode, parameters: &[(String, String)], answer: &Answer) -> bool {
+    let manifest_sha256: Option<String> = core
         .read(|db| db.query_row("SELECT manifest_sha256 FROM modules WHERE sha256 = ?1", [module], |r| r.get(0)))
         .ok();
-    let bound = read_manifest(core, module)
-        .ok()
-        .and_then(|m| m.bind(parameters).ok())
-        .map(|bound| bound.into_iter().map(|(name, value)| (name, value.to_string())).collect::<Vec<_>>());
-    match (manifest, bound) {
-        (Some(manifest), Some(bound)) => record.is_of(module, &manifest, mode, &bound),
-        _ => false,
-    }
-}
-
-/// Whether every table of an answer is one the manifest declares, once, with its columns in
-/// order: the audit reads columns by position (round 7: a table of another module's shape made
-/// it panic).
-fn declared(core: &Core, module: &str, tables: &[sandbox_contract::OutputTable]) -> bool {
-    let Ok(manifest) = read_manifest(core, module) else { return false };
-    tables.iter().enumerate().all(|(i, table)| {
-        let names: Vec<&str> = table.schema.fields().iter().map(|f| f.name().as_str()).collect();
-        !tables[..i].iter().any(|t| t.name == table.name)
-            && manifest.output(&table.name).is_some_and(|spec| spec.column_names() == names)
-    })
+    let (Some(manifest_sha256), Ok(manifest)) = (manifest_sha256, read_manifest(core, module)) else {
+        return false;
+    };
+    let Ok(bound) = manifest.bind(parameters) else { return false };
+    let bound: Vec<(String, String)> = bound.into_iter().map(|(name, value)| (name, value.to_string())).collect();
+    let tables = &answer.tables;
+    answer.record.is_of(module, &manifest_sha256, mode, &bound)
+        && tables.iter().enumerate().all(|(i, table)| {
+            let names: Vec<&str> = table.schema.fields().iter().map(|f| f.name().as_str()).collect();
+            !tables[..i].iter().any(|t| t.name == table.name)
+                && manifest.output(&table.name).is_some_and(|spec| spec.column_names() == names)
+        })
 }
 
 /// Compiles an approved module into the cache through the executor (`sandbox-runner
