@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sandbox_proto::v1 as pb;
 use sandbox_server::Config;
+use sandbox_server::state::Projection;
 use sandbox_verify::time::Timestamp;
 
 use sandbox_client::Session;

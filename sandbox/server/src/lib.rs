@@ -12,9 +12,12 @@
 mod api;
 pub mod auth;
 pub mod datadir;
+pub mod error;
 pub mod executor;
 mod metrics;
+pub mod model;
 mod runs;
+mod service;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -23,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use rusqlite::OptionalExtension;
 use sandbox_audit::AuditPolicy;
 use sandbox_audit::budget::Ledger;
 use sandbox_catalog::{Catalog, Variant};
@@ -33,7 +35,9 @@ use sandbox_verify::entry::{self, Entry, kind};
 use sandbox_verify::note::SignerKey;
 use sandbox_verify::time::Timestamp;
 use tokio::sync::oneshot;
-use tonic::Status;
+
+use crate::error::ServiceError;
+use crate::state::Projection;
 
 pub use datadir::DataDir;
 
@@ -122,7 +126,8 @@ pub(crate) struct Core {
     /// The name the server acts under in entries it makes of its own accord.
     pub(crate) name: String,
     pub(crate) release_key: SignerKey,
-    pub(crate) state: Mutex<State>,
+    /// The projection of the log (SQLite today: the store is behind [`Projection`]).
+    pub(crate) state: Mutex<Box<dyn Projection>>,
     /// Held from a call's validation through its append and projection.
     pub(crate) write: tokio::sync::Mutex<()>,
     pub(crate) catalog: Catalog,
@@ -162,7 +167,7 @@ pub(crate) type WriteGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
 
 impl Core {
     /// Appends an entry and applies it to the projection. Answers once both are durable.
-    pub(crate) async fn commit(&self, _guard: &WriteGuard<'_>, bytes: Vec<u8>) -> Result<u64, Status> {
+    pub(crate) async fn commit(&self, _guard: &WriteGuard<'_>, bytes: Vec<u8>) -> Result<u64, ServiceError> {
         // Checked again here, under the write lock, entry by entry: a principal disabled after
         // its call was authenticated but before its entry acts no more (red team round 7: two
         // administrators disabling each other at once locked every administrator out, and a
@@ -172,17 +177,11 @@ impl Core {
         let actor = entry::open(&bytes).map(|(e, _)| e.actor().to_owned()).map_err(|e| internal("entry", e))?;
         if actor != self.name {
             let token = CALLER.try_with(|c| (c.name == actor).then(|| c.token_sha256.clone())).ok().flatten();
-            let standing: bool = self.read(|db| {
-                db.query_row(
-                    "SELECT disabled IS NULL AND (?2 IS NULL OR token_sha256 IS ?2) FROM principals WHERE name = ?1",
-                    rusqlite::params![actor, token],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map(|standing| standing.unwrap_or(true))
-            })?;
+            let standing = self.view()?.principal(&actor)?.is_none_or(|p| {
+                p.disabled.is_none() && token.as_ref().is_none_or(|t| p.token_sha256.as_ref() == Some(t))
+            });
             if !standing {
-                return Err(Status::unauthenticated("unknown or disabled API token / 令牌无效或主体已停用"));
+                return Err(ServiceError::bad_token());
             }
         }
         let appended = self.log.append(bytes.clone()).await.map_err(|e| internal("log append", e))?;
@@ -190,8 +189,8 @@ impl Core {
         Ok(appended.index)
     }
 
-    pub(crate) fn apply(&self, index: u64, bytes: &[u8]) -> Result<(), Status> {
-        let mut state = self.state.lock().map_err(|_| Status::internal("state lock poisoned"))?;
+    pub(crate) fn apply(&self, index: u64, bytes: &[u8]) -> Result<(), ServiceError> {
+        let mut state = self.state.lock().map_err(|_| internal("state", "lock poisoned"))?;
         state.apply(index, bytes).map_err(|e| internal("state", e))?;
         self.metrics.log_size.set(index as i64 + 1);
         self.applied.send_replace(index);
@@ -205,46 +204,42 @@ impl Core {
         kind: &str,
         actor: &str,
         fields: &[(&str, &str)],
-    ) -> Result<u64, Status> {
+    ) -> Result<u64, ServiceError> {
         let bytes = self.entry(kind, actor, fields)?;
         self.commit(guard, bytes).await
     }
 
     /// [`Core::commit_entry`] of an entry the server makes in its own name, taking the lock.
-    pub(crate) async fn record(&self, kind: &str, fields: &[(&str, &str)]) -> Result<u64, Status> {
+    pub(crate) async fn record(&self, kind: &str, fields: &[(&str, &str)]) -> Result<u64, ServiceError> {
         let guard = self.write.lock().await;
         self.commit_entry(&guard, kind, &self.name, fields).await
     }
 
     /// An entry only the log vouches for, made by the server now.
-    pub(crate) fn entry(&self, kind: &str, actor: &str, fields: &[(&str, &str)]) -> Result<Vec<u8>, Status> {
+    pub(crate) fn entry(&self, kind: &str, actor: &str, fields: &[(&str, &str)]) -> Result<Vec<u8>, ServiceError> {
         let mut builder = Entry::builder(kind, Timestamp::now(), actor);
         for (key, value) in fields {
             builder = builder.field(key, value);
         }
-        builder.build().and_then(|e| e.unsigned()).map_err(|e| Status::invalid_argument(format!("{e} / {}", e.zh())))
+        builder.build().and_then(|e| e.unsigned()).map_err(|e| ServiceError::invalid(&e, e.zh()))
     }
 
-    /// The rows of one query on the projection.
-    pub(crate) fn rows<T>(
-        &self,
-        sql: &str,
-        params: impl rusqlite::Params,
-        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>, Status> {
-        self.read(|db| db.prepare(sql)?.query_map(params, row)?.collect())
+    /// The projection, to query. Held only for the queries of one statement: never across an
+    /// `.await`.
+    pub(crate) fn view(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn Projection>>, ServiceError> {
+        self.state.lock().map_err(|_| internal("state", "lock poisoned"))
     }
 
-    /// Runs `f` on the projection.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T, Status> {
-        let state = self.state.lock().map_err(|_| Status::internal("state lock poisoned"))?;
-        f(state.db()).map_err(|e| internal("state query", e))
+    /// The id of what the next entry creates: `<prefix>-<its log index>`, six digits at least.
+    /// Taken under the write lock, as entries are appended, so the index is the entry's own: an
+    /// id finds its entry, and no store's row count decides it.
+    pub(crate) fn next_id(&self, prefix: &str) -> String {
+        format!("{prefix}-{:06}", self.log.size())
     }
 }
 
-pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Status {
-    tracing::error!(%e, "{what} failed");
-    Status::internal(format!("{what} failed / 服务器内部错误"))
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::internal(what, e)
 }
 
 /// A running server.
@@ -311,7 +306,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         executor: Box::new(executor::ProcessExecutor { runner: config.runner.clone(), timeout: config.run_timeout }),
         secret: DomainSecret::load(&dir.secret()).context("the domain secret")?,
         release_key: setup.release_key,
-        state: Mutex::new(state),
+        state: Mutex::new(Box::new(state)),
         write: tokio::sync::Mutex::new(()),
         dir,
         config: config.clone(),
@@ -389,9 +384,7 @@ async fn register_dataset(
     let version = tokio::task::block_in_place(|| dataset.version(Variant::Real))
         .with_context(|| format!("hashing {}", dataset.id))?;
     core.versioned.lock().unwrap_or_else(|e| e.into_inner()).insert(dataset.id.clone(), files);
-    let known: Option<String> = core.read(|db| {
-        db.query_row("SELECT version FROM datasets WHERE id = ?1", [&dataset.id], |r| r.get(0)).optional()
-    })?;
+    let known = core.view()?.dataset_version(&dataset.id)?;
     if known.as_deref() == Some(version.as_str()) {
         return Ok(false);
     }
@@ -402,7 +395,7 @@ async fn register_dataset(
 
 /// Registers a new version of each of `datasets` whose files changed since their version was
 /// hashed (a file replaced under a running server); whether any version is new.
-pub(crate) async fn reversion(core: &Core, guard: &WriteGuard<'_>, datasets: &[String]) -> Result<bool, Status> {
+pub(crate) async fn reversion(core: &Core, guard: &WriteGuard<'_>, datasets: &[String]) -> Result<bool, ServiceError> {
     let mut new = false;
     for id in datasets {
         let Ok(dataset) = core.catalog.dataset(id) else { continue };

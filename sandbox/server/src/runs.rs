@@ -20,10 +20,10 @@ use sandbox_verify::entry::kind;
 use sandbox_verify::time::Timestamp;
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
-use tonic::Status;
 
+use crate::error::ServiceError;
 use crate::executor::{Answer, Ended, cancelled};
-use crate::state::RunStatus;
+use crate::model::{RunStatus, Stop};
 use crate::{Core, DataDir, WriteGuard, internal};
 
 /// The queue: a permit per concurrent run, and a way to cancel each run under way.
@@ -111,9 +111,7 @@ async fn run_process(
 /// manifest declares, once, with its columns in order — the audit reads columns by position
 /// (red team round 7: a table of another module's shape made it panic).
 fn answers(core: &Core, module: &str, mode: RunMode, parameters: &[(String, String)], answer: &Answer) -> bool {
-    let manifest_sha256: Option<String> = core
-        .read(|db| db.query_row("SELECT manifest_sha256 FROM modules WHERE sha256 = ?1", [module], |r| r.get(0)))
-        .ok();
+    let manifest_sha256 = core.view().ok().and_then(|v| v.module(module).ok().flatten()).map(|m| m.manifest_sha256);
     let (Some(manifest_sha256), Ok(manifest)) = (manifest_sha256, read_manifest(core, module)) else {
         return false;
     };
@@ -197,7 +195,7 @@ pub(crate) fn enqueue(core: Arc<Core>, spec: Spec) {
 
 /// Logs the end of a run that ends before its audit; returns `status`. A failure is told as
 /// one of four codes ([`Failed`]), never the runner's own.
-async fn finish(core: &Core, run: &str, status: RunStatus, error: Option<Failed>) -> Result<RunStatus, Status> {
+async fn finish(core: &Core, run: &str, status: RunStatus, error: Option<Failed>) -> Result<RunStatus, ServiceError> {
     let guard = core.write.lock().await;
     finish_locked(core, &guard, run, status, error).await?;
     Ok(status)
@@ -209,7 +207,7 @@ async fn finish_locked(
     run: &str,
     status: RunStatus,
     error: Option<Failed>,
-) -> Result<u64, Status> {
+) -> Result<u64, ServiceError> {
     let mut fields = vec![("run", run), ("status", status.as_str())];
     if let Some(code) = error {
         fields.push(("error", code.as_str()));
@@ -219,27 +217,28 @@ async fn finish_locked(
 
 /// What stops a run that was queued, is running or waits for its reviewers, if anything: its
 /// licence suspended, revoked or outside its period, its module no longer approved, its
-/// agreement ended or expired, or its operator or recipient disabled. Checked when it starts and again, under the write lock, before
-/// anything of it is released: a suspension stops what was already queued.
-pub(crate) fn stopped(core: &Core, run: &str) -> Result<Option<&'static str>, Status> {
-    let now = Timestamp::now().to_string();
-    core.read(|db| {
-        db.query_row(
-            "SELECT l.status = 'active' AND l.valid_from <= ?2 AND ?2 < l.valid_until,
-                    m.status = 'approved',
-                    a.ended = 0 AND ?2 < a.valid_until,
-                    NOT EXISTS (SELECT 1 FROM principals p
-                                WHERE p.name IN (r.operator, a.application_unit) AND p.disabled IS NOT NULL)
-             FROM runs r JOIN licences l ON l.id = r.licence JOIN modules m ON m.sha256 = r.module
-                  JOIN agreements a ON a.id = r.agreement
-             WHERE r.id = ?1",
-            rusqlite::params![run, now],
-            |r| {
-                let standing: [bool; 4] = [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?];
-                let what = ["licence", "module", "agreement", "principal"];
-                Ok(what.into_iter().zip(standing).find(|(_, ok)| !ok).map(|(what, _)| what))
-            },
-        )
+/// agreement ended or expired, or its operator or recipient disabled. Checked when it starts
+/// and again, under the write lock, before anything of it is released: a suspension stops what
+/// was already queued.
+pub(crate) fn stopped(core: &Core, run: &str) -> Result<Option<Stop>, ServiceError> {
+    let view = core.view()?;
+    let now = Timestamp::now();
+    let missing = |what: &str| internal("run standing", format!("run {run}'s {what} is not in the projection"));
+    let run = view.run(run)?.ok_or_else(|| missing("row"))?;
+    let licence = view.licence(&run.licence)?.ok_or_else(|| missing("licence"))?;
+    let module = view.module(&run.module)?.ok_or_else(|| missing("module"))?;
+    let agreement = view.agreement(&run.agreement)?.ok_or_else(|| missing("agreement"))?;
+    let disabled = |name: &str| view.principal(name).map(|p| p.is_some_and(|p| p.disabled.is_some()));
+    Ok(if !licence.in_force(now) {
+        Some(Stop::Licence)
+    } else if module.status != crate::model::ModuleStatus::Approved {
+        Some(Stop::Module)
+    } else if !agreement.in_force(now) {
+        Some(Stop::Agreement)
+    } else if disabled(&run.operator)? || disabled(&agreement.application_unit)? {
+        Some(Stop::Principal)
+    } else {
+        None
     })
 }
 
@@ -250,13 +249,13 @@ pub(crate) async fn end_stopped(
     core: &Core,
     guard: &WriteGuard<'_>,
     run: &str,
-    what: &'static str,
-) -> Result<RunStatus, Status> {
+    what: Stop,
+) -> Result<RunStatus, ServiceError> {
     core.commit_entry(
         guard,
         kind::RUN_FINISHED,
         &core.name,
-        &[("run", run), ("status", RunStatus::Withheld.as_str()), ("stopped", what)],
+        &[("run", run), ("status", RunStatus::Withheld.as_str()), ("stopped", what.as_str())],
     )
     .await?;
     Ok(RunStatus::Withheld)
@@ -265,27 +264,30 @@ pub(crate) async fn end_stopped(
 /// Ends every run waiting for its reviewers whose licence or module was revoked, or whose
 /// agreement ended or expired: nothing of it can leave any more (a suspension only pauses it:
 /// approvals are refused until the licence is resumed). Called after each such entry.
-pub(crate) async fn end_held(core: &Core, guard: &WriteGuard<'_>) -> Result<(), Status> {
-    let now = Timestamp::now().to_string();
-    let ended: Vec<(String, String)> = core.read(|db| {
-        let mut statement = db.prepare(
-            "SELECT r.id, CASE WHEN l.status = 'revoked' OR ?1 >= l.valid_until THEN 'licence'
-                               WHEN m.status <> 'approved' THEN 'module' ELSE 'agreement' END
-             FROM runs r JOIN licences l ON l.id = r.licence JOIN modules m ON m.sha256 = r.module
-                  JOIN agreements a ON a.id = r.agreement
-             WHERE r.status = 'review'
-               AND (l.status = 'revoked' OR ?1 >= l.valid_until OR m.status <> 'approved'
-                    OR a.ended <> 0 OR ?1 >= a.valid_until)
-             ORDER BY r.id",
-        )?;
-        statement.query_map([&now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
-    })?;
+pub(crate) async fn end_held(core: &Core, guard: &WriteGuard<'_>) -> Result<(), ServiceError> {
+    let now = Timestamp::now();
+    let mut ended = Vec::new();
+    {
+        let view = core.view()?;
+        for run in view.runs_in(&[RunStatus::Review])? {
+            let licence = view.licence(&run.licence)?;
+            let module = view.module(&run.module)?;
+            let agreement = view.agreement(&run.agreement)?;
+            let licence_gone = licence
+                .is_none_or(|l| l.status == crate::model::LicenceStatus::Revoked || now.to_string() >= l.valid_until);
+            let what = if licence_gone {
+                Stop::Licence
+            } else if module.is_none_or(|m| m.status != crate::model::ModuleStatus::Approved) {
+                Stop::Module
+            } else if agreement.is_none_or(|a| !a.in_force(now)) {
+                Stop::Agreement
+            } else {
+                continue;
+            };
+            ended.push((run.id, what));
+        }
+    }
     for (run, what) in ended {
-        let what = match what.as_str() {
-            "licence" => "licence",
-            "module" => "module",
-            _ => "agreement",
-        };
         end_stopped(core, guard, &run, what).await?;
         forget_answer(core, &run)?;
     }
@@ -312,9 +314,13 @@ async fn pad(started: tokio::time::Instant, quantum: std::time::Duration) {
 }
 
 /// One production run from the queue to its release; returns its final status.
-async fn production(core: &Arc<Core>, spec: &Spec, mut cancel: watch::Receiver<bool>) -> Result<RunStatus, Status> {
+async fn production(
+    core: &Arc<Core>,
+    spec: &Spec,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<RunStatus, ServiceError> {
     let permit = tokio::select! {
-        permit = core.runs.permits.acquire() => permit.map_err(|_| Status::unavailable("queue closed"))?,
+        permit = core.runs.permits.acquire() => permit.map_err(|_| ServiceError::unavailable("the run queue is closed", "运行队列已关闭"))?,
         () = cancelled(&mut cancel) => {
             core.metrics.queued.dec();
             return finish(core, &spec.id, RunStatus::Cancelled, None).await;
@@ -334,7 +340,7 @@ async fn production_with_permit(
     core: &Arc<Core>,
     spec: &Spec,
     cancel: &mut watch::Receiver<bool>,
-) -> Result<RunStatus, Status> {
+) -> Result<RunStatus, ServiceError> {
     // A run queued before its licence was suspended (or its module revoked, its agreement
     // ended) does not start.
     {
@@ -348,10 +354,9 @@ async fn production_with_permit(
         let datasets: Vec<String> = named.iter().map(|(d, _)| (*d).to_owned()).collect();
         crate::reversion(core, &guard, &datasets).await?;
         for (dataset, version) in named {
-            let now: String =
-                core.read(|db| db.query_row("SELECT version FROM datasets WHERE id = ?1", [dataset], |r| r.get(0)))?;
-            if now != version {
-                return end_stopped(core, &guard, &spec.id, "dataset").await;
+            let now = core.view()?.dataset_version(dataset)?;
+            if now.as_deref() != Some(version) {
+                return end_stopped(core, &guard, &spec.id, Stop::Dataset).await;
             }
         }
     }
@@ -485,13 +490,13 @@ async fn production_with_permit(
 }
 
 /// How many released cells the differencing history holds.
-fn history_size(core: &Core) -> Result<usize, Status> {
+fn history_size(core: &Core) -> Result<usize, ServiceError> {
     let (_, history) = sandbox_audit::history::open(&core.dir.history()).map_err(|e| internal("release history", e))?;
     Ok(history.len())
 }
 
 /// A run whose declared values disagree with the host's: logged as a breach of the contract.
-async fn breach(core: &Core, guard: &WriteGuard<'_>, spec: &Spec, report_id: &str) -> Result<RunStatus, Status> {
+async fn breach(core: &Core, guard: &WriteGuard<'_>, spec: &Spec, report_id: &str) -> Result<RunStatus, ServiceError> {
     let fields = [("run", spec.id.as_str()), ("outcome", "breach"), ("report", report_id), ("released", "0")];
     core.commit_entry(guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
     suspend_if_breached(core, guard, &spec.licence).await?;
@@ -502,17 +507,13 @@ async fn breach(core: &Core, guard: &WriteGuard<'_>, spec: &Spec, report_id: &st
 /// failed on their contract — declared values the host disagrees with, or output the contract
 /// does not declare — reach the policy's `max_breaches`. Failing on the contract is the one
 /// outcome a module can choose that the operator pays for: it bounds that channel.
-async fn suspend_if_breached(core: &Core, guard: &WriteGuard<'_>, licence: &str) -> Result<(), Status> {
-    let (breaches, status): (u32, String) = core.read(|db| {
-        db.query_row(
-            "SELECT (SELECT count(*) FROM runs WHERE licence = ?1 AND error_code = 'contract'), status
-             FROM licences WHERE id = ?1",
-            [licence],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-    })?;
+async fn suspend_if_breached(core: &Core, guard: &WriteGuard<'_>, licence: &str) -> Result<(), ServiceError> {
+    let (breaches, status) = {
+        let view = core.view()?;
+        (view.contract_failures(licence)?, view.licence(licence)?.map(|l| l.status))
+    };
     let limit = core.policy.runs().max_breaches;
-    if breaches >= limit && status == "active" {
+    if breaches >= limit && status == Some(crate::model::LicenceStatus::Active) {
         let reason = format!(
             "自动暂停：模块声明值与主机计算值不一致 {breaches} 次（上限 {limit}），待数据主管部门审查 / suspended automatically: \
              {breaches} breaches of the output contract (limit {limit}), pending the bureau's review"
@@ -555,7 +556,7 @@ async fn release(
     report: &sandbox_audit::ReleasedReport,
     tables: &[sandbox_audit::ReleasedTable],
     reviewed: Option<&str>,
-) -> Result<String, Status> {
+) -> Result<String, ServiceError> {
     let mut results: Vec<(String, Vec<u8>)> = Vec::new();
     for table in tables {
         results.push((format!("{}.csv", table.name), csv(&table.batch)?));
@@ -563,7 +564,7 @@ async fn release(
     // The released report, never the internal one: the bundle goes to the application unit.
     let report_sha = report.sha256();
     results.push(("audit-report.json".to_owned(), report.to_json()));
-    let release = next_id(core, "releases", "rel")?;
+    let release = core.next_id("rel");
     let results: Vec<(&str, &[u8])> = results.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
     let policy_sha = core.policy.sha256();
     // The history later audits compare with, as this release leaves it (appended just before).
@@ -606,32 +607,14 @@ async fn release(
 /// decided. The run's output is audited again first, against the differencing history as it
 /// is now: if the report is not the one the reviewers approved (a release since then that a
 /// held cell differs from by a few units), nothing leaves and the run ends `stale`.
-pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Status> {
-    struct Row {
-        module: String,
-        operator: String,
-        agreement: String,
-        recipient: String,
-        datasets: String,
-        report: String,
-    }
-    let row = core.read(|db| {
-        db.query_row(
-            "SELECT r.module, r.operator, r.agreement, a.application_unit, r.datasets, r.report_id
-             FROM runs r JOIN agreements a ON a.id = r.agreement WHERE r.id = ?1",
-            [run],
-            |r| {
-                Ok(Row {
-                    module: r.get(0)?,
-                    operator: r.get(1)?,
-                    agreement: r.get(2)?,
-                    recipient: r.get(3)?,
-                    datasets: r.get(4)?,
-                    report: r.get(5)?,
-                })
-            },
-        )
-    })?;
+pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), ServiceError> {
+    let (row, recipient) = {
+        let view = core.view()?;
+        let missing = |what: &str| internal("output review", format!("run {run}'s {what} is not in the projection"));
+        let row = view.run(run)?.ok_or_else(|| missing("row"))?;
+        let agreement = view.agreement(&row.agreement)?.ok_or_else(|| missing("agreement"))?;
+        (row, agreement.application_unit)
+    };
     let manifest = read_manifest(core, &row.module)?;
     let run_dir = core.dir.runs().join(run);
     let raw = std::fs::read(run_dir.join(ANSWER)).map_err(|e| internal("run answer", e))?;
@@ -639,7 +622,7 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
 
     // The lock is held from the audit to the release: no other release may come between.
     let guard = core.write.lock().await;
-    let review = core.read(|db| crate::state::review(db, run))?;
+    let review = core.view()?.review(run)?;
     if !review.undecided.is_empty() || review.approved.is_empty() {
         return Ok(());
     }
@@ -649,18 +632,14 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
     }
     let audit = audit_answer(core, &manifest, &answer).await?.audit.map_err(|e| internal("audit", e))?;
     let report_id = audit.report_id();
-    if report_id != row.report {
+    if Some(&report_id) != row.report_id.as_ref() {
         // What the reviewers read no longer holds; the new report says why.
         keep_reports(&run_dir, &audit)?;
         let fields = [("run", run), ("outcome", "stale"), ("report", report_id.as_str()), ("released", "0")];
         core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
         return Ok(());
     }
-    let approvals: Vec<Approval> = core.rows(
-        "SELECT reviewer, report, tbl FROM output_reviews WHERE run = ?1 AND decision = 'approved' ORDER BY log_index",
-        [run],
-        |r| Ok(Approval { reviewer: r.get(0)?, report_id: r.get(1)?, table: r.get(2)? }),
-    )?;
+    let approvals = core.view()?.output_approvals(run)?;
     let approvals: Vec<Approval> = approvals.into_iter().filter(|a| review.approved.contains(&a.table)).collect();
     // The server checked each decision as it came; a fault here is the server's own.
     let (tables, added) = audit.approve(&row.operator, &approvals).map_err(|e| internal("output review", e))?;
@@ -670,7 +649,7 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
         module: &row.module,
         manifest: &answer.record.manifest_sha256,
         datasets: &row.datasets,
-        recipient: &row.recipient,
+        recipient: &recipient,
         agreement: &row.agreement,
     };
     let reviewed = review.approved.join(",");
@@ -681,10 +660,9 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Statu
 /// At start: reviews completed before a stop whose release was not yet made, and the answers
 /// of runs no reviewer waits for any more.
 pub(crate) async fn resume_reviews(core: &Core) -> anyhow::Result<()> {
-    let waiting: Vec<String> =
-        core.rows("SELECT id FROM runs WHERE status = 'review' ORDER BY id", [], |r| r.get(0))?;
+    let waiting = core.view()?.runs_in(&[RunStatus::Review])?;
     for run in waiting {
-        release_reviewed(core, &run).await?;
+        release_reviewed(core, &run.id).await?;
     }
     for entry in std::fs::read_dir(core.dir.runs())? {
         let entry = entry?;
@@ -699,10 +677,8 @@ pub(crate) async fn resume_reviews(core: &Core) -> anyhow::Result<()> {
 const ANSWER: &str = "answer";
 
 /// Deletes the answer kept for the review of `run` once it waits for nobody.
-pub(crate) fn forget_answer(core: &Core, run: &str) -> Result<(), Status> {
-    let in_review: bool = core.read(|db| {
-        db.query_row("SELECT count(*) > 0 FROM runs WHERE id = ?1 AND status = 'review'", [run], |r| r.get(0))
-    })?;
+pub(crate) fn forget_answer(core: &Core, run: &str) -> Result<(), ServiceError> {
+    let in_review = core.view()?.run(run)?.is_some_and(|r| r.status == RunStatus::Review);
     if in_review {
         return Ok(());
     }
@@ -712,14 +688,14 @@ pub(crate) fn forget_answer(core: &Core, run: &str) -> Result<(), Status> {
     }
 }
 
-fn read_manifest(core: &Core, module: &str) -> Result<Manifest, Status> {
+fn read_manifest(core: &Core, module: &str) -> Result<Manifest, ServiceError> {
     let text = std::fs::read_to_string(manifest_path(core, module)).map_err(|e| internal("manifest", e))?;
     Manifest::parse(&text).map_err(|e| internal("manifest", e))
 }
 
 /// Audits a runner's answer against the differencing history as it is now. The outer error is
 /// the server's; the inner one, the audit's own (it could not compute its evidence).
-async fn audit_answer(core: &Core, manifest: &Manifest, answer: &Answer) -> Result<Audited, Status> {
+async fn audit_answer(core: &Core, manifest: &Manifest, answer: &Answer) -> Result<Audited, ServiceError> {
     let (hasher, earlier) =
         sandbox_audit::history::open(&core.dir.history()).map_err(|e| internal("differencing history", e))?;
     let history = earlier.len();
@@ -746,7 +722,7 @@ struct Audited {
 /// Writes both reports beside the run: the released one (`report.json`, `report.txt`), which
 /// its operator reads, and the internal one (`internal-report.json`, `internal-report.txt`),
 /// which only reviewers and administrators read.
-fn keep_reports(run_dir: &std::path::Path, audit: &sandbox_audit::Audit) -> Result<(), Status> {
+fn keep_reports(run_dir: &std::path::Path, audit: &sandbox_audit::Audit) -> Result<(), ServiceError> {
     let write = |name: &str, bytes: &[u8]| std::fs::write(run_dir.join(name), bytes).map_err(|e| internal("report", e));
     write("report.json", &audit.released_report.to_json())?;
     write("report.txt", audit.released_report.text().as_bytes())?;
@@ -759,7 +735,7 @@ pub(crate) const INTERNAL_JSON: &str = "internal-report.json";
 pub(crate) const INTERNAL_TEXT: &str = "internal-report.txt";
 
 /// A released table as CSV with a header row.
-fn csv(batch: &arrow_array::RecordBatch) -> Result<Vec<u8>, Status> {
+fn csv(batch: &arrow_array::RecordBatch) -> Result<Vec<u8>, ServiceError> {
     let mut out = Vec::new();
     let mut writer = arrow_csv::WriterBuilder::new().with_header(true).build(&mut out);
     writer.write(batch).map_err(|e| internal("csv", e))?;
@@ -767,21 +743,12 @@ fn csv(batch: &arrow_array::RecordBatch) -> Result<Vec<u8>, Status> {
     Ok(out)
 }
 
-/// The next identifier of a table's rows: `<prefix>-000001` and on.
-pub(crate) fn next_id(core: &Core, table: &str, prefix: &str) -> Result<String, Status> {
-    let n: i64 = core.read(|db| db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)))?;
-    Ok(format!("{prefix}-{:06}", n + 1))
-}
-
 /// At start: runs a stop interrupted end as failed (`interrupted`); nothing acknowledged about
 /// them is lost, and no result of theirs leaves.
 pub(crate) async fn fail_interrupted(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
-    let open: Vec<String> =
-        core.rows("SELECT id FROM runs WHERE status IN ('queued', 'running', 'auditing') ORDER BY id", [], |r| {
-            r.get(0)
-        })?;
+    let open = core.view()?.runs_in(&[RunStatus::Queued, RunStatus::Running, RunStatus::Auditing])?;
     for run in open {
-        finish_locked(core, guard, &run, RunStatus::Failed, Some(Failed::Interrupted)).await?;
+        finish_locked(core, guard, &run.id, RunStatus::Failed, Some(Failed::Interrupted)).await?;
     }
     Ok(())
 }
@@ -790,11 +757,11 @@ pub(crate) async fn fail_interrupted(core: &Core, guard: &WriteGuard<'_>) -> any
 /// append (see [`sandbox_log::release::write_bundle`]), and removes the partial folders of
 /// releases that were never appended.
 pub(crate) fn recover_releases(core: &Core) -> anyhow::Result<()> {
-    let releases: Vec<(String, i64)> =
-        core.rows("SELECT id, log_index FROM releases ORDER BY id", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let releases: Vec<(String, u64)> =
+        core.view()?.releases(crate::state::Scope::All)?.into_iter().map(|r| (r.id, r.log_index)).collect();
     for (id, index) in releases {
         let out = core.dir.releases().join(&id);
-        if sandbox_log::release::recover_bundle(&core.log, index as u64, &out)? {
+        if sandbox_log::release::recover_bundle(&core.log, index, &out)? {
             tracing::info!(release = %id, "its bundle folder, interrupted by a stop, is complete / 发布文件夹在中断后已补全");
         }
     }

@@ -280,16 +280,17 @@ fn the_whole_flow_through_the_cli() {
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(o.status.success(), "{out}{err}");
     assert!(err.contains("queued") && err.contains("released"), "progress is shown: {err}");
-    assert!(out.contains("Output audit report") && out.contains("rel-000001"), "{out}");
+    assert!(out.contains("Output audit report") && out.contains(release_id(&s, 1).as_str()), "{out}");
     assert!(!out.contains("[query]"), "no development log leaves a production run: {out}");
 
     // Only the agreement's application unit gets it, and it verifies.
     let trust = dir.join("keys/trust");
     let bundle = dir.join("got");
+    let rel = release_id(&s, 1);
     let args = [
         "release",
         "get",
-        "rel-000001",
+        rel.as_str(),
         "--out",
         bundle.to_str().unwrap(),
         "--verify",
@@ -301,17 +302,20 @@ fn the_whole_flow_through_the_cli() {
     let csv = std::fs::read_to_string(bundle.join("results/population.csv")).unwrap();
     assert!(csv.starts_with("district,age_band,gender,"), "{csv}");
     let other = dir.join("stolen");
-    let o = s.cli("unit2", &["release", "get", "rel-000001", "--out", other.to_str().unwrap()]);
+    let o = s.cli("unit2", &["release", "get", release_id(&s, 1).as_str(), "--out", other.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
     assert!(!other.join("results").exists());
-    let o = s.cli("op", &["release", "get", "rel-000001", "--out", other.to_str().unwrap()]);
+    let o = s.cli("op", &["release", "get", release_id(&s, 1).as_str(), "--out", other.to_str().unwrap()]);
     assert!(!o.status.success(), "the operator does not receive results");
 
-    let out = s.ok("unit", &["feedback", "submit", "rel-000001", "--rating", "4", "--comment", "口径清楚 clear"]);
-    assert!(out.contains("fb-000001"), "{out}");
+    let out = s.ok(
+        "unit",
+        &["feedback", "submit", release_id(&s, 1).as_str(), "--rating", "4", "--comment", "口径清楚 clear"],
+    );
+    assert!(out.contains("fb-"), "{out}");
     assert!(s.ok("op", &["feedback", "list"]).contains("口径清楚"));
-    assert!(s.ok("op", &["runs", "list"]).contains("run-000001"));
-    assert!(!s.ok("op2", &["runs", "list"]).contains("run-000001"), "an operator sees only its own runs");
+    assert!(s.ok("op", &["runs", "list"]).contains(run_id(&s, 1).as_str()));
+    assert!(!s.ok("op2", &["runs", "list"]).contains(run_id(&s, 1).as_str()), "an operator sees only its own runs");
     let json = s.ok("op", &["module", "list", "--json"]);
     let modules: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(modules[0]["approvals"], serde_json::json!(["reviewer-a", "reviewer-b"]));
@@ -320,7 +324,7 @@ fn the_whole_flow_through_the_cli() {
     s.ok("admin", &["licence", "suspend", "lic", "--reason", "整改 rectification"]);
     let o = s.cli("op", &["run", "--module", &sha, "--agreement", "agr"]);
     assert!(!o.status.success() && stderr(&o).contains("suspended"), "{}", stderr(&o));
-    let o = s.cli("unit", &["release", "get", "rel-000001", "--out", other.to_str().unwrap()]);
+    let o = s.cli("unit", &["release", "get", release_id(&s, 1).as_str(), "--out", other.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("suspended"), "{}", stderr(&o));
     let o = s.cli("op", &dev);
     assert!(!o.status.success() && stderr(&o).contains("suspended"), "so do development runs: {}", stderr(&o));
@@ -585,25 +589,28 @@ fn a_crash_mid_run_fails_the_run_and_loses_nothing() {
     s.ok("op", &["run", "--module", &population, "--agreement", "agr", "--param", "reference_date=2024-12-31"]);
     let sha = approved(&s, "hostile-module");
     let args = ["run", "--module", &sha, "--agreement", "agr", "--param", "attack=loop", "--no-wait"];
-    assert!(s.ok("op", &args).contains("run-000002"));
-    wait_for(&s, "run-000002", "running");
+    let out = s.ok("op", &args);
+    let (run, rel) = (run_id(&s, 2), release_id(&s, 1));
+    assert!(out.contains(&run), "{out}");
+    wait_for(&s, &run, "running");
     s.crash();
     // What a stop between a release's append and its folder leaves: the results and the
     // statement in the partial folder, no proof. And a partial folder never appended.
     let releases = dir.join("releases");
-    std::fs::rename(releases.join("rel-000001"), releases.join("rel-000001.partial")).unwrap();
-    std::fs::remove_file(releases.join("rel-000001.partial/statement.tlog-proof")).unwrap();
-    std::fs::create_dir(releases.join("rel-000002.partial")).unwrap();
+    let partial = releases.join(format!("{rel}.partial"));
+    std::fs::rename(releases.join(&rel), &partial).unwrap();
+    std::fs::remove_file(partial.join("statement.tlog-proof")).unwrap();
+    std::fs::create_dir(releases.join("rel-999999.partial")).unwrap();
 
     let s = Served::start(&dir, &[]);
-    let out = s.ok("op", &["runs", "show", "run-000002"]);
+    let out = s.ok("op", &["runs", "show", &run]);
     assert!(out.contains("failed") && out.contains("interrupted"), "{out}");
     assert!(s.ok("op", &["module", "list"]).contains("approved"), "acknowledged approvals survive");
     assert!(s.ok("unit", &["agreement", "list"]).contains("agr"));
     let names: Vec<_> = std::fs::read_dir(&releases).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names, ["rel-000001"], "the release is complete and the stray partial folder gone");
+    assert_eq!(names, [rel.as_str()], "the release is complete and the stray partial folder gone");
     let (bundle, trust) = (dir.join("got"), dir.join("keys/trust"));
-    let get = ["release", "get", "rel-000001", "--out", bundle.to_str().unwrap(), "--verify", "--trust"];
+    let get = ["release", "get", rel.as_str(), "--out", bundle.to_str().unwrap(), "--verify", "--trust"];
     let out = s.ok("unit", &[&get[..], &[trust.to_str().unwrap()]].concat());
     assert!(out.contains("verified"), "{out}");
     s.stop();
@@ -625,11 +632,11 @@ fn runs_time_out_and_are_cancelled() {
     let start = ["run", "--module", &sha, "--agreement", "agr", "--param", "attack=loop", "--no-wait"];
     s.ok("op", &start);
     s.ok("op", &start);
-    wait_for(&s, "run-000002", "running");
-    assert!(s.ok("op", &["runs", "show", "run-000003"]).contains("queued"));
-    assert!(s.ok("op", &["runs", "cancel", "run-000003"]).contains("cancelled"));
-    assert!(s.ok("op", &["runs", "cancel", "run-000002"]).contains("cancelled"));
-    let o = s.cli("op2", &["runs", "cancel", "run-000002"]);
+    wait_for(&s, run_id(&s, 2).as_str(), "running");
+    assert!(s.ok("op", &["runs", "show", run_id(&s, 3).as_str()]).contains("queued"));
+    assert!(s.ok("op", &["runs", "cancel", run_id(&s, 3).as_str()]).contains("cancelled"));
+    assert!(s.ok("op", &["runs", "cancel", run_id(&s, 2).as_str()]).contains("cancelled"));
+    let o = s.cli("op2", &["runs", "cancel", run_id(&s, 2).as_str()]);
     assert!(stderr(&o).contains("PermissionDenied"), "another operator's run: {}", stderr(&o));
     assert!(s.ok("unit", &["release", "list"]).lines().all(|l| !l.contains("run-0")));
     s.stop();
@@ -643,11 +650,11 @@ fn queue_behind_a_loop(s: &Served) -> String {
     let hostile = approved(s, "hostile-module");
     let honest = approved(s, "population");
     s.ok("op", &["run", "--module", &hostile, "--agreement", "agr", "--param", "attack=loop", "--no-wait"]);
-    wait_for(s, "run-000001", "running");
+    wait_for(s, run_id(s, 1).as_str(), "running");
     let queued =
         ["run", "--module", &honest, "--agreement", "agr", "--param", "reference_date=2024-12-31", "--no-wait"];
     s.ok("op", &queued);
-    assert!(s.ok("op", &["runs", "show", "run-000002"]).contains("queued"));
+    assert!(s.ok("op", &["runs", "show", run_id(s, 2).as_str()]).contains("queued"));
     honest
 }
 
@@ -669,13 +676,13 @@ fn a_suspension_stops_runs_already_queued() {
     let s = Served::start(&dir, &["--run-timeout", "3", "--max-runs", "1"]);
     queue_behind_a_loop(&s);
     s.ok("admin", &["licence", "suspend", "lic", "--reason", "整改 rectification"]);
-    wait_for(&s, "run-000002", "withheld");
+    wait_for(&s, run_id(&s, 2).as_str(), "withheld");
     let entries = log_entries(&s);
     let ended = (entries.iter())
-        .find(|e| e.kind() == "run.finished" && e.get("run") == Some("run-000002"))
+        .find(|e| e.kind() == "run.finished" && e.get("run") == Some(run_id(&s, 2).as_str()))
         .expect("the end of the queued run is logged");
     assert_eq!((ended.get("status"), ended.get("stopped")), (Some("withheld"), Some("licence")));
-    assert!(!entries.iter().any(|e| e.kind() == "run.started" && e.get("run") == Some("run-000002")));
+    assert!(!entries.iter().any(|e| e.kind() == "run.started" && e.get("run") == Some(run_id(&s, 2).as_str())));
     assert!(!entries.iter().any(|e| e.kind() == "release"), "nothing is released");
     s.stop();
     rebuild_equals_live(&dir);
@@ -826,11 +833,11 @@ fn disabled_principals_and_old_tokens_are_refused() {
     assert!(!o.status.success() && stderr(&o).contains("disabled"), "{}", stderr(&o));
     assert_eq!(size(), before, "a disabled principal's calls leave no entry");
     // The loop cancelled, the queued run comes to start, and ends.
-    s.ok("admin", &["runs", "cancel", "run-000001"]);
-    wait_for_as(&s, "admin", "run-000002", "withheld");
+    s.ok("admin", &["runs", "cancel", run_id(&s, 1).as_str()]);
+    wait_for_as(&s, "admin", run_id(&s, 2).as_str(), "withheld");
     let entries = log_entries(&s);
     let ended = (entries.iter())
-        .find(|e| e.kind() == "run.finished" && e.get("run") == Some("run-000002"))
+        .find(|e| e.kind() == "run.finished" && e.get("run") == Some(run_id(&s, 2).as_str()))
         .expect("the end of the queued run is logged");
     assert_eq!((ended.get("status"), ended.get("stopped")), (Some("withheld"), Some("principal")));
     let grant = ["licence", "grant", "lic2", "--operator", "op", "--datasets", "persons", "--purpose", "p"];
@@ -855,7 +862,8 @@ fn disabled_principals_and_old_tokens_are_refused() {
     let run = ["run", "--module", &honest, "--agreement", "agr", "--param", "reference_date=2024-12-31"];
     s.ok("op", &run);
     let bundle = dir.join("bundle");
-    let get = ["release", "get", "rel-000001", "--out", bundle.to_str().unwrap()];
+    let rel = release_id(&s, 1);
+    let get = ["release", "get", rel.as_str(), "--out", bundle.to_str().unwrap()];
     s.ok("admin", &["principal", "disable", "op", "--reason", "违规 misuse"]);
     let o = s.cli("unit", &get);
     assert!(!o.status.success() && stderr(&o).contains("op is disabled"), "{}", stderr(&o));
@@ -988,12 +996,13 @@ fn a_suspension_while_a_run_waits_for_its_quantum_withholds_it() {
     populate(&s);
     let sha = approved(&s, "population");
     s.ok("op", &["run", "--module", &sha, "--agreement", "agr", "--param", "reference_date=2024-12-31", "--no-wait"]);
-    wait_for(&s, "run-000001", "running");
+    wait_for(&s, run_id(&s, 1).as_str(), "running");
     s.ok("admin", &["licence", "suspend", "lic", "--reason", "整改 rectification"]);
-    wait_for(&s, "run-000001", "withheld");
+    wait_for(&s, run_id(&s, 1).as_str(), "withheld");
     let entries = log_entries(&s);
-    assert!(entries.iter().any(|e| e.kind() == "run.started" && e.get("run") == Some("run-000001")));
-    let ended = entries.iter().find(|e| e.kind() == "run.finished" && e.get("run") == Some("run-000001")).unwrap();
+    assert!(entries.iter().any(|e| e.kind() == "run.started" && e.get("run") == Some(run_id(&s, 1).as_str())));
+    let ended =
+        entries.iter().find(|e| e.kind() == "run.finished" && e.get("run") == Some(run_id(&s, 1).as_str())).unwrap();
     assert_eq!((ended.get("status"), ended.get("stopped")), (Some("withheld"), Some("licence")));
     assert!(!entries.iter().any(|e| e.kind() == "release" || e.kind() == "audit.outcome"), "nothing of it leaves");
     s.stop();
@@ -1008,9 +1017,10 @@ fn a_run_whose_data_changes_while_it_is_queued_is_withheld() {
     let s = Served::start(&dir, &["--run-timeout", "3", "--max-runs", "1"]);
     queue_behind_a_loop(&s);
     replace_persons(&dir);
-    wait_for(&s, "run-000002", "withheld");
+    wait_for(&s, run_id(&s, 2).as_str(), "withheld");
     let entries = log_entries(&s);
-    let ended = entries.iter().find(|e| e.kind() == "run.finished" && e.get("run") == Some("run-000002")).unwrap();
+    let ended =
+        entries.iter().find(|e| e.kind() == "run.finished" && e.get("run") == Some(run_id(&s, 2).as_str())).unwrap();
     assert_eq!(ended.get("stopped"), Some("dataset"));
     let versions = entries.iter().filter(|e| e.kind() == "dataset.registered" && e.get("dataset") == Some("persons"));
     assert_eq!(versions.count(), 2, "the new version is logged");
@@ -1199,54 +1209,63 @@ fn held_tables_leave_only_after_two_reviewers() {
     }
     assert!(!s.ok("unit", &["release", "list"]).contains("rel-"), "nothing held leaves before review");
     let answer = |run: &str| dir.join("runs").join(run).join("answer").exists();
-    assert!(answer("run-000001") && answer("run-000002"), "the runner's answers wait with the tables");
+    assert!(
+        answer(run_id(&s, 1).as_str()) && answer(run_id(&s, 2).as_str()),
+        "the runner's answers wait with the tables"
+    );
     let refused = |who: &str, args: &[&str], code: &str| {
         let o = s.cli(who, args);
         assert!(!o.status.success() && stderr(&o).contains(code), "{args:?}: {}", stderr(&o));
     };
 
     // One reviewer is not enough; nobody decides twice; operators do not review.
-    let out = s.ok("reviewer-a", &["output", "approve", "run-000002"]);
+    let out = s.ok("reviewer-a", &["output", "approve", run_id(&s, 2).as_str()]);
     assert!(out.contains("in review") && out.contains("population"), "{out}");
-    refused("reviewer-a", &["output", "approve", "run-000002"], "FailedPrecondition");
-    refused("op", &["output", "approve", "run-000002"], "PermissionDenied");
-    refused("reviewer-b", &["output", "approve", "run-000002", "--table", "nope"], "FailedPrecondition");
+    refused("reviewer-a", &["output", "approve", run_id(&s, 2).as_str()], "FailedPrecondition");
+    refused("op", &["output", "approve", run_id(&s, 2).as_str()], "PermissionDenied");
+    refused("reviewer-b", &["output", "approve", run_id(&s, 2).as_str(), "--table", "nope"], "FailedPrecondition");
     // Nothing is let out while the licence is suspended.
     s.ok("admin", &["licence", "suspend", "lic", "--reason", "整改 rectification"]);
-    refused("reviewer-b", &["output", "approve", "run-000002"], "suspended");
+    refused("reviewer-b", &["output", "approve", run_id(&s, 2).as_str()], "suspended");
     s.ok("admin", &["licence", "resume", "lic"]);
     // The second reviewer's approval releases it to the agreement's unit, and it verifies.
-    let out = s.ok("reviewer-b", &["output", "approve", "run-000002"]);
-    assert!(out.contains("released") && out.contains("rel-000001"), "{out}");
+    let out = s.ok("reviewer-b", &["output", "approve", run_id(&s, 2).as_str()]);
+    assert!(out.contains("released") && out.contains(release_id(&s, 1).as_str()), "{out}");
     let (bundle, trust) = (dir.join("got"), dir.join("keys/trust"));
-    let get = ["release", "get", "rel-000001", "--out", bundle.to_str().unwrap(), "--verify", "--trust"];
+    let rel = release_id(&s, 1);
+    let get = ["release", "get", rel.as_str(), "--out", bundle.to_str().unwrap(), "--verify", "--trust"];
     let out = s.ok("unit", &[&get[..], &[trust.to_str().unwrap()]].concat());
     assert!(out.contains("verified"), "{out}");
     assert!(bundle.join("results/population.csv").exists());
 
     // Run 1 was audited before run 2 left; its age bands differ from run 2's by a few people,
     // so its audit now finds differencing and the report the reviewers read no longer holds.
-    s.ok("reviewer-a", &["output", "approve", "run-000001"]);
-    let out = s.ok("reviewer-b", &["output", "approve", "run-000001"]);
+    s.ok("reviewer-a", &["output", "approve", run_id(&s, 1).as_str()]);
+    let out = s.ok("reviewer-b", &["output", "approve", run_id(&s, 1).as_str()]);
     assert!(out.contains("withheld") && out.contains("stale"), "{out}");
-    let report = s.ok("op", &["runs", "show", "run-000001"]);
+    let report = s.ok("op", &["runs", "show", run_id(&s, 1).as_str()]);
     assert!(report.contains("differencing"), "{report}");
     // A rejection keeps the table in; there is nothing left to decide.
-    let out = s.ok("reviewer-a", &["output", "reject", "run-000003", "--reason", "口径不清 unclear"]);
+    let out = s.ok("reviewer-a", &["output", "reject", run_id(&s, 3).as_str(), "--reason", "口径不清 unclear"]);
     assert!(out.contains("withheld"), "{out}");
-    refused("reviewer-b", &["output", "approve", "run-000003"], "no table waiting");
+    refused("reviewer-b", &["output", "approve", run_id(&s, 3).as_str()], "no table waiting");
     assert_eq!(s.ok("unit", &["release", "list"]).matches("rel-").count(), 1);
-    assert!(!answer("run-000001") && !answer("run-000002") && !answer("run-000003"), "and go once decided");
+    assert!(
+        !answer(run_id(&s, 1).as_str()) && !answer(run_id(&s, 2).as_str()) && !answer(run_id(&s, 3).as_str()),
+        "and go once decided"
+    );
 
     // A run waiting for its reviewers when its agreement ends: it ends, withheld, at once.
     let out = s.ok("op", &["run", "--module", &sha, "--agreement", "agr", "--param", "reference_date=2025-12-31"]);
     assert!(out.contains("in review"), "{out}");
-    assert!(answer("run-000004"));
+    assert!(answer(run_id(&s, 4).as_str()));
     s.ok("op", &["agreement", "end", "agr", "--reason", "合同到期 contract over"]);
-    assert!(s.ok("op", &["runs", "show", "run-000004"]).contains("withheld"));
-    assert!(!answer("run-000004"), "its answer goes with it");
+    assert!(s.ok("op", &["runs", "show", run_id(&s, 4).as_str()]).contains("withheld"));
+    assert!(!answer(run_id(&s, 4).as_str()), "its answer goes with it");
     let ended = log_entries(&s).into_iter().find(|e| {
-        e.kind() == "run.finished" && e.get("run") == Some("run-000004") && e.get("status") == Some("withheld")
+        e.kind() == "run.finished"
+            && e.get("run") == Some(run_id(&s, 4).as_str())
+            && e.get("status") == Some("withheld")
     });
     assert_eq!(ended.and_then(|e| e.get("stopped").map(str::to_owned)).as_deref(), Some("agreement"));
 
@@ -1284,7 +1303,7 @@ fn two_runs_at_once_are_judged_one_after_the_other() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    let reports = [ended("run-000001"), ended("run-000002")];
+    let reports = [ended(run_id(&s, 1).as_str()), ended(run_id(&s, 2).as_str())];
     let differenced = reports.iter().filter(|r| r.contains("differencing")).count();
     assert_eq!(differenced, 1, "exactly the later audit finds the earlier release:\n{}\n{}", reports[0], reports[1]);
     // A run shows released once its audit is logged; its release entry follows.
@@ -1539,6 +1558,22 @@ fn refusals_change_nothing_but_the_log() {
 }
 
 /// The kind of every entry in the log so far, read through the Log service.
+/// The id of the `n`th production run queued (from 1), as the log names it.
+fn run_id(s: &Served, n: usize) -> String {
+    nth_named(s, "run.queued", "run", n)
+}
+
+/// The id of the `n`th release (from 1), as the log names it.
+fn release_id(s: &Served, n: usize) -> String {
+    nth_named(s, "release", "release", n)
+}
+
+fn nth_named(s: &Served, kind: &str, field: &str, n: usize) -> String {
+    let entries = log_entries(s);
+    let named = entries.iter().filter(|e| e.kind() == kind).nth(n - 1);
+    named.and_then(|e| e.get(field)).unwrap_or_else(|| panic!("no {kind} number {n} in the log")).to_owned()
+}
+
 fn log_kinds(s: &Served) -> Vec<String> {
     log_entries(s).iter().map(|e| e.kind().to_owned()).collect()
 }
@@ -1619,7 +1654,7 @@ fn a_production_run_tells_nothing_the_module_chose() {
     let o = run(&["attack=module-error"]);
     assert!(started.elapsed() >= Duration::from_millis(1500), "answered before the quantum");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let failed = show("run-000001");
+    let failed = show(run_id(&s, 1).as_str());
     assert_eq!((failed["error_code"].as_str(), failed["status"].as_i64()), (Some("module"), Some(6)), "{failed}");
     let dev = stdout(&s.cli("op", &["run", "--dev", "--module", &sha, "--param", "attack=module-error"]));
     assert!(dev.contains("module:7"), "{dev}");
@@ -1629,7 +1664,7 @@ fn a_production_run_tells_nothing_the_module_chose() {
     let lie = "payload=SELECT district, count(*) + 1 AS residents FROM persons GROUP BY district";
     let o = run(&["attack=sql", lie]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let breached = show("run-000002");
+    let breached = show(run_id(&s, 2).as_str());
     assert_eq!(
         (breached["error_code"].as_str(), breached["audit_outcome"].as_str()),
         (Some("contract"), Some("breach"))
@@ -1641,7 +1676,7 @@ fn a_production_run_tells_nothing_the_module_chose() {
     // Writing a table the contract does not declare fails on the contract too: the second
     // breach reaches max_breaches, and the server suspends the licence at once.
     assert_eq!(run(&["attack=undeclared-table"]).status.code(), Some(1));
-    assert_eq!(show("run-000003")["error_code"].as_str(), Some("contract"));
+    assert_eq!(show(run_id(&s, 3).as_str())["error_code"].as_str(), Some("contract"));
     let licences = s.ok("admin", &["licence", "list"]);
     assert!(licences.contains("suspended"), "{licences}");
     let o = run(&["attack=valid"]);
@@ -1652,12 +1687,13 @@ fn a_production_run_tells_nothing_the_module_chose() {
     // reviewer the internal one (logged), the operator never.
     let o = run(&["attack=valid"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    let internal = s.ok("reviewer-a", &["runs", "report", "run-000004"]);
+    let internal = s.ok("reviewer-a", &["runs", "report", run_id(&s, 4).as_str()]);
     assert!(internal.contains("internal") && internal.contains("units"), "{internal}");
-    let o = s.cli("op", &["runs", "report", "run-000004"]);
+    let o = s.cli("op", &["runs", "report", run_id(&s, 4).as_str()]);
     assert!(stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
     let bundle = dir.join("got");
-    let get = ["release", "get", "rel-000001", "--out", bundle.to_str().unwrap()];
+    let rel = release_id(&s, 1);
+    let get = ["release", "get", rel.as_str(), "--out", bundle.to_str().unwrap()];
     s.ok("unit", &get);
     let released = std::fs::read_to_string(bundle.join("results/audit-report.json")).unwrap();
     assert!(!released.contains("\"cells\"") && !released.contains("privacy units,"), "{released}");
@@ -1665,8 +1701,8 @@ fn a_production_run_tells_nothing_the_module_chose() {
     // A cancel asked for before the run's (padded) end ends it as cancelled, whether or not the
     // module had finished: when it finished is not told.
     s.ok("op", &["run", "--module", &sha, "--agreement", "agr", "--param", "attack=valid", "--no-wait"]);
-    s.ok("op", &["runs", "cancel", "run-000005"]);
-    wait_for(&s, "run-000005", "cancelled");
+    s.ok("op", &["runs", "cancel", run_id(&s, 5).as_str()]);
+    wait_for(&s, run_id(&s, 5).as_str(), "cancelled");
 
     // Runs per day: six started (one refused while suspended does not count), the seventh is
     // refused and logged. An honest run's answer waits for the quantum too.

@@ -1,15 +1,19 @@
-//! The queryable state: an SQLite projection of the log.
+//! The projection in SQLite: every SQL statement of the server is in this file.
 //!
-//! Every row here comes from a log entry through [`State::apply`], the one function both the
-//! live server and `sandbox state rebuild` use, so a rebuilt database is the live one by
-//! construction; [`State::dump`] renders every table in a fixed order so tests can compare them.
 //! `meta.applied` is the number of log entries applied: on start the server applies whatever the
 //! log holds beyond it (an entry acknowledged just before a crash).
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use sandbox_audit::review::Approval;
 use sandbox_verify::entry::{self, Entry, kind};
+
+use super::{Projection, RunStatus, Scope, StoreError, Thing};
+use crate::auth::Role;
+use crate::model::{
+    Agreement, Feedback, Licence, LicenceStatus, Module, ModuleStatus, Principal, Release, Report, Review, Run,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -89,73 +93,15 @@ const TABLES: &[(&str, &str)] = &[
     ("meta", "key"),
 ];
 
-/// A production run's status in the projection (`runs.status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RunStatus {
-    Queued,
-    Running,
-    /// The runner answered; the audit is under way.
-    Auditing,
-    /// Tables wait for reviewers.
-    Review,
-    Released,
-    /// Nothing of it left: the audit withheld it, or its standing stopped it.
-    Withheld,
-    Failed,
-    Cancelled,
-}
-
-impl RunStatus {
-    pub const ALL: [RunStatus; 8] = [
-        RunStatus::Queued,
-        RunStatus::Running,
-        RunStatus::Auditing,
-        RunStatus::Review,
-        RunStatus::Released,
-        RunStatus::Withheld,
-        RunStatus::Failed,
-        RunStatus::Cancelled,
-    ];
-
-    /// As stored in `runs.status` (and, for how a run ends, in `run.finished`'s `status`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Queued => "queued",
-            RunStatus::Running => "running",
-            RunStatus::Auditing => "auditing",
-            RunStatus::Review => "review",
-            RunStatus::Released => "released",
-            RunStatus::Withheld => "withheld",
-            RunStatus::Failed => "failed",
-            RunStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<RunStatus> {
-        RunStatus::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-}
-
 /// A projection database.
 #[derive(Debug)]
 pub struct State {
     db: Connection,
 }
 
-/// Why an entry could not be applied: the log holds something this server cannot project.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ApplyError(pub String);
-
-impl From<rusqlite::Error> for ApplyError {
-    fn from(e: rusqlite::Error) -> ApplyError {
-        ApplyError(format!("state database: {e}"))
-    }
-}
-
 impl State {
     /// Opens the database at `path`, creating it with the schema if it does not exist.
-    pub fn open(path: &Path) -> Result<State, ApplyError> {
+    pub fn open(path: &Path) -> Result<State, StoreError> {
         let new = !path.exists();
         let db = Connection::open(path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -167,7 +113,7 @@ impl State {
     }
 
     /// Whether the database at `path` is of this server's schema (false if it does not exist).
-    pub fn is_current(path: &Path) -> Result<bool, ApplyError> {
+    pub fn is_current(path: &Path) -> Result<bool, StoreError> {
         if !path.exists() {
             return Ok(false);
         }
@@ -176,81 +122,23 @@ impl State {
             db.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()?;
         Ok(version.as_deref() == Some(SCHEMA_VERSION))
     }
-
-    /// How many log entries are applied.
-    pub fn applied(&self) -> Result<u64, ApplyError> {
-        let text: String = self.db.query_row("SELECT value FROM meta WHERE key = 'applied'", [], |r| r.get(0))?;
-        text.parse().map_err(|_| ApplyError(format!("meta.applied is {text:?}")))
-    }
-
-    /// Applies the log entry at `index`, which must be the next one, in one transaction.
-    pub fn apply(&mut self, index: u64, bytes: &[u8]) -> Result<(), ApplyError> {
-        let applied = self.applied()?;
-        if index != applied {
-            return Err(ApplyError(format!("entry {index} applied after {applied} entries")));
-        }
-        let (entry, _) = entry::open(bytes).map_err(|e| ApplyError(format!("entry {index}: {e}")))?;
-        let tx = self.db.transaction()?;
-        project(&tx, index as i64, &entry)?;
-        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'applied'", [(index + 1).to_string()])?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Applies whatever `log` holds beyond what is applied already.
-    pub fn catch_up(&mut self, log: &sandbox_log::Log) -> Result<(), ApplyError> {
-        for entry in log.scan(self.applied()?..log.size(), 4096) {
-            let (index, bytes) = entry.map_err(|e| ApplyError(format!("reading the log: {e}")))?;
-            self.apply(index, &bytes)?;
-        }
-        Ok(())
-    }
-
-    /// Every table's rows in a fixed order, one line per row: equal dumps, equal states.
-    pub fn dump(&self) -> Result<String, ApplyError> {
-        let mut out = String::new();
-        for (table, order) in TABLES {
-            out.push_str(&format!("[{table}]\n"));
-            let mut statement = self.db.prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
-            let columns = statement.column_count();
-            let mut rows = statement.query([])?;
-            while let Some(row) = rows.next()? {
-                let values: Vec<String> = (0..columns)
-                    .map(|i| match row.get_ref(i) {
-                        Ok(rusqlite::types::ValueRef::Null) => "NULL".to_owned(),
-                        Ok(rusqlite::types::ValueRef::Integer(n)) => n.to_string(),
-                        Ok(rusqlite::types::ValueRef::Text(t)) => format!("{:?}", String::from_utf8_lossy(t)),
-                        Ok(other) => format!("{other:?}"),
-                        Err(e) => format!("<{e}>"),
-                    })
-                    .collect();
-                out.push_str(&values.join("\t"));
-                out.push('\n');
-            }
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn db(&self) -> &Connection {
-        &self.db
-    }
 }
 
-fn field<'e>(entry: &'e Entry, name: &str) -> Result<&'e str, ApplyError> {
-    entry.get(name).ok_or_else(|| ApplyError(format!("a {} entry without {name}", entry.kind())))
+fn field<'e>(entry: &'e Entry, name: &str) -> Result<&'e str, StoreError> {
+    entry.get(name).ok_or_else(|| StoreError(format!("a {} entry without {name}", entry.kind())))
 }
 
 /// One entry's effect on the tables.
-fn number(text: &str) -> Result<i64, ApplyError> {
-    text.parse().map_err(|_| ApplyError(format!("{text:?} is not a number")))
+fn number(text: &str) -> Result<i64, StoreError> {
+    text.parse().map_err(|_| StoreError(format!("{text:?} is not a number")))
 }
 
-fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyError> {
+fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreError> {
     let at = entry.time().to_string();
     let actor = entry.actor();
     let f = |name: &str| field(entry, name);
     let changed = |n: usize, what: &str| {
-        if n == 1 { Ok(()) } else { Err(ApplyError(format!("{} entry {index}: no such {what}", entry.kind()))) }
+        if n == 1 { Ok(()) } else { Err(StoreError(format!("{} entry {index}: no such {what}", entry.kind()))) }
     };
     match entry.kind() {
         kind::PRINCIPAL_REGISTERED => {
@@ -428,7 +316,7 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
             // A run that releases something goes on to its release entry; one with tables held
             // waits for its reviewers; any other ends here (released, if an earlier entry of the
             // run released something: an audit again at review that found the report stale).
-            let released: u32 = f("released")?.parse().map_err(|_| ApplyError("released is not a count".into()))?;
+            let released: u32 = f("released")?.parse().map_err(|_| StoreError("released is not a count".into()))?;
             let held = entry.get("held").filter(|h| !h.is_empty());
             let n = tx.execute(
                 "UPDATE runs SET audit_outcome = ?2, report_id = ?3, held = ?4,
@@ -483,7 +371,7 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
             tx.execute("INSERT INTO deliveries VALUES (?1, ?2, ?3, ?4)", params![index, f("release")?, actor, at])?;
         }
         kind::FEEDBACK => {
-            let rating: i64 = f("rating")?.parse().map_err(|_| ApplyError("rating is not a number".into()))?;
+            let rating: i64 = f("rating")?.parse().map_err(|_| StoreError("rating is not a number".into()))?;
             tx.execute(
                 "INSERT INTO feedback VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![f("feedback")?, f("release")?, actor, rating, entry.get("comment").unwrap_or(""), at, index],
@@ -508,18 +396,13 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), ApplyE
     Ok(())
 }
 
-/// Where the output review of a run stands.
-#[derive(Debug, Default)]
-pub(crate) struct Review {
-    /// Tables held for review and not yet released or ended.
-    pub(crate) held: Vec<String>,
-    /// Held tables two different reviewers approved, and nobody rejected.
-    pub(crate) approved: Vec<String>,
-    /// Held tables neither approved twice nor rejected.
-    pub(crate) undecided: Vec<String>,
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError(format!("state database: {e}"))
+    }
 }
 
-pub(crate) fn review(db: &Connection, run: &str) -> rusqlite::Result<Review> {
+fn review(db: &Connection, run: &str) -> rusqlite::Result<Review> {
     let held: Option<String> =
         db.query_row("SELECT held FROM runs WHERE id = ?1", [run], |r| r.get(0)).optional()?.flatten();
     let mut review = Review::default();
@@ -542,20 +425,326 @@ pub(crate) fn review(db: &Connection, run: &str) -> rusqlite::Result<Review> {
     Ok(review)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::RunStatus;
+// ---- rows as domain types ----
 
-    /// Every status the projection writes reads back as itself, and nothing else reads as one.
-    #[test]
-    fn run_statuses_round_trip() {
-        for status in RunStatus::ALL {
-            assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+/// A text column the projection writes from a fixed set, read back; anything else is a fault.
+fn parsed<T>(row: &Row<'_>, column: &str, parse: impl FnOnce(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = row.get(column)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("{column} {text:?}").into())
+    })
+}
+
+fn list(text: Option<String>) -> Vec<String> {
+    text.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+}
+
+fn principal_row(row: &Row<'_>) -> rusqlite::Result<Principal> {
+    Ok(Principal {
+        name: row.get("name")?,
+        role: parsed(row, "role", Role::parse)?,
+        display_name: row.get("display_name")?,
+        key: row.get("key")?,
+        registered_at: row.get("registered_at")?,
+        disabled: row.get("disabled")?,
+        token_sha256: row.get("token_sha256")?,
+    })
+}
+
+fn licence_row(row: &Row<'_>) -> rusqlite::Result<Licence> {
+    Ok(Licence {
+        id: row.get("id")?,
+        operator: row.get("operator")?,
+        datasets: list(row.get("datasets")?),
+        purpose: row.get("purpose")?,
+        valid_from: row.get("valid_from")?,
+        valid_until: row.get("valid_until")?,
+        status: parsed(row, "status", LicenceStatus::parse)?,
+    })
+}
+
+fn agreement_row(row: &Row<'_>) -> rusqlite::Result<Agreement> {
+    Ok(Agreement {
+        id: row.get("id")?,
+        licence: row.get("licence")?,
+        operator: row.get("operator")?,
+        application_unit: row.get("application_unit")?,
+        scenario: row.get("scenario")?,
+        valid_until: row.get("valid_until")?,
+        ended: row.get::<_, i64>("ended")? != 0,
+    })
+}
+
+const MODULE_SELECT: &str = "SELECT m.*, (SELECT group_concat(reviewer, ',') FROM
+    (SELECT reviewer FROM approvals a WHERE a.module = m.sha256 ORDER BY log_index)) AS approved_by FROM modules m";
+
+fn module_row(row: &Row<'_>) -> rusqlite::Result<Module> {
+    Ok(Module {
+        sha256: row.get("sha256")?,
+        manifest_sha256: row.get("manifest_sha256")?,
+        name: row.get("name")?,
+        operator: row.get("operator")?,
+        licence: row.get("licence")?,
+        datasets: list(row.get("datasets")?),
+        approvals: list(row.get("approved_by")?),
+        approvals_needed: row.get("approvals_needed")?,
+        status: parsed(row, "status", ModuleStatus::parse)?,
+        reason: row.get("reason")?,
+        submitted_at: row.get("submitted_at")?,
+    })
+}
+
+fn run_row(row: &Row<'_>) -> rusqlite::Result<Run> {
+    Ok(Run {
+        id: row.get("id")?,
+        module: row.get("module")?,
+        operator: row.get("operator")?,
+        licence: row.get("licence")?,
+        agreement: row.get("agreement")?,
+        datasets: row.get("datasets")?,
+        status: parsed(row, "status", RunStatus::parse)?,
+        error_code: row.get("error_code")?,
+        audit_outcome: row.get("audit_outcome")?,
+        report_id: row.get("report_id")?,
+        release: row.get("release")?,
+        requested_at: row.get("requested_at")?,
+        finished_at: row.get("finished_at")?,
+        held: list(row.get("held")?),
+    })
+}
+
+fn release_row(row: &Row<'_>) -> rusqlite::Result<Release> {
+    Ok(Release {
+        id: row.get("id")?,
+        run: row.get("run")?,
+        module: row.get("module")?,
+        operator: row.get("operator")?,
+        application_unit: row.get("application_unit")?,
+        agreement: row.get("agreement")?,
+        log_index: row.get::<_, i64>("log_index")? as u64,
+        results: list(row.get("results")?),
+        released_at: row.get("released_at")?,
+    })
+}
+
+fn feedback_row(row: &Row<'_>) -> rusqlite::Result<Feedback> {
+    Ok(Feedback {
+        id: row.get("id")?,
+        release: row.get("release")?,
+        application_unit: row.get("application_unit")?,
+        rating: row.get("rating")?,
+        comment: row.get("comment")?,
+        at: row.get("at")?,
+    })
+}
+
+fn report_row(row: &Row<'_>) -> rusqlite::Result<Report> {
+    Ok(Report {
+        year: row.get("year")?,
+        size: row.get::<_, i64>("size")? as u64,
+        sha256: row.get("sha256")?,
+        log_index: row.get::<_, i64>("log_index")? as u64,
+        filed_by: row.get("filed_by")?,
+        filed_at: row.get("filed_at")?,
+    })
+}
+
+impl State {
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.db.query_row(sql, params, row).optional()?)
+    }
+
+    fn all<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        Ok(self.db.prepare(sql)?.query_map(params, row)?.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// `All` as true, `Own` as false and the name: the two parameters of a scoped query.
+    fn scoped(scope: Scope<'_>) -> (bool, &str) {
+        match scope {
+            Scope::All => (true, ""),
+            Scope::Own(name) => (false, name),
         }
-        for written in ["queued", "running", "auditing", "review", "released", "withheld", "failed", "cancelled"] {
-            assert!(RunStatus::parse(written).is_some(), "{written}");
+    }
+}
+
+impl Projection for State {
+    /// How many log entries are applied.
+    fn applied(&self) -> Result<u64, StoreError> {
+        let text: String = self.db.query_row("SELECT value FROM meta WHERE key = 'applied'", [], |r| r.get(0))?;
+        text.parse().map_err(|_| StoreError(format!("meta.applied is {text:?}")))
+    }
+
+    /// Applies the log entry at `index`, which must be the next one, in one transaction.
+    fn apply(&mut self, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let applied = self.applied()?;
+        if index != applied {
+            return Err(StoreError(format!("entry {index} applied after {applied} entries")));
         }
-        assert_eq!(RunStatus::parse("ok"), None);
-        assert_eq!(RunStatus::parse(""), None);
+        let (entry, _) = entry::open(bytes).map_err(|e| StoreError(format!("entry {index}: {e}")))?;
+        let tx = self.db.transaction()?;
+        project(&tx, index as i64, &entry)?;
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'applied'", [(index + 1).to_string()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every table's rows in a fixed order, one line per row: equal dumps, equal states.
+    fn dump(&self) -> Result<String, StoreError> {
+        let mut out = String::new();
+        for (table, order) in TABLES {
+            out.push_str(&format!("[{table}]\n"));
+            let mut statement = self.db.prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
+            let columns = statement.column_count();
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                let values: Vec<String> = (0..columns)
+                    .map(|i| match row.get_ref(i) {
+                        Ok(rusqlite::types::ValueRef::Null) => "NULL".to_owned(),
+                        Ok(rusqlite::types::ValueRef::Integer(n)) => n.to_string(),
+                        Ok(rusqlite::types::ValueRef::Text(t)) => format!("{:?}", String::from_utf8_lossy(t)),
+                        Ok(other) => format!("{other:?}"),
+                        Err(e) => format!("<{e}>"),
+                    })
+                    .collect();
+                out.push_str(&values.join("\t"));
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
+    fn principal(&self, name: &str) -> Result<Option<Principal>, StoreError> {
+        self.one("SELECT * FROM principals WHERE name = ?1 AND role != 'log'", [name], principal_row)
+    }
+
+    fn principal_by_token(&self, token_sha256: &str) -> Result<Option<Principal>, StoreError> {
+        self.one("SELECT * FROM principals WHERE token_sha256 = ?1 AND role != 'log'", [token_sha256], principal_row)
+    }
+
+    fn principals(&self, scope: Scope<'_>) -> Result<Vec<Principal>, StoreError> {
+        let (all, name) = State::scoped(scope);
+        let sql = "SELECT * FROM principals WHERE role != 'log' AND (?1 OR name = ?2) ORDER BY name";
+        self.all(sql, params![all, name], principal_row)
+    }
+
+    fn dataset_version(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.one("SELECT version FROM datasets WHERE id = ?1", [id], |r| r.get(0))
+    }
+
+    fn licence(&self, id: &str) -> Result<Option<Licence>, StoreError> {
+        self.one("SELECT * FROM licences WHERE id = ?1", [id], licence_row)
+    }
+
+    fn licences(&self, scope: Scope<'_>) -> Result<Vec<Licence>, StoreError> {
+        let (all, name) = State::scoped(scope);
+        self.all("SELECT * FROM licences WHERE ?1 OR operator = ?2 ORDER BY id", params![all, name], licence_row)
+    }
+
+    fn contract_failures(&self, licence: &str) -> Result<u32, StoreError> {
+        let sql = "SELECT count(*) FROM runs WHERE licence = ?1 AND error_code = 'contract'";
+        Ok(self.db.query_row(sql, [licence], |r| r.get(0))?)
+    }
+
+    fn agreement(&self, id: &str) -> Result<Option<Agreement>, StoreError> {
+        self.one("SELECT * FROM agreements WHERE id = ?1", [id], agreement_row)
+    }
+
+    fn agreements(&self, scope: Scope<'_>) -> Result<Vec<Agreement>, StoreError> {
+        let (all, name) = State::scoped(scope);
+        let sql = "SELECT * FROM agreements WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id";
+        self.all(sql, params![all, name], agreement_row)
+    }
+
+    fn module(&self, sha256: &str) -> Result<Option<Module>, StoreError> {
+        self.one(&format!("{MODULE_SELECT} WHERE m.sha256 = ?1"), [sha256], module_row)
+    }
+
+    fn modules(&self, scope: Scope<'_>) -> Result<Vec<Module>, StoreError> {
+        let (all, name) = State::scoped(scope);
+        let sql = format!("{MODULE_SELECT} WHERE ?1 OR m.operator = ?2 ORDER BY m.log_index");
+        self.all(&sql, params![all, name], module_row)
+    }
+
+    fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
+        self.one("SELECT * FROM runs WHERE id = ?1", [id], run_row)
+    }
+
+    fn runs(&self, scope: Scope<'_>) -> Result<Vec<Run>, StoreError> {
+        let (all, name) = State::scoped(scope);
+        self.all("SELECT * FROM runs WHERE ?1 OR operator = ?2 ORDER BY id", params![all, name], run_row)
+    }
+
+    fn runs_in(&self, statuses: &[RunStatus]) -> Result<Vec<Run>, StoreError> {
+        let marks = vec!["?"; statuses.len()].join(", ");
+        let sql = format!("SELECT * FROM runs WHERE status IN ({marks}) ORDER BY id");
+        self.all(&sql, rusqlite::params_from_iter(statuses.iter().map(|s| s.as_str())), run_row)
+    }
+
+    fn run_times(&self, licence: &str) -> Result<Vec<String>, StoreError> {
+        self.all("SELECT requested_at FROM runs WHERE licence = ?1", [licence], |r| r.get(0))
+    }
+
+    fn review(&self, run: &str) -> Result<Review, StoreError> {
+        Ok(review(&self.db, run)?)
+    }
+
+    fn output_decided(&self, run: &str, table: &str, reviewer: &str) -> Result<bool, StoreError> {
+        let sql = "SELECT count(*) > 0 FROM output_reviews WHERE run = ?1 AND tbl = ?2 AND reviewer = ?3";
+        Ok(self.db.query_row(sql, [run, table, reviewer], |r| r.get(0))?)
+    }
+
+    fn output_approvals(&self, run: &str) -> Result<Vec<Approval>, StoreError> {
+        let sql = "SELECT reviewer, report, tbl FROM output_reviews WHERE run = ?1 AND decision = 'approved'
+                   ORDER BY log_index";
+        self.all(sql, [run], |r| Ok(Approval { reviewer: r.get(0)?, report_id: r.get(1)?, table: r.get(2)? }))
+    }
+
+    fn release(&self, id: &str) -> Result<Option<Release>, StoreError> {
+        self.one("SELECT * FROM releases WHERE id = ?1", [id], release_row)
+    }
+
+    fn releases(&self, scope: Scope<'_>) -> Result<Vec<Release>, StoreError> {
+        let (all, name) = State::scoped(scope);
+        let sql = "SELECT * FROM releases WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id";
+        self.all(sql, params![all, name], release_row)
+    }
+
+    fn feedback(&self, scope: Scope<'_>) -> Result<Vec<Feedback>, StoreError> {
+        let (all, name) = State::scoped(scope);
+        let sql = "SELECT f.* FROM feedback f JOIN releases r ON r.id = f.release WHERE ?1 OR r.operator = ?2
+                   ORDER BY f.id";
+        self.all(sql, params![all, name], feedback_row)
+    }
+
+    fn report(&self, year: i32) -> Result<Option<Report>, StoreError> {
+        self.one("SELECT * FROM reports WHERE year = ?1 ORDER BY log_index DESC LIMIT 1", [year], report_row)
+    }
+
+    fn is_party(&self, name: &str, thing: Thing, id: &str) -> Result<bool, StoreError> {
+        let sql = match thing {
+            Thing::Run => {
+                "SELECT count(*) > 0 FROM runs r JOIN agreements a ON a.id = r.agreement
+                 WHERE r.id = ?1 AND (r.operator = ?2 OR a.application_unit = ?2)"
+            }
+            Thing::Release => {
+                "SELECT count(*) > 0 FROM releases WHERE id = ?1 AND (operator = ?2 OR application_unit = ?2)"
+            }
+            Thing::Licence => "SELECT count(*) > 0 FROM licences WHERE id = ?1 AND operator = ?2",
+            Thing::Agreement => {
+                "SELECT count(*) > 0 FROM agreements WHERE id = ?1 AND (operator = ?2 OR application_unit = ?2)"
+            }
+            Thing::Module => "SELECT count(*) > 0 FROM modules WHERE sha256 = ?1 AND operator = ?2",
+        };
+        Ok(self.db.query_row(sql, [id, name], |r| r.get(0))?)
     }
 }

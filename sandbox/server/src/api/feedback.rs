@@ -1,0 +1,32 @@
+use sandbox_proto::v1 as pb;
+use sandbox_proto::v1::feedback_server::Feedback;
+use tonic::Request;
+
+use super::{Api, Reply};
+
+#[tonic::async_trait]
+impl Feedback for Api {
+    async fn submit(&self, request: Request<pb::FeedbackRequest>) -> Reply<pb::FeedbackReceipt> {
+        self.call("Feedback.Submit", request, |s, caller, r| async move {
+            let receipt = s.submit_feedback(&caller, &r.release, r.rating, &r.comment).await?;
+            Ok(pb::FeedbackReceipt { id: receipt.id, log_index: receipt.log_index })
+        })
+        .await
+    }
+
+    async fn list(&self, request: Request<pb::Empty>) -> Reply<pb::FeedbackList> {
+        self.call("Feedback.List", request, |s, caller, _| async move {
+            let items = s.feedback(&caller)?.into_iter().map(|f| pb::FeedbackItem {
+                comment_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(f.comment.as_bytes())),
+                id: f.id,
+                release: f.release,
+                application_unit: f.application_unit,
+                rating: f.rating,
+                comment: f.comment,
+                at: f.at,
+            });
+            Ok(pb::FeedbackList { items: items.collect() })
+        })
+        .await
+    }
+}

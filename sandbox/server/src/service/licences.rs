@@ -1,0 +1,194 @@
+//! Operating licences (授权运营协议) and data-service agreements (数据服务协议).
+
+use sandbox_verify::entry::kind;
+
+use super::{Result, Service, check_id, check_text, check_time, now};
+use crate::auth::{Caller, Role};
+use crate::error::ServiceError;
+use crate::model::{Agreement, Licence, LicenceStatus};
+use crate::runs;
+use crate::state::Scope;
+
+/// A licence to grant.
+#[derive(Debug)]
+pub(crate) struct GrantLicence {
+    pub(crate) id: String,
+    pub(crate) operator: String,
+    pub(crate) datasets: Vec<String>,
+    pub(crate) purpose: String,
+    pub(crate) valid_from: String,
+    pub(crate) valid_until: String,
+}
+
+/// An agreement an operator signs with an application unit.
+#[derive(Debug)]
+pub(crate) struct NewAgreement {
+    pub(crate) id: String,
+    pub(crate) licence: String,
+    pub(crate) application_unit: String,
+    pub(crate) scenario: String,
+    pub(crate) valid_until: String,
+}
+
+/// What an administrator does to a licence: the entry, and the states it applies to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LicenceAction {
+    Suspend,
+    Resume,
+    Revoke,
+}
+
+impl LicenceAction {
+    fn entry_kind(self) -> &'static str {
+        match self {
+            LicenceAction::Suspend => kind::LICENCE_SUSPENDED,
+            LicenceAction::Resume => kind::LICENCE_RESUMED,
+            LicenceAction::Revoke => kind::LICENCE_REVOKED,
+        }
+    }
+
+    fn applies_to(self, status: LicenceStatus) -> bool {
+        match self {
+            LicenceAction::Suspend => status == LicenceStatus::Active,
+            LicenceAction::Resume => status == LicenceStatus::Suspended,
+            LicenceAction::Revoke => status != LicenceStatus::Revoked,
+        }
+    }
+}
+
+impl Service {
+    pub(crate) async fn grant_licence(&self, caller: &Caller, g: GrantLicence) -> Result<Licence> {
+        check_id("id", &g.id)?;
+        check_id("operator", &g.operator)?;
+        check_text("purpose", &g.purpose, true)?;
+        let (from, until) = (check_time("valid_from", &g.valid_from)?, check_time("valid_until", &g.valid_until)?);
+        if from >= until {
+            return Err(ServiceError::invalid("valid_from must be before valid_until", "生效时间须早于失效时间"));
+        }
+        if g.datasets.is_empty() {
+            return Err(ServiceError::invalid("a licence names at least one dataset", "授权须至少包含一个数据集"));
+        }
+        let mut datasets = g.datasets.clone();
+        datasets.sort();
+        datasets.dedup();
+        if let Some(d) = datasets.iter().find(|d| self.core.catalog.dataset(d).is_err()) {
+            return Err(ServiceError::not_found("dataset", "数据集", d));
+        }
+        let guard = self.lock().await;
+        self.principal_acting_as(&g.operator, Role::Operator)?;
+        if self.core.view()?.licence(&g.id)?.is_some() {
+            return Err(ServiceError::exists(format!("licence {} exists", g.id), "授权运营协议已存在"));
+        }
+        let datasets = datasets.join(",");
+        let fields = [
+            ("licence", g.id.as_str()),
+            ("operator", &g.operator),
+            ("datasets", &datasets),
+            ("purpose", &g.purpose),
+            ("valid_from", &g.valid_from),
+            ("valid_until", &g.valid_until),
+        ];
+        self.core.commit_entry(&guard, kind::LICENCE_GRANTED, &caller.name, &fields).await?;
+        self.licence(&g.id)
+    }
+
+    /// Suspends, resumes or revokes a licence; runs held for review under a revoked one end.
+    pub(crate) async fn licence_action(
+        &self,
+        caller: &Caller,
+        action: LicenceAction,
+        id: &str,
+        reason: &str,
+    ) -> Result<Licence> {
+        check_id("id", id)?;
+        check_text("reason", reason, !matches!(action, LicenceAction::Resume))?;
+        let guard = self.lock().await;
+        let licence = self.licence(id)?;
+        if !action.applies_to(licence.status) {
+            let status = licence.status.as_str();
+            return Err(ServiceError::precondition(
+                format!("licence {id} is {status}; {action:?} does not apply"),
+                format!("授权运营协议 {id} 当前状态为 {status}，不能执行此操作"),
+            ));
+        }
+        let mut fields = vec![("licence", id)];
+        if !reason.is_empty() {
+            fields.push(("reason", reason));
+        }
+        self.core.commit_entry(&guard, action.entry_kind(), &caller.name, &fields).await?;
+        runs::end_held(&self.core, &guard).await?;
+        self.licence(id)
+    }
+
+    /// Operators see their own licences; the bureau, all.
+    pub(crate) fn licences(&self, caller: &Caller) -> Result<Vec<Licence>> {
+        let scope = if caller.role == Role::Operator { Scope::Own(&caller.name) } else { Scope::All };
+        Ok(self.core.view()?.licences(scope)?)
+    }
+
+    pub(crate) async fn create_agreement(&self, caller: &Caller, a: NewAgreement) -> Result<Agreement> {
+        check_id("id", &a.id)?;
+        check_id("licence", &a.licence)?;
+        check_id("application_unit", &a.application_unit)?;
+        check_text("scenario", &a.scenario, true)?;
+        if check_time("valid_until", &a.valid_until)? <= now() {
+            return Err(ServiceError::invalid("valid_until is in the past", "失效时间已过"));
+        }
+        let guard = self.lock().await;
+        let licence = self.licence(&a.licence)?;
+        if licence.operator != caller.name {
+            return Err(ServiceError::denied(
+                format!("licence {} is not yours", a.licence),
+                "该授权运营协议不属于调用者",
+            ));
+        }
+        if !licence.in_force(now()) {
+            return Err(ServiceError::precondition(
+                format!("licence {} is not in force", a.licence),
+                "授权运营协议未生效或已暂停",
+            ));
+        }
+        self.principal_acting_as(&a.application_unit, Role::ApplicationUnit)?;
+        if self.core.view()?.agreement(&a.id)?.is_some() {
+            return Err(ServiceError::exists(format!("agreement {} exists", a.id), "数据服务协议已存在"));
+        }
+        let fields = [
+            ("agreement", a.id.as_str()),
+            ("licence", &a.licence),
+            ("application_unit", &a.application_unit),
+            ("scenario", &a.scenario),
+            ("valid_until", &a.valid_until),
+        ];
+        self.core.commit_entry(&guard, kind::AGREEMENT_SIGNED, &caller.name, &fields).await?;
+        self.agreement(&a.id)
+    }
+
+    /// Ends an agreement (an operator, its own); runs held for review under it end.
+    pub(crate) async fn end_agreement(&self, caller: &Caller, id: &str, reason: &str) -> Result<Agreement> {
+        check_id("id", id)?;
+        check_text("reason", reason, false)?;
+        let guard = self.lock().await;
+        let agreement = self.agreement(id)?;
+        if caller.role == Role::Operator && agreement.operator != caller.name {
+            return Err(ServiceError::denied(format!("agreement {id} is not yours"), "该数据服务协议不属于调用者"));
+        }
+        if agreement.ended {
+            return Err(ServiceError::precondition(format!("agreement {id} has ended already"), "数据服务协议已终止"));
+        }
+        let mut fields = vec![("agreement", id)];
+        if !reason.is_empty() {
+            fields.push(("reason", reason));
+        }
+        self.core.commit_entry(&guard, kind::AGREEMENT_ENDED, &caller.name, &fields).await?;
+        runs::end_held(&self.core, &guard).await?;
+        self.agreement(id)
+    }
+
+    /// Operators and application units see their own agreements; administrators and
+    /// reviewers, all.
+    pub(crate) fn agreements(&self, caller: &Caller) -> Result<Vec<Agreement>> {
+        let all = matches!(caller.role, Role::Admin | Role::Reviewer);
+        let scope = if all { Scope::All } else { Scope::Own(&caller.name) };
+        Ok(self.core.view()?.agreements(scope)?)
+    }
+}

@@ -1,0 +1,128 @@
+//! Principals and their tokens.
+
+use sandbox_verify::entry::kind;
+use sandbox_verify::note::VerifierKey;
+
+use super::{Result, Service, check_id, check_text};
+use crate::auth::{self, Caller, Role};
+use crate::error::ServiceError;
+use crate::model::Principal;
+use crate::state::Scope;
+
+/// A principal to register.
+#[derive(Debug)]
+pub(crate) struct NewPrincipal {
+    pub(crate) name: String,
+    pub(crate) role: Option<Role>,
+    pub(crate) display_name: String,
+    /// Its ed25519 verifier key, in note form, named as the principal.
+    pub(crate) key: String,
+}
+
+/// A principal with its new token, shown once, and the entry that set it.
+#[derive(Debug)]
+pub(crate) struct WithToken {
+    pub(crate) principal: Principal,
+    pub(crate) token: String,
+    pub(crate) log_index: u64,
+}
+
+impl Service {
+    pub(crate) async fn register_principal(&self, caller: &Caller, new: NewPrincipal) -> Result<WithToken> {
+        check_id("name", &new.name)?;
+        let role = new.role.ok_or_else(|| ServiceError::invalid("role is unspecified or unknown", "角色无效"))?;
+        check_text("display_name", &new.display_name, true)?;
+        let key = VerifierKey::parse(&new.key)
+            .map_err(|e| ServiceError::invalid(format!("key: {e}"), format!("公钥：{}", e.zh())))?;
+        if key.name() != new.name {
+            return Err(ServiceError::invalid(
+                format!("the key is named {}, not {}", key.name(), new.name),
+                "公钥名称须与主体名称一致",
+            ));
+        }
+        let guard = self.lock().await;
+        if self.core.view()?.principal(&new.name)?.is_some() {
+            return Err(ServiceError::exists(format!("principal {} exists", new.name), "主体已存在"));
+        }
+        let token = auth::new_token();
+        let fields = [
+            ("principal", new.name.as_str()),
+            ("role", role.code()),
+            ("key", &new.key),
+            ("token_sha256", &auth::token_hash(&token)),
+            ("display_name", &new.display_name),
+        ];
+        let log_index = self.core.commit_entry(&guard, kind::PRINCIPAL_REGISTERED, &caller.name, &fields).await?;
+        Ok(WithToken { principal: self.principal(&new.name)?, token, log_index })
+    }
+
+    /// Administrators see every principal; the others, themselves.
+    pub(crate) fn principals(&self, caller: &Caller) -> Result<Vec<Principal>> {
+        let scope = if caller.role == Role::Admin { Scope::All } else { Scope::Own(&caller.name) };
+        Ok(self.core.view()?.principals(scope)?)
+    }
+
+    pub(crate) fn whoami(&self, caller: &Caller) -> Result<Principal> {
+        self.principal(&caller.name)
+    }
+
+    pub(crate) async fn disable_principal(&self, caller: &Caller, name: &str, reason: &str) -> Result<Principal> {
+        check_id("name", name)?;
+        check_text("reason", reason, true)?;
+        if name == caller.name {
+            return Err(ServiceError::precondition("an administrator cannot disable itself", "管理员不能停用自己"));
+        }
+        let guard = self.lock().await;
+        if self.principal(name)?.disabled.is_some() {
+            return Err(ServiceError::precondition(format!("{name} is disabled already"), "该主体已被停用"));
+        }
+        let fields = [("principal", name), ("reason", reason)];
+        self.core.commit_entry(&guard, kind::PRINCIPAL_DISABLED, &caller.name, &fields).await?;
+        self.principal(name)
+    }
+
+    pub(crate) async fn enable_principal(&self, caller: &Caller, name: &str) -> Result<Principal> {
+        check_id("name", name)?;
+        let guard = self.lock().await;
+        if self.principal(name)?.disabled.is_none() {
+            return Err(ServiceError::precondition(format!("{name} is not disabled"), "该主体未被停用"));
+        }
+        self.core.commit_entry(&guard, kind::PRINCIPAL_ENABLED, &caller.name, &[("principal", name)]).await?;
+        self.principal(name)
+    }
+
+    /// A new token for `name`: the caller's own, or, for an administrator, anyone's.
+    pub(crate) async fn rotate_token(&self, caller: &Caller, name: &str) -> Result<WithToken> {
+        check_id("name", name)?;
+        if name != caller.name && caller.role != Role::Admin {
+            return Err(ServiceError::denied(
+                "only an administrator rotates another's token",
+                "只有管理员可以更换他人的令牌",
+            ));
+        }
+        let guard = self.lock().await;
+        self.principal(name)?;
+        let token = auth::new_token();
+        let fields = [("principal", name), ("token_sha256", &auth::token_hash(&token))];
+        let log_index = self.core.commit_entry(&guard, kind::TOKEN_ROTATED, &caller.name, &fields).await?;
+        Ok(WithToken { principal: self.principal(name)?, token, log_index })
+    }
+
+    pub(crate) async fn revoke_token(&self, caller: &Caller, name: &str, reason: &str) -> Result<Principal> {
+        check_id("name", name)?;
+        check_text("reason", reason, true)?;
+        if name == caller.name {
+            return Err(ServiceError::precondition(
+                "an administrator cannot revoke its own token",
+                "管理员不能撤销自己的令牌",
+            ));
+        }
+        let guard = self.lock().await;
+        if self.principal(name)?.token_sha256.is_none() {
+            return Err(ServiceError::precondition(format!("{name} has no token"), "该主体没有令牌"));
+        }
+        let fields = [("principal", name), ("reason", reason)];
+        self.core.commit_entry(&guard, kind::TOKEN_REVOKED, &caller.name, &fields).await?;
+        self.principal(name)
+    }
+}
