@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use sandbox_client::{Identity, Session, verify_bundle};
 use sandbox_proto::v1 as pb;
-use sandbox_verify::entry::kind;
+use sandbox_verify::event::Event;
 use sandbox_verify::time::Timestamp;
 
 /// Where the server is and who calls it.
@@ -589,7 +589,7 @@ pub(crate) async fn module(connect: Connect, command: ModuleCommand) -> anyhow::
         }
         ModuleCommand::Approve { module } => session.approve(&module).await?,
         ModuleCommand::Reject { module, reason } => {
-            let entry = session.signed(kind::MODULE_REJECTED, &[("module", &module), ("reason", &reason)])?;
+            let entry = session.signed(Event::ModuleRejected { module, reason })?;
             session.modules().reject(pb::SignedDecision { entry }).await?.into_inner()
         }
         ModuleCommand::Revoke { module, reason } => {
@@ -750,12 +750,11 @@ pub(crate) async fn output(connect: Connect, command: OutputCommand) -> anyhow::
         bail!("run {run} has no table waiting for review / 该运行没有待复核的表");
     }
     for table in &tables {
-        let mut fields = vec![("run", run.as_str()), ("report", state.audit_report_id.as_str()), ("table", table)];
-        if let Some(reason) = &reason {
-            fields.push(("reason", reason));
-        }
-        let entry =
-            session.signed(if reason.is_some() { kind::OUTPUT_REJECTED } else { kind::OUTPUT_APPROVED }, &fields)?;
+        let (run, report, table) = (run.clone(), state.audit_report_id.clone(), table.clone());
+        let entry = session.signed(match reason.clone() {
+            Some(reason) => Event::OutputRejected { run, report, table, reason },
+            None => Event::OutputApproved { run, report, table },
+        })?;
         let decision = pb::SignedDecision { entry };
         state = if reason.is_some() {
             session.runs().reject_output(decision).await?.into_inner()

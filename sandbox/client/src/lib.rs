@@ -15,7 +15,7 @@ use sandbox_proto::v1::{
     log_client::LogClient, modules_client::ModulesClient, principals_client::PrincipalsClient,
     releases_client::ReleasesClient, runs_client::RunsClient,
 };
-use sandbox_verify::entry::{Entry, kind};
+use sandbox_verify::event::Event;
 use sandbox_verify::note::SignerKey;
 use sandbox_verify::time::Timestamp;
 use sha2::{Digest, Sha256};
@@ -147,13 +147,11 @@ impl Session {
         FeedbackClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
-    /// A log entry of `kind` signed with this principal's key.
-    pub fn signed(&self, kind: &str, fields: &[(&str, &str)]) -> anyhow::Result<Vec<u8>> {
-        let mut builder = Entry::builder(kind, Timestamp::now(), &self.name);
-        for (key, value) in fields {
-            builder = builder.field(key, value);
-        }
-        builder.build().and_then(|e| e.sign(&[&self.key])).map_err(|e| anyhow::anyhow!("{e} / {}", e.zh()))
+    /// The entry of `event`, made now by this principal and signed with its key.
+    pub fn signed(&self, event: Event) -> anyhow::Result<Vec<u8>> {
+        (event.entry(Timestamp::now(), &self.name))
+            .and_then(|e| e.sign(&[&self.key]))
+            .map_err(|e| anyhow::anyhow!("{e} / {}", e.zh()))
     }
 
     pub async fn submit(&self, module: Vec<u8>, manifest: String, licence: &str) -> anyhow::Result<pb::Module> {
@@ -161,21 +159,18 @@ impl Session {
         let mut datasets = parsed.datasets.clone();
         datasets.sort();
         datasets.dedup();
-        let entry = self.signed(
-            kind::MODULE_SUBMITTED,
-            &[
-                ("module", &hex::encode(Sha256::digest(&module))),
-                ("manifest", &hex::encode(Sha256::digest(manifest.as_bytes()))),
-                ("licence", licence),
-                ("name", &parsed.name),
-                ("datasets", &datasets.join(",")),
-            ],
-        )?;
+        let entry = self.signed(Event::ModuleSubmitted {
+            module: hex::encode(Sha256::digest(&module)),
+            manifest: hex::encode(Sha256::digest(manifest.as_bytes())),
+            licence: licence.to_owned(),
+            name: parsed.name.clone(),
+            datasets,
+        })?;
         Ok(self.modules().submit(pb::SubmitModuleRequest { module, manifest, entry }).await?.into_inner())
     }
 
     pub async fn approve(&self, module: &str) -> anyhow::Result<pb::Module> {
-        let entry = self.signed(kind::MODULE_APPROVED, &[("module", module)])?;
+        let entry = self.signed(Event::ModuleApproved { module: module.to_owned() })?;
         Ok(self.modules().approve(pb::SignedDecision { entry }).await?.into_inner())
     }
 

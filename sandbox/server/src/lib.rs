@@ -31,7 +31,8 @@ use sandbox_audit::budget::Ledger;
 use sandbox_catalog::{Catalog, Variant};
 use sandbox_log::{Log, LogOptions};
 use sandbox_policy::DomainSecret;
-use sandbox_verify::entry::{self, Entry, kind};
+use sandbox_verify::entry;
+use sandbox_verify::event::Event;
 use sandbox_verify::note::SignerKey;
 use sandbox_verify::time::Timestamp;
 use tokio::sync::oneshot;
@@ -197,31 +198,24 @@ impl Core {
         Ok(())
     }
 
-    /// Makes an entry only the log vouches for, appends it and applies it.
-    pub(crate) async fn commit_entry(
+    /// Appends `event` as an entry made by `actor` now that only the log vouches for, and
+    /// applies it.
+    pub(crate) async fn commit_event(
         &self,
         guard: &WriteGuard<'_>,
-        kind: &str,
         actor: &str,
-        fields: &[(&str, &str)],
+        event: Event,
     ) -> Result<u64, ServiceError> {
-        let bytes = self.entry(kind, actor, fields)?;
+        let bytes = event
+            .entry(Timestamp::now(), actor)
+            .and_then(|e| e.unsigned())
+            .map_err(|e| ServiceError::invalid(&e, e.zh()))?;
         self.commit(guard, bytes).await
     }
 
-    /// [`Core::commit_entry`] of an entry the server makes in its own name, taking the lock.
-    pub(crate) async fn record(&self, kind: &str, fields: &[(&str, &str)]) -> Result<u64, ServiceError> {
-        let guard = self.write.lock().await;
-        self.commit_entry(&guard, kind, &self.name, fields).await
-    }
-
-    /// An entry only the log vouches for, made by the server now.
-    pub(crate) fn entry(&self, kind: &str, actor: &str, fields: &[(&str, &str)]) -> Result<Vec<u8>, ServiceError> {
-        let mut builder = Entry::builder(kind, Timestamp::now(), actor);
-        for (key, value) in fields {
-            builder = builder.field(key, value);
-        }
-        builder.build().and_then(|e| e.unsigned()).map_err(|e| ServiceError::invalid(&e, e.zh()))
+    /// [`Core::commit_event`] in the server's own name.
+    pub(crate) async fn commit_own(&self, guard: &WriteGuard<'_>, event: Event) -> Result<u64, ServiceError> {
+        self.commit_event(guard, &self.name, event).await
     }
 
     /// The projection, to query. Held only for the queries of one statement: never across an
@@ -349,19 +343,14 @@ async fn bootstrap(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
     let created = sandbox_client::Identity::create(&identity, datadir::ADMIN, &auth::new_token())?;
     let key = created.key.verifier().to_string();
     let token = auth::token_hash(&created.token);
-    core.commit_entry(
-        guard,
-        kind::PRINCIPAL_REGISTERED,
-        &core.name,
-        &[
-            ("principal", datadir::ADMIN),
-            ("role", auth::Role::Admin.code()),
-            ("key", &key),
-            ("token_sha256", &token),
-            ("display_name", "数据主管部门管理员 Bureau administrator"),
-        ],
-    )
-    .await?;
+    let event = Event::PrincipalRegistered {
+        principal: datadir::ADMIN.to_owned(),
+        role: auth::Role::Admin.code().to_owned(),
+        key,
+        token_sha256: Some(token),
+        display_name: Some("数据主管部门管理员 Bureau administrator".to_owned()),
+    };
+    core.commit_own(guard, event).await?;
     Ok(())
 }
 
@@ -388,8 +377,12 @@ async fn register_dataset(
     if known.as_deref() == Some(version.as_str()) {
         return Ok(false);
     }
-    let fields = [("dataset", dataset.id.as_str()), ("version", version.as_str()), ("level", dataset.level.code())];
-    core.commit_entry(guard, kind::DATASET_REGISTERED, &core.name, &fields).await?;
+    let event = Event::DatasetRegistered {
+        dataset: dataset.id.clone(),
+        version: version.to_string(),
+        level: dataset.level.code().to_owned(),
+    };
+    core.commit_own(guard, event).await?;
     Ok(true)
 }
 

@@ -16,7 +16,7 @@ use sandbox_catalog::Variant;
 use sandbox_contract::Manifest;
 use sandbox_contract::run::{Failed, RunMode};
 use sandbox_contract::wire::{CompileRequest, RunnerRequest};
-use sandbox_verify::entry::kind;
+use sandbox_verify::event::Event;
 use sandbox_verify::time::Timestamp;
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
@@ -208,11 +208,24 @@ async fn finish_locked(
     status: RunStatus,
     error: Option<Failed>,
 ) -> Result<u64, ServiceError> {
-    let mut fields = vec![("run", run), ("status", status.as_str())];
-    if let Some(code) = error {
-        fields.push(("error", code.as_str()));
+    let event = Event::RunFinished {
+        run: run.to_owned(),
+        status: status.as_str().to_owned(),
+        error: error.map(|code| code.as_str().to_owned()),
+        stopped: None,
+    };
+    core.commit_own(guard, event).await
+}
+
+/// The audit's outcome for `run`, as logged.
+fn outcome(run: &str, outcome: &str, report: &str, released: usize, held: &[&str]) -> Event {
+    Event::AuditOutcome {
+        run: run.to_owned(),
+        outcome: outcome.to_owned(),
+        report: report.to_owned(),
+        released: released as u32,
+        held: (!held.is_empty()).then(|| held.iter().map(|t| (*t).to_owned()).collect()),
     }
-    core.commit_entry(guard, kind::RUN_FINISHED, &core.name, &fields).await
 }
 
 /// What stops a run that was queued, is running or waits for its reviewers, if anything: its
@@ -251,13 +264,13 @@ pub(crate) async fn end_stopped(
     run: &str,
     what: Stop,
 ) -> Result<RunStatus, ServiceError> {
-    core.commit_entry(
-        guard,
-        kind::RUN_FINISHED,
-        &core.name,
-        &[("run", run), ("status", RunStatus::Withheld.as_str()), ("stopped", what.as_str())],
-    )
-    .await?;
+    let event = Event::RunFinished {
+        run: run.to_owned(),
+        status: RunStatus::Withheld.as_str().to_owned(),
+        error: None,
+        stopped: Some(what.as_str().to_owned()),
+    };
+    core.commit_own(guard, event).await?;
     Ok(RunStatus::Withheld)
 }
 
@@ -360,7 +373,10 @@ async fn production_with_permit(
             }
         }
     }
-    core.record(kind::RUN_STARTED, &[("run", &spec.id)]).await?;
+    {
+        let guard = core.write.lock().await;
+        core.commit_own(&guard, Event::RunStarted { run: spec.id.clone() }).await?;
+    }
     let started = tokio::time::Instant::now();
     let quantum = std::time::Duration::from_millis(core.policy.runs().answer_quantum_ms);
     let manifest = read_manifest(core, &spec.module)?;
@@ -445,7 +461,8 @@ async fn production_with_permit(
     if let Some(what) = stopped(core, &spec.id)? {
         return end_stopped(core, &guard, &spec.id, what).await;
     }
-    core.commit_entry(&guard, kind::RUN_FINISHED, &core.name, &[("run", &spec.id), ("status", "ok")]).await?;
+    let ok = Event::RunFinished { run: spec.id.clone(), status: "ok".to_owned(), error: None, stopped: None };
+    core.commit_own(&guard, ok).await?;
     // Released cells are compared with the history as it is now: a run that ended while this
     // one waited for its quantum may have released cells a few units from its own.
     let audited =
@@ -454,8 +471,7 @@ async fn production_with_permit(
         Ok(audit) => audit,
         Err(e) => {
             tracing::error!(%e, "the audit could not compute its evidence");
-            let fields = [("run", spec.id.as_str()), ("outcome", "error"), ("report", "-"), ("released", "0")];
-            core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
+            core.commit_own(&guard, outcome(&spec.id, "error", "-", 0, &[])).await?;
             return Ok(RunStatus::Withheld);
         }
     };
@@ -467,18 +483,12 @@ async fn production_with_permit(
 
     // Held tables wait for reviewers; the runner's answer stays inside the domain so that the
     // output can be audited again when they decide.
-    let held = audit.held().join(",");
+    let held = audit.held();
     if !held.is_empty() {
         std::fs::write(run_dir.join(ANSWER), &answer.raw).map_err(|e| internal("run answer", e))?;
     }
-    let outcome = audit.report.outcome.as_str();
-    let released = audit.released.len().to_string();
-    let mut fields =
-        vec![("run", spec.id.as_str()), ("outcome", outcome), ("report", &report_id), ("released", &released)];
-    if !held.is_empty() {
-        fields.push(("held", &held));
-    }
-    core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
+    let event = outcome(&spec.id, audit.report.outcome.as_str(), &report_id, audit.released.len(), &held);
+    core.commit_own(&guard, event).await?;
     if audit.released.is_empty() {
         return Ok(if held.is_empty() { RunStatus::Withheld } else { RunStatus::Review });
     }
@@ -497,8 +507,7 @@ fn history_size(core: &Core) -> Result<usize, ServiceError> {
 
 /// A run whose declared values disagree with the host's: logged as a breach of the contract.
 async fn breach(core: &Core, guard: &WriteGuard<'_>, spec: &Spec, report_id: &str) -> Result<RunStatus, ServiceError> {
-    let fields = [("run", spec.id.as_str()), ("outcome", "breach"), ("report", report_id), ("released", "0")];
-    core.commit_entry(guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
+    core.commit_own(guard, outcome(&spec.id, "breach", report_id, 0, &[])).await?;
     suspend_if_breached(core, guard, &spec.licence).await?;
     Ok(RunStatus::Failed)
 }
@@ -518,8 +527,7 @@ async fn suspend_if_breached(core: &Core, guard: &WriteGuard<'_>, licence: &str)
             "自动暂停：模块声明值与主机计算值不一致 {breaches} 次（上限 {limit}），待数据主管部门审查 / suspended automatically: \
              {breaches} breaches of the output contract (limit {limit}), pending the bureau's review"
         );
-        let fields = [("licence", licence), ("reason", reason.as_str())];
-        core.commit_entry(guard, kind::LICENCE_SUSPENDED, &core.name, &fields).await?;
+        core.commit_own(guard, Event::LicenceSuspended { licence: licence.to_owned(), reason: Some(reason) }).await?;
     }
     Ok(())
 }
@@ -635,8 +643,7 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Servi
     if Some(&report_id) != row.report_id.as_ref() {
         // What the reviewers read no longer holds; the new report says why.
         keep_reports(&run_dir, &audit)?;
-        let fields = [("run", run), ("outcome", "stale"), ("report", report_id.as_str()), ("released", "0")];
-        core.commit_entry(&guard, kind::AUDIT_OUTCOME, &core.name, &fields).await?;
+        core.commit_own(&guard, outcome(run, "stale", &report_id, 0, &[])).await?;
         return Ok(());
     }
     let approvals = core.view()?.output_approvals(run)?;

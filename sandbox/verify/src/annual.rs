@@ -22,6 +22,7 @@ use std::path::Path;
 
 use crate::entry::{Entry, kind};
 use crate::error::{Error, Format};
+use crate::event::Event;
 use crate::merkle::Hash;
 use crate::problem::{Problem, ProblemKind};
 use crate::time::Timestamp;
@@ -197,47 +198,50 @@ impl Annual {
         self.seen += 1;
         let Some(entry) = entry else { return };
         let counted = (self.start..self.end).contains(&entry.time());
-        self.learn(entry);
+        // An entry of a known kind without the fields its kind has is counted by kind only.
+        let event = Event::decode(entry).ok();
+        if let Some(event) = &event {
+            self.learn(entry, event);
+        }
         if counted {
             self.in_period += 1;
             *self.kinds.entry(entry.kind().to_owned()).or_default() += 1;
-            self.count(entry);
+            if let Some(event) = &event {
+                self.count(entry, event);
+            }
         }
     }
 
     /// Learns who owns what from `entry`, whatever its time.
-    fn learn(&mut self, entry: &Entry) {
+    fn learn(&mut self, entry: &Entry, event: &Event) {
         let owners = &mut self.owners;
-        let get = |name: &str| entry.get(name).unwrap_or_default().to_owned();
-        match entry.kind() {
-            kind::PRINCIPAL_REGISTERED => {
-                owners.roles.insert(get("principal"), get("role"));
+        let actor = entry.actor().to_owned();
+        match event {
+            Event::PrincipalRegistered { principal, role, .. } => {
+                owners.roles.insert(principal.clone(), role.clone());
             }
-            kind::LICENCE_GRANTED => {
-                owners.licences.insert(get("licence"), get("operator"));
+            Event::LicenceGranted { licence, operator, .. } => {
+                owners.licences.insert(licence.clone(), operator.clone());
             }
-            kind::AGREEMENT_SIGNED => {
-                owners.agreements.insert(get("agreement"), (entry.actor().to_owned(), get("application_unit")));
+            Event::AgreementSigned { agreement, application_unit, .. } => {
+                owners.agreements.insert(agreement.clone(), (actor, application_unit.clone()));
             }
-            kind::MODULE_SUBMITTED => {
-                owners.modules.insert(get("module"), entry.actor().to_owned());
+            Event::ModuleSubmitted { module, .. } => {
+                owners.modules.insert(module.clone(), actor);
             }
-            kind::RUN_QUEUED => {
-                let unit = owners.agreements.get(&get("agreement")).map(|(_, unit)| unit.clone()).unwrap_or_default();
-                owners.runs.insert(get("run"), (entry.actor().to_owned(), unit));
+            Event::RunQueued { run, agreement, .. } => {
+                let unit = owners.agreements.get(agreement).map(|(_, unit)| unit.clone()).unwrap_or_default();
+                owners.runs.insert(run.clone(), (actor, unit));
             }
-            kind::RELEASE => {
-                let owner = owners.runs.get(&get("run")).cloned().unwrap_or_default();
-                owners.releases.insert(get("release"), owner);
-                let count = |name: &str| entry.get(name).and_then(|n| n.parse::<u64>().ok());
-                if let (Some(cells), Some(tables), true) =
-                    (count("history_cells"), count("history_tables"), entry.time() < self.end)
-                {
+            Event::Release { run, release, history_cells, history_tables, .. } => {
+                let owner = owners.runs.get(run).cloned().unwrap_or_default();
+                owners.releases.insert(release.clone(), owner);
+                if let (Some(cells), Some(tables), true) = (history_cells, history_tables, entry.time() < self.end) {
                     let history = &mut self.history;
                     history.since.get_or_insert(entry.time());
-                    history.after = (cells, tables);
+                    history.after = (*cells, *tables);
                     if entry.time() < self.start {
-                        history.before = (cells, tables);
+                        history.before = (*cells, *tables);
                     }
                 }
             }
@@ -245,87 +249,88 @@ impl Annual {
         }
     }
 
-    fn count(&mut self, entry: &Entry) {
-        let get = |name: &str| entry.get(name).unwrap_or_default().to_owned();
+    fn count(&mut self, entry: &Entry, event: &Event) {
         let actor = entry.actor().to_owned();
         let owners = &self.owners;
         let of = |map: &HashMap<String, String>, key: &str| map.get(key).cloned().unwrap_or_default();
         let run = |key: &str| owners.runs.get(key).cloned().unwrap_or_default();
         let release = |key: &str| owners.releases.get(key).cloned().unwrap_or_default();
         // (operator, unit, reviewer) the entry counts for, and what.
-        let (operator, unit, reviewer, metric, code) = match entry.kind() {
-            kind::LICENCE_GRANTED => (get("operator"), None, None, Metric::LicencesGranted, ""),
-            kind::LICENCE_SUSPENDED => {
-                (of(&owners.licences, &get("licence")), None, None, Metric::LicencesSuspended, "")
+        let (operator, unit, reviewer, metric, code) = match event {
+            Event::LicenceGranted { operator, .. } => (operator.clone(), None, None, Metric::LicencesGranted, ""),
+            Event::LicenceSuspended { licence, .. } => {
+                (of(&owners.licences, licence), None, None, Metric::LicencesSuspended, "")
             }
-            kind::LICENCE_REVOKED => (of(&owners.licences, &get("licence")), None, None, Metric::LicencesRevoked, ""),
-            kind::AGREEMENT_SIGNED => (actor, Some(get("application_unit")), None, Metric::AgreementsSigned, ""),
-            kind::AGREEMENT_ENDED => {
-                let (operator, unit) = owners.agreements.get(&get("agreement")).cloned().unwrap_or_default();
+            Event::LicenceRevoked { licence, .. } => {
+                (of(&owners.licences, licence), None, None, Metric::LicencesRevoked, "")
+            }
+            Event::AgreementSigned { application_unit, .. } => {
+                (actor, Some(application_unit.clone()), None, Metric::AgreementsSigned, "")
+            }
+            Event::AgreementEnded { agreement, .. } => {
+                let (operator, unit) = owners.agreements.get(agreement).cloned().unwrap_or_default();
                 (operator, Some(unit), None, Metric::AgreementsEnded, "")
             }
-            kind::MODULE_SUBMITTED => (actor, None, None, Metric::ModulesSubmitted, ""),
-            kind::MODULE_APPROVED => {
-                (of(&owners.modules, &get("module")), None, Some(actor), Metric::ModuleApprovals, "")
+            Event::ModuleSubmitted { .. } => (actor, None, None, Metric::ModulesSubmitted, ""),
+            Event::ModuleApproved { module } => {
+                (of(&owners.modules, module), None, Some(actor), Metric::ModuleApprovals, "")
             }
-            kind::MODULE_REJECTED => {
-                (of(&owners.modules, &get("module")), None, Some(actor), Metric::ModulesRejected, "")
+            Event::ModuleRejected { module, .. } => {
+                (of(&owners.modules, module), None, Some(actor), Metric::ModulesRejected, "")
             }
-            kind::MODULE_REVOKED => (of(&owners.modules, &get("module")), None, None, Metric::ModulesRevoked, ""),
-            kind::RUN_DEVELOPED => {
-                if entry.get("outcome") != Some("ok") {
+            Event::ModuleRevoked { module, .. } => {
+                (of(&owners.modules, module), None, None, Metric::ModulesRevoked, "")
+            }
+            Event::RunDeveloped { outcome, .. } => {
+                if outcome != "ok" {
                     add(&mut self.operators, &actor, Metric::DevelopmentRunsFailed, "", 1);
                 }
                 (actor, None, None, Metric::DevelopmentRuns, "")
             }
-            kind::RUN_QUEUED => {
-                let (operator, unit) = run(&get("run"));
+            Event::RunQueued { run: id, .. } => {
+                let (operator, unit) = run(id);
                 (operator, Some(unit), None, Metric::ProductionRuns, "")
             }
-            kind::RUN_FINISHED => {
-                let code = match (entry.get("status"), entry.get("error")) {
-                    (Some("ok"), _) => return,
-                    (Some(status), Some(error)) => format!("{status}:{error}"),
-                    (status, None) => status.unwrap_or("?").to_owned(),
-                    (None, Some(_)) => "?".to_owned(),
+            Event::RunFinished { run: id, status, error, .. } => {
+                let code = match error {
+                    _ if status == "ok" => return,
+                    Some(error) => format!("{status}:{error}"),
+                    None => status.clone(),
                 };
-                add(&mut self.operators, &run(&get("run")).0, Metric::RunsEnded, &code, 1);
+                add(&mut self.operators, &run(id).0, Metric::RunsEnded, &code, 1);
                 return;
             }
-            kind::AUDIT_OUTCOME => {
-                let code = get("outcome");
-                add(&mut self.operators, &run(&get("run")).0, Metric::AuditOutcomes, &code, 1);
+            Event::AuditOutcome { run: id, outcome, .. } => {
+                add(&mut self.operators, &run(id).0, Metric::AuditOutcomes, outcome, 1);
                 return;
             }
-            kind::OUTPUT_APPROVED => (run(&get("run")).0, None, Some(actor), Metric::OutputsApproved, ""),
-            kind::OUTPUT_REJECTED => (run(&get("run")).0, None, Some(actor), Metric::OutputsRejected, ""),
-            kind::RELEASE => {
-                let (operator, unit) = release(&get("release"));
+            Event::OutputApproved { run: id, .. } => (run(id).0, None, Some(actor), Metric::OutputsApproved, ""),
+            Event::OutputRejected { run: id, .. } => (run(id).0, None, Some(actor), Metric::OutputsRejected, ""),
+            Event::Release { release: id, .. } => {
+                let (operator, unit) = release(id);
                 (operator, Some(unit), None, Metric::Releases, "")
             }
-            kind::DELIVERY => (release(&get("release")).0, Some(actor), None, Metric::Deliveries, ""),
-            kind::FEEDBACK => {
-                let operator = release(&get("release")).0;
-                let rating = entry.get("rating").and_then(|r| r.parse::<u64>().ok()).unwrap_or(0);
-                add(&mut self.operators, &operator, Metric::RatingSum, "", rating);
-                add(&mut self.units, &actor, Metric::RatingSum, "", rating);
+            Event::Delivery { release: id } => (release(id).0, Some(actor), None, Metric::Deliveries, ""),
+            Event::Feedback { release: id, rating, .. } => {
+                let operator = release(id).0;
+                add(&mut self.operators, &operator, Metric::RatingSum, "", u64::from(*rating));
+                add(&mut self.units, &actor, Metric::RatingSum, "", u64::from(*rating));
                 (operator, Some(actor), None, Metric::Feedback, "")
             }
-            kind::PRINCIPAL_DISABLED => {
-                let principal = get("principal");
-                let who = match owners.roles.get(&principal).map(String::as_str) {
+            Event::PrincipalDisabled { principal, .. } => {
+                let who = match owners.roles.get(principal).map(String::as_str) {
                     Some("operator") => &mut self.operators,
                     Some("application_unit") => &mut self.units,
                     _ => return,
                 };
-                add(who, &principal, Metric::Disabled, "", 1);
+                add(who, principal, Metric::Disabled, "", 1);
                 return;
             }
-            kind::REQUEST_REFUSED => {
+            Event::RequestRefused { rpc, code, unlogged, .. } => {
                 let role = owners.roles.get(&actor).cloned().unwrap_or_else(|| "?".to_owned());
-                *self.refusals.entry((role.clone(), get("rpc"), get("code"))).or_default() += 1;
+                *self.refusals.entry((role.clone(), rpc.clone(), code.clone())).or_default() += 1;
                 // Refusals past the server's allowance per minute, counted, not logged one by one.
-                let unlogged = entry.get("unlogged").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+                let unlogged = unlogged.unwrap_or(0);
                 if unlogged > 0 {
                     *self.refusals.entry((role.clone(), "*".to_owned(), "unlogged".to_owned())).or_default() +=
                         unlogged;

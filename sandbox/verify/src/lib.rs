@@ -3,8 +3,9 @@
 //!
 //! The formats are C2SP's: RFC 6962 SHA-256 Merkle trees ([`merkle`]), signed notes with Ed25519
 //! ([`note`]), checkpoints ([`checkpoint`]), the tlog-tiles layout ([`tiles`]) and tlog-proof
-//! files ([`proof`]); on top of them our own entries ([`entry`]), release bundles ([`release`]),
-//! the trust file ([`trust`]), archive audits ([`audit`]) and monitoring ([`monitor`]). The log
+//! files ([`proof`]); on top of them our own entries ([`entry`]) and what they say, typed
+//! ([`event`]), release bundles ([`release`]), the trust file ([`trust`]), archive audits
+//! ([`audit`]) and monitoring ([`monitor`]). The log
 //! writer builds hashes, proofs, notes, entries and tile paths with this crate, so there is one
 //! definition of each format.
 //!
@@ -19,6 +20,7 @@ pub mod audit;
 pub mod checkpoint;
 pub mod entry;
 mod error;
+pub mod event;
 pub mod merkle;
 pub mod monitor;
 pub mod note;

@@ -1,6 +1,6 @@
 //! Operating licences (授权运营协议) and data-service agreements (数据服务协议).
 
-use sandbox_verify::entry::kind;
+use sandbox_verify::event::Event;
 
 use super::{Result, Service, check_id, check_text, check_time, now};
 use crate::auth::{Caller, Role};
@@ -39,11 +39,12 @@ pub(crate) enum LicenceAction {
 }
 
 impl LicenceAction {
-    fn entry_kind(self) -> &'static str {
+    fn event(self, id: &str, reason: &str) -> Event {
+        let (licence, reason) = (id.to_owned(), (!reason.is_empty()).then(|| reason.to_owned()));
         match self {
-            LicenceAction::Suspend => kind::LICENCE_SUSPENDED,
-            LicenceAction::Resume => kind::LICENCE_RESUMED,
-            LicenceAction::Revoke => kind::LICENCE_REVOKED,
+            LicenceAction::Suspend => Event::LicenceSuspended { licence, reason },
+            LicenceAction::Resume => Event::LicenceResumed { licence, reason },
+            LicenceAction::Revoke => Event::LicenceRevoked { licence, reason },
         }
     }
 
@@ -79,16 +80,15 @@ impl Service {
         if self.core.view()?.licence(&g.id)?.is_some() {
             return Err(ServiceError::exists(format!("licence {} exists", g.id), "授权运营协议已存在"));
         }
-        let datasets = datasets.join(",");
-        let fields = [
-            ("licence", g.id.as_str()),
-            ("operator", &g.operator),
-            ("datasets", &datasets),
-            ("purpose", &g.purpose),
-            ("valid_from", &g.valid_from),
-            ("valid_until", &g.valid_until),
-        ];
-        self.core.commit_entry(&guard, kind::LICENCE_GRANTED, &caller.name, &fields).await?;
+        let event = Event::LicenceGranted {
+            licence: g.id.clone(),
+            operator: g.operator,
+            datasets,
+            purpose: g.purpose,
+            valid_from: g.valid_from,
+            valid_until: g.valid_until,
+        };
+        self.core.commit_event(&guard, &caller.name, event).await?;
         self.licence(&g.id)
     }
 
@@ -111,11 +111,7 @@ impl Service {
                 format!("授权运营协议 {id} 当前状态为 {status}，不能执行此操作"),
             ));
         }
-        let mut fields = vec![("licence", id)];
-        if !reason.is_empty() {
-            fields.push(("reason", reason));
-        }
-        self.core.commit_entry(&guard, action.entry_kind(), &caller.name, &fields).await?;
+        self.core.commit_event(&guard, &caller.name, action.event(id, reason)).await?;
         runs::end_held(&self.core, &guard).await?;
         self.licence(id)
     }
@@ -152,14 +148,14 @@ impl Service {
         if self.core.view()?.agreement(&a.id)?.is_some() {
             return Err(ServiceError::exists(format!("agreement {} exists", a.id), "数据服务协议已存在"));
         }
-        let fields = [
-            ("agreement", a.id.as_str()),
-            ("licence", &a.licence),
-            ("application_unit", &a.application_unit),
-            ("scenario", &a.scenario),
-            ("valid_until", &a.valid_until),
-        ];
-        self.core.commit_entry(&guard, kind::AGREEMENT_SIGNED, &caller.name, &fields).await?;
+        let event = Event::AgreementSigned {
+            agreement: a.id.clone(),
+            licence: a.licence,
+            application_unit: a.application_unit,
+            scenario: a.scenario,
+            valid_until: a.valid_until,
+        };
+        self.core.commit_event(&guard, &caller.name, event).await?;
         self.agreement(&a.id)
     }
 
@@ -175,11 +171,9 @@ impl Service {
         if agreement.ended {
             return Err(ServiceError::precondition(format!("agreement {id} has ended already"), "数据服务协议已终止"));
         }
-        let mut fields = vec![("agreement", id)];
-        if !reason.is_empty() {
-            fields.push(("reason", reason));
-        }
-        self.core.commit_entry(&guard, kind::AGREEMENT_ENDED, &caller.name, &fields).await?;
+        let event =
+            Event::AgreementEnded { agreement: id.to_owned(), reason: (!reason.is_empty()).then(|| reason.to_owned()) };
+        self.core.commit_event(&guard, &caller.name, event).await?;
         runs::end_held(&self.core, &guard).await?;
         self.agreement(id)
     }

@@ -1,6 +1,7 @@
 //! The log as principals read it, and the annual reports filed from it.
 
-use sandbox_verify::entry::{self, Entry, kind};
+use sandbox_verify::entry::{self, Entry};
+use sandbox_verify::event::Event;
 
 use super::{Result, Service, now, sha256_hex};
 use crate::auth::{Caller, Role};
@@ -128,10 +129,8 @@ impl Service {
             .create(&format!("{sha}.txt"), text.as_bytes())
             .and_then(|()| files.sync())
             .map_err(|e| ServiceError::internal("report file", e))?;
-        let (year_text, size_text) = (year.to_string(), size.to_string());
-        let fields = [("year", year_text.as_str()), ("size", &size_text), ("sha256", &sha)];
         let guard = self.lock().await;
-        self.core.commit_entry(&guard, kind::REPORT, &caller.name, &fields).await?;
+        self.core.commit_event(&guard, &caller.name, Event::Report { year, size, sha256: sha }).await?;
         drop(guard);
         self.report(caller, year)
     }

@@ -18,7 +18,8 @@ mod runs;
 use std::future::Future;
 use std::sync::Arc;
 
-use sandbox_verify::entry::{self, Entry, kind};
+use sandbox_verify::entry::{self, Entry};
+use sandbox_verify::event::Event;
 use sandbox_verify::note::VerifierKey;
 use sandbox_verify::time::Timestamp;
 use sha2::{Digest, Sha256};
@@ -132,12 +133,13 @@ impl Service {
             window.logged += 1;
             std::mem::take(&mut window.unlogged)
         };
-        let unlogged = unlogged.to_string();
-        let mut fields = vec![("rpc", op), ("code", e.kind.code()), ("reason", reason.as_str())];
-        if unlogged != "0" {
-            fields.push(("unlogged", unlogged.as_str()));
-        }
-        match self.core.commit_entry(&guard, kind::REQUEST_REFUSED, &caller.name, &fields).await {
+        let event = Event::RequestRefused {
+            rpc: op.to_owned(),
+            code: e.kind.code().to_owned(),
+            reason,
+            unlogged: (unlogged > 0).then_some(unlogged),
+        };
+        match self.core.commit_event(&guard, &caller.name, event).await {
             Ok(_) => e,
             Err(failed) => failed,
         }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sandbox_contract::Manifest;
 use sandbox_verify::entry::kind;
+use sandbox_verify::event::Event;
 
 use super::{MAX_MODULE_BYTES, Result, Service, check_text, field, now, sha256_hex};
 use crate::auth::{Caller, Role};
@@ -156,8 +157,8 @@ impl Service {
                 "该模块已被驳回或撤销",
             ));
         }
-        let fields = [("module", sha), ("reason", reason)];
-        self.core.commit_entry(&guard, kind::MODULE_REVOKED, &caller.name, &fields).await?;
+        let event = Event::ModuleRevoked { module: sha.to_owned(), reason: reason.to_owned() };
+        self.core.commit_event(&guard, &caller.name, event).await?;
         runs::end_held(&self.core, &guard).await?;
         self.module(sha)
     }

@@ -1,6 +1,6 @@
 //! Principals and their tokens.
 
-use sandbox_verify::entry::kind;
+use sandbox_verify::event::Event;
 use sandbox_verify::note::VerifierKey;
 
 use super::{Result, Service, check_id, check_text};
@@ -45,14 +45,14 @@ impl Service {
             return Err(ServiceError::exists(format!("principal {} exists", new.name), "主体已存在"));
         }
         let token = auth::new_token();
-        let fields = [
-            ("principal", new.name.as_str()),
-            ("role", role.code()),
-            ("key", &new.key),
-            ("token_sha256", &auth::token_hash(&token)),
-            ("display_name", &new.display_name),
-        ];
-        let log_index = self.core.commit_entry(&guard, kind::PRINCIPAL_REGISTERED, &caller.name, &fields).await?;
+        let event = Event::PrincipalRegistered {
+            principal: new.name.clone(),
+            role: role.code().to_owned(),
+            key: new.key,
+            token_sha256: Some(auth::token_hash(&token)),
+            display_name: Some(new.display_name),
+        };
+        let log_index = self.core.commit_event(&guard, &caller.name, event).await?;
         Ok(WithToken { principal: self.principal(&new.name)?, token, log_index })
     }
 
@@ -76,8 +76,8 @@ impl Service {
         if self.principal(name)?.disabled.is_some() {
             return Err(ServiceError::precondition(format!("{name} is disabled already"), "该主体已被停用"));
         }
-        let fields = [("principal", name), ("reason", reason)];
-        self.core.commit_entry(&guard, kind::PRINCIPAL_DISABLED, &caller.name, &fields).await?;
+        let event = Event::PrincipalDisabled { principal: name.to_owned(), reason: reason.to_owned() };
+        self.core.commit_event(&guard, &caller.name, event).await?;
         self.principal(name)
     }
 
@@ -87,7 +87,7 @@ impl Service {
         if self.principal(name)?.disabled.is_none() {
             return Err(ServiceError::precondition(format!("{name} is not disabled"), "该主体未被停用"));
         }
-        self.core.commit_entry(&guard, kind::PRINCIPAL_ENABLED, &caller.name, &[("principal", name)]).await?;
+        self.core.commit_event(&guard, &caller.name, Event::PrincipalEnabled { principal: name.to_owned() }).await?;
         self.principal(name)
     }
 
@@ -103,8 +103,8 @@ impl Service {
         let guard = self.lock().await;
         self.principal(name)?;
         let token = auth::new_token();
-        let fields = [("principal", name), ("token_sha256", &auth::token_hash(&token))];
-        let log_index = self.core.commit_entry(&guard, kind::TOKEN_ROTATED, &caller.name, &fields).await?;
+        let event = Event::TokenRotated { principal: name.to_owned(), token_sha256: auth::token_hash(&token) };
+        let log_index = self.core.commit_event(&guard, &caller.name, event).await?;
         Ok(WithToken { principal: self.principal(name)?, token, log_index })
     }
 
@@ -121,8 +121,8 @@ impl Service {
         if self.principal(name)?.token_sha256.is_none() {
             return Err(ServiceError::precondition(format!("{name} has no token"), "该主体没有令牌"));
         }
-        let fields = [("principal", name), ("reason", reason)];
-        self.core.commit_entry(&guard, kind::TOKEN_REVOKED, &caller.name, &fields).await?;
+        let event = Event::TokenRevoked { principal: name.to_owned(), reason: reason.to_owned() };
+        self.core.commit_event(&guard, &caller.name, event).await?;
         self.principal(name)
     }
 }

@@ -1,6 +1,6 @@
 //! Releases, their delivery, and the application units' feedback.
 
-use sandbox_verify::entry::kind;
+use sandbox_verify::event::Event;
 
 use super::{Result, Service, check_text, now};
 use crate::auth::{Caller, Role};
@@ -64,7 +64,7 @@ impl Service {
             let data = std::fs::read(dir.join(&path)).map_err(|e| ServiceError::internal("release bundle", e))?;
             files.push((path, data));
         }
-        self.core.commit_entry(&guard, kind::DELIVERY, &caller.name, &[("release", id)]).await?;
+        self.core.commit_event(&guard, &caller.name, Event::Delivery { release: id.to_owned() }).await?;
         Ok(Bundle { release, files })
     }
 
@@ -87,12 +87,13 @@ impl Service {
             ));
         }
         let id = self.core.next_id("fb");
-        let rating = rating.to_string();
-        let mut fields = vec![("feedback", id.as_str()), ("release", release), ("rating", rating.as_str())];
-        if !comment.is_empty() {
-            fields.push(("comment", comment));
-        }
-        let log_index = self.core.commit_entry(&guard, kind::FEEDBACK, &caller.name, &fields).await?;
+        let event = Event::Feedback {
+            feedback: id.clone(),
+            release: release.to_owned(),
+            rating,
+            comment: (!comment.is_empty()).then(|| comment.to_owned()),
+        };
+        let log_index = self.core.commit_event(&guard, &caller.name, event).await?;
         Ok(FeedbackReceipt { id, log_index })
     }
 

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use sandbox_verify::entry::kind;
+use sandbox_verify::event::Event;
 use sandbox_verify::time::Timestamp;
 
 use super::modules::Decision;
@@ -92,18 +93,17 @@ impl Service {
             let version = self.core.view()?.dataset_version(d)?.unwrap_or_default();
             datasets.push(format!("{d}@{version}"));
         }
-        let datasets = datasets.join(",");
         let id = self.core.next_id("run");
-        let parameters_sha = runs::parameters_digest(&self.core, &given);
-        let fields = [
-            ("run", id.as_str()),
-            ("module", &module.sha256),
-            ("licence", &licence.id),
-            ("agreement", &agreement.id),
-            ("parameters", &parameters_sha),
-            ("datasets", &datasets),
-        ];
-        self.core.commit_entry(&guard, kind::RUN_QUEUED, &caller.name, &fields).await?;
+        let event = Event::RunQueued {
+            run: id.clone(),
+            module: module.sha256.clone(),
+            licence: licence.id.clone(),
+            agreement: agreement.id.clone(),
+            parameters: runs::parameters_digest(&self.core, &given),
+            datasets: datasets.clone(),
+        };
+        self.core.commit_event(&guard, &caller.name, event).await?;
+        let datasets = datasets.join(",");
         let spec = runs::Spec {
             id: id.clone(),
             module: module.sha256,
@@ -141,19 +141,17 @@ impl Service {
             Ok(answer) => answer.record.error.as_ref().map_or_else(|| "ok".to_owned(), |e| e.code()),
             Err(code) => format!("runner:{code}"),
         };
-        let usage = answer.as_ref().ok().map(|a| (a.record.fuel_used.to_string(), a.record.wall_time_ms.to_string()));
-        let parameters_sha = runs::parameters_digest(&self.core, &given);
-        let mut fields = vec![
-            ("module", module.sha256.as_str()),
-            ("licence", licence.id.as_str()),
-            ("parameters", &parameters_sha),
-            ("outcome", &outcome),
-        ];
-        if let Some((fuel, wall_ms)) = &usage {
-            fields.extend([("fuel", fuel.as_str()), ("wall_ms", wall_ms.as_str())]);
-        }
+        let record = answer.as_ref().ok().map(|a| &a.record);
+        let event = Event::RunDeveloped {
+            module: module.sha256.clone(),
+            licence: licence.id.clone(),
+            parameters: runs::parameters_digest(&self.core, &given),
+            outcome,
+            fuel: record.map(|r| r.fuel_used),
+            wall_ms: record.map(|r| r.wall_time_ms),
+        };
         let guard = self.lock().await;
-        self.core.commit_entry(&guard, kind::RUN_DEVELOPED, &caller.name, &fields).await?;
+        self.core.commit_event(&guard, &caller.name, event).await?;
         drop(guard);
         answer.map_err(|code| ServiceError::unavailable(format!("the runner failed: {code}"), "运行器失败"))
     }
@@ -308,8 +306,8 @@ impl Service {
         let report_id = run.report_id.unwrap_or_default();
         // Every read of figures that do not leave is on the record.
         let guard = self.lock().await;
-        let fields = [("run", run.id.as_str()), ("report", report_id.as_str())];
-        self.core.commit_entry(&guard, kind::AUDIT_REPORT_READ, &caller.name, &fields).await?;
+        let event = Event::AuditReportRead { run: run.id.clone(), report: report_id.clone() };
+        self.core.commit_event(&guard, &caller.name, event).await?;
         Ok(InternalReport { run: run.id, report_id, json, text })
     }
 

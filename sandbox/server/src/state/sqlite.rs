@@ -8,6 +8,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use sandbox_audit::review::Approval;
 use sandbox_verify::entry::{self, Entry, kind};
+use sandbox_verify::event::Event;
 
 use super::{Projection, RunStatus, Scope, StoreError, Thing};
 use crate::auth::Role;
@@ -124,44 +125,32 @@ impl State {
     }
 }
 
-fn field<'e>(entry: &'e Entry, name: &str) -> Result<&'e str, StoreError> {
-    entry.get(name).ok_or_else(|| StoreError(format!("a {} entry without {name}", entry.kind())))
-}
-
-/// One entry's effect on the tables.
-fn number(text: &str) -> Result<i64, StoreError> {
-    text.parse().map_err(|_| StoreError(format!("{text:?} is not a number")))
-}
-
+/// One entry's effect on the tables, read through its [`Event`].
 fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreError> {
     let at = entry.time().to_string();
     let actor = entry.actor();
-    let f = |name: &str| field(entry, name);
     let changed = |n: usize, what: &str| {
         if n == 1 { Ok(()) } else { Err(StoreError(format!("{} entry {index}: no such {what}", entry.kind()))) }
     };
-    match entry.kind() {
-        kind::PRINCIPAL_REGISTERED => {
-            let display = entry.get("display_name").unwrap_or(f("principal")?);
+    let event = Event::decode(entry).map_err(|e| StoreError(format!("entry {index}: {e}")))?;
+    match event {
+        Event::PrincipalRegistered { principal, role, key, token_sha256, display_name } => {
+            let display = display_name.as_deref().unwrap_or(&principal);
             tx.execute(
                 "INSERT INTO principals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
-                params![f("principal")?, f("role")?, display, f("key")?, entry.get("token_sha256"), at, index],
+                params![principal, role, display, key, token_sha256, at, index],
             )?;
         }
-        kind::KEY_ROTATED => {
-            let n =
-                tx.execute("UPDATE principals SET key = ?2 WHERE name = ?1", params![f("principal")?, f("key")?])?;
+        Event::KeyRotated { principal, key } => {
+            let n = tx.execute("UPDATE principals SET key = ?2 WHERE name = ?1", params![principal, key])?;
             changed(n, "principal")?;
         }
-        kind::PRINCIPAL_DISABLED => {
-            let n = tx.execute(
-                "UPDATE principals SET disabled = ?2 WHERE name = ?1",
-                params![f("principal")?, f("reason")?],
-            )?;
+        Event::PrincipalDisabled { principal, reason } => {
+            let n = tx.execute("UPDATE principals SET disabled = ?2 WHERE name = ?1", params![principal, reason])?;
             changed(n, "principal")?;
         }
-        kind::PRINCIPAL_ENABLED => {
-            let n = tx.execute("UPDATE principals SET disabled = NULL WHERE name = ?1", [f("principal")?])?;
+        Event::PrincipalEnabled { principal } => {
+            let n = tx.execute("UPDATE principals SET disabled = NULL WHERE name = ?1", [principal])?;
             changed(n, "principal")?;
             // A reviewer's approvals count again: modules they complete are approved now.
             tx.execute(
@@ -171,76 +160,57 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
                 [],
             )?;
         }
-        kind::TOKEN_ROTATED => {
-            let n = tx.execute(
-                "UPDATE principals SET token_sha256 = ?2 WHERE name = ?1",
-                params![f("principal")?, f("token_sha256")?],
-            )?;
+        Event::TokenRotated { principal, token_sha256 } => {
+            let n = tx
+                .execute("UPDATE principals SET token_sha256 = ?2 WHERE name = ?1", params![principal, token_sha256])?;
             changed(n, "principal")?;
         }
-        kind::TOKEN_REVOKED => {
-            let n = tx.execute("UPDATE principals SET token_sha256 = NULL WHERE name = ?1", [f("principal")?])?;
+        Event::TokenRevoked { principal, .. } => {
+            let n = tx.execute("UPDATE principals SET token_sha256 = NULL WHERE name = ?1", [principal])?;
             changed(n, "principal")?;
         }
-        kind::DATASET_REGISTERED => {
+        Event::DatasetRegistered { dataset, version, level } => {
             tx.execute(
                 "INSERT INTO datasets VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (id) DO UPDATE SET version = ?2, level = ?3, registered_at = ?4, log_index = ?5",
-                params![f("dataset")?, f("version")?, f("level")?, at, index],
+                params![dataset, version, level, at, index],
             )?;
         }
-        kind::LICENCE_GRANTED => {
+        Event::LicenceGranted { licence, operator, datasets, purpose, valid_from, valid_until } => {
             tx.execute(
                 "INSERT INTO licences VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', NULL, ?7)",
-                params![
-                    f("licence")?,
-                    f("operator")?,
-                    f("datasets")?,
-                    f("purpose")?,
-                    f("valid_from")?,
-                    f("valid_until")?,
-                    index
-                ],
+                params![licence, operator, datasets.join(","), purpose, valid_from, valid_until, index],
             )?;
         }
-        kind::LICENCE_SUSPENDED | kind::LICENCE_RESUMED | kind::LICENCE_REVOKED => {
+        Event::LicenceSuspended { licence, reason }
+        | Event::LicenceResumed { licence, reason }
+        | Event::LicenceRevoked { licence, reason } => {
             let status = match entry.kind() {
-                kind::LICENCE_SUSPENDED => "suspended",
-                kind::LICENCE_RESUMED => "active",
-                _ => "revoked",
+                kind::LICENCE_SUSPENDED => LicenceStatus::Suspended,
+                kind::LICENCE_RESUMED => LicenceStatus::Active,
+                _ => LicenceStatus::Revoked,
             };
             let n = tx.execute(
                 "UPDATE licences SET status = ?2, reason = ?3 WHERE id = ?1",
-                params![f("licence")?, status, entry.get("reason")],
+                params![licence, status.as_str(), reason],
             )?;
             changed(n, "licence")?;
         }
-        kind::AGREEMENT_SIGNED => {
+        Event::AgreementSigned { agreement, licence, application_unit, scenario, valid_until } => {
             tx.execute(
                 "INSERT INTO agreements VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL, ?7)",
-                params![
-                    f("agreement")?,
-                    f("licence")?,
-                    actor,
-                    f("application_unit")?,
-                    f("scenario")?,
-                    f("valid_until")?,
-                    index
-                ],
+                params![agreement, licence, actor, application_unit, scenario, valid_until, index],
             )?;
         }
-        kind::AGREEMENT_ENDED => {
-            let n = tx.execute(
-                "UPDATE agreements SET ended = 1, reason = ?2 WHERE id = ?1",
-                params![f("agreement")?, entry.get("reason")],
-            )?;
+        Event::AgreementEnded { agreement, reason } => {
+            let n =
+                tx.execute("UPDATE agreements SET ended = 1, reason = ?2 WHERE id = ?1", params![agreement, reason])?;
             changed(n, "agreement")?;
         }
-        kind::MODULE_SUBMITTED => {
-            let datasets = f("datasets")?;
+        Event::ModuleSubmitted { module, manifest, licence, name, datasets } => {
             // Important-level data needs two different reviewers (DESIGN section 2, step 6).
             let mut needed = 1;
-            for dataset in datasets.split(',') {
+            for dataset in &datasets {
                 let level: Option<String> =
                     tx.query_row("SELECT level FROM datasets WHERE id = ?1", [dataset], |r| r.get(0)).optional()?;
                 if level.as_deref() != Some("general") {
@@ -249,11 +219,10 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
             }
             tx.execute(
                 "INSERT INTO modules VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'submitted', NULL, ?8, ?9)",
-                params![f("module")?, f("manifest")?, f("name")?, actor, f("licence")?, datasets, needed, at, index],
+                params![module, manifest, name, actor, licence, datasets.join(","), needed, at, index],
             )?;
         }
-        kind::MODULE_APPROVED => {
-            let module = f("module")?;
+        Event::ModuleApproved { module } => {
             tx.execute("INSERT INTO approvals VALUES (?1, ?2, ?3, ?4)", params![module, actor, at, index])?;
             tx.execute(
                 "UPDATE modules SET status = 'approved' WHERE sha256 = ?1 AND status = 'submitted'
@@ -262,102 +231,85 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
                 [module],
             )?;
         }
-        kind::MODULE_REJECTED | kind::MODULE_REVOKED => {
-            let status = if entry.kind() == kind::MODULE_REJECTED { "rejected" } else { "revoked" };
+        Event::ModuleRejected { module, reason } | Event::ModuleRevoked { module, reason } => {
+            let status =
+                if entry.kind() == kind::MODULE_REJECTED { ModuleStatus::Rejected } else { ModuleStatus::Revoked };
             let n = tx.execute(
                 "UPDATE modules SET status = ?2, reason = ?3 WHERE sha256 = ?1",
-                params![f("module")?, status, entry.get("reason")],
+                params![module, status.as_str(), reason],
             )?;
             changed(n, "module")?;
         }
-        kind::RUN_QUEUED => {
+        Event::RunQueued { run, module, licence, agreement, parameters, datasets } => {
             tx.execute(
                 "INSERT INTO runs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', NULL, NULL, NULL, NULL, ?8, NULL, ?9, NULL)",
-                params![
-                    f("run")?,
-                    f("module")?,
-                    actor,
-                    f("licence")?,
-                    f("agreement")?,
-                    f("parameters")?,
-                    f("datasets")?,
-                    at,
-                    index
-                ],
+                params![run, module, actor, licence, agreement, parameters, datasets.join(","), at, index],
             )?;
         }
-        kind::RUN_STARTED => {
-            let n = tx.execute("UPDATE runs SET status = 'running' WHERE id = ?1", [f("run")?])?;
+        Event::RunStarted { run } => {
+            let n = tx.execute("UPDATE runs SET status = 'running' WHERE id = ?1", [run])?;
             changed(n, "run")?;
         }
-        kind::RUN_FINISHED => {
+        Event::RunFinished { run, status, error, .. } => {
             // `ok` goes on to the audit; anything else ends the run.
-            let (status, finished) = match f("status")? {
-                "ok" => ("auditing", None),
-                other => (other, Some(at.as_str())),
+            let (status, finished) = match status.as_str() {
+                "ok" => (RunStatus::Auditing, None),
+                other => (
+                    RunStatus::parse(other)
+                        .ok_or_else(|| StoreError(format!("entry {index}: run status {other:?}")))?,
+                    Some(at.as_str()),
+                ),
             };
             let n = tx.execute(
                 "UPDATE runs SET status = ?2, error_code = ?3, finished_at = ?4, held = NULL WHERE id = ?1",
-                params![f("run")?, status, entry.get("error"), finished],
+                params![run, status.as_str(), error, finished],
             )?;
             changed(n, "run")?;
         }
-        kind::AUDIT_OUTCOME if f("outcome")? == "breach" => {
+        Event::AuditOutcome { run, outcome, report, .. } if outcome == "breach" => {
             // The module's declared values disagree with the host's: the run fails on its
             // contract, and the breach counts against its licence.
             let n = tx.execute(
                 "UPDATE runs SET audit_outcome = 'breach', report_id = ?2, held = NULL, status = 'failed',
                     error_code = 'contract', finished_at = ?3 WHERE id = ?1",
-                params![f("run")?, f("report")?, at],
+                params![run, report, at],
             )?;
             changed(n, "run")?;
         }
-        kind::AUDIT_OUTCOME => {
+        Event::AuditOutcome { run, outcome, report, released, held } => {
             // A run that releases something goes on to its release entry; one with tables held
             // waits for its reviewers; any other ends here (released, if an earlier entry of the
             // run released something: an audit again at review that found the report stale).
-            let released: u32 = f("released")?.parse().map_err(|_| StoreError("released is not a count".into()))?;
-            let held = entry.get("held").filter(|h| !h.is_empty());
+            let held = held.map(|h| h.join(",")).filter(|h| !h.is_empty());
             let n = tx.execute(
                 "UPDATE runs SET audit_outcome = ?2, report_id = ?3, held = ?4,
                     status = CASE WHEN ?5 THEN 'auditing' WHEN ?4 IS NOT NULL THEN 'review'
                         WHEN release IS NULL THEN 'withheld' ELSE 'released' END,
                     finished_at = CASE WHEN ?5 OR ?4 IS NOT NULL THEN NULL ELSE ?6 END
                  WHERE id = ?1",
-                params![f("run")?, f("outcome")?, f("report")?, held, released > 0, at],
+                params![run, outcome, report, held, released > 0, at],
             )?;
             changed(n, "run")?;
         }
-        kind::OUTPUT_APPROVED | kind::OUTPUT_REJECTED => {
-            let decision = if entry.kind() == kind::OUTPUT_APPROVED { "approved" } else { "rejected" };
-            let run = f("run")?;
-            tx.execute(
-                "INSERT INTO output_reviews VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![run, f("table")?, actor, decision, f("report")?, entry.get("reason"), at, index],
-            )?;
-            // Every held table decided and none approved: the run ends without a review release.
-            let review = review(tx, run)?;
-            if review.undecided.is_empty() && review.approved.is_empty() {
-                tx.execute(
-                    "UPDATE runs SET held = NULL, finished_at = ?2,
-                        status = CASE WHEN release IS NULL THEN 'withheld' ELSE 'released' END
-                     WHERE id = ?1",
-                    params![run, at],
-                )?;
-            }
+        Event::OutputApproved { run, report, table } => {
+            review_decision(tx, index, &at, actor, &run, &table, "approved", &report, None)?
         }
-        kind::RELEASE => {
-            let results: Vec<&str> = entry.results().iter().map(|(name, _)| *name).collect();
-            let (release, run) = (f("release")?, f("run")?);
+        Event::OutputRejected { run, report, table, reason } => {
+            review_decision(tx, index, &at, actor, &run, &table, "rejected", &report, Some(&reason))?
+        }
+        Event::Release { release, run, recipient, agreement, reviewed, results, .. } => {
+            let results: Vec<&str> = results.0.iter().map(|(name, _)| name.as_str()).collect();
             let (module, operator): (String, String) =
-                tx.query_row("SELECT module, operator FROM runs WHERE id = ?1", [run], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                tx.query_row("SELECT module, operator FROM runs WHERE id = ?1", [&run], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
             tx.execute(
                 "INSERT INTO releases VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![release, run, module, operator, f("recipient")?, f("agreement")?, results.join(","), at, index],
+                params![release, run, module, operator, recipient, agreement, results.join(","), at, index],
             )?;
             // The release of tables reviewers approved (`reviewed`) ends the review.
-            if entry.get("reviewed").is_some() {
-                tx.execute("UPDATE runs SET held = NULL WHERE id = ?1", [run])?;
+            if reviewed.is_some() {
+                tx.execute("UPDATE runs SET held = NULL WHERE id = ?1", [&run])?;
             }
             tx.execute(
                 "UPDATE runs SET release = ?2,
@@ -367,31 +319,60 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
                 params![run, release, at],
             )?;
         }
-        kind::DELIVERY => {
-            tx.execute("INSERT INTO deliveries VALUES (?1, ?2, ?3, ?4)", params![index, f("release")?, actor, at])?;
+        Event::Delivery { release } => {
+            tx.execute("INSERT INTO deliveries VALUES (?1, ?2, ?3, ?4)", params![index, release, actor, at])?;
         }
-        kind::FEEDBACK => {
-            let rating: i64 = f("rating")?.parse().map_err(|_| StoreError("rating is not a number".into()))?;
+        Event::Feedback { feedback, release, rating, comment } => {
             tx.execute(
                 "INSERT INTO feedback VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![f("feedback")?, f("release")?, actor, rating, entry.get("comment").unwrap_or(""), at, index],
+                params![feedback, release, actor, rating, comment.unwrap_or_default(), at, index],
             )?;
         }
-        kind::REQUEST_REFUSED => {
+        Event::RequestRefused { rpc, code, reason, .. } => {
             tx.execute(
                 "INSERT INTO refusals VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![index, actor, f("rpc")?, f("code")?, f("reason")?, at],
+                params![index, actor, rpc, code, reason, at],
             )?;
         }
-        kind::REPORT => {
+        Event::Report { year, size, sha256 } => {
             tx.execute(
                 "INSERT INTO reports VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![index, number(f("year")?)?, number(f("size")?)?, f("sha256")?, actor, at],
+                params![index, year, size as i64, sha256, actor, at],
             )?;
         }
-        // Kinds that change nothing queryable here (development runs, later kinds) stay in the
-        // log only.
-        _ => {}
+        // Events that change nothing queryable here (development runs, reads of reports) and
+        // kinds of later versions stay in the log only.
+        Event::RunDeveloped { .. } | Event::AuditReportRead { .. } | Event::Unknown { .. } => {}
+    }
+    Ok(())
+}
+
+/// A reviewer's decision on a held table; every held table decided and none approved ends the
+/// run without a review release.
+#[allow(clippy::too_many_arguments)]
+fn review_decision(
+    tx: &Transaction<'_>,
+    index: i64,
+    at: &str,
+    reviewer: &str,
+    run: &str,
+    table: &str,
+    decision: &str,
+    report: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO output_reviews VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![run, table, reviewer, decision, report, reason, at, index],
+    )?;
+    let review = review(tx, run)?;
+    if review.undecided.is_empty() && review.approved.is_empty() {
+        tx.execute(
+            "UPDATE runs SET held = NULL, finished_at = ?2,
+                status = CASE WHEN release IS NULL THEN 'withheld' ELSE 'released' END
+             WHERE id = ?1",
+            params![run, at],
+        )?;
     }
     Ok(())
 }

@@ -39,7 +39,14 @@ fn year_of_operation() -> TestLog {
         "2025-12-31T16:30:00Z",
         kind::LICENCE_GRANTED,
         "bureau.admin",
-        &[("licence", "lic-1"), ("operator", op)],
+        &[
+            ("licence", "lic-1"),
+            ("operator", op),
+            ("datasets", "persons"),
+            ("purpose", "人口统计 population statistics"),
+            ("valid_from", "2025-12-31T16:00:00Z"),
+            ("valid_until", "2027-12-31T16:00:00Z"),
+        ],
     );
     logged(&mut log, "2026-12-31T16:00:00Z", kind::LICENCE_SUSPENDED, "bureau.admin", &[("licence", "lic-1")]);
     logged(
@@ -47,7 +54,13 @@ fn year_of_operation() -> TestLog {
         "2026-02-01T00:00:00Z",
         kind::AGREEMENT_SIGNED,
         op,
-        &[("agreement", "agr-1"), ("licence", "lic-1"), ("application_unit", "unit.a")],
+        &[
+            ("agreement", "agr-1"),
+            ("licence", "lic-1"),
+            ("application_unit", "unit.a"),
+            ("scenario", "规划 planning"),
+            ("valid_until", "2027-01-01T00:00:00Z"),
+        ],
     );
     let sha = Hash::sha256(b"module").to_hex();
     for outcome in ["ok", "fuel-exhausted", "ok"] {
@@ -60,7 +73,15 @@ fn year_of_operation() -> TestLog {
         );
     }
     for run in ["run-2", "run-3"] {
-        logged(&mut log, "2026-04-01T00:00:00Z", kind::RUN_QUEUED, op, &[("run", run), ("agreement", "agr-1")]);
+        let fields = [
+            ("run", run),
+            ("module", &sha),
+            ("licence", "lic-1"),
+            ("agreement", "agr-1"),
+            ("parameters", &sha),
+            ("datasets", "persons@1"),
+        ];
+        logged(&mut log, "2026-04-01T00:00:00Z", kind::RUN_QUEUED, op, &fields);
     }
     logged(&mut log, "2026-04-01T00:01:00Z", kind::RUN_FINISHED, "sandbox", &[("run", "run-2"), ("status", "ok")]);
     logged(
@@ -70,7 +91,8 @@ fn year_of_operation() -> TestLog {
         "sandbox",
         &[("run", "run-3"), ("status", "failed"), ("error", "timeout")],
     );
-    logged(&mut log, "2026-04-01T00:02:00Z", kind::AUDIT_OUTCOME, "sandbox", &[("run", "run-2"), ("outcome", "pass")]);
+    let outcome = [("run", "run-2"), ("outcome", "pass"), ("report", "r-2"), ("released", "1")];
+    logged(&mut log, "2026-04-01T00:02:00Z", kind::AUDIT_OUTCOME, "sandbox", &outcome);
     // A release states the history later audits compare with, as it leaves it: one in 2026,
     // one in 2027 (Beijing time; a run the log does not know).
     for (at, run, id, cells, tables) in

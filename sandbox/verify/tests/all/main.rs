@@ -111,6 +111,9 @@ impl TestLog {
         let submitted = Entry::builder(kind::MODULE_SUBMITTED, time("2026-05-01T09:00:00Z"), "operator.acme")
             .field("module", &module)
             .field("manifest", &Hash::sha256(b"manifest").to_hex())
+            .field("licence", "lic-1")
+            .field("name", "population")
+            .field("datasets", "persons")
             .build()
             .unwrap();
         let signed = submitted.sign(&[&self.operator]).unwrap();
