@@ -2,17 +2,20 @@
 //!
 //! The request comes on stdin and the answer goes to stdout, as `sandbox_contract::wire` says
 //! (the licence's pseudonym key comes in the request, never in arguments or the environment).
-//! Before reading anything the process confines itself, where Linux allows: a new user, network
-//! and mount namespace (no network at all, and every file system read-only: nothing a module
-//! could do to the host — the module cache above all, which later runs load — outlives the
-//! run), no new privileges, and resource limits. It never holds a signing key and cannot reach
-//! the log.
+//! Having read its request, and before anything else, the process confines itself, where Linux
+//! allows: a new user, network and mount namespace (no network at all; a root file system of
+//! its own that holds only the catalog, the module, its manifest and the module cache — not the
+//! data folder's keys, log or state, nor anything else of the host — and every file system
+//! read-only: nothing a module could do to the host, the module cache above all, which later
+//! runs load, outlives the run), no new privileges, and resource limits. It never holds a
+//! signing key and cannot reach the log.
 //!
 //! `sandbox-runner --compile` compiles a module into the cache and runs nothing: the server
 //! calls it when a module is approved, so the cache is written only by processes that never ran
 //! a module. Its file systems stay writable; its network is cut off all the same.
 
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -36,6 +39,9 @@ enum Job {
     ProbeRemount(String),
     /// Prints its process id (1 inside the run's PID namespace).
     ProbePid,
+    /// Confined to the first path, as a run is to its catalog and module, tries to read the
+    /// second.
+    ProbeRead(PathBuf, PathBuf),
 }
 
 impl Job {
@@ -49,6 +55,7 @@ impl Job {
             ["--probe-write", path] => Job::ProbeWrite((*path).to_owned()),
             ["--probe-remount", path] => Job::ProbeRemount((*path).to_owned()),
             ["--probe-pid"] => Job::ProbePid,
+            ["--probe-read", keep, path] => Job::ProbeRead(PathBuf::from(keep), PathBuf::from(path)),
             other => anyhow::bail!("unknown arguments {other:?}"),
         })
     }
@@ -62,7 +69,7 @@ impl Job {
 /// holds every capability of its namespace still cannot remount anything writable (red team
 /// round 7 did, with one `mount(MS_REMOUNT|MS_BIND)`, before this). Must run while
 /// single-threaded.
-fn isolate(writable: bool) -> Result<(), String> {
+fn isolate(writable: bool, keep: &[PathBuf]) -> Result<(), String> {
     use nix::sched::{CloneFlags, unshare};
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
@@ -78,8 +85,58 @@ fn isolate(writable: bool) -> Result<(), String> {
     write("setgroups", "deny".to_owned())?;
     write("uid_map", format!("0 {uid} 1"))?;
     write("gid_map", format!("0 {gid} 1"))?;
+    if !keep.is_empty() {
+        enclose(keep)?;
+    }
     read_only_everywhere()?;
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|e| format!("locking the mounts: {e}"))
+}
+
+/// Makes a root file system holding only `keep` (canonical paths, each at its own path) and
+/// pivots into it, dropping the host's: escaped code finds no key, log, state database or home
+/// folder to read, only what its run reads anyway. A small tmpfs is the new root, mounted on
+/// the first of a few usual directories that holds none of `keep`; each kept path is bound into
+/// it at its own path; the old root is detached.
+fn enclose(keep: &[PathBuf]) -> Result<(), String> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    let none: Option<&str> = None;
+    fn fail(what: &'static str) -> impl Fn(nix::errno::Errno) -> String {
+        move |e| format!("{what}: {e}")
+    }
+    // Nothing done here reaches the host's mount namespace.
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).map_err(fail("private mounts"))?;
+    // Paths inside another kept path come with it (and a file created for one would be
+    // created in the host's folder).
+    let mut kept: Vec<&PathBuf> = keep.iter().collect();
+    kept.sort();
+    kept.dedup_by(|later, earlier| later.starts_with(earlier));
+    let base = ["/mnt", "/tmp", "/run", "/var/tmp", "/srv", "/opt", "/media", "/home"]
+        .into_iter()
+        .map(Path::new)
+        .find(|b| b.is_dir() && kept.iter().all(|k| !k.starts_with(b) && !b.starts_with(k)))
+        .ok_or("no directory to build the run's root on")?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(Some("tmpfs"), base, Some("tmpfs"), flags, Some("size=1m,mode=0755")).map_err(fail("the run's root"))?;
+    for path in kept {
+        let relative = path.strip_prefix("/").map_err(|_| format!("{} is not absolute", path.display()))?;
+        let target = base.join(relative);
+        let made = if path.is_dir() {
+            std::fs::create_dir_all(&target)
+        } else {
+            let parent = target.parent().unwrap_or(base);
+            std::fs::create_dir_all(parent)
+                .and_then(|()| std::fs::OpenOptions::new().write(true).create_new(true).open(&target).map(drop))
+        };
+        made.map_err(|e| format!("{}: {e}", target.display()))?;
+        mount(Some(path.as_path()), &target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+            .map_err(|e| format!("binding {}: {e}", path.display()))?;
+    }
+    let old = base.join(".host");
+    std::fs::create_dir(&old).map_err(|e| format!("{}: {e}", old.display()))?;
+    nix::unistd::pivot_root(base, &old).map_err(fail("pivot_root"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    umount2("/.host", MntFlags::MNT_DETACH).map_err(fail("detaching the host's root"))?;
+    std::fs::remove_dir("/.host").map_err(|e| format!("/.host: {e}"))
 }
 
 /// A new PID namespace, with this process's child as its first process: when that child ends,
@@ -170,8 +227,18 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let job = Job::from_args()?;
-    // First, while the process has one thread.
-    let mut isolation = isolate(matches!(job, Job::Compile));
+    // A run's request first: it names what the run may see.
+    let request = match &job {
+        Job::Run => Some(read_request()?),
+        _ => None,
+    };
+    let keep = match (&job, &request) {
+        (Job::Run, Some(request)) => kept_paths(request),
+        (Job::ProbeRead(keep, _), _) => vec![keep.canonicalize().context("--probe-read")?],
+        _ => Vec::new(),
+    };
+    // Then, while the process has one thread, the confinement.
+    let mut isolation = isolate(matches!(job, Job::Compile), &keep);
     if isolation.is_ok() {
         match enter_pid_namespace() {
             Ok(Some(code)) => return Ok(code),
@@ -235,11 +302,17 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("pid {}", std::process::id());
             return Ok(ExitCode::SUCCESS);
         }
+        Job::ProbeRead(_, path) => {
+            match (&isolation, std::fs::read(&path)) {
+                (Err(e), _) => println!("not confined: {e}"),
+                (Ok(()), Ok(bytes)) => println!("read {} bytes", bytes.len()),
+                (Ok(()), Err(e)) => println!("refused: {e}"),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     }
 
-    let mut input = Vec::new();
-    std::io::stdin().take(MAX_REQUEST_BYTES + 1).read_to_end(&mut input).context("reading the request")?;
-    let request = RunnerRequest::decode(&input).context("parsing the request")?;
+    let request = request.context("a run without its request")?;
     if let (Err(e), true) = (&isolation, request.require_isolation) {
         anyhow::bail!("cannot confine the process: {e}");
     }
@@ -276,6 +349,30 @@ fn run() -> anyhow::Result<ExitCode> {
     };
     answer.encode(&mut std::io::stdout().lock())?;
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// A run's request from stdin, its paths made absolute and canonical: the run sees them at
+/// those paths only (see [`enclose`]).
+fn read_request() -> anyhow::Result<RunnerRequest> {
+    let mut input = Vec::new();
+    std::io::stdin().take(MAX_REQUEST_BYTES + 1).read_to_end(&mut input).context("reading the request")?;
+    let mut request = RunnerRequest::decode(&input).context("parsing the request")?;
+    let canonical = |path: &Path| path.canonicalize().with_context(|| format!("{}", path.display()));
+    request.catalog = canonical(&request.catalog)?;
+    request.module = canonical(&request.module)?;
+    request.manifest = canonical(&request.manifest)?;
+    if let Some(cache) = &request.cache_dir {
+        // A cache that does not exist yet has nothing to load: the run compiles in memory.
+        request.cache_dir = cache.canonicalize().ok();
+    }
+    Ok(request)
+}
+
+/// What a run reads: the catalog (its data included), the module, its manifest and the cache.
+fn kept_paths(request: &RunnerRequest) -> Vec<PathBuf> {
+    let mut keep = vec![request.catalog.clone(), request.module.clone(), request.manifest.clone()];
+    keep.extend(request.cache_dir.clone());
+    keep
 }
 
 /// Compiles the requested module into the cache, checking it as a run would load it, and

@@ -34,6 +34,7 @@ fn the_process_runs_a_module_and_returns_its_tables() {
     assert_eq!(header["record"]["error"], serde_json::Value::Null);
     assert_eq!(header["record"]["mode"], "production");
     assert_eq!(header["dev_log"], serde_json::Value::Null, "production keeps no log");
+    assert_eq!(header["isolated"], true, "the run was confined, on a root of its own");
     let table = &header["tables"][0];
     let bytes = &out.stdout[newline + 1..];
     assert_eq!(bytes.len() as u64, table["bytes"].as_u64().unwrap());
@@ -75,6 +76,34 @@ fn the_process_writes_nowhere() {
         assert!(text.starts_with("refused") && text.contains("Read-only"), "{}: {text}", path.display());
         assert!(!path.exists());
     }
+}
+
+/// Code that escapes the module finds only what its run reads — the catalog, the module and the
+/// cache — and not the data folder's keys beside them, nor anything else of the host.
+#[test]
+fn the_process_sees_only_what_its_run_reads() {
+    let dir = tmp().join(format!("runner-enclosed-{}", std::process::id()));
+    let (catalog, keys) = (dir.join("catalog"), dir.join("keys"));
+    std::fs::create_dir_all(&catalog).unwrap();
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(catalog.join("persons.csv"), "rows").unwrap();
+    std::fs::write(keys.join("release.key"), "secret").unwrap();
+    let probe = |path: &std::path::Path| {
+        let out = runner_binary().arg("--probe-read").arg(&catalog).arg(path).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(probe(&catalog.join("persons.csv")), "read 4 bytes");
+    let host = [
+        keys.join("release.key"),
+        "/etc/passwd".into(),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"),
+    ];
+    for path in host {
+        let text = probe(&path);
+        assert!(text.starts_with("refused") && text.contains("No such file"), "{}: {text}", path.display());
+    }
+    // The host's files are where they were.
+    assert_eq!(std::fs::read_to_string(keys.join("release.key")).unwrap(), "secret");
 }
 
 /// Code that escapes the module holds every capability of the runner's innermost user
