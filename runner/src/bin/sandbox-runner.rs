@@ -20,7 +20,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use nix::sys::resource::{Resource, setrlimit};
-use sandbox_catalog::Catalog;
+use sandbox_catalog::{Catalog, Variant};
+use sandbox_contract::Manifest;
+use sandbox_contract::run::RunMode;
 use sandbox_contract::wire::{CompileAnswer, CompileRequest, MAX_REQUEST_BYTES, RunnerAnswer, RunnerRequest};
 use sandbox_policy::PseudonymKey;
 use sandbox_runner::{RunLimits, RunRequest, Runner};
@@ -42,6 +44,8 @@ enum Job {
     /// Confined to the first path, as a run is to its catalog and module, tries to read the
     /// second.
     ProbeRead(PathBuf, PathBuf),
+    /// Reads a run's request and prints what the run would see, a path a line.
+    ProbeKeep,
 }
 
 impl Job {
@@ -55,6 +59,7 @@ impl Job {
             ["--probe-write", path] => Job::ProbeWrite((*path).to_owned()),
             ["--probe-remount", path] => Job::ProbeRemount((*path).to_owned()),
             ["--probe-pid"] => Job::ProbePid,
+            ["--probe-keep"] => Job::ProbeKeep,
             ["--probe-read", keep, path] => Job::ProbeRead(PathBuf::from(keep), PathBuf::from(path)),
             other => anyhow::bail!("unknown arguments {other:?}"),
         })
@@ -62,9 +67,10 @@ impl Job {
 }
 
 /// Cuts the process off: a new user namespace (so no privilege is needed), a new network
-/// namespace with nothing but a down loopback, and a new mount namespace whose mounts are all
-/// made read-only (unless `writable`) — then a second user and mount namespace inside the
-/// first. The second one is owned by a less privileged user namespace than the mounts it
+/// namespace with nothing but a down loopback, new IPC, UTS and cgroup namespaces (no System V
+/// or POSIX queue or shared memory a later run could read), and a new mount namespace whose root
+/// holds only `keep` (when given, see [`enclose`]) and whose mounts are all made read-only
+/// (unless `writable`) — then a second user and mount namespace inside the first. The second one is owned by a less privileged user namespace than the mounts it
 /// copies, so their flags are locked (mount_namespaces(7)): code that escapes the module and
 /// holds every capability of its namespace still cannot remount anything writable (red team
 /// round 7 did, with one `mount(MS_REMOUNT|MS_BIND)`, before this). Must run while
@@ -72,11 +78,13 @@ impl Job {
 fn isolate(writable: bool, keep: &[PathBuf]) -> Result<(), String> {
     use nix::sched::{CloneFlags, unshare};
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
-    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
-        .map_err(|e| e.to_string())?;
-    if writable {
-        return Ok(());
-    }
+    let namespaces = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWCGROUP;
+    unshare(namespaces).map_err(|e| e.to_string())?;
     // The outer user namespace maps this process's own ids (the only mapping an unprivileged
     // process may write): a nested user namespace can only be made by ids its parent maps.
     let write = |file: &str, text: String| {
@@ -87,6 +95,9 @@ fn isolate(writable: bool, keep: &[PathBuf]) -> Result<(), String> {
     write("gid_map", format!("0 {gid} 1"))?;
     if !keep.is_empty() {
         enclose(keep)?;
+    }
+    if writable {
+        return Ok(());
     }
     read_only_everywhere()?;
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|e| format!("locking the mounts: {e}"))
@@ -228,13 +239,18 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let job = Job::from_args()?;
     // A run's request first: it names what the run may see.
-    let request = match &job {
-        Job::Run => Some(read_request()?),
+    let prepared = match &job {
+        Job::Run | Job::ProbeKeep => Some(prepare()?),
         _ => None,
     };
-    let keep = match (&job, &request) {
-        (Job::Run, Some(request)) => kept_paths(request),
-        (Job::ProbeRead(keep, _), _) => vec![keep.canonicalize().context("--probe-read")?],
+    let compile_request = match &job {
+        Job::Compile => Some(prepare_compile()?),
+        _ => None,
+    };
+    let keep = match (&job, &prepared, &compile_request) {
+        (Job::Run, Some(prepared), _) => prepared.keep.clone(),
+        (Job::Compile, _, Some(request)) => vec![request.module.clone(), request.cache_dir.clone()],
+        (Job::ProbeRead(keep, _), _, _) => vec![keep.canonicalize().context("--probe-read")?],
         _ => Vec::new(),
     };
     // Then, while the process has one thread, the confinement.
@@ -251,7 +267,15 @@ fn run() -> anyhow::Result<ExitCode> {
 
     match job {
         Job::Run => {}
-        Job::Compile => return compile(limits, isolation),
+        Job::Compile => {
+            return compile(compile_request.context("a compilation without its request")?, limits, isolation);
+        }
+        Job::ProbeKeep => {
+            for path in prepared.context("no request")?.keep {
+                println!("{}", path.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         Job::ProbeNetwork(addr) => {
             match std::net::TcpStream::connect(&addr) {
                 Ok(_) => println!("connected"),
@@ -312,7 +336,7 @@ fn run() -> anyhow::Result<ExitCode> {
         }
     }
 
-    let request = request.context("a run without its request")?;
+    let Prepared { request, catalog, .. } = prepared.context("a run without its request")?;
     if let (Err(e), true) = (&isolation, request.require_isolation) {
         anyhow::bail!("cannot confine the process: {e}");
     }
@@ -324,7 +348,6 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let catalog = Catalog::open(&request.catalog).context("opening the catalog")?;
     let module = std::fs::read(&request.module).context("reading the module")?;
     let manifest = std::fs::read_to_string(&request.manifest).context("reading the manifest")?;
 
@@ -351,9 +374,33 @@ fn run() -> anyhow::Result<ExitCode> {
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// A run's request from stdin, its paths made absolute and canonical: the run sees them at
-/// those paths only (see [`enclose`]).
-fn read_request() -> anyhow::Result<RunnerRequest> {
+/// A compilation's request from stdin, its paths canonical (the cache created if need be): the
+/// compiling process sees the module and the cache only, the cache writable.
+fn prepare_compile() -> anyhow::Result<CompileRequest> {
+    let mut input = Vec::new();
+    std::io::stdin().take(MAX_REQUEST_BYTES + 1).read_to_end(&mut input).context("reading the request")?;
+    let mut request = CompileRequest::decode(&input).context("parsing the request")?;
+    std::fs::create_dir_all(&request.cache_dir).with_context(|| format!("{}", request.cache_dir.display()))?;
+    request.module = request.module.canonicalize().with_context(|| format!("{}", request.module.display()))?;
+    request.cache_dir = request.cache_dir.canonicalize().with_context(|| format!("{}", request.cache_dir.display()))?;
+    Ok(request)
+}
+
+/// A run as its request asks for it, before the process confines itself.
+struct Prepared {
+    /// Its paths absolute and canonical: the run sees them at those paths only.
+    request: RunnerRequest,
+    /// Opened (entries read, schemas checked) while the whole catalog is in view.
+    catalog: Catalog,
+    /// What the run reads, and all it will see (see [`enclose`]): the files of the manifest's
+    /// datasets in the run's variant — the twins for a development run, the real files for a
+    /// production run, never the other datasets nor the other variant —, the module, its
+    /// manifest and the module cache.
+    keep: Vec<PathBuf>,
+}
+
+/// Reads the request from stdin, opens the catalog and lists what the run may see.
+fn prepare() -> anyhow::Result<Prepared> {
     let mut input = Vec::new();
     std::io::stdin().take(MAX_REQUEST_BYTES + 1).read_to_end(&mut input).context("reading the request")?;
     let mut request = RunnerRequest::decode(&input).context("parsing the request")?;
@@ -365,22 +412,45 @@ fn read_request() -> anyhow::Result<RunnerRequest> {
         // A cache that does not exist yet has nothing to load: the run compiles in memory.
         request.cache_dir = cache.canonicalize().ok();
     }
-    Ok(request)
-}
-
-/// What a run reads: the catalog (its data included), the module, its manifest and the cache.
-fn kept_paths(request: &RunnerRequest) -> Vec<PathBuf> {
-    let mut keep = vec![request.catalog.clone(), request.module.clone(), request.manifest.clone()];
+    let mut catalog = Catalog::open(&request.catalog).context("opening the catalog")?;
+    let manifest = std::fs::read_to_string(&request.manifest).context("reading the manifest")?;
+    let manifest = Manifest::parse(&manifest).context("parsing the manifest")?;
+    let variant = match request.mode {
+        RunMode::Production => Variant::Real,
+        RunMode::Development => Variant::Twin,
+    };
+    // The run's catalog names only the files of its variant. A development run's twins are
+    // compared with the real files here, where both are in view (inside the run's root the real
+    // files are not there); twins that are the real data, or that cannot be compared, keep the
+    // real files named, so that the run's own check refuses them.
+    for dataset in &mut catalog.datasets {
+        if !manifest.datasets.contains(&dataset.id) {
+            // Not the run's: nothing of it is opened, nor named.
+            dataset.files.clear();
+            dataset.twin_files.clear();
+            continue;
+        }
+        match request.mode {
+            RunMode::Production => dataset.twin_files.clear(),
+            RunMode::Development if matches!(dataset.twin_is_real(), Ok(None)) => dataset.files.clear(),
+            RunMode::Development => {}
+        }
+    }
+    let mut keep = vec![request.module.clone(), request.manifest.clone()];
     keep.extend(request.cache_dir.clone());
-    keep
+    for id in &manifest.datasets {
+        // An unknown dataset fails the run later, with the module's error.
+        let Ok(dataset) = catalog.dataset(id) else { continue };
+        for file in dataset.files(variant) {
+            keep.push(canonical(&file.path)?);
+        }
+    }
+    Ok(Prepared { request, catalog, keep })
 }
 
 /// Compiles the requested module into the cache, checking it as a run would load it, and
 /// answers with the artifact's outcome; instantiates and runs nothing.
-fn compile(limits: RunLimits, isolation: Result<(), String>) -> anyhow::Result<ExitCode> {
-    let mut input = Vec::new();
-    std::io::stdin().take(MAX_REQUEST_BYTES + 1).read_to_end(&mut input).context("reading the request")?;
-    let request = CompileRequest::decode(&input).context("parsing the request")?;
+fn compile(request: CompileRequest, limits: RunLimits, isolation: Result<(), String>) -> anyhow::Result<ExitCode> {
     if let (Err(e), true) = (&isolation, request.require_isolation) {
         anyhow::bail!("cannot confine the process: {e}");
     }

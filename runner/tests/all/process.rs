@@ -106,6 +106,84 @@ fn the_process_sees_only_what_its_run_reads() {
     assert_eq!(std::fs::read_to_string(keys.join("release.key")).unwrap(), "secret");
 }
 
+/// What a run may see is the files of its manifest's datasets in its own variant: a development
+/// run the twins only (its answer goes to the operator unaudited), a production run the real
+/// files only; never the catalog's other datasets, entries or the data folder around them.
+#[test]
+fn a_run_sees_its_datasets_in_its_variant_only() {
+    let ex = sandbox_examples::find("population").unwrap();
+    let dir = tmp().join(format!("runner-keep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("module.wasm"), ex.wasm).unwrap();
+    std::fs::write(dir.join("module.toml"), ex.manifest).unwrap();
+    let catalog = crate::fixture::catalog();
+    let persons = catalog.dataset("persons").unwrap();
+    let canonical = |files: &[sandbox_catalog::DataFile]| -> Vec<String> {
+        files.iter().map(|f| f.path.canonicalize().unwrap().display().to_string()).collect()
+    };
+    let (real, twins) = (
+        canonical(persons.files(sandbox_catalog::Variant::Real)),
+        canonical(persons.files(sandbox_catalog::Variant::Twin)),
+    );
+    for (mode, seen, unseen) in [("development", &twins, &real), ("production", &real, &twins)] {
+        let request = serde_json::json!({
+            "catalog": catalog_dir(),
+            "module": dir.join("module.wasm"),
+            "manifest": dir.join("module.toml"),
+            "parameters": [],
+            "mode": mode,
+        });
+        let mut child =
+            runner_binary().arg("--probe-keep").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let kept: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+        assert!(seen.iter().all(|f| kept.contains(f)), "{mode}: {kept:?}");
+        assert!(unseen.iter().all(|f| !kept.contains(f)), "{mode} sees the other variant: {kept:?}");
+        let catalog_dir = catalog_dir().canonicalize().unwrap().display().to_string();
+        assert!(!kept.contains(&catalog_dir), "{mode} sees the whole catalog: {kept:?}");
+        assert_eq!(kept.len(), 2 + seen.len(), "the module, its manifest and the dataset's files: {kept:?}");
+    }
+}
+
+/// A twin that is a copy of the real data is still refused to a development run, though the
+/// run's root holds no real file to compare with: the runner compares them before it confines
+/// itself.
+#[test]
+fn a_twin_that_is_the_real_data_is_refused_through_the_process() {
+    let ex = sandbox_examples::find("population").unwrap();
+    let dir = tmp().join(format!("runner-real-twin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let copied = Command::new("cp").arg("-a").arg(catalog_dir()).arg(dir.join("catalog")).status().unwrap();
+    assert!(copied.success());
+    let catalog = sandbox_catalog::Catalog::open(&dir.join("catalog")).unwrap();
+    let persons = catalog.dataset("persons").unwrap();
+    let (real, twin) =
+        (&persons.files(sandbox_catalog::Variant::Real)[0], &persons.files(sandbox_catalog::Variant::Twin)[0]);
+    std::fs::copy(&real.path, &twin.path).unwrap();
+    std::fs::write(dir.join("module.wasm"), ex.wasm).unwrap();
+    std::fs::write(dir.join("module.toml"), ex.manifest).unwrap();
+    let request = serde_json::json!({
+        "catalog": dir.join("catalog"),
+        "module": dir.join("module.wasm"),
+        "manifest": dir.join("module.toml"),
+        "parameters": [["reference_date", "2024-12-31"]],
+        "mode": "development",
+        "key": hex::encode(crate::fixture::key().to_bytes()),
+        "require_isolation": true,
+    });
+    let mut child = runner_binary().stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let newline = out.stdout.iter().position(|&b| b == b'\n').unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&out.stdout[..newline]).unwrap();
+    assert_eq!(header["isolated"], true);
+    assert!(header["tables"].as_array().unwrap().is_empty(), "{header}");
+    let error = header["record"]["error"].to_string();
+    assert!(error.contains("persons") && error.contains("twin"), "the run is refused on its dataset: {error}");
+}
+
 /// Code that escapes the module holds every capability of the runner's innermost user
 /// namespace, yet cannot remount a file system writable (the mounts are locked), and runs as
 /// the first process of a PID namespace of its own: what it starts dies with it, and no process

@@ -175,7 +175,11 @@ impl Core {
         // development run finished for an operator disabled while it ran).
         // The caller's own entries need its token still standing too (not rotated or revoked
         // while the call ran).
-        let actor = entry::open(&bytes).map(|(e, _)| e.actor().to_owned()).map_err(|e| internal("entry", e))?;
+        let (entry, _) = entry::open(&bytes).map_err(|e| internal("entry", e))?;
+        // What the projection will read, read first: an entry it could not apply never reaches
+        // the log, where it would stop every later entry's projection.
+        Event::decode(&entry).map_err(|e| ServiceError::invalid(&e, e.zh()))?;
+        let actor = entry.actor().to_owned();
         if actor != self.name {
             let token = CALLER.try_with(|c| (c.name == actor).then(|| c.token_sha256.clone())).ok().flatten();
             let standing = self.view()?.principal(&actor)?.is_none_or(|p| {

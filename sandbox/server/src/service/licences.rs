@@ -118,7 +118,7 @@ impl Service {
 
     /// Operators see their own licences; the bureau, all.
     pub(crate) fn licences(&self, caller: &Caller) -> Result<Vec<Licence>> {
-        let scope = if caller.role == Role::Operator { Scope::Own(&caller.name) } else { Scope::All };
+        let scope = super::scope(caller);
         Ok(self.core.view()?.licences(scope)?)
     }
 
@@ -133,10 +133,7 @@ impl Service {
         let guard = self.lock().await;
         let licence = self.licence(&a.licence)?;
         if licence.operator != caller.name {
-            return Err(ServiceError::denied(
-                format!("licence {} is not yours", a.licence),
-                "该授权运营协议不属于调用者",
-            ));
+            return Err(ServiceError::not_found("licence", "授权运营协议", &a.licence));
         }
         if !licence.in_force(now()) {
             return Err(ServiceError::precondition(
@@ -165,8 +162,8 @@ impl Service {
         check_text("reason", reason, false)?;
         let guard = self.lock().await;
         let agreement = self.agreement(id)?;
-        if caller.role == Role::Operator && agreement.operator != caller.name {
-            return Err(ServiceError::denied(format!("agreement {id} is not yours"), "该数据服务协议不属于调用者"));
+        if super::scope(caller) != Scope::All && agreement.operator != caller.name {
+            return Err(ServiceError::not_found("agreement", "数据服务协议", id));
         }
         if agreement.ended {
             return Err(ServiceError::precondition(format!("agreement {id} has ended already"), "数据服务协议已终止"));
@@ -181,8 +178,7 @@ impl Service {
     /// Operators and application units see their own agreements; administrators and
     /// reviewers, all.
     pub(crate) fn agreements(&self, caller: &Caller) -> Result<Vec<Agreement>> {
-        let all = matches!(caller.role, Role::Admin | Role::Reviewer);
-        let scope = if all { Scope::All } else { Scope::Own(&caller.name) };
+        let scope = super::scope(caller);
         Ok(self.core.view()?.agreements(scope)?)
     }
 }

@@ -4,7 +4,7 @@ use sandbox_verify::entry::{self, Entry};
 use sandbox_verify::event::Event;
 
 use super::{Result, Service, now, sha256_hex};
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::error::ServiceError;
 use crate::model::Report;
 use crate::state::Thing;
@@ -41,7 +41,7 @@ impl Service {
         }
         let end = (start + u64::from(count)).min(size);
         let mut entries = self.core.log.entries(start..end).map_err(|e| ServiceError::internal("log read", e))?;
-        if matches!(caller.role, Role::Operator | Role::ApplicationUnit) {
+        if super::scope(caller) != crate::state::Scope::All {
             for bytes in &mut entries {
                 let theirs = match entry::open(bytes) {
                     Ok((e, _)) => self.concerns(caller, &e)?,
@@ -82,10 +82,22 @@ impl Service {
     }
 
     /// The inclusion proof of entry `index` in the current checkpoint, in tlog-proof form.
-    pub(crate) fn inclusion_proof(&self, _caller: &Caller, index: u64) -> Result<Vec<u8>> {
+    /// Operators and application units prove their own entries only: a proof holds the hash of
+    /// the entry beside it, and an entry the server made can be guessed and checked against it.
+    pub(crate) fn inclusion_proof(&self, caller: &Caller, index: u64) -> Result<Vec<u8>> {
         let size = self.core.log.size();
         if index >= size {
             return Err(ServiceError::out_of_range(format!("the log has {size} entries"), format!("日志共 {size} 条")));
+        }
+        if super::scope(caller) != crate::state::Scope::All {
+            let bytes = self.core.log.entry(index).map_err(|e| ServiceError::internal("log read", e))?;
+            let theirs = match entry::open(&bytes) {
+                Ok((e, _)) => self.concerns(caller, &e)?,
+                Err(_) => false,
+            };
+            if !theirs {
+                return Err(ServiceError::not_found("entry of yours at index", "调用者的日志条目", &index.to_string()));
+            }
         }
         let proof = self.core.log.tlog_proof(index).map_err(|e| ServiceError::internal("proof", e))?;
         Ok(proof.to_bytes())

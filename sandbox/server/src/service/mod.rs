@@ -191,18 +191,15 @@ impl Service {
         self.core.view()?.principal(name)?.ok_or_else(|| ServiceError::not_found("principal", "主体", name))
     }
 
-    /// The principal `name`, if it has `role` and is not disabled.
+    /// The principal `name`, if it has `role` and is not disabled; one answer whichever it is
+    /// not (a tenant learns nothing of other principals from it).
     fn principal_acting_as(&self, name: &str, role: Role) -> Result<Principal> {
-        let Some(principal) = self.principal(name).ok().filter(|p| p.role == role) else {
-            return Err(ServiceError::precondition(
-                format!("{name} is not a registered {}", role.code()),
-                format!("{name} 不是已登记的{}", role.zh()),
-            ));
-        };
-        if principal.disabled.is_some() {
-            return Err(ServiceError::precondition(format!("{name} is disabled"), format!("{name} 已被停用")));
-        }
-        Ok(principal)
+        self.principal(name).ok().filter(|p| p.role == role && p.disabled.is_none()).ok_or_else(|| {
+            ServiceError::precondition(
+                format!("{name} is not a registered {} in good standing", role.code()),
+                format!("{name} 不是已登记且未停用的{}", role.zh()),
+            )
+        })
     }
 
     /// Opens a signed entry of `expected` kind made by `caller` with its registered key.
@@ -239,6 +236,15 @@ impl Service {
     /// The write lock, for a command's checks, its entry and its effects.
     async fn lock(&self) -> WriteGuard<'_> {
         self.core.write.lock().await
+    }
+}
+
+/// What lists a caller reads: administrators, reviewers and evaluators all of it, everyone else
+/// (operators, application units, roles to come) only what it is party to.
+fn scope(caller: &Caller) -> crate::state::Scope<'_> {
+    match caller.role {
+        Role::Admin | Role::Reviewer | Role::Evaluator => crate::state::Scope::All,
+        Role::Operator | Role::ApplicationUnit => crate::state::Scope::Own(&caller.name),
     }
 }
 

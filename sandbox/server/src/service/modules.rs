@@ -7,7 +7,7 @@ use sandbox_verify::entry::kind;
 use sandbox_verify::event::Event;
 
 use super::{MAX_MODULE_BYTES, Result, Service, check_text, field, now, sha256_hex};
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::error::ServiceError;
 use crate::model::{Module, ModuleStatus};
 use crate::state::Scope;
@@ -76,10 +76,7 @@ impl Service {
         let guard = self.lock().await;
         let licence = self.licence(licence_id)?;
         if licence.operator != caller.name {
-            return Err(ServiceError::denied(
-                format!("licence {licence_id} is not yours"),
-                "该授权运营协议不属于调用者",
-            ));
+            return Err(ServiceError::not_found("licence", "授权运营协议", licence_id));
         }
         if !licence.in_force(now()) {
             return Err(ServiceError::precondition(
@@ -165,14 +162,14 @@ impl Service {
 
     /// Operators see their own modules; the bureau, all.
     pub(crate) fn modules(&self, caller: &Caller) -> Result<Vec<Module>> {
-        let scope = if caller.role == Role::Operator { Scope::Own(&caller.name) } else { Scope::All };
+        let scope = super::scope(caller);
         Ok(self.core.view()?.modules(scope)?)
     }
 
     pub(crate) fn module_files(&self, caller: &Caller, sha: &str) -> Result<ModuleFiles> {
         let module = self.module(sha)?;
-        if caller.role == Role::Operator && module.operator != caller.name {
-            return Err(ServiceError::denied(format!("module {sha} is not yours"), "该模块不属于调用者"));
+        if super::scope(caller) != Scope::All && module.operator != caller.name {
+            return Err(ServiceError::not_found("module", "分析模块", sha));
         }
         let read = |path| std::fs::read(path).map_err(|e| ServiceError::internal("module", e));
         let manifest = String::from_utf8(read(runs::manifest_path(&self.core, sha))?)
@@ -185,7 +182,7 @@ impl Service {
     pub(super) fn own_module(&self, caller: &Caller, sha: &str) -> Result<(Module, Manifest)> {
         let module = self.module(sha)?;
         if module.operator != caller.name {
-            return Err(ServiceError::denied(format!("module {sha} is not yours"), "该模块不属于调用者"));
+            return Err(ServiceError::not_found("module", "分析模块", sha));
         }
         let bytes =
             std::fs::read(runs::module_path(&self.core, sha)).map_err(|e| ServiceError::internal("module", e))?;

@@ -5,8 +5,7 @@ use sandbox_verify::event::Event;
 use super::{Result, Service, check_text, now};
 use crate::auth::{Caller, Role};
 use crate::error::ServiceError;
-use crate::model::{Feedback, Release};
-use crate::state::Scope;
+use crate::model::{Feedback, ModuleStatus, Release};
 
 /// A release's bundle: its files, relative to the bundle, sorted.
 #[derive(Debug)]
@@ -25,8 +24,7 @@ impl Service {
     /// Operators and application units see their own releases; administrators and reviewers,
     /// all.
     pub(crate) fn releases(&self, caller: &Caller) -> Result<Vec<Release>> {
-        let all = matches!(caller.role, Role::Admin | Role::Reviewer);
-        let scope = if all { Scope::All } else { Scope::Own(&caller.name) };
+        let scope = super::scope(caller);
         Ok(self.core.view()?.releases(scope)?)
     }
 
@@ -36,12 +34,16 @@ impl Service {
         let guard = self.lock().await;
         let release = self.release(id)?;
         if release.application_unit != caller.name {
-            return Err(ServiceError::denied(
-                format!("release {id} is addressed to another application unit"),
-                "该结果不是发给调用者的",
-            ));
+            return Err(ServiceError::not_found("release", "发布结果", id));
         }
         self.principal_acting_as(&release.operator, Role::Operator)?;
+        // A module withdrawn after its release delivers nothing more.
+        if self.module(&release.module)?.status != ModuleStatus::Approved {
+            return Err(ServiceError::precondition(
+                format!("module {} of release {id} is revoked: nothing more is delivered from it", release.module),
+                "该结果的分析模块已撤销，不再交付",
+            ));
+        }
         let agreement = self.agreement(&release.agreement)?;
         if !agreement.in_force(now()) {
             return Err(ServiceError::precondition(
@@ -81,10 +83,7 @@ impl Service {
         check_text("comment", comment, false)?;
         let guard = self.lock().await;
         if self.release(release)?.application_unit != caller.name {
-            return Err(ServiceError::denied(
-                format!("release {release} was not addressed to you"),
-                "该结果不是发给调用者的",
-            ));
+            return Err(ServiceError::not_found("release", "发布结果", release));
         }
         let id = self.core.next_id("fb");
         let event = Event::Feedback {
@@ -99,7 +98,7 @@ impl Service {
 
     /// Operators see the feedback on their own releases; the others, all.
     pub(crate) fn feedback(&self, caller: &Caller) -> Result<Vec<Feedback>> {
-        let scope = if caller.role == Role::Operator { Scope::Own(&caller.name) } else { Scope::All };
+        let scope = super::scope(caller);
         Ok(self.core.view()?.feedback(scope)?)
     }
 }

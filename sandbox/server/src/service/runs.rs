@@ -45,14 +45,9 @@ impl Service {
         agreement: &str,
         given: Vec<(String, String)>,
     ) -> Result<Run> {
-        let guard = self.lock().await;
+        // Reading and hashing the module, binding the parameters and judging the contract take
+        // time: not under the write lock, which every commit of the platform waits for.
         let (module, manifest) = self.own_module(caller, module)?;
-        if module.status != ModuleStatus::Approved {
-            return Err(ServiceError::precondition(
-                format!("module {} is not approved", module.sha256),
-                "模块未经审核通过",
-            ));
-        }
         let bound = manifest
             .bind(&given)
             .map_err(|e| ServiceError::invalid(format!("parameters: {e}"), "参数不符合模块清单"))?;
@@ -61,6 +56,15 @@ impl Service {
         sandbox_policy::contract::judge(&manifest, &self.core.catalog, Some(&bound))
             .await
             .map_err(|e| ServiceError::invalid(format!("output contract: {e}"), "输出契约不符合列约束或公开分类"))?;
+        let guard = self.lock().await;
+        // Its standing now, under the lock.
+        let module = self.module(&module.sha256)?;
+        if module.status != ModuleStatus::Approved {
+            return Err(ServiceError::precondition(
+                format!("module {} is not approved", module.sha256),
+                "模块未经审核通过",
+            ));
+        }
         let licence = self.licence_in_force(&module.licence)?;
         let per_day = self.core.policy.runs().runs_per_day;
         if self.runs_today(&licence.id)? >= per_day {
@@ -73,10 +77,13 @@ impl Service {
             ));
         }
         let agreement = self.agreement(agreement)?;
-        if agreement.operator != caller.name || agreement.licence != licence.id {
+        if agreement.operator != caller.name {
+            return Err(ServiceError::not_found("agreement", "数据服务协议", &agreement.id));
+        }
+        if agreement.licence != licence.id {
             return Err(ServiceError::denied(
-                format!("agreement {} is not one of yours under licence {}", agreement.id, licence.id),
-                "数据服务协议不属于调用者或不在该授权之下",
+                format!("agreement {} is not under licence {}", agreement.id, licence.id),
+                "数据服务协议不在该授权之下",
             ));
         }
         if !agreement.in_force(super::now()) {
@@ -151,8 +158,30 @@ impl Service {
             wall_ms: record.map(|r| r.wall_time_ms),
         };
         let guard = self.lock().await;
+        // Revoked or suspended while it ran: logged, and nothing of it answered.
+        let module_now = self.module(&module.sha256)?;
+        let stopped = if module_now.status == ModuleStatus::Revoked {
+            Some(crate::model::Stop::Module)
+        } else if !self.licence(&licence.id)?.in_force(super::now()) {
+            Some(crate::model::Stop::Licence)
+        } else {
+            None
+        };
+        let event = match (stopped, event) {
+            (Some(stop), Event::RunDeveloped { module, licence, parameters, fuel, wall_ms, .. }) => {
+                let outcome = format!("stopped:{}", stop.as_str());
+                Event::RunDeveloped { module, licence, parameters, outcome, fuel, wall_ms }
+            }
+            (_, event) => event,
+        };
         self.core.commit_event(&guard, &caller.name, event).await?;
         drop(guard);
+        if let Some(stop) = stopped {
+            return Err(ServiceError::precondition(
+                format!("the {} was withdrawn while the development run ran: nothing of it is answered", stop.as_str()),
+                "开发运行期间模块已撤销或授权已暂停，运行结果不予返回",
+            ));
+        }
         answer.map_err(|code| ServiceError::unavailable(format!("the runner failed: {code}"), "运行器失败"))
     }
 
@@ -186,7 +215,7 @@ impl Service {
 
     /// Operators see their own runs; the bureau, all.
     pub(crate) fn runs(&self, caller: &Caller) -> Result<Vec<Run>> {
-        let scope = if caller.role == Role::Operator { Scope::Own(&caller.name) } else { Scope::All };
+        let scope = super::scope(caller);
         Ok(self.core.view()?.runs(scope)?)
     }
 
@@ -313,8 +342,8 @@ impl Service {
 
     fn visible_run(&self, caller: &Caller, id: &str) -> Result<Run> {
         let run = self.run(id)?;
-        if caller.role == Role::Operator && run.operator != caller.name {
-            return Err(ServiceError::denied(format!("run {id} is not yours"), "该运行不属于调用者"));
+        if super::scope(caller) != Scope::All && run.operator != caller.name {
+            return Err(ServiceError::not_found("run", "运行", id));
         }
         Ok(run)
     }
