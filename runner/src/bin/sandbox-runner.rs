@@ -3,16 +3,18 @@
 //! The request comes on stdin and the answer goes to stdout, as `sandbox_contract::wire` says
 //! (the licence's pseudonym key comes in the request, never in arguments or the environment).
 //! Having read its request, and before anything else, the process confines itself, where Linux
-//! allows: a new user, network and mount namespace (no network at all; a root file system of
-//! its own that holds only the catalog, the module, its manifest and the module cache — not the
-//! data folder's keys, log or state, nor anything else of the host — and every file system
+//! allows: new user, network, mount, IPC, UTS and cgroup namespaces (no network at all; a root
+//! file system of its own that holds only the files of its manifest's datasets in its own
+//! variant, the module, its manifest and the module cache — not the data folder's keys, log or
+//! state, the other variant or datasets, nor anything else of the host — and every file system
 //! read-only: nothing a module could do to the host, the module cache above all, which later
 //! runs load, outlives the run), no new privileges, and resource limits. It never holds a
 //! signing key and cannot reach the log.
 //!
 //! `sandbox-runner --compile` compiles a module into the cache and runs nothing: the server
 //! calls it when a module is approved, so the cache is written only by processes that never ran
-//! a module. Its file systems stay writable; its network is cut off all the same.
+//! a module. Its root holds the module and the cache only, the cache writable; its network is
+//! cut off all the same.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
