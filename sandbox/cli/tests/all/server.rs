@@ -302,6 +302,15 @@ fn the_whole_flow_through_the_cli() {
     assert!(out.contains("verified"), "{out}");
     let csv = std::fs::read_to_string(bundle.join("results/population.csv")).unwrap();
     assert!(csv.starts_with("district,age_band,gender,"), "{csv}");
+    // Only what the signed statement names is delivered: files planted in the release's folder
+    // stay there.
+    let folder = dir.join("releases").join(&rel);
+    std::fs::write(folder.join("planted.txt"), "x").unwrap();
+    std::fs::write(folder.join("results/extra.csv"), "a\n1\n").unwrap();
+    let again = dir.join("got-again");
+    s.ok("unit", &["release", "get", &rel, "--out", again.to_str().unwrap()]);
+    assert!(!again.join("planted.txt").exists() && !again.join("results/extra.csv").exists());
+    assert!(again.join("results/population.csv").exists());
     let other = dir.join("stolen");
     let o = s.cli("unit2", &["release", "get", release_id(&s, 1).as_str(), "--out", other.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("NotFound"), "{}", stderr(&o));
@@ -341,7 +350,7 @@ fn the_whole_flow_through_the_cli() {
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
     assert_eq!(count("request.refused"), 6, "three downloads, a foreign and two suspended runs: {kinds:?}");
     assert_eq!(count("run.developed"), 1, "{kinds:?}");
-    assert_eq!((count("release"), count("delivery"), count("feedback")), (1, 1, 1), "{kinds:?}");
+    assert_eq!((count("release"), count("delivery"), count("feedback")), (1, 2, 1), "{kinds:?}");
 
     // The bureau files the year's operation report; the evaluator gets it, nobody else does.
     let year = sandbox_verify::annual::year_of(Timestamp::now()).to_string();

@@ -1,6 +1,7 @@
 //! Releases, their delivery, and the application units' feedback.
 
 use sandbox_verify::event::Event;
+use sandbox_verify::release::{RESULTS, STATEMENT, STATEMENT_PROOF};
 
 use super::{Result, Service, check_text, now};
 use crate::auth::{Caller, Role};
@@ -60,12 +61,7 @@ impl Service {
                 "授权运营协议已暂停、撤销或不在有效期内，不再交付",
             ));
         }
-        let dir = self.core.dir.releases().join(id);
-        let mut files = Vec::new();
-        for path in bundle_files(&dir).map_err(|e| ServiceError::internal("release bundle", e))? {
-            let data = std::fs::read(dir.join(&path)).map_err(|e| ServiceError::internal("release bundle", e))?;
-            files.push((path, data));
-        }
+        let files = self.bundle(&release)?;
         self.core.commit_event(&guard, &caller.name, Event::Delivery { release: id.to_owned() }).await?;
         Ok(Bundle { release, files })
     }
@@ -103,21 +99,39 @@ impl Service {
     }
 }
 
-/// The files of a bundle, relative to it, sorted.
-fn bundle_files(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut stack = vec![(dir.to_path_buf(), String::new())];
-    while let Some((path, prefix)) = stack.pop() {
-        for item in std::fs::read_dir(&path)? {
-            let item = item?;
-            let name = format!("{prefix}{}", item.file_name().to_string_lossy());
-            if item.file_type()?.is_dir() {
-                stack.push((item.path(), format!("{name}/")));
-            } else {
-                out.push(name);
+impl Service {
+    /// A release's bundle as its entry names it: the statement, its proof and each result whose
+    /// bytes have the SHA-256 the signed statement gives — nothing else that may lie in the
+    /// folder, and no link.
+    fn bundle(&self, release: &Release) -> Result<Vec<(String, Vec<u8>)>> {
+        let fault = |e: &dyn std::fmt::Display| ServiceError::internal("release bundle", e);
+        let bytes = self.core.log.entry(release.log_index).map_err(|e| fault(&e))?;
+        let (entry, _) = sandbox_verify::entry::open(&bytes).map_err(|e| fault(&e))?;
+        let Ok(Event::Release { results, .. }) = Event::decode(&entry) else {
+            return Err(fault(&format!("entry {} is not release {}", release.log_index, release.id)));
+        };
+        let dir = self.core.dir.releases().join(&release.id);
+        let read = |path: &str| {
+            let full = dir.join(path);
+            let meta = std::fs::symlink_metadata(&full).map_err(|e| fault(&e))?;
+            if !meta.file_type().is_file() {
+                return Err(fault(&format!("{} is not a plain file", full.display())));
             }
+            std::fs::read(&full).map_err(|e| fault(&e))
+        };
+        let mut files = Vec::new();
+        for (name, sha256) in &results.0 {
+            let path = format!("{RESULTS}/{name}");
+            let data = read(&path)?;
+            if super::sha256_hex(&data) != *sha256 {
+                return Err(fault(&format!("{path} of {} is not the file its statement signs", release.id)));
+            }
+            files.push((path, data));
         }
+        for path in [STATEMENT, STATEMENT_PROOF] {
+            files.push((path.to_owned(), read(path)?));
+        }
+        files.sort();
+        Ok(files)
     }
-    out.sort();
-    Ok(out)
 }
