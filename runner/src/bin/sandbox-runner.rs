@@ -8,7 +8,8 @@
 //! variant, the module, its manifest and the module cache — not the data folder's keys, log or
 //! state, the other variant or datasets, nor anything else of the host — and every file system
 //! read-only: nothing a module could do to the host, the module cache above all, which later
-//! runs load, outlives the run), no new privileges, and resource limits. It never holds a
+//! runs load, outlives the run), no new privileges, a seccomp filter against the system calls
+//! that would rebuild or leave the confinement, and resource limits. It never holds a
 //! signing key and cannot reach the log.
 //!
 //! `sandbox-runner --compile` compiles a module into the cache and runs nothing: the server
@@ -48,6 +49,8 @@ enum Job {
     ProbeRead(PathBuf, PathBuf),
     /// Reads a run's request and prints what the run would see, a path a line.
     ProbeKeep,
+    /// Tries system calls escaped code would reach for: a new mount namespace, a tmpfs mount.
+    ProbeSyscalls,
 }
 
 impl Job {
@@ -62,6 +65,7 @@ impl Job {
             ["--probe-remount", path] => Job::ProbeRemount((*path).to_owned()),
             ["--probe-pid"] => Job::ProbePid,
             ["--probe-keep"] => Job::ProbeKeep,
+            ["--probe-syscalls"] => Job::ProbeSyscalls,
             ["--probe-read", keep, path] => Job::ProbeRead(PathBuf::from(keep), PathBuf::from(path)),
             other => anyhow::bail!("unknown arguments {other:?}"),
         })
@@ -213,6 +217,61 @@ fn read_only_everywhere() -> Result<(), String> {
     if result == 0 { Ok(()) } else { Err(format!("read-only mounts: {}", std::io::Error::last_os_error())) }
 }
 
+/// The system calls nothing in a run needs and escaped code would reach for, refused with
+/// `EPERM` by a seccomp filter (seccompiler, Firecracker's): new namespaces and mounts (the
+/// confinement cannot be rebuilt from inside), tracing and reading other processes' memory,
+/// io_uring (whose operations seccomp does not see), BPF, perf events, userfaultfd, keyrings,
+/// kernel modules, kexec, reboot, swap, accounting, `personality` and handle-based opens. Needs
+/// no_new_privs ([`set_limits`]).
+fn deny_syscalls() -> Result<(), String> {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+    let denied = [
+        libc::SYS_unshare,
+        libc::SYS_setns,
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_pivot_root,
+        libc::SYS_chroot,
+        libc::SYS_mount_setattr,
+        libc::SYS_fsopen,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_fspick,
+        libc::SYS_move_mount,
+        libc::SYS_open_tree,
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_bpf,
+        libc::SYS_perf_event_open,
+        libc::SYS_userfaultfd,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_kexec_load,
+        libc::SYS_kexec_file_load,
+        libc::SYS_reboot,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_acct,
+        libc::SYS_personality,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_name_to_handle_at,
+    ];
+    let arch = std::env::consts::ARCH.try_into().map_err(|e| format!("seccomp: {e:?}"))?;
+    let rules = denied.into_iter().map(|call| (call, Vec::new())).collect();
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
+        .map_err(|e| format!("seccomp: {e}"))?;
+    let program: BpfProgram = filter.try_into().map_err(|e| format!("seccomp: {e}"))?;
+    seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))
+}
+
 fn set_limits(limits: &RunLimits) -> Result<(), String> {
     let data = (limits.memory_bytes + limits.policy.memory_limit) as u64 + (2 << 30);
     let cpu = limits.wall_time.as_secs() * 4 + 10;
@@ -266,11 +325,24 @@ fn run() -> anyhow::Result<ExitCode> {
     }
     let limits = RunLimits::default();
     set_limits(&limits).map_err(anyhow::Error::msg).context("setting resource limits")?;
+    // Last, still on one thread (the filter holds for every thread started after it).
+    if isolation.is_ok()
+        && let Err(e) = deny_syscalls()
+    {
+        isolation = Err(e);
+    }
 
     match job {
         Job::Run => {}
         Job::Compile => {
             return compile(compile_request.context("a compilation without its request")?, limits, isolation);
+        }
+        Job::ProbeSyscalls => {
+            let unshared = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS);
+            let none: Option<&str> = None;
+            let mounted = nix::mount::mount(Some("tmpfs"), "/", Some("tmpfs"), nix::mount::MsFlags::empty(), none);
+            println!("unshare: {unshared:?}; mount: {mounted:?}");
+            return Ok(ExitCode::SUCCESS);
         }
         Job::ProbeKeep => {
             for path in prepared.context("no request")?.keep {

@@ -197,6 +197,10 @@ fn escaped_code_cannot_undo_the_confinement() {
     assert!(!path.exists());
     let out = runner_binary().arg("--probe-pid").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pid 1");
+    // Nor build a confinement of its own inside: new namespaces and mounts are refused by a
+    // seccomp filter, though the innermost user namespace would allow them.
+    let out = runner_binary().arg("--probe-syscalls").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "unshare: Err(EPERM); mount: Err(EPERM)");
 }
 
 /// `--compile` writes the compiled module into the cache and runs nothing; a run then finds it
