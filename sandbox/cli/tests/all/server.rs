@@ -698,6 +698,17 @@ fn a_suspension_stops_runs_already_queued() {
     rebuild_equals_live(&dir);
 }
 
+/// `op`'s development run of the `hostile` module looping until its timeout, with `act` done two
+/// seconds into it; the run's CLI output.
+fn during_a_development_loop(s: &Served, hostile: &str, act: impl FnOnce()) -> Output {
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| s.cli("op", &["run", "--dev", "--module", hostile, "--param", "attack=loop"]));
+        std::thread::sleep(Duration::from_secs(2));
+        act();
+        running.join().unwrap()
+    })
+}
+
 /// A principal disabled, or whose token is revoked, while its call is under way acts no more:
 /// the entry its call would end with is refused under the write lock (red team round 7: a development run finished, its
 /// output answered, for an operator disabled while it ran).
@@ -707,11 +718,8 @@ fn a_principal_disabled_mid_call_gets_nothing_more() {
     let s = Served::start(&dir, &["--run-timeout", "4"]);
     populate(&s);
     let hostile = approved(&s, "hostile-module");
-    let dev = std::thread::scope(|scope| {
-        let running = scope.spawn(|| s.cli("op", &["run", "--dev", "--module", &hostile, "--param", "attack=loop"]));
-        std::thread::sleep(Duration::from_secs(2));
+    let dev = during_a_development_loop(&s, &hostile, || {
         s.ok("admin", &["principal", "disable", "op", "--reason", "违规 misuse"]);
-        running.join().unwrap()
     });
     assert!(!dev.status.success() && stderr(&dev).contains("disabled"), "{}{}", stdout(&dev), stderr(&dev));
     let kinds = log_kinds(&s);
@@ -720,11 +728,8 @@ fn a_principal_disabled_mid_call_gets_nothing_more() {
 
     // The same with the token revoked while the run goes on.
     s.ok("admin", &["principal", "enable", "op"]);
-    let dev = std::thread::scope(|scope| {
-        let running = scope.spawn(|| s.cli("op", &["run", "--dev", "--module", &hostile, "--param", "attack=loop"]));
-        std::thread::sleep(Duration::from_secs(2));
+    let dev = during_a_development_loop(&s, &hostile, || {
         s.ok("admin", &["principal", "token", "revoke", "op", "--reason", "泄露 leaked"]);
-        running.join().unwrap()
     });
     assert!(!dev.status.success() && stderr(&dev).contains("disabled"), "{}{}", stdout(&dev), stderr(&dev));
     let kinds = log_kinds(&s);
@@ -744,11 +749,8 @@ fn a_revoked_module_answers_and_delivers_nothing_more() {
     let population = approved(&s, "population");
     s.ok("op", &["run", "--module", &population, "--agreement", "agr", "--param", "reference_date=2024-12-31"]);
     let hostile = approved(&s, "hostile-module");
-    let dev = std::thread::scope(|scope| {
-        let running = scope.spawn(|| s.cli("op", &["run", "--dev", "--module", &hostile, "--param", "attack=loop"]));
-        std::thread::sleep(Duration::from_secs(2));
+    let dev = during_a_development_loop(&s, &hostile, || {
         s.ok("admin", &["module", "revoke", &hostile, "--reason", "越权 overreach"]);
-        running.join().unwrap()
     });
     assert!(!dev.status.success() && stderr(&dev).contains("withdrawn"), "{}{}", stdout(&dev), stderr(&dev));
     let developed = log_entries(&s).into_iter().rfind(|e| e.kind() == "run.developed").unwrap();

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use sandbox_audit::review::Approval;
-use sandbox_verify::entry::{self, Entry, kind};
+use sandbox_verify::entry::{self, Entry};
 use sandbox_verify::event::Event;
 
 use super::{Projection, RunStatus, Scope, StoreError, Thing};
@@ -182,19 +182,14 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
                 params![licence, operator, datasets.join(","), purpose, valid_from, valid_until, index],
             )?;
         }
-        Event::LicenceSuspended { licence, reason }
-        | Event::LicenceResumed { licence, reason }
-        | Event::LicenceRevoked { licence, reason } => {
-            let status = match entry.kind() {
-                kind::LICENCE_SUSPENDED => LicenceStatus::Suspended,
-                kind::LICENCE_RESUMED => LicenceStatus::Active,
-                _ => LicenceStatus::Revoked,
-            };
-            let n = tx.execute(
-                "UPDATE licences SET status = ?2, reason = ?3 WHERE id = ?1",
-                params![licence, status.as_str(), reason],
-            )?;
-            changed(n, "licence")?;
+        Event::LicenceSuspended { licence, reason } => {
+            changed(licence_status(tx, &licence, LicenceStatus::Suspended, reason)?, "licence")?;
+        }
+        Event::LicenceResumed { licence, reason } => {
+            changed(licence_status(tx, &licence, LicenceStatus::Active, reason)?, "licence")?;
+        }
+        Event::LicenceRevoked { licence, reason } => {
+            changed(licence_status(tx, &licence, LicenceStatus::Revoked, reason)?, "licence")?;
         }
         Event::AgreementSigned { agreement, licence, application_unit, scenario, valid_until } => {
             tx.execute(
@@ -231,14 +226,11 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
                 [module],
             )?;
         }
-        Event::ModuleRejected { module, reason } | Event::ModuleRevoked { module, reason } => {
-            let status =
-                if entry.kind() == kind::MODULE_REJECTED { ModuleStatus::Rejected } else { ModuleStatus::Revoked };
-            let n = tx.execute(
-                "UPDATE modules SET status = ?2, reason = ?3 WHERE sha256 = ?1",
-                params![module, status.as_str(), reason],
-            )?;
-            changed(n, "module")?;
+        Event::ModuleRejected { module, reason } => {
+            changed(module_status(tx, &module, ModuleStatus::Rejected, &reason)?, "module")?;
+        }
+        Event::ModuleRevoked { module, reason } => {
+            changed(module_status(tx, &module, ModuleStatus::Revoked, &reason)?, "module")?;
         }
         Event::RunQueued { run, module, licence, agreement, parameters, datasets } => {
             tx.execute(
@@ -345,6 +337,23 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
         Event::RunDeveloped { .. } | Event::AuditReportRead { .. } | Event::Unknown { .. } => {}
     }
     Ok(())
+}
+
+/// A licence's new status, and why; the rows changed.
+fn licence_status(
+    tx: &Transaction<'_>,
+    licence: &str,
+    status: LicenceStatus,
+    reason: Option<String>,
+) -> Result<usize, StoreError> {
+    let sql = "UPDATE licences SET status = ?2, reason = ?3 WHERE id = ?1";
+    Ok(tx.execute(sql, params![licence, status.as_str(), reason])?)
+}
+
+/// A module's end (rejected or revoked), and why; the rows changed.
+fn module_status(tx: &Transaction<'_>, module: &str, status: ModuleStatus, reason: &str) -> Result<usize, StoreError> {
+    let sql = "UPDATE modules SET status = ?2, reason = ?3 WHERE sha256 = ?1";
+    Ok(tx.execute(sql, params![module, status.as_str(), reason])?)
 }
 
 /// A reviewer's decision on a held table; every held table decided and none approved ends the
