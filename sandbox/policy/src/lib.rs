@@ -18,6 +18,7 @@ mod lineage;
 mod pseudonym;
 mod rejection;
 mod threshold;
+mod units;
 mod views;
 
 use std::pin::Pin;

@@ -12,9 +12,10 @@
 //!
 //! The rewrite works on admitted plans. Above each view scan it adds the privacy unit as a
 //! hidden column (a 64-bit id of the unit), carries hidden columns through every node up to the
-//! aggregations, counts distinct units there, filters or nulls, and projects back to the original
-//! schema. It must never change a query's schema or a value it keeps, and where it cannot carry a
-//! unit it refuses to run the query rather than run it unprotected.
+//! aggregations, counts distinct units there (as far as the threshold, `crate::units`), filters
+//! or nulls, and projects back to the original schema. It must never change a query's schema or
+//! a value it keeps, and where it cannot carry a unit it refuses to run the query rather than run
+//! it unprotected.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,13 +24,13 @@ use datafusion::arrow::array::{Array, ArrayRef, Int64Builder, StringArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, JoinType, ScalarValue};
+use datafusion::datasource::provider_as_source;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::functions_aggregate::count::count_distinct;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::utils::{conjunction, grouping_set_to_exprlist};
 use datafusion::logical_expr::{
     Aggregate, ColumnarValue, Distinct, DistinctOn, Expr, Filter, LogicalPlan, Projection, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature, Subquery, Union, Volatility, cast, lit, when,
+    ScalarUDF, ScalarUDFImpl, Signature, Subquery, TableScanBuilder, Union, Volatility, cast, lit, when,
 };
 use sandbox_catalog::Constraint;
 
@@ -42,10 +43,8 @@ const UNITS: &str = "__sandbox_units_";
 
 /// The plan with small groups dropped, and whether any aggregation needed it.
 pub(crate) fn apply(plan: &LogicalPlan, views: &Views, min_units: usize) -> Result<(LogicalPlan, bool)> {
-    let unit = Arc::new(ScalarUDF::new_from_impl(UnitId {
-        signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
-    }));
-    let mut rewriter = Rewriter { views, min_units: min_units as i64, scans: 0, applied: false, unit };
+    let count = crate::units::units_at_least(min_units);
+    let mut rewriter = Rewriter { views, min_units: min_units as i64, scans: 0, applied: false, count };
     let plan = rewriter.root(plan)?;
     Ok((plan, rewriter.applied))
 }
@@ -55,7 +54,8 @@ struct Rewriter<'v> {
     min_units: i64,
     scans: usize,
     applied: bool,
-    unit: Arc<ScalarUDF>,
+    /// Counts a group's distinct units up to the threshold (`crate::units`).
+    count: Arc<datafusion::logical_expr::AggregateUDF>,
 }
 
 /// The scans whose raw restricted values a column carries.
@@ -223,12 +223,23 @@ impl Rewriter<'_> {
                         _ => Provenance::default(),
                     })
                     .collect();
-                if let Some((q, unit)) = schema.iter().find(|(_, f)| *f.name() == view.privacy_unit) {
-                    let column = cast(Expr::Column(Column::from((q, unit))), DataType::Utf8);
-                    exprs.push(self.unit.call(vec![column]).alias(format!("{HIDDEN}{id}")));
-                    provenance.push(Provenance::default());
-                }
-                let plan = Projection::try_new(exprs, Arc::new(plan.clone()))?;
+                // The same scan of the view with its units (`View::units`), whose last column is
+                // the unit's id; the projection keeps the scan's columns and names the id.
+                let units = provider_as_source(Arc::clone(&view.units));
+                let last = units.schema().fields().len() - 1;
+                let projection = match &scan.projection {
+                    Some(p) => p.iter().copied().chain([last]).collect(),
+                    None => (0..=last).collect(),
+                };
+                let with_units = TableScanBuilder::new(scan.table_name.clone(), units)
+                    .with_projection(Some(projection))
+                    .with_filters(scan.filters.clone())
+                    .with_fetch(scan.fetch)
+                    .build()?;
+                let unit = with_units.projected_schema.qualified_field(with_units.projected_schema.fields().len() - 1);
+                exprs.push(Expr::Column(Column::from(unit)).alias(format!("{HIDDEN}{id}")));
+                provenance.push(Provenance::default());
+                let plan = Projection::try_new(exprs, Arc::new(LogicalPlan::TableScan(with_units)))?;
                 Node { plan: LogicalPlan::Projection(plan), provenance }
             }
             LogicalPlan::Projection(p) => {
@@ -384,7 +395,7 @@ impl Rewriter<'_> {
         for (i, count) in counts.iter().enumerate() {
             let name =
                 units.get(&count.scan).ok_or_else(|| refuse("the privacy unit does not reach the aggregation"))?;
-            let mut distinct = count_distinct(Expr::Column(Column::from_name(name)));
+            let mut distinct = self.count.call(vec![Expr::Column(Column::from_name(name))]);
             if let Expr::AggregateFunction(f) = &mut distinct {
                 f.params.filter = count.filter.clone();
             }
@@ -433,9 +444,16 @@ fn aggregate_function(e: &Expr) -> Option<&AggregateFunction> {
     }
 }
 
-/// A privacy unit as a 64-bit id (FNV-1a of its text), so counting distinct units holds eight
-/// bytes per unit instead of a 64-character pseudonym. A collision makes a count smaller, never
-/// larger: it can only drop more.
+/// The function that makes a privacy unit's id: only in the plans of `View::units`.
+pub(crate) fn unit_udf() -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(UnitId {
+        signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+    }))
+}
+
+/// A privacy unit as a 64-bit id (FNV-1a of its raw text), so counting distinct units holds
+/// eight bytes per unit and needs no pseudonym. A collision makes a count smaller, never larger:
+/// it can only drop more. The ids are counted, never shown.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct UnitId {
     signature: Signature,

@@ -31,11 +31,17 @@ use sandbox_catalog::{Classification, Constraint, Dataset, FileFormat as Catalog
 use crate::PolicyError;
 use crate::pseudonym::{self, PseudonymKey};
 
+/// The name of the privacy unit's id in [`View::units`].
+pub(crate) const UNIT: &str = "__sandbox_unit";
+
 pub(crate) struct View {
     pub(crate) name: String,
     pub(crate) provider: Arc<dyn TableProvider>,
-    /// The column whose distinct values count the people or firms in a group.
-    pub(crate) privacy_unit: String,
+    /// The same view with one more column, [`UNIT`]: a 64-bit id of each row's privacy unit,
+    /// taken from the raw value. Only the threshold rewrite scans it, after the checker, and
+    /// counts its values; no session registers it. With it, counting units costs no
+    /// pseudonymization: a query that never reads a pseudonymized column computes no pseudonym.
+    pub(crate) units: Arc<dyn TableProvider>,
     constraints: HashMap<String, Constraint>,
     /// The published classifications (公开分类) of the columns that have one.
     classifications: HashMap<String, Classification>,
@@ -96,23 +102,27 @@ pub(crate) fn view(dataset: &Dataset, variant: Variant, key: Option<&PseudonymKe
             _ => ident(&c.name),
         })
         .collect();
-    let plan = LogicalPlanBuilder::scan(format!("{}__files", dataset.id), provider_as_source(raw), None)
-        .and_then(|b| b.project(columns))
-        .and_then(|b| b.alias(dataset.id.as_str()))
-        .and_then(|b| b.build())
-        .map_err(|e| refuse(&e.to_string()))?;
-    let schema = Arc::clone(plan.schema().inner());
-    let provider: Arc<dyn TableProvider> = Arc::new(PolicyView { plan, schema });
+    let mut with_unit = columns.clone();
+    let raw_unit = cast(ident(&dataset.privacy_unit), DataType::Utf8);
+    with_unit.push(crate::threshold::unit_udf().call(vec![raw_unit]).alias(UNIT));
+    let source = provider_as_source(raw);
+    let build = |columns: Vec<Expr>| {
+        LogicalPlanBuilder::scan(format!("{}__files", dataset.id), Arc::clone(&source), None)
+            .and_then(|b| b.project(columns))
+            .and_then(|b| b.alias(dataset.id.as_str()))
+            .and_then(|b| b.build())
+            .map(|plan| {
+                let schema = Arc::clone(plan.schema().inner());
+                Arc::new(PolicyView { plan, schema }) as Arc<dyn TableProvider>
+            })
+            .map_err(|e| refuse(&e.to_string()))
+    };
+    let provider = build(columns)?;
+    let units = build(with_unit)?;
     let constraints = dataset.columns.iter().map(|c| (c.name.clone(), c.constraint)).collect();
     let classifications =
         dataset.columns.iter().filter_map(|c| Some((c.name.clone(), c.classification.clone()?))).collect();
-    Ok(View {
-        name: dataset.id.clone(),
-        provider,
-        privacy_unit: dataset.privacy_unit.clone(),
-        constraints,
-        classifications,
-    })
+    Ok(View { name: dataset.id.clone(), provider, units, constraints, classifications })
 }
 
 /// The dataset's files as one table, with every column as it is: raw identifiers included.

@@ -126,6 +126,32 @@ async fn checking_needs_no_key_but_reading_pseudonyms_does() {
     assert!(ctx.collect("SELECT count(*) FROM persons").await.is_ok(), "no pseudonym read");
     let err = ctx.collect("SELECT citizen_id FROM persons").await.unwrap_err();
     assert!(matches!(err, PolicyError::QueryFailed(ref m) if m.contains("pseudonymization key not loaded")), "{err}");
+    // The threshold counts units by the raw value below the view's pseudonyms: a grouped query
+    // that reads no pseudonymized column computes no pseudonym, its units' either (issue 19).
+    let grouped = "SELECT district, count(*) FROM persons GROUP BY district";
+    assert!(ctx.check(grouped).await.unwrap().drops_small_groups);
+    assert!(ctx.collect(grouped).await.is_ok(), "units counted without the key");
+}
+
+#[tokio::test]
+async fn units_are_counted_exactly_as_far_as_the_threshold() {
+    // Counting stops at the threshold, which is all it asks: a district of exactly n people is
+    // kept at a threshold of n and dropped at n + 1, with one partition or several.
+    let all = residents_by_district();
+    let (district, &n) = all.iter().max_by_key(|(_, n)| **n).unwrap();
+    let sql = "SELECT district, count(*) AS n FROM persons GROUP BY district";
+    for partitions in [1, 4] {
+        for (threshold, kept) in [(n, true), (n + 1, false)] {
+            let config = PolicyConfig {
+                min_group_units: threshold as usize,
+                target_partitions: partitions,
+                batch_size: 64,
+                ..PolicyConfig::default()
+            };
+            let rows = pairs(&context(ALL, config).collect(sql).await.unwrap());
+            assert_eq!(rows.get(district) == Some(&n), kept, "{district} at threshold {threshold}, {partitions}");
+        }
+    }
 }
 
 #[tokio::test]
