@@ -334,6 +334,16 @@ impl<'a> Evidence<'a> {
         Ok(Evidence { ctx, catalog, variant, parameters, answers: HashMap::new(), hasher: hasher.clone() })
     }
 
+    /// The session with answers asked before (`crate::prefetch`), by their SQL.
+    pub(crate) fn with_answers(mut self, answers: &HashMap<String, Vec<RecordBatch>>) -> Evidence<'a> {
+        self.answers.extend(answers.iter().map(|(sql, batches)| (sql.clone(), batches.clone())));
+        self
+    }
+
+    pub(crate) fn into_answers(self) -> HashMap<String, Vec<RecordBatch>> {
+        self.answers
+    }
+
     /// Registers `dataset`'s raw files if the session does not have them yet: an earlier table
     /// may join a dataset this run's manifest does not name.
     fn ensure(&mut self, dataset: &str) -> Result<(), AuditError> {

@@ -26,6 +26,13 @@ pub fn lock(path: &Path) -> io::Result<std::fs::File> {
 
 /// The history's key (created, mode 600, with a new history) and what it holds.
 pub fn open(path: &Path) -> io::Result<(UnitHasher, History)> {
+    let hasher = hasher(path)?;
+    let history = History { cells: lines(path)?, tables: lines(&path.with_extension("tables"))? };
+    Ok((hasher, history))
+}
+
+/// The history's key only (created, mode 600, with a new history): what sketches units with.
+pub fn hasher(path: &Path) -> io::Result<UnitHasher> {
     let key_path = path.with_extension("key");
     if !key_path.exists() {
         if path.exists() {
@@ -47,8 +54,7 @@ pub fn open(path: &Path) -> io::Result<(UnitHasher, History)> {
     let key: [u8; 32] = hex::decode(text.trim()).ok().and_then(|k| k.try_into().ok()).ok_or_else(|| {
         error(format!("{} is not a 32-byte hex key", key_path.display()), "不是 32 字节的十六进制密钥")
     })?;
-    let history = History { cells: lines(path)?, tables: lines(&path.with_extension("tables"))? };
-    Ok((UnitHasher::new(&key), history))
+    Ok(UnitHasher::new(&key))
 }
 
 /// A JSON-lines file's records; none if it does not exist. A last line without its newline is

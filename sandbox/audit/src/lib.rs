@@ -259,8 +259,45 @@ pub struct AuditRequest<'a> {
     pub earlier: &'a History,
 }
 
+/// The answers of the host's evidence queries for a run's tables, asked while its module runs:
+/// they need the contract, its parameters and the raw files, not the module's output. An audit
+/// given them ([`audit_prefetched`]) takes from them the answer to a query of the same text (the
+/// parameters written in) and asks every other query itself, so they can only save time.
+#[derive(Debug, Default)]
+pub struct Prefetched(HashMap<String, Vec<RecordBatch>>);
+
+/// Asks the evidence queries of each table of `manifest` (its cells and its dimensions' labels)
+/// with `parameters` bound as a run binds them, defaults filled in. A query that fails is left
+/// for the audit to ask again and report.
+pub async fn prefetch(
+    catalog: &Catalog,
+    variant: Variant,
+    manifest: &Manifest,
+    parameters: &[(String, String)],
+    policy: &AuditPolicy,
+    hasher: &UnitHasher,
+) -> Prefetched {
+    let Ok(bound) = manifest.bind(parameters) else { return Prefetched::default() };
+    let bound: Vec<(String, String)> = bound.iter().map(|(n, v)| (n.clone(), v.to_string())).collect();
+    let Ok(mut evidence) = Evidence::new(catalog, variant, &manifest.datasets, &bound, hasher) else {
+        return Prefetched::default();
+    };
+    for spec in manifest.outputs.iter().filter(|s| s.model.is_none()) {
+        let rules = policy.rules_for(manifest_datasets(spec));
+        if let Ok(table) = evidence.cells(spec, rules.min_units_extremes).await {
+            let _ = evidence.domains(spec, &table).await;
+        }
+    }
+    Prefetched(evidence.into_answers())
+}
+
 /// Audits a run's output tables.
 pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
+    audit_prefetched(request, &Prefetched::default()).await
+}
+
+/// Audits a run's output tables, with the answers [`prefetch`] asked for while the module ran.
+pub async fn audit_prefetched(request: AuditRequest<'_>, prefetched: &Prefetched) -> Result<Audit, AuditError> {
     let manifest = request.manifest;
     // The host runs the contract with its own privileges over the raw files: never one the
     // checker would refuse, whichever way the run came (the server judges it at submission and
@@ -274,7 +311,8 @@ pub async fn audit(request: AuditRequest<'_>) -> Result<Audit, AuditError> {
         &manifest.datasets,
         &request.record.parameters,
         request.hasher,
-    )?;
+    )?
+    .with_answers(&prefetched.0);
     let sensitive = sensitive_columns(request.catalog, &manifest.datasets);
     let mut judged = Vec::new();
     // Cells that pass differencing, by (table, row): kept for later audits once it is known
