@@ -24,7 +24,7 @@ done
 python3 -c 'import duckdb' 2>/dev/null || ops/setup
 # One build of the binaries and the bench, so that they share every dependency's features (a
 # separate `cargo bench` unifies them otherwise and builds DataFusion again).
-bench=$(cargo build --release --locked -q -p sandbox -p sandbox-runner -p sandbox-server --bins --bench compare \
+bench=$(cargo build --release --locked -q -p sandbox -p sandbox-server --bins --bench compare \
   --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:

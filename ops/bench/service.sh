@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sandbox-target}"
 # One build of the binaries and the bench, so that they share every dependency's features.
-bench=$(cargo build --release --locked -q -p sandbox -p sandbox-runner -p sandbox-server --bins --bench service \
+bench=$(cargo build --release --locked -q -p sandbox -p sandbox-server --bins --bench service \
   --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:

@@ -15,6 +15,7 @@ use sandbox_catalog::Variant;
 use sandbox_contract::wire::RunnerRequest;
 use sandbox_contract::{Manifest, RunMode};
 use sandbox_policy::DomainSecret;
+use sandbox_server::RunnerCommand;
 use sandbox_server::executor::{Ended, Executor, ProcessExecutor};
 use serde_json::json;
 
@@ -54,9 +55,9 @@ pub(crate) struct Args {
     /// 以 JSON 输出 / Print JSON
     #[arg(long)]
     json: bool,
-    /// sandbox-runner 可执行文件（默认与 sandbox 同目录）：模块在其进程中运行，不在本进程 / The
-    /// sandbox-runner executable (default: beside sandbox): the module runs in its process, never
-    /// in this one
+    /// 独立的运行器可执行文件（默认：本程序的 sandbox runner）：模块在其进程中运行，不在本进程 /
+    /// A runner executable of its own (default: this program's `sandbox runner`): the module runs
+    /// in its process, never in this one
     #[arg(long)]
     runner: Option<PathBuf>,
 }
@@ -127,19 +128,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(())
     };
 
-    // A production run: codes only, no development log, in a `sandbox-runner` process (no
+    // A production run: codes only, no development log, in a runner process (no
     // network, read-only file systems, rlimits) as the server's runs are: untrusted code never
     // runs in this process, which reads the raw data for the audit. Pseudonyms never leave the
     // host, so a key of this invocation's own serves.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let config = sandbox_server::Config::new(PathBuf::new());
-    let executor =
-        ProcessExecutor { runner: args.runner.clone().unwrap_or(config.runner), timeout: config.run_timeout };
-    anyhow::ensure!(
-        executor.runner.exists(),
-        "{} not found: build it with `cargo build --release -p sandbox-runner` / 找不到 sandbox-runner",
-        executor.runner.display()
-    );
+    let runner = args.runner.clone().map_or(config.runner, RunnerCommand::standalone);
+    anyhow::ensure!(runner.program.exists(), "{} not found / 找不到运行器", runner.program.display());
+    let executor = ProcessExecutor { runner, timeout: config.run_timeout };
     let key = DomainSecret::from_bytes(rand::random()).licence_key("audit");
     let mode = if args.twin { RunMode::Development } else { RunMode::Production };
     let request = RunnerRequest {

@@ -93,6 +93,13 @@ pub(crate) fn init_tracing(filter: &str, format: serve::LogFormat) -> anyhow::Re
 }
 
 fn main() -> ExitCode {
+    // `sandbox runner [--compile]`, hidden: the runner process the server execs for every run
+    // (`sandbox_runner::process`). Taken before anything else runs, since it confines itself
+    // while the process still has one thread.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("runner") {
+        return sandbox_runner::process::main(&args[2..]);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Datagen(args) => datagen::run(args),

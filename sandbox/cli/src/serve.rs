@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sandbox_proto::v1 as pb;
-use sandbox_server::Config;
 use sandbox_server::state::Projection;
+use sandbox_server::{Config, RunnerCommand};
 use sandbox_verify::time::Timestamp;
 
 use sandbox_client::Session;
@@ -36,8 +36,8 @@ pub(crate) struct ServeArgs {
     /// /healthz and /metrics (default 127.0.0.1:7700)
     #[arg(long, env = "SANDBOX_SERVE_LISTEN")]
     listen: Option<SocketAddr>,
-    /// sandbox-runner 可执行文件（默认与 sandbox 同目录）/ The sandbox-runner executable (default:
-    /// beside this one)
+    /// 独立的运行器可执行文件，如 sandbox-runner（默认：本程序的 sandbox runner）/ A runner
+    /// executable of its own, such as sandbox-runner (default: this program's `sandbox runner`)
     #[arg(long, env = "SANDBOX_SERVE_RUNNER")]
     runner: Option<PathBuf>,
     /// 同时运行的模块数（默认 2）/ Runs at once (default 2)
@@ -128,7 +128,8 @@ impl Layer {
         Layer {
             data_dir: Some(config.data_dir),
             listen: Some(config.listen),
-            runner: Some(config.runner),
+            // None: this program's own `sandbox runner`.
+            runner: None,
             max_runs: Some(config.max_concurrent_runs),
             run_timeout: Some(config.run_timeout.as_secs()),
             refusals_per_minute: Some(config.refusals_per_minute),
@@ -179,7 +180,9 @@ impl ServeArgs {
         let some = |what: &str| anyhow::anyhow!("{what} has no value");
         let mut config = Config::new(merged.data_dir.clone().ok_or_else(|| some("data_dir"))?);
         config.listen = merged.listen.ok_or_else(|| some("listen"))?;
-        config.runner = merged.runner.clone().ok_or_else(|| some("runner"))?;
+        if let Some(path) = &merged.runner {
+            config.runner = RunnerCommand::standalone(path.clone());
+        }
         config.max_concurrent_runs = merged.max_runs.ok_or_else(|| some("max_runs"))?;
         config.run_timeout = Duration::from_secs(merged.run_timeout.ok_or_else(|| some("run_timeout"))?);
         config.refusals_per_minute = merged.refusals_per_minute.ok_or_else(|| some("refusals_per_minute"))?;
@@ -280,7 +283,8 @@ pub(crate) struct DemoArgs {
     /// 合成城市的居民数 / Residents of the synthetic city
     #[arg(long, default_value_t = 100_000)]
     scale: u64,
-    /// sandbox-runner 可执行文件 / The sandbox-runner executable
+    /// 独立的运行器可执行文件（默认：本程序的 sandbox runner）/ A runner executable of its own
+    /// (default: this program's `sandbox runner`)
     #[arg(long)]
     runner: Option<PathBuf>,
     /// 审核策略文件，复制为数据目录的 policy.toml（如 examples/policy.toml：单元格键值扰动）
@@ -325,13 +329,9 @@ pub(crate) fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let mut config = Config::new(dir.clone());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         if let Some(runner) = &args.runner {
-            config.runner = runner.clone();
+            config.runner = RunnerCommand::standalone(runner.clone());
         }
-        anyhow::ensure!(
-            config.runner.exists(),
-            "{} not found: build it with `cargo build --release -p sandbox-runner` / 找不到 sandbox-runner",
-            config.runner.display()
-        );
+        anyhow::ensure!(config.runner.program.exists(), "{} not found / 找不到运行器", config.runner.program.display());
         let server = sandbox_server::start(config).await?;
         let url = format!("http://{}", server.addr);
         println!("    {url}  (gRPC; {url}/healthz, {url}/metrics)");

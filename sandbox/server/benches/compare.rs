@@ -2,8 +2,8 @@
 //! DuckDB, and the small job's latency (issue 19).
 //!
 //! `ops/bench/compare.sh` makes one data folder per scale with `sandbox demo --scale N`, builds
-//! this with the binaries (`cargo build --release -p sandbox -p sandbox-runner -p sandbox-server --bins
-//! --bench compare`) and runs it: `compare [--rounds R] [--small-runs S] [--duckdb SCRIPT]
+//! this with the binary (`cargo build --release -p sandbox -p sandbox-server --bins --bench
+//! compare`) and runs it: `compare [--rounds R] [--small-runs S] [--duckdb SCRIPT]
 //! DATA_DIR...`.
 //! Per folder, each round times the three once, alternating, so a drift in the machine's speed
 //! favours none of them; the medians are printed:

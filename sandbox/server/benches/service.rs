@@ -3,9 +3,9 @@
 //! `ops/bench/service.sh` prepares a data folder with `sandbox demo --scale 100000` (a licence,
 //! an agreement, and the `population` example approved by two reviewers) and runs this with it:
 //! `service DATA_DIR [--runs N] [--clients C] [--per-client M]` (30, 16 and 1 by default: a
-//! licence starts at most 50 production runs a day). The server runs in this process with the
-//! release `sandbox-runner` beside the bench's own folder; every timed run is one production run
-//! of the module over the 100 000 persons: `Runs.Start`, `Runs.Watch` until released, `Releases.Download` as the
+//! licence starts at most 50 production runs a day). The server runs in this process, its runs
+//! in `sandbox runner` of the release `sandbox` beside the bench's own folder; every timed run is
+//! one production run of the module over the 100 000 persons: `Runs.Start`, `Runs.Watch` until released, `Releases.Download` as the
 //! application unit, the files written and checked as `sandbox-verify release` checks them.
 
 mod common;

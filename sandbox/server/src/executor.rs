@@ -1,5 +1,5 @@
 //! Where runs are carried out: the [`Executor`] trait, the seam for runners on other hosts, and
-//! [`ProcessExecutor`], which starts a `sandbox-runner` process on this one for each run.
+//! [`ProcessExecutor`], which starts a runner process (`sandbox runner`) on this one for each run.
 //!
 //! The server's queue and `sandbox audit` both run modules through it, so that no production
 //! run — by the server or from the command line — executes untrusted code in a process that
@@ -7,7 +7,6 @@
 //! `sandbox_contract::wire` (strict, bounded) and must be the run asked for
 //! ([`RunRecord::is_of`](sandbox_contract::RunRecord::is_of), checked by the callers).
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -66,11 +65,11 @@ pub trait Executor: Send + Sync {
     async fn compile(&self, request: &CompileRequest) -> Result<(), String>;
 }
 
-/// A `sandbox-runner` process per run, on this host: a clean environment, the request on stdin,
+/// A runner process per run (`sandbox runner`), on this host: a clean environment, the request on stdin,
 /// stderr discarded (it is the module's channel), killed at the timeout or on cancellation.
 #[derive(Debug, Clone)]
 pub struct ProcessExecutor {
-    pub runner: PathBuf,
+    pub runner: crate::RunnerCommand,
     pub timeout: Duration,
 }
 
@@ -84,7 +83,8 @@ impl ProcessExecutor {
         limit: u64,
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<Vec<u8>, Ended> {
-        let mut child = tokio::process::Command::new(&self.runner)
+        let mut child = tokio::process::Command::new(&self.runner.program)
+            .args(&self.runner.args)
             .args(args)
             .env_clear()
             .stdin(Stdio::piped())

@@ -6,8 +6,8 @@
 //! only then answers, all under one write lock so that the projection follows the log's order.
 //! A refused call by a known principal leaves exactly one trace, its `request.refused` entry.
 //! Untrusted code never runs here: production and development runs go through an
-//! [`executor::Executor`] to `sandbox-runner` processes, which hold no key, have no network and
-//! see every file system read-only.
+//! [`executor::Executor`] to runner processes (`sandbox runner`), which hold no key, have no
+//! network and see every file system read-only.
 
 mod api;
 pub mod auth;
@@ -51,8 +51,8 @@ pub use state::State;
 pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
-    /// The `sandbox-runner` executable.
-    pub runner: PathBuf,
+    /// How to start a runner process.
+    pub runner: RunnerCommand,
     /// Runs (production and development) at once; the rest wait in the queue.
     pub max_concurrent_runs: usize,
     /// A run still going after this is killed and fails with `timeout`.
@@ -78,14 +78,37 @@ pub struct Tls {
     pub client_ca: Option<PathBuf>,
 }
 
+/// How the server starts a runner process: a program and the arguments before each job's own
+/// (`--compile`, or none for a run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl RunnerCommand {
+    /// `sandbox runner`: the hidden subcommand of the `sandbox` binary at `program`, which holds
+    /// the runner (one binary to build and ship, DataFusion and wasmtime linked once).
+    pub fn subcommand(program: PathBuf) -> RunnerCommand {
+        RunnerCommand { program, args: vec!["runner".to_owned()] }
+    }
+
+    /// A runner executable of its own, such as `sandbox-runner`.
+    pub fn standalone(program: PathBuf) -> RunnerCommand {
+        RunnerCommand { program, args: Vec::new() }
+    }
+}
+
 impl Config {
-    /// The defaults for a data directory: loopback port 7700, `sandbox-runner` beside the
-    /// current executable, two runs at a time, ten minutes per run, runs confined or refused.
+    /// The defaults for a data directory: loopback port 7700, `sandbox runner` of the `sandbox`
+    /// beside the current executable (the current one, for the `sandbox` binary), two runs at a
+    /// time, ten minutes per run, runs confined or refused.
     pub fn new(data_dir: PathBuf) -> Config {
-        let runner = std::env::current_exe()
+        let sandbox = std::env::current_exe()
             .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join("sandbox-runner")))
-            .unwrap_or_else(|| PathBuf::from("sandbox-runner"));
+            .and_then(|exe| exe.parent().map(|dir| dir.join("sandbox")))
+            .unwrap_or_else(|| PathBuf::from("sandbox"));
+        let runner = RunnerCommand::subcommand(sandbox);
         Config {
             data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),

@@ -1,5 +1,5 @@
-//! Runs: a queue with a concurrency limit in front of `sandbox-runner` processes, then the
-//! output audit, signing, logging and release, all in this (key-holding) process.
+//! Runs: a queue with a concurrency limit in front of runner processes (`sandbox runner`), then
+//! the output audit, signing, logging and release, all in this (key-holding) process.
 //!
 //! The runner process gets its request on stdin (paths, parameters and the licence's pseudonym
 //! key, never a signing key) and answers on stdout; it has no network and is killed at the
@@ -126,7 +126,7 @@ fn answers(core: &Core, module: &str, mode: RunMode, parameters: &[(String, Stri
         })
 }
 
-/// Compiles an approved module into the cache through the executor (`sandbox-runner
+/// Compiles an approved module into the cache through the executor (`sandbox runner
 /// --compile`, which runs no module; the processes that run modules see the cache read-only).
 /// A failure is only noted: a run then compiles the module in its own memory, as it would
 /// without a cache.
@@ -509,6 +509,7 @@ async fn production_with_permit(
         .map_err(|e| internal("differencing history", e))?;
     let to = Recipient::of(spec, &answer.record.manifest_sha256);
     release(core, &guard, &to, &audit.released_report, &audit.released, None).await?;
+    tracing::debug!(total_ms = started.elapsed().as_millis(), "production run released");
     Ok(if held.is_empty() { RunStatus::Released } else { RunStatus::Review })
 }
 

@@ -8,10 +8,6 @@ use std::sync::OnceLock;
 mod server;
 
 fn sandbox(args: &[&str]) -> Output {
-    if args.first() == Some(&"audit") {
-        // `sandbox audit` runs the module in a `sandbox-runner` process beside it.
-        server::runner();
-    }
     Command::new(env!("CARGO_BIN_EXE_sandbox")).args(args).output().unwrap()
 }
 
@@ -325,12 +321,12 @@ fn audit_prints_only_the_report_and_the_released_tables() {
     assert!(text.contains("Output audit report") && text.contains("released table contributions"), "{text}");
     assert!(!text.contains("[query]"), "no development log leaves a production run: {text}");
 
-    // The module ran in a `sandbox-runner` process, not in this one, which reads the raw data
-    // for the audit: a runner that notes each start, and one that is not there at all.
+    // The module ran in a runner process (`sandbox runner`), not in this one, which reads the
+    // raw data for the audit: a runner that notes each start, and one that is not there at all.
     let noted = dir.join("runner-started");
     let wrapper = dir.join("noting-runner");
-    let script =
-        format!("#!/bin/sh\necho started >> {}\nexec {} \"$@\"\n", noted.display(), server::runner().display());
+    let sandbox_exe = env!("CARGO_BIN_EXE_sandbox");
+    let script = format!("#!/bin/sh\necho started >> {}\nexec {sandbox_exe} runner \"$@\"\n", noted.display());
     std::fs::write(&wrapper, script).unwrap();
     std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let through = ["audit", "--catalog", catalog, "--module", wasm, "--manifest", toml, "--runner"];

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sandbox_proto::v1 as pb;
@@ -13,24 +12,6 @@ use sandbox_verify::time::Timestamp;
 use tonic::Code;
 
 use super::{city, sandbox, stderr, stdout};
-
-/// `sandbox-runner` beside the `sandbox` under test (`cargo test --workspace` builds it; with
-/// `-p sandbox` alone it is built here once).
-pub(crate) fn runner() -> &'static Path {
-    static RUNNER: OnceLock<PathBuf> = OnceLock::new();
-    RUNNER.get_or_init(|| {
-        let path = Path::new(env!("CARGO_BIN_EXE_sandbox")).with_file_name("sandbox-runner");
-        if !path.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "sandbox-runner"])
-                .current_dir(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        path
-    })
-}
 
 /// A data folder with a copy of the test city as its catalog.
 fn data_dir(name: &str) -> PathBuf {
@@ -51,10 +32,9 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path, extra: &[&str]) -> Served {
-        let runner = if extra.contains(&"--runner") { &[][..] } else { &["--runner", runner().to_str().unwrap()][..] };
+        // Runs go to this binary's own `sandbox runner`, as they do by default.
         let mut child = Command::new(env!("CARGO_BIN_EXE_sandbox"))
             .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-            .args(runner)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -868,8 +848,7 @@ fn serve_settings_are_layered_and_logs_are_json() {
     assert!(!o.status.success() && stderr(&o).contains("log filter"), "{}", stderr(&o));
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_sandbox"))
-        .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--runner"])
-        .arg(runner())
+        .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .env("SANDBOX_SERVE_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1015,7 +994,7 @@ fn disabled_principals_and_old_tokens_are_refused() {
 fn a_runner_answering_another_run_is_not_believed() {
     let dir = data_dir("impostor");
     let wrapper = dir.join("impostor-runner");
-    let script = format!("#!/bin/sh\nsed 's/2024-12-31/2023-12-31/' | exec {}\n", runner().to_str().unwrap());
+    let script = format!("#!/bin/sh\nsed 's/2024-12-31/2023-12-31/' | exec {} runner\n", env!("CARGO_BIN_EXE_sandbox"));
     std::fs::write(&wrapper, script).unwrap();
     std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let s = Served::start(&dir, &["--runner", wrapper.to_str().unwrap()]);

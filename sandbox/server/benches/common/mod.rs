@@ -16,15 +16,16 @@ const AGREEMENT: &str = "agr-demo";
 /// The day the `population` example takes ages at in every timed run.
 pub(crate) const REFERENCE_DATE: &str = "2024-12-31";
 
-/// Starts the server on a loopback port over `data`, with the release `sandbox-runner` beside
-/// the bench's own folder.
+/// Starts the server on a loopback port over `data`, its runs in `sandbox runner` of the release
+/// `sandbox` beside the bench's own folder.
 pub(crate) async fn server(data: &Path) -> anyhow::Result<sandbox_server::Server> {
     let exe = std::env::current_exe()?;
     let release_dir = exe.parent().and_then(Path::parent).context("the bench's folder")?;
     let mut config = sandbox_server::Config::new(data.to_owned());
     config.listen = ([127, 0, 0, 1], 0).into();
-    config.runner = release_dir.join("sandbox-runner");
-    anyhow::ensure!(config.runner.exists(), "{} missing: build it with --release", config.runner.display());
+    config.runner = sandbox_server::RunnerCommand::subcommand(release_dir.join("sandbox"));
+    let program = &config.runner.program;
+    anyhow::ensure!(program.exists(), "{} missing: build it with --release", program.display());
     sandbox_server::start(config).await
 }
 
