@@ -48,6 +48,7 @@ done
 out=$(mktemp)
 script="$PWD/ops/bench/duckdb_query.py"
 "$bench" --duckdb "$script" --rounds "$rounds" --small-runs 0 "${folders[@]}" | tee "$out"
+echo >> "$out"
 "$bench" --duckdb "$script" --rounds 1 --small-runs "$small" "$cache/small" | grep '^small job' | tee -a "$out"
 machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
 {

@@ -26,6 +26,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use datafusion::arrow::array::AsArray;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use common::{Job, ms, quantile};
@@ -77,21 +78,12 @@ fn sql() -> String {
 }
 
 async fn compare(data: &Path, rounds: usize, duckdb: &Path) -> anyhow::Result<()> {
-    let catalog = sandbox_catalog::Catalog::open(&data.join("catalog"))?;
-    let persons = catalog.dataset("persons")?.files(sandbox_catalog::Variant::Real);
-    anyhow::ensure!(persons.len() == 1, "persons should be one file");
-    let file = std::path::absolute(&persons[0].path)?;
-
+    let file = persons(data)?;
     let server = common::server(data).await?;
     let downloads = tempfile::tempdir()?;
     let job = Job::open(&server, data, downloads.path()).await?;
-    let ctx = SessionContext::new();
-    ctx.register_parquet("persons", file.to_string_lossy().as_ref(), ParquetReadOptions::default()).await?;
-    let residents = ctx.sql("SELECT count(*) FROM persons").await?.collect().await?;
-    let residents = datafusion::arrow::array::cast::as_primitive_array::<datafusion::arrow::datatypes::Int64Type>(
-        residents[0].column(0),
-    )
-    .value(0);
+    let ctx = raw(data).await?;
+    let residents = residents(data).await?;
     let mut duck = DuckDb::start(duckdb, &file, &sql())?;
 
     // One of each first: the module compiled and cached, the file in the page cache.
@@ -120,6 +112,27 @@ async fn compare(data: &Path, rounds: usize, duckdb: &Path) -> anyhow::Result<()
         r.as_secs_f64() / d.as_secs_f64()
     );
     Ok(())
+}
+
+/// The `persons` file of a demo folder.
+fn persons(data: &Path) -> anyhow::Result<PathBuf> {
+    let catalog = sandbox_catalog::Catalog::open(&data.join("catalog"))?;
+    let files = catalog.dataset("persons")?.files(sandbox_catalog::Variant::Real);
+    anyhow::ensure!(files.len() == 1, "persons should be one file");
+    Ok(std::path::absolute(&files[0].path)?)
+}
+
+/// A DataFusion session with the raw `persons` file as the table `persons`, defaults otherwise.
+async fn raw(data: &Path) -> anyhow::Result<SessionContext> {
+    let ctx = SessionContext::new();
+    ctx.register_parquet("persons", persons(data)?.to_string_lossy().as_ref(), ParquetReadOptions::default()).await?;
+    Ok(ctx)
+}
+
+async fn residents(data: &Path) -> anyhow::Result<i64> {
+    let batches = raw(data).await?.sql("SELECT count(*) FROM persons").await?.collect().await?;
+    let counts = batches[0].column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    Ok(counts.value(0))
 }
 
 /// The SQL over the raw file, planned and run to the last batch; returns the time and the rows.
@@ -181,8 +194,9 @@ async fn small_job(data: &Path, runs: usize) -> anyhow::Result<()> {
     }
     latencies.sort();
     println!(
-        "\nsmall job ({}, {runs} runs one after another, warm server): median {:.0} ms, p99 {:.0} ms",
-        data.display(),
+        "\nsmall job: the same module over {} residents, {runs} runs one after another, warm server: \
+         median {:.0} ms, p99 {:.0} ms",
+        residents(data).await?,
         ms(quantile(&latencies, 0.5)),
         ms(quantile(&latencies, 0.99))
     );
