@@ -134,7 +134,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     // host, so a key of this invocation's own serves.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let config = sandbox_server::Config::new(PathBuf::new());
-    let runner = args.runner.clone().map_or(config.runner, RunnerCommand::standalone);
+    let runner = match args.runner.clone() {
+        Some(path) => RunnerCommand::standalone(path),
+        None => crate::serve::own_runner()?,
+    };
     anyhow::ensure!(runner.program.exists(), "{} not found / 找不到运行器", runner.program.display());
     let executor = ProcessExecutor { runner, timeout: config.run_timeout };
     let key = DomainSecret::from_bytes(rand::random()).licence_key("audit");

@@ -180,9 +180,10 @@ impl ServeArgs {
         let some = |what: &str| anyhow::anyhow!("{what} has no value");
         let mut config = Config::new(merged.data_dir.clone().ok_or_else(|| some("data_dir"))?);
         config.listen = merged.listen.ok_or_else(|| some("listen"))?;
-        if let Some(path) = &merged.runner {
-            config.runner = RunnerCommand::standalone(path.clone());
-        }
+        config.runner = match &merged.runner {
+            Some(path) => RunnerCommand::standalone(path.clone()),
+            None => own_runner()?,
+        };
         config.max_concurrent_runs = merged.max_runs.ok_or_else(|| some("max_runs"))?;
         config.run_timeout = Duration::from_secs(merged.run_timeout.ok_or_else(|| some("run_timeout"))?);
         config.refusals_per_minute = merged.refusals_per_minute.ok_or_else(|| some("refusals_per_minute"))?;
@@ -275,6 +276,12 @@ pub(crate) fn state(command: StateCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `sandbox runner` of this very program, whatever its file is called.
+pub(crate) fn own_runner() -> anyhow::Result<RunnerCommand> {
+    let program = std::env::current_exe().context("the path of this program / 无法确定本程序路径")?;
+    Ok(RunnerCommand::subcommand(program))
+}
+
 #[derive(clap::Args)]
 pub(crate) struct DemoArgs {
     /// 数据目录（保留，之后可 sandbox serve）/ The data folder, kept for `sandbox serve`
@@ -328,9 +335,10 @@ pub(crate) fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         step(2, "在回环地址上启动服务", "start the server on a loopback port");
         let mut config = Config::new(dir.clone());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        if let Some(runner) = &args.runner {
-            config.runner = RunnerCommand::standalone(runner.clone());
-        }
+        config.runner = match &args.runner {
+            Some(path) => RunnerCommand::standalone(path.clone()),
+            None => own_runner()?,
+        };
         anyhow::ensure!(config.runner.program.exists(), "{} not found / 找不到运行器", config.runner.program.display());
         let server = sandbox_server::start(config).await?;
         let url = format!("http://{}", server.addr);
