@@ -267,8 +267,8 @@ pub struct AuditRequest<'a> {
 pub struct Prefetched(HashMap<String, Vec<RecordBatch>>);
 
 /// Asks the evidence queries of each table of `manifest` (its cells and its dimensions' labels)
-/// with `parameters` bound as a run binds them, defaults filled in. A query that fails is left
-/// for the audit to ask again and report.
+/// with `parameters` bound as a run binds them, defaults filled in — none where the contract is
+/// refused with them. A query that fails is left for the audit to ask again and report.
 pub async fn prefetch(
     catalog: &Catalog,
     variant: Variant,
@@ -279,6 +279,10 @@ pub async fn prefetch(
 ) -> Prefetched {
     let Ok(bound) = manifest.bind(parameters) else { return Prefetched::default() };
     let bound: Vec<(String, String)> = bound.iter().map(|(n, v)| (n.clone(), v.to_string())).collect();
+    // Never a query the checker would refuse, with the host's privileges, as in `audit`.
+    if sandbox_policy::contract::judge(manifest, catalog, Some(&bound)).await.is_err() {
+        return Prefetched::default();
+    }
     let Ok(mut evidence) = Evidence::new(catalog, variant, &manifest.datasets, &bound, hasher) else {
         return Prefetched::default();
     };

@@ -446,16 +446,19 @@ fn aggregate_function(e: &Expr) -> Option<&AggregateFunction> {
 
 /// The function that makes a privacy unit's id: only in the plans of `View::units`.
 pub(crate) fn unit_udf() -> Arc<ScalarUDF> {
-    Arc::new(ScalarUDF::new_from_impl(UnitId {
-        signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
-    }))
+    // A basis of its own for each view (std's per-process random keys): the ids of raw
+    // identifiers are not a fixed function of them, should one ever be seen.
+    let basis = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64);
+    let signature = Signature::exact(vec![DataType::Utf8], Volatility::Immutable);
+    Arc::new(ScalarUDF::new_from_impl(UnitId { basis, signature }))
 }
 
-/// A privacy unit as a 64-bit id (FNV-1a of its raw text), so counting distinct units holds
-/// eight bytes per unit and needs no pseudonym. A collision makes a count smaller, never larger:
+/// A privacy unit as a 64-bit id (FNV-1a of its raw text from a random basis), so counting
+/// distinct units holds eight bytes per unit and needs no pseudonym. A collision makes a count smaller, never larger:
 /// it can only drop more. The ids are counted, never shown.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct UnitId {
+    basis: u64,
     signature: Signature,
 }
 
@@ -481,8 +484,7 @@ impl ScalarUDFImpl for UnitId {
         let mut out = Int64Builder::with_capacity(strings.len());
         for value in strings.iter() {
             out.append_option(value.map(|v| {
-                let hash =
-                    v.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+                let hash = v.bytes().fold(self.basis, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
                 hash as i64
             }));
         }

@@ -296,6 +296,12 @@ impl Server {
 /// the projection up to the log, registers new dataset versions, fails runs a restart
 /// interrupted, and starts serving on `config.listen`.
 pub async fn start(config: Config) -> anyhow::Result<Server> {
+    // Runners get the licences' pseudonym keys: never a program found by a search of PATH.
+    anyhow::ensure!(
+        config.runner.program.is_absolute(),
+        "the runner program {} must be an absolute path / 运行器程序必须为绝对路径",
+        config.runner.program.display()
+    );
     let dir = DataDir::new(&config.data_dir);
     let setup = dir.prepare()?;
     let catalog =

@@ -418,7 +418,7 @@ async fn production_with_permit(
     let prefetch =
         sandbox_audit::prefetch(&core.catalog, Variant::Real, &manifest, &spec.parameters, &core.policy, &hasher);
     let running = run_process(core, &spec.module, &spec.licence, &spec.parameters, true, cancel.clone());
-    let (ended, prefetched) = tokio::join!(running, prefetch);
+    let (ended, prefetched) = beside(running, prefetch).await;
     let process_ms = started.elapsed().as_millis();
     let run_dir = core.dir.runs().join(&spec.id);
     std::fs::create_dir_all(&run_dir).map_err(|e| internal("run folder", e))?;
@@ -511,6 +511,29 @@ async fn production_with_permit(
     release(core, &guard, &to, &audit.released_report, &audit.released, None).await?;
     tracing::debug!(total_ms = started.elapsed().as_millis(), "production run released");
     Ok(if held.is_empty() { RunStatus::Released } else { RunStatus::Review })
+}
+
+/// The runner's end and, if it answered, the prefetched evidence: the prefetch runs beside the
+/// runner and is dropped unfinished when the runner ends without an answer (failed, timed out,
+/// cancelled), so such a run ends when its runner does, whatever the evidence would have taken.
+async fn beside(
+    running: impl Future<Output = Ended>,
+    prefetch: impl Future<Output = sandbox_audit::Prefetched>,
+) -> (Ended, sandbox_audit::Prefetched) {
+    tokio::pin!(running, prefetch);
+    let mut prefetched = None;
+    let ended = loop {
+        tokio::select! {
+            ended = &mut running => break ended,
+            done = &mut prefetch, if prefetched.is_none() => prefetched = Some(done),
+        }
+    };
+    let prefetched = match (&ended, prefetched) {
+        (Ended::Done(_), Some(done)) => done,
+        (Ended::Done(_), None) => prefetch.await,
+        _ => sandbox_audit::Prefetched::default(),
+    };
+    (ended, prefetched)
 }
 
 /// How many released cells the differencing history holds.
@@ -806,4 +829,20 @@ pub(crate) fn recover_releases(core: &Core) -> anyhow::Result<()> {
 /// reader of the log cannot test guessed values (an identity number, a date) against it.
 pub(crate) fn parameters_digest(core: &Core, parameters: &[(String, String)]) -> String {
     core.secret.licence_key("log:parameters").pseudonym(&json!(parameters).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run whose runner ends without an answer ends then, not when its evidence would have.
+    #[tokio::test]
+    async fn a_prefetch_is_dropped_when_the_runner_gives_no_answer() {
+        for ended in [Ended::Failed("timeout".into()), Ended::Cancelled] {
+            let never = std::future::pending::<sandbox_audit::Prefetched>();
+            let quick = tokio::time::timeout(std::time::Duration::from_secs(5), beside(async { ended }, never));
+            let (ended, _) = quick.await.expect("the run ends with its runner");
+            assert!(!matches!(ended, Ended::Done(_)));
+        }
+    }
 }

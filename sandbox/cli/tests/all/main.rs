@@ -498,3 +498,29 @@ fn keys_generate_a_private_key_a_trust_line_and_rotate_through_the_log() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
 }
+
+/// The runner the server execs for every run is this binary's hidden `sandbox runner`, confined
+/// as the `sandbox-runner` of the runner's own tests is: first process of its own PID
+/// namespace, no network, no new namespaces or mounts, nothing of the host outside what it keeps.
+#[test]
+fn the_runner_subcommand_is_confined() {
+    let probe = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_sandbox")).arg("runner").args(args).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    assert_eq!(probe(&["--probe-pid"]), "pid 1");
+    assert_eq!(probe(&["--probe-syscalls"]), "unshare: Err(EPERM); mount: Err(EPERM)");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    assert!(probe(&["--probe-network", &addr]).starts_with("unreachable"));
+    let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("runner-keep-{}", std::process::id()));
+    std::fs::create_dir_all(&keep).unwrap();
+    std::fs::write(keep.join("kept"), "kept").unwrap();
+    let (keep_text, kept) = (keep.to_str().unwrap(), keep.join("kept"));
+    assert_eq!(probe(&["--probe-read", keep_text, kept.to_str().unwrap()]), "read 4 bytes");
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    assert!(probe(&["--probe-read", keep_text, readme]).starts_with("refused"), "the host's files are not there");
+    // Unknown arguments are refused, not taken for a run.
+    let o = Command::new(env!("CARGO_BIN_EXE_sandbox")).args(["runner", "--probe-everything"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

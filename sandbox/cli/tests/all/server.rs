@@ -846,6 +846,9 @@ fn serve_settings_are_layered_and_logs_are_json() {
     assert!(!o.status.success() && stderr(&o).contains("max_runs"), "{}", stderr(&o));
     let o = serve(&["--data-dir", dir.to_str().unwrap(), "--log", "sandbox_server=[", "--listen", "127.0.0.1:0"], &[]);
     assert!(!o.status.success() && stderr(&o).contains("log filter"), "{}", stderr(&o));
+    // Runners are handed the licences' pseudonym keys: never a program found by a search of PATH.
+    let o = serve(&["--data-dir", dir.to_str().unwrap(), "--runner", "sandbox", "--listen", "127.0.0.1:0"], &[]);
+    assert!(!o.status.success() && stderr(&o).contains("absolute path"), "{}", stderr(&o));
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_sandbox"))
         .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
