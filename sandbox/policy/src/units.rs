@@ -73,7 +73,12 @@ impl Units {
     fn insert(&mut self, id: i64, k: usize) -> bool {
         match self {
             Units::None if k > 0 => *self = Units::One(id),
-            Units::One(first) if *first != id && k > 1 => *self = Units::Many(Box::new(vec![*first, id])),
+            Units::One(first) if *first != id && k > 1 => {
+                // Room for k at once: it never grows past it, so `size` counts what it holds.
+                let mut ids = Vec::with_capacity(k);
+                ids.extend([*first, id]);
+                *self = Units::Many(Box::new(ids));
+            }
             Units::Many(ids) if ids.len() < k && !ids.contains(&id) => ids.push(id),
             _ => return false,
         }
