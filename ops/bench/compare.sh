@@ -22,15 +22,7 @@ while (($#)); do
   esac
 done
 python3 -c 'import duckdb' 2>/dev/null || ops/setup
-# One build of the binaries and the bench, so that they share every dependency's features (a
-# separate `cargo bench` unifies them otherwise and builds DataFusion again).
-bench=$(cargo build --release --locked -q -p sandbox -p sandbox-server --bins --bench compare \
-  --message-format=json | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "compare" and m.get("executable"):
-        print(m["executable"])')
+bench=$(ops/bench/build-bench compare)
 cache="$HOME/.cache/sandbox-compare"
 folders=()
 for n in small $scales; do

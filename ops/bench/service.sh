@@ -8,14 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sandbox-target}"
-# One build of the binaries and the bench, so that they share every dependency's features.
-bench=$(cargo build --release --locked -q -p sandbox -p sandbox-server --bins --bench service \
-  --message-format=json | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "service" and m.get("executable"):
-        print(m["executable"])')
+bench=$(ops/bench/build-bench service)
 data="$(mktemp -d)"
 trap 'rm -rf "$data"' EXIT
 "$CARGO_TARGET_DIR/release/sandbox" demo --data-dir "$data" --scale 100000 > "$data.demo.log" \

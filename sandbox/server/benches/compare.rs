@@ -185,13 +185,7 @@ async fn small_job(data: &Path, runs: usize) -> anyhow::Result<()> {
     let server = common::server(data).await?;
     let downloads = tempfile::tempdir()?;
     let job = Job::open(&server, data, downloads.path()).await?;
-    for _ in 0..3 {
-        job.once().await?;
-    }
-    let mut latencies = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        latencies.push(job.once().await?);
-    }
+    let mut latencies = job.in_a_row(runs).await?;
     latencies.sort();
     println!(
         "\nsmall job: the same module over {} residents, {runs} runs one after another, warm server: \

@@ -40,13 +40,7 @@ async fn bench(data: &Path, runs: usize, clients: usize, per_client: usize) -> a
     let downloads = tempfile::tempdir()?;
     let job = Job::open(&server, data, downloads.path()).await?;
 
-    for _ in 0..3 {
-        job.once().await?;
-    }
-    let mut latencies = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        latencies.push(job.once().await?);
-    }
+    let mut latencies = job.in_a_row(runs).await?;
     report(&format!("one client, {runs} runs one after another"), &mut latencies);
 
     let start = Instant::now();

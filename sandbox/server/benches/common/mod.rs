@@ -56,6 +56,18 @@ impl Job {
         Ok(Job { operator, unit, module, trust, downloads: downloads.to_owned() })
     }
 
+    /// `runs` production runs one after another, after three to warm the server: their times.
+    pub(crate) async fn in_a_row(&self, runs: usize) -> anyhow::Result<Vec<Duration>> {
+        for _ in 0..3 {
+            self.once().await?;
+        }
+        let mut latencies = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            latencies.push(self.once().await?);
+        }
+        Ok(latencies)
+    }
+
     /// One production run, from the request to a verified release on the application unit's disk.
     pub(crate) async fn once(&self) -> anyhow::Result<Duration> {
         let start = Instant::now();
