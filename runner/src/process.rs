@@ -289,6 +289,18 @@ fn set_limits(limits: &RunLimits) -> Result<(), String> {
     Ok(())
 }
 
+/// Closes every file descriptor but stdin, stdout and stderr: whatever the server's own parent
+/// left open without close-on-exec (a job server's pipe, a terminal, a socket) and the server
+/// passed on is none of the run's business, and escaped code would find it open.
+fn close_inherited() -> std::io::Result<()> {
+    // SAFETY: close_range(2) takes two numbers and flags; nothing of this process uses a
+    // descriptor above 2 yet (the Rust runtime opens none before main).
+    #[allow(unsafe_code)]
+    let closed =
+        unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) };
+    if closed == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
 /// Runs the process's job, `args` being its arguments after the program (and subcommand) name.
 pub fn main(args: &[String]) -> ExitCode {
     match run(args) {
@@ -301,6 +313,7 @@ pub fn main(args: &[String]) -> ExitCode {
 }
 
 fn run(args: &[String]) -> anyhow::Result<ExitCode> {
+    close_inherited().context("closing inherited file descriptors")?;
     let job = Job::from_args(args)?;
     // A run's request first: it names what the run may see.
     let prepared = match &job {

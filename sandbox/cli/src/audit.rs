@@ -139,7 +139,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => crate::serve::own_runner()?,
     };
     anyhow::ensure!(runner.program.exists(), "{} not found / 找不到运行器", runner.program.display());
-    let executor = ProcessExecutor { runner, timeout: config.run_timeout };
+    let executor = ProcessExecutor::new(runner, config.run_timeout);
     let key = DomainSecret::from_bytes(rand::random()).licence_key("audit");
     let mode = if args.twin { RunMode::Development } else { RunMode::Production };
     let request = RunnerRequest {

@@ -1,5 +1,6 @@
 //! Where runs are carried out: the [`Executor`] trait, the seam for runners on other hosts, and
-//! [`ProcessExecutor`], which starts a runner process (`sandbox runner`) on this one for each run.
+//! [`ProcessExecutor`], which gives each run a runner process (`sandbox runner`) of its own on
+//! this one.
 //!
 //! The server's queue and `sandbox audit` both run modules through it, so that no production
 //! run — by the server or from the command line — executes untrusted code in a process that
@@ -67,13 +68,69 @@ pub trait Executor: Send + Sync {
 
 /// A runner process per run (`sandbox runner`), on this host: a clean environment, the request on stdin,
 /// stderr discarded (it is the module's channel), killed at the timeout or on cancellation.
-#[derive(Debug, Clone)]
+///
+/// With spares, a few runner processes are started ahead of the runs and wait, unassigned, for
+/// a request: a run takes one (and a new spare is started), so the run does not wait for the
+/// process's start — loading and relocating a large executable, a fifth of a small job's runner
+/// time. A spare has read nothing, been told nothing and holds nothing until its request comes;
+/// it serves one run and ends, as a process started for the run would (the request is the first
+/// thing a runner reads, before it confines itself: see `sandbox_runner::process`).
+#[derive(Debug)]
 pub struct ProcessExecutor {
-    pub runner: crate::RunnerCommand,
-    pub timeout: Duration,
+    runner: crate::RunnerCommand,
+    timeout: Duration,
+    spares: usize,
+    waiting: std::sync::Mutex<Vec<tokio::process::Child>>,
 }
 
 impl ProcessExecutor {
+    /// A process started for each run, when the run starts.
+    pub fn new(runner: crate::RunnerCommand, timeout: Duration) -> ProcessExecutor {
+        ProcessExecutor { runner, timeout, spares: 0, waiting: Default::default() }
+    }
+
+    /// Keeps up to `spares` runner processes started ahead of the runs (from the first run on).
+    pub fn with_spares(self, spares: usize) -> ProcessExecutor {
+        ProcessExecutor { spares, ..self }
+    }
+
+    /// How many spares are waiting now (for tests).
+    pub fn spares_waiting(&self) -> usize {
+        self.waiting.lock().expect("not poisoned").len()
+    }
+
+    fn start(&self, args: &[&str]) -> std::io::Result<tokio::process::Child> {
+        tokio::process::Command::new(&self.runner.program)
+            .args(&self.runner.args)
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+    }
+
+    /// A runner process for a run: a spare still waiting if there is one, else a new one; then
+    /// the spares are made up again.
+    fn take(&self) -> std::io::Result<tokio::process::Child> {
+        let mut waiting = self.waiting.lock().expect("not poisoned");
+        // A spare that has ended (killed from outside, say) cannot serve; dropping it reaps it.
+        waiting.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+        let child = match waiting.pop() {
+            Some(child) => child,
+            None => self.start(&[])?,
+        };
+        while waiting.len() < self.spares {
+            match self.start(&[]) {
+                Ok(spare) => waiting.push(spare),
+                // The run still has its process; the next run tries again.
+                Err(_) => break,
+            }
+        }
+        Ok(child)
+    }
+
     /// Starts the runner with `args`, writes `input`, and reads less than `limit` bytes of its
     /// answer; or how the exchange ended without one.
     async fn exchange(
@@ -83,16 +140,8 @@ impl ProcessExecutor {
         limit: u64,
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<Vec<u8>, Ended> {
-        let mut child = tokio::process::Command::new(&self.runner.program)
-            .args(&self.runner.args)
-            .args(args)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|_| Ended::Failed("runner-unavailable".into()))?;
+        let child = if args.is_empty() { self.take() } else { self.start(args) };
+        let mut child = child.map_err(|_| Ended::Failed("runner-unavailable".into()))?;
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(Ended::Failed("runner-unavailable".into()));
         };

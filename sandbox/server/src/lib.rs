@@ -169,6 +169,8 @@ pub(crate) struct Core {
     /// The files each dataset's registered version was hashed from, as the operating system
     /// describes them: files changed since are hashed again before a run reads them.
     pub(crate) versioned: Mutex<std::collections::HashMap<String, Vec<sandbox_catalog::FileStamp>>>,
+    /// The differencing history, followed: a run reads only what was appended since the last.
+    pub(crate) history: Mutex<sandbox_audit::history::Follower>,
 }
 
 /// One principal's refusals in the current minute: a durable entry each up to
@@ -325,12 +327,16 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => AuditPolicy::default(),
         Err(e) => return Err(e).context(format!("reading {}", dir.policy().display())),
     };
+    let history = sandbox_audit::history::Follower::open(&dir.history()).context("the differencing history")?;
     let metrics = metrics::Metrics::new();
     metrics.log_size.set(log.size() as i64);
     let core = Arc::new(Core {
         ledger: Ledger::new(dir.budget()),
         runs: runs::Queue::new(config.max_concurrent_runs),
-        executor: Box::new(executor::ProcessExecutor { runner: config.runner.clone(), timeout: config.run_timeout }),
+        executor: Box::new(
+            executor::ProcessExecutor::new(config.runner.clone(), config.run_timeout)
+                .with_spares(config.max_concurrent_runs),
+        ),
         secret: DomainSecret::load(&dir.secret()).context("the domain secret")?,
         release_key: setup.release_key,
         state: Mutex::new(Box::new(state)),
@@ -345,6 +351,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         applied: tokio::sync::watch::Sender::new(0),
         refusals: Mutex::new(std::collections::HashMap::new()),
         versioned: Mutex::new(std::collections::HashMap::new()),
+        history: Mutex::new(history),
     });
     {
         let guard = core.write.lock().await;

@@ -413,8 +413,7 @@ async fn production_with_permit(
 
     // The host's evidence is asked for while the module runs: it needs the contract and the
     // data, not the module's output (on two cores, the module's query takes one).
-    let hasher =
-        sandbox_audit::history::hasher(&core.dir.history()).map_err(|e| internal("differencing history", e))?;
+    let (hasher, _) = history(core)?;
     let prefetch =
         sandbox_audit::prefetch(&core.catalog, Variant::Real, &manifest, &spec.parameters, &core.policy, &hasher);
     let running = run_process(core, &spec.module, &spec.licence, &spec.parameters, true, cancel.clone());
@@ -538,8 +537,14 @@ async fn beside(
 
 /// How many released cells the differencing history holds.
 fn history_size(core: &Core) -> Result<usize, ServiceError> {
-    let (_, history) = sandbox_audit::history::open(&core.dir.history()).map_err(|e| internal("release history", e))?;
-    Ok(history.len())
+    Ok(history(core)?.1.len())
+}
+
+/// The differencing history's unit hasher and what it holds now.
+fn history(core: &Core) -> Result<(sandbox_audit::UnitHasher, Arc<sandbox_audit::History>), ServiceError> {
+    let mut follower = core.history.lock().map_err(|_| internal("differencing history", "lock poisoned"))?;
+    let history = follower.current().map_err(|e| internal("differencing history", e))?;
+    Ok((follower.hasher().clone(), history))
 }
 
 /// A run whose declared values disagree with the host's: logged as a breach of the contract.
@@ -613,9 +618,8 @@ async fn release(
     let results: Vec<(&str, &[u8])> = results.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
     let policy_sha = core.policy.sha256();
     // The history later audits compare with, as this release leaves it (appended just before).
-    let (cells, earlier) =
-        sandbox_audit::history::size(&core.dir.history()).map_err(|e| internal("release history", e))?;
-    let (cells, earlier) = (cells.to_string(), earlier.to_string());
+    let (_, history) = history(core)?;
+    let (cells, earlier) = (history.cells.len().to_string(), history.tables.len().to_string());
     let mut fields = vec![
         ("module", to.module),
         ("manifest", to.manifest),
@@ -746,8 +750,7 @@ async fn audit_answer(
     answer: &Answer,
     prefetched: &sandbox_audit::Prefetched,
 ) -> Result<Audited, ServiceError> {
-    let (hasher, earlier) =
-        sandbox_audit::history::open(&core.dir.history()).map_err(|e| internal("differencing history", e))?;
+    let (hasher, earlier) = history(core)?;
     let history = earlier.len();
     let request = AuditRequest {
         catalog: &core.catalog,

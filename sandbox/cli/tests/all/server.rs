@@ -993,6 +993,64 @@ fn disabled_principals_and_old_tokens_are_refused() {
 /// another reference date, as an escaped runner could to have the audit find the operator's
 /// figures "wrong" — is not believed: the run fails as interrupted, nothing is audited, no
 /// breach is counted against the licence.
+/// The runner processes the server starts ahead of runs: one per run slot, each waiting on its
+/// request with nothing open but its three standard streams and an empty environment; a spare
+/// killed while it waits is not used, the run gets another, and the spares are made up again.
+#[test]
+fn spare_runners_wait_holding_nothing_and_dead_ones_are_replaced() {
+    let dir = data_dir("spares");
+    let s = Served::start(&dir, &["--max-runs", "2"]);
+    populate(&s);
+    let sha = approved(&s, "population");
+    let run = ["run", "--module", &sha, "--agreement", "agr", "--param", "reference_date=2024-12-31"];
+    assert!(s.ok("op", &run).contains("released"));
+    let spares = waiting_runners(s.child.id());
+    assert_eq!(spares.len(), 2, "one spare per run slot: {spares:?}");
+    for pid in &spares {
+        // Started at the last run's start, a spare closes what it inherited before it waits.
+        let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fds() != 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(fds(), 3, "a spare holds stdin, stdout and stderr only");
+        assert!(std::fs::read(format!("/proc/{pid}/environ")).unwrap().is_empty());
+        let namespace = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/user")).unwrap();
+        assert_eq!(namespace(&pid.to_string()), namespace("self"), "not yet confined: it has no request");
+    }
+
+    for pid in &spares {
+        Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let out = s.ok("op", &run);
+    assert!(out.contains("released"), "{out}");
+    let again = waiting_runners(s.child.id());
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert!(again.iter().all(|pid| !spares.contains(pid)), "new spares: {spares:?} then {again:?}");
+    s.stop();
+}
+
+/// Children of `parent` that are `sandbox runner` processes still alive, waiting for work.
+fn waiting_runners(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap() {
+        let Ok(pid) = entry.unwrap().file_name().to_string_lossy().parse::<u32>() else { continue };
+        let (Ok(stat), Ok(cmdline)) =
+            (std::fs::read_to_string(format!("/proc/{pid}/stat")), std::fs::read(format!("/proc/{pid}/cmdline")))
+        else {
+            continue;
+        };
+        // pid (comm) state ppid ...: the command name may hold spaces, so read after its ')'.
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if fields[1] == parent.to_string() && fields[0] != "Z" && args.get(1) == Some(&&b"runner"[..]) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 #[test]
 fn a_runner_answering_another_run_is_not_believed() {
     let dir = data_dir("impostor");
