@@ -118,27 +118,34 @@ impl Follower {
         Ok(follower)
     }
 
-    /// What sketches units.
+    /// What sketches units, as of the last [`Follower::current`].
     pub fn hasher(&self) -> &UnitHasher {
         &self.hasher
     }
 
-    /// The history as its files hold it now (whole lines).
+    /// The history as its files hold it now (whole lines), and its key read again: a history
+    /// replaced with its key (a restore) is sketched with its own. Nothing changes if a file
+    /// cannot be read.
     pub fn current(&mut self) -> io::Result<std::sync::Arc<History>> {
+        let hasher = hasher(&self.path)?;
         let tables_path = self.path.with_extension("tables");
-        let history = std::sync::Arc::make_mut(&mut self.history);
-        let cells = read_on(&self.path, &self.cells, &mut history.cells)?;
-        let tables = read_on(&tables_path, &self.tables, &mut history.tables)?;
-        match (cells, tables) {
-            (Some(cells), Some(tables)) => (self.cells, self.tables) = (cells, tables),
-            _ => {
-                // Shrunk or replaced: nothing read before can be trusted to be in it.
-                let mut history = History::default();
-                self.cells = read_on(&self.path, &Tail::default(), &mut history.cells)?.unwrap_or_default();
-                self.tables = read_on(&tables_path, &Tail::default(), &mut history.tables)?.unwrap_or_default();
-                self.history = std::sync::Arc::new(history);
+        let (mut cells, mut tables) = (Vec::new(), Vec::new());
+        let grown = (read_on(&self.path, &self.cells, &mut cells)?, read_on(&tables_path, &self.tables, &mut tables)?);
+        if let (Some(cells_tail), Some(tables_tail)) = grown {
+            if !cells.is_empty() || !tables.is_empty() {
+                let history = std::sync::Arc::make_mut(&mut self.history);
+                history.cells.extend(cells);
+                history.tables.extend(tables);
             }
+            (self.cells, self.tables) = (cells_tail, tables_tail);
+        } else {
+            // Shrunk or replaced: nothing read before can be trusted to be in it.
+            let mut history = History::default();
+            let cells = read_on(&self.path, &Tail::default(), &mut history.cells)?.unwrap_or_default();
+            let tables = read_on(&tables_path, &Tail::default(), &mut history.tables)?.unwrap_or_default();
+            (self.cells, self.tables, self.history) = (cells, tables, std::sync::Arc::new(history));
         }
+        self.hasher = hasher;
         Ok(self.history.clone())
     }
 }
@@ -210,8 +217,27 @@ fn append_lines<T: serde::Serialize>(path: &Path, records: &[T]) -> io::Result<(
         text.push_str(&serde_json::to_string(record).map_err(io::Error::other)?);
         text.push('\n');
     }
-    let mut file = std::fs::File::options().create(true).append(true).open(path)?;
+    let mut file = std::fs::File::options().create(true).read(true).append(true).open(path)?;
+    cut_torn_tail(&mut file)?;
     file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// Cuts off a last line without its newline — an append that failed part-way (a crash, a full
+/// disk) — so that what is appended next starts on a line of its own instead of making the
+/// torn line part of the history (and the history unreadable).
+fn cut_torn_tail(file: &mut std::fs::File) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut last = [0u8; 1];
+    if len == 0 || (file.read_exact_at(&mut last, len - 1).is_ok() && last[0] == b'\n') {
+        return Ok(());
+    }
+    // Rare: read back to the last newline.
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)?;
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    file.set_len(whole as u64)?;
     file.sync_all()
 }
 
@@ -260,6 +286,49 @@ mod tests {
         // A damaged line is refused, not skipped.
         std::fs::write(&path, "{not json}\n").unwrap();
         assert!(follower.current().unwrap_err().to_string().contains("not a history record"));
+    }
+
+    /// Red team of the follower: a torn tail left while the server runs (a full disk) is cut
+    /// by the next append; a look that fails changes nothing; a history replaced with its key
+    /// is sketched with the new key.
+    #[test]
+    fn a_follower_survives_torn_tails_failed_looks_and_new_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        let cell = |label: &str| ReleasedCell {
+            dataset: "shops".to_owned(),
+            label: label.to_owned(),
+            sketch: Sketch::default(),
+            contributions: Vec::new(),
+            magnitudes: Vec::new(),
+        };
+        let mut follower = Follower::open(&path).unwrap();
+        append(&path, &History { cells: vec![cell("a")], tables: Vec::new() }).unwrap();
+        let torn = serde_json::to_string(&cell("b")).unwrap();
+        let mut file = std::fs::File::options().append(true).open(&path).unwrap();
+        file.write_all(&torn.as_bytes()[..torn.len() / 2]).unwrap();
+        follower.current().unwrap();
+        append(&path, &History { cells: vec![cell("c")], tables: Vec::new() }).unwrap();
+        assert_eq!(follower.current().unwrap().cells, [cell("a"), cell("c")]);
+        assert_eq!(open(&path).unwrap().1.cells, [cell("a"), cell("c")]);
+
+        let tables = path.with_extension("tables");
+        std::os::unix::fs::symlink(&tables, &tables).unwrap();
+        append(&path, &History { cells: vec![cell("d")], tables: Vec::new() }).unwrap();
+        assert!(follower.current().is_err());
+        assert!(follower.current().is_err(), "a second failed look adds nothing either");
+        std::fs::remove_file(&tables).unwrap();
+        assert_eq!(*follower.current().unwrap(), open(&path).unwrap().1);
+
+        let old = follower.hasher().clone();
+        for extension in ["jsonl", "tables", "key"] {
+            let _ = std::fs::remove_file(path.with_extension(extension));
+        }
+        let restored = hasher(&path).unwrap();
+        assert!(restored != old);
+        append(&path, &History { cells: vec![cell("z")], tables: Vec::new() }).unwrap();
+        assert_eq!(follower.current().unwrap().cells, [cell("z")]);
+        assert!(follower.hasher() == &restored, "sketched with the restored history's key");
     }
 
     #[test]

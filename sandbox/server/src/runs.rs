@@ -153,7 +153,9 @@ pub(crate) async fn develop(
     let _permit = core.runs.permits.acquire().await.map_err(|_| "the queue is closed".to_owned())?;
     let _alone = core.runs.development.write().await;
     let (_tx, rx) = watch::channel(false);
-    match run_process(core, module, licence, parameters, false, rx).await {
+    let ended = run_process(core, module, licence, parameters, false, rx).await;
+    core.executor.settle().await;
+    match ended {
         Ended::Done(answer) => Ok(*answer),
         Ended::Failed(code) => Err(code),
         Ended::Cancelled => Err("cancelled".into()),
@@ -343,6 +345,7 @@ async fn production(
     core.metrics.running.inc();
     let shared = core.runs.development.read().await;
     let result = production_with_permit(core, spec, &mut cancel).await;
+    core.executor.settle().await;
     drop(shared);
     core.metrics.running.dec();
     drop(permit);
@@ -497,7 +500,9 @@ async fn production_with_permit(
     // output can be audited again when they decide.
     let held = audit.held();
     if !held.is_empty() {
-        std::fs::write(run_dir.join(ANSWER), &answer.raw).map_err(|e| internal("run answer", e))?;
+        // Durable before the entry that puts the run in review: the release reads it.
+        let mut writer = sandbox_log::files::Writer::new(&run_dir);
+        writer.replace(ANSWER, &answer.raw).and_then(|()| writer.sync()).map_err(|e| internal("run answer", e))?;
     }
     let event = outcome(&spec.id, audit.report.outcome.as_str(), &report_id, audit.released.len(), &held);
     core.commit_own(&guard, event).await?;
@@ -666,8 +671,6 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Servi
     };
     let manifest = read_manifest(core, &row.module)?;
     let run_dir = core.dir.runs().join(run);
-    let raw = std::fs::read(run_dir.join(ANSWER)).map_err(|e| internal("run answer", e))?;
-    let answer = Answer::from_raw(raw).map_err(|e| internal("run answer", e))?;
 
     // The lock is held from the audit to the release: no other release may come between.
     let guard = core.write.lock().await;
@@ -675,6 +678,8 @@ pub(crate) async fn release_reviewed(core: &Core, run: &str) -> Result<(), Servi
     if !review.undecided.is_empty() || review.approved.is_empty() {
         return Ok(());
     }
+    let raw = std::fs::read(run_dir.join(ANSWER)).map_err(|e| internal("run answer", e))?;
+    let answer = Answer::from_raw(raw).map_err(|e| internal("run answer", e))?;
     if let Some(what) = stopped(core, run)? {
         end_stopped(core, &guard, run, what).await?;
         return Ok(());

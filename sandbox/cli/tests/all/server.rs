@@ -994,8 +994,9 @@ fn disabled_principals_and_old_tokens_are_refused() {
 /// figures "wrong" — is not believed: the run fails as interrupted, nothing is audited, no
 /// breach is counted against the licence.
 /// The runner processes the server starts ahead of runs: one per run slot, each waiting on its
-/// request with nothing open but its three standard streams and an empty environment; a spare
-/// killed while it waits is not used, the run gets another, and the spares are made up again.
+/// request with nothing open but its three standard streams and an empty environment; the
+/// oldest serves the next run; a spare killed while it waits is not used, the run gets
+/// another, and the spares are made up again.
 #[test]
 fn spare_runners_wait_holding_nothing_and_dead_ones_are_replaced() {
     let dir = data_dir("spares");
@@ -1018,6 +1019,20 @@ fn spare_runners_wait_holding_nothing_and_dead_ones_are_replaced() {
         let namespace = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/user")).unwrap();
         assert_eq!(namespace(&pid.to_string()), namespace("self"), "not yet confined: it has no request");
     }
+
+    // The oldest spare serves the next run (a run's time does not depend on how recently
+    // another run started): the one started at the server's first run, not the newest.
+    let started = |pid: &u32| -> (u64, u32) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        (stat.rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().parse().unwrap(), *pid)
+    };
+    let (oldest, newest) = match started(&spares[0]) <= started(&spares[1]) {
+        true => (spares[0], spares[1]),
+        false => (spares[1], spares[0]),
+    };
+    assert!(s.ok("op", &run).contains("released"));
+    let spares = waiting_runners(s.child.id());
+    assert!(!spares.contains(&oldest) && spares.contains(&newest), "{oldest} used, {newest} waits: {spares:?}");
 
     for pid in &spares {
         Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
