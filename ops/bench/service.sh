@@ -4,7 +4,7 @@
 # one client's runs one after another (median, p99), then 16 clients at once (throughput).
 # Usage: ops/bench/service.sh [bench arguments, e.g. --runs 30 --clients 16 --per-client 1]
 # A licence may start at most 50 production runs a day (a policy can only tighten that): the
-# demo's one, three warm-ups, runs and clients × per-client must stay within it.
+# demo's two, three warm-ups, runs and clients × per-client must stay within it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sandbox-target}"

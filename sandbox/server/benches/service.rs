@@ -2,7 +2,7 @@
 //!
 //! `ops/bench/service.sh` prepares a data folder with `sandbox demo --scale 100000` (a licence,
 //! an agreement, and the `population` example approved by two reviewers) and runs this with it:
-//! `service DATA_DIR [--runs N] [--clients C] [--per-client M]` (30, 16 and 1 by default: a
+//! `service DATA_DIR [--runs N] [--clients C] [--per-client M]` (25, 16 and 1 by default: a
 //! licence starts at most 50 production runs a day). The server runs in this process, its runs
 //! in `sandbox runner` of the release `sandbox` beside the bench's own folder; every timed run is
 //! one production run of the module over the 100 000 persons: `Runs.Start`, `Runs.Watch` until released, `Releases.Download` as the
@@ -20,7 +20,7 @@ use common::{Job, ms, quantile};
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let mut data = None;
-    let (mut runs, mut clients, mut per_client) = (30usize, 16usize, 1usize);
+    let (mut runs, mut clients, mut per_client) = (25usize, 16usize, 1usize);
     while let Some(arg) = args.next() {
         let mut number = || -> anyhow::Result<usize> { Ok(args.next().context("a number")?.parse()?) };
         match arg.as_str() {
