@@ -198,12 +198,16 @@ pub(crate) enum PrincipalCommand {
     /// signing key is made in --out, where its token is saved
     Add {
         name: String,
-        /// admin | reviewer | operator | application_unit | evaluator
+        /// admin | reviewer | operator | application_unit | evaluator | provider
         #[arg(long)]
         role: String,
         /// 机构名称 / The organisation's name
         #[arg(long)]
         display_name: String,
+        /// 数源部门：目录中的提供部门名称（如 包头市公安局）/ A provider: its organisation as the
+        /// catalog names it (e.g. 包头市公安局)
+        #[arg(long)]
+        provider: Option<String>,
         /// 新身份目录 / The new identity folder
         #[arg(long)]
         out: PathBuf,
@@ -407,8 +411,10 @@ pub(crate) fn block_on<F: Future<Output = anyhow::Result<ExitCode>>>(f: F) -> an
 pub(crate) async fn principal(connect: Connect, command: PrincipalCommand) -> anyhow::Result<ExitCode> {
     let session = connect.session().await?;
     match command {
-        PrincipalCommand::Add { name, role, display_name, out } => {
-            let registered = register(&session, &name, &role, &display_name, &out).await?;
+        PrincipalCommand::Add { name, role, display_name, provider, out } => {
+            let new =
+                NewPrincipal { name: &name, role: &role, display_name: &display_name, provider: provider.as_deref() };
+            let registered = register(&session, &new, &out).await?;
             if connect.json {
                 println!("{}", serde_json::to_string_pretty(&registered)?);
             } else {
@@ -480,27 +486,34 @@ fn print_principals(json: bool, principals: &[pb::Principal]) -> anyhow::Result<
         vec![
             p.name.clone(),
             pb::Role::try_from(p.role).map_or("?", |r| r.as_str_name()).into(),
-            p.display_name.clone(),
+            match p.provider.is_empty() {
+                true => p.display_name.clone(),
+                false => format!("{}（数源 provider of {}）", p.display_name, p.provider),
+            },
             p.registered_at.clone(),
             state,
         ]
     })
 }
 
+/// A principal to register, as the command line gives it.
+pub(crate) struct NewPrincipal<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) role: &'a str,
+    pub(crate) display_name: &'a str,
+    pub(crate) provider: Option<&'a str>,
+}
+
 /// Makes a key in `out`, registers the principal with it, and saves the token beside it.
-pub(crate) async fn register(
-    session: &Session,
-    name: &str,
-    role: &str,
-    display_name: &str,
-    out: &Path,
-) -> anyhow::Result<pb::Principal> {
+pub(crate) async fn register(session: &Session, new: &NewPrincipal<'_>, out: &Path) -> anyhow::Result<pb::Principal> {
+    let NewPrincipal { name, role, display_name, provider } = *new;
     let role = match role {
         "admin" => pb::Role::Admin,
         "reviewer" => pb::Role::Reviewer,
         "operator" => pb::Role::Operator,
         "application_unit" => pb::Role::ApplicationUnit,
         "evaluator" => pb::Role::Evaluator,
+        "provider" => pb::Role::Provider,
         other => bail!("unknown role {other:?} / 未知角色"),
     };
     let key = Identity::create_key(out, name)?;
@@ -511,6 +524,7 @@ pub(crate) async fn register(
             role: role as i32,
             display_name: display_name.to_owned(),
             key: key.verifier().to_string(),
+            provider: provider.unwrap_or_default().to_owned(),
         })
         .await?
         .into_inner();

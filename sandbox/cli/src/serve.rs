@@ -372,18 +372,21 @@ async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
         "登记数据局审核员、运营单位、应用单位和评估机构",
         "register reviewers, an operator, an application unit, an evaluator",
     );
-    for (name, role, display) in [
-        (REVIEWERS[0], "reviewer", "包头市数据局审核员甲 Reviewer A"),
-        (REVIEWERS[1], "reviewer", "包头市数据局审核员乙 Reviewer B"),
-        (OPERATOR, "operator", "示例数据运营有限公司 Demo Operator Ltd"),
-        (UNIT, "application_unit", "示例区人民政府 Demo District Government"),
-        ("evaluator-demo", "evaluator", "示例评估中心 Demo Evaluation Centre"),
+    for (name, role, display_name, provider) in [
+        (REVIEWERS[0], "reviewer", "包头市数据局审核员甲 Reviewer A", None),
+        (REVIEWERS[1], "reviewer", "包头市数据局审核员乙 Reviewer B", None),
+        (OPERATOR, "operator", "示例数据运营有限公司 Demo Operator Ltd", None),
+        (UNIT, "application_unit", "示例区人民政府 Demo District Government", None),
+        ("evaluator-demo", "evaluator", "示例评估中心 Demo Evaluation Centre", None),
+        // The persons register's 数源部门, as the generated catalog names it.
+        ("provider-psb", "provider", "包头市公安局 Baotou Public Security Bureau", Some("包头市公安局")),
     ] {
         if ids.join(name).join("token").exists() {
             println!("    {name}: registered before / 已登记");
             continue;
         }
-        client::register(&admin, name, role, display, &ids.join(name)).await?;
+        let new = client::NewPrincipal { name, role, display_name, provider };
+        client::register(&admin, &new, &ids.join(name)).await?;
         println!("    {name} ({role}) → {}", ids.join(name).display());
     }
     let operator = Session::open(url, &ids.join(OPERATOR), None).await?;

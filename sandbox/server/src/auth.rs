@@ -15,10 +15,13 @@ pub enum Role {
     Operator,
     ApplicationUnit,
     Evaluator,
+    /// 数源部门: speaks for the datasets whose catalog entry names its organisation.
+    Provider,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Admin, Role::Reviewer, Role::Operator, Role::ApplicationUnit, Role::Evaluator];
+    pub const ALL: [Role; 6] =
+        [Role::Admin, Role::Reviewer, Role::Operator, Role::ApplicationUnit, Role::Evaluator, Role::Provider];
 
     /// As logged in `principal.registered` (`operator` and `reviewer` are what `sandbox-verify`
     /// checks signers against).
@@ -29,6 +32,7 @@ impl Role {
             Role::Operator => "operator",
             Role::ApplicationUnit => "application_unit",
             Role::Evaluator => "evaluator",
+            Role::Provider => "provider",
         }
     }
 
@@ -39,6 +43,7 @@ impl Role {
             Role::Operator => "运营单位",
             Role::ApplicationUnit => "应用单位",
             Role::Evaluator => "第三方评估机构",
+            Role::Provider => "数源部门",
         }
     }
 
@@ -53,6 +58,7 @@ impl Role {
             pb::Role::Operator => Some(Role::Operator),
             pb::Role::ApplicationUnit => Some(Role::ApplicationUnit),
             pb::Role::Evaluator => Some(Role::Evaluator),
+            pb::Role::Provider => Some(Role::Provider),
             pb::Role::Unspecified => None,
         }
     }
@@ -64,6 +70,7 @@ impl Role {
             Role::Operator => pb::Role::Operator,
             Role::ApplicationUnit => pb::Role::ApplicationUnit,
             Role::Evaluator => pb::Role::Evaluator,
+            Role::Provider => pb::Role::Provider,
         }
     }
 }
@@ -75,6 +82,8 @@ pub struct Caller {
     pub role: Role,
     /// The SHA-256 of the token the call came with, to check again later in a long call.
     pub token_sha256: String,
+    /// A provider's datasets (by the catalog's `provider`); empty for every other role.
+    pub datasets: Vec<String>,
 }
 
 /// A new API token: 64 hex digits.
@@ -87,47 +96,47 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-use Role::{Admin as A, ApplicationUnit as U, Evaluator as E, Operator as O, Reviewer as R};
+use Role::{Admin as A, ApplicationUnit as U, Evaluator as E, Operator as O, Provider as P, Reviewer as R};
 
 /// Every RPC (`Service.Method`) and the roles that may call it.
 pub const MATRIX: &[(&str, &[Role])] = &[
     ("Principals.Register", &[A]),
-    ("Principals.List", &[A, R, O, U, E]),
-    ("Principals.Whoami", &[A, R, O, U, E]),
+    ("Principals.List", &[A, R, O, U, E, P]),
+    ("Principals.Whoami", &[A, R, O, U, E, P]),
     ("Principals.Disable", &[A]),
     ("Principals.Enable", &[A]),
-    ("Principals.RotateToken", &[A, R, O, U, E]),
+    ("Principals.RotateToken", &[A, R, O, U, E, P]),
     ("Principals.RevokeToken", &[A]),
-    ("Catalog.ListDatasets", &[A, R, O, U]),
+    ("Catalog.ListDatasets", &[A, R, O, U, P]),
     ("Licences.Grant", &[A]),
     ("Licences.Suspend", &[A]),
     ("Licences.Resume", &[A]),
     ("Licences.Revoke", &[A]),
-    ("Licences.List", &[A, R, O]),
+    ("Licences.List", &[A, R, O, P]),
     ("Agreements.Create", &[O]),
     ("Agreements.End", &[A, O]),
-    ("Agreements.List", &[A, R, O, U]),
+    ("Agreements.List", &[A, R, O, U, P]),
     ("Modules.Submit", &[O]),
     ("Modules.Approve", &[R]),
     ("Modules.Reject", &[R]),
     ("Modules.Revoke", &[A, R]),
-    ("Modules.List", &[A, R, O]),
+    ("Modules.List", &[A, R, O, P]),
     ("Modules.Download", &[A, R, O]),
     ("Runs.Start", &[O]),
     ("Runs.Develop", &[O]),
     ("Runs.Cancel", &[A, O]),
     ("Runs.Get", &[A, R, O]),
     ("Runs.Watch", &[A, R, O]),
-    ("Runs.List", &[A, R, O]),
+    ("Runs.List", &[A, R, O, P]),
     ("Runs.ApproveOutput", &[R]),
     ("Runs.RejectOutput", &[R]),
     ("Runs.GetInternalReport", &[A, R]),
-    ("Releases.List", &[A, R, O, U]),
+    ("Releases.List", &[A, R, O, U, P]),
     ("Releases.Download", &[U]),
-    ("Log.Checkpoint", &[A, R, O, U, E]),
-    ("Log.Entries", &[A, R, O, U, E]),
-    ("Log.InclusionProof", &[A, R, O, U, E]),
-    ("Log.ConsistencyProof", &[A, R, O, U, E]),
+    ("Log.Checkpoint", &[A, R, O, U, E, P]),
+    ("Log.Entries", &[A, R, O, U, E, P]),
+    ("Log.InclusionProof", &[A, R, O, U, E, P]),
+    ("Log.ConsistencyProof", &[A, R, O, U, E, P]),
     ("Log.FileReport", &[A]),
     ("Log.GetReport", &[A, R, E]),
     ("Feedback.Submit", &[U]),

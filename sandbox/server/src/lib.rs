@@ -389,6 +389,7 @@ async fn bootstrap(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
         key,
         token_sha256: Some(token),
         display_name: Some("数据主管部门管理员 Bureau administrator".to_owned()),
+        provider: None,
     };
     core.commit_own(guard, event).await?;
     Ok(())

@@ -21,6 +21,8 @@ pub struct Principal {
     pub disabled: Option<String>,
     /// The SHA-256 of its current API token; none once revoked.
     pub token_sha256: Option<String>,
+    /// A provider's organisation, as the catalog names it (in Chinese).
+    pub provider: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -150,6 +150,7 @@ events! {
     /// A principal with its role, key, token's SHA-256 (none for the log's own) and name.
     PrincipalRegistered = PRINCIPAL_REGISTERED {
         principal: String, role: String, key: String, token_sha256: Option<String>, display_name: Option<String>,
+        provider: Option<String>,
     }
     KeyRotated = KEY_ROTATED { principal: String, key: String }
     PrincipalDisabled = PRINCIPAL_DISABLED { principal: String, reason: String }

@@ -143,6 +143,14 @@ fn populate(s: &Served) {
             &["principal", "add", name, "--role", role, "--display-name", name, "--out", out.to_str().unwrap()],
         );
     }
+    // The persons register's provider by its Chinese name, the enterprise register's by English.
+    for (name, provider) in
+        [("prov", "包头市公安局"), ("prov2", "Baotou Municipal Administration for Market Regulation")]
+    {
+        let out = s.dir.join("identities").join(name);
+        let args = ["principal", "add", name, "--role", "provider", "--display-name", name, "--provider", provider];
+        s.ok("admin", &[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    }
     let until = in_days(30);
     s.ok(
         "admin",
@@ -508,6 +516,7 @@ fn authorization_matrix() {
         (Role::Operator, "op"),
         (Role::ApplicationUnit, "unit"),
         (Role::Evaluator, "eval"),
+        (Role::Provider, "prov"),
     ];
     let eval = s.token("eval");
     let state_before = dump(&s).1;
@@ -759,6 +768,76 @@ fn a_revoked_module_delivers_nothing_more() {
 
 /// An operator or application unit gets inclusion proofs of its own entries only: a proof
 /// holds the hash of the entry beside it, which a guessed entry could be checked against.
+/// A data provider (数源部门) sees the licences, agreements, modules, runs and releases that
+/// touch its datasets, and their entries in the log (调阅记录: who ran what on its data, what
+/// left, who took it), and nothing of another provider's; it is registered only for an
+/// organisation the catalog names, and no other role speaks for one.
+#[test]
+fn providers_see_what_touches_their_datasets() {
+    let dir = data_dir("providers");
+    let s = Served::start(&dir, &[]);
+    populate(&s);
+    let until = in_days(30);
+    let grant =
+        ["licence", "grant", "lic2", "--operator", "op2", "--datasets", "enterprises", "--purpose", "企业 firms"];
+    s.ok("admin", &[&grant[..], &["--until", &until]].concat());
+    let agreement = ["agreement", "create", "agr2", "--licence", "lic2", "--unit", "unit2", "--scenario", "企业 firms"];
+    s.ok("op2", &[&agreement[..], &["--until", &until]].concat());
+    let population = approved(&s, "population");
+    s.ok("op", &["run", "--module", &population, "--agreement", "agr", "--param", "reference_date=2024-12-31"]);
+    let (run, release) = (run_id(&s, 1), release_id(&s, 1));
+    let get = |to: &Path| {
+        let args = ["release", "get", release.as_str(), "--out", to.to_str().unwrap()];
+        s.ok("unit", &args);
+    };
+    get(&dir.join("got"));
+
+    let lists = |who: &str| {
+        ["licence", "agreement", "module", "runs", "release"].map(|what| s.ok(who, &[what, "list"])).join("\n")
+    };
+    let mine = lists("prov");
+    // Modules are listed by the first 16 digits of their SHA-256.
+    for thing in ["lic", "agr", &population[..16], run.as_str(), release.as_str()] {
+        assert!(mine.contains(thing), "the persons register's provider sees {thing}: {mine}");
+    }
+    assert!(!mine.contains("lic2") && !mine.contains("agr2"), "{mine}");
+    let theirs = lists("prov2");
+    assert!(theirs.contains("lic2") && theirs.contains("agr2"), "{theirs}");
+    for thing in ["lic ", "agr ", &population[..16], run.as_str(), release.as_str()] {
+        assert!(!theirs.contains(thing), "the enterprise register's provider does not see {thing:?}: {theirs}");
+    }
+    let whoami = s.ok("prov", &["principal", "whoami"]);
+    assert!(whoami.contains("provider") && whoami.contains("包头市公安局"), "{whoami}");
+
+    // The log: each provider reads the entries about its own data in full, the rest redacted.
+    let kinds = log_kinds(&s);
+    let at = |kind: &str| kinds.iter().position(|k| k == kind).unwrap();
+    let (started, released, delivered) = (at("run.queued"), at("release"), at("delivery"));
+    let (mine, theirs) = (log_bytes(&s, "prov"), log_bytes(&s, "prov2"));
+    for index in [started, released, delivered] {
+        assert!(!mine[index].is_empty() && theirs[index].is_empty(), "entry {index} ({})", kinds[index]);
+    }
+    let granted = kinds.iter().enumerate().filter(|(_, k)| *k == "licence.granted").map(|(i, _)| i).collect::<Vec<_>>();
+    assert!(!mine[granted[0]].is_empty() && mine[granted[1]].is_empty(), "lic, not lic2");
+    assert!(theirs[granted[0]].is_empty() && !theirs[granted[1]].is_empty(), "lic2, not lic");
+
+    // Registration: only for an organisation of the catalog, and only as a provider.
+    let out = dir.join("identities/nobody");
+    let add = |role: &str, provider: Option<&str>| {
+        let mut args = vec!["principal", "add", "nobody", "--role", role, "--display-name", "x"];
+        args.extend(provider.map(|p| ["--provider", p]).into_iter().flatten());
+        args.extend(["--out", out.to_str().unwrap()]);
+        let o = s.cli("admin", &args);
+        let _ = std::fs::remove_dir_all(&out);
+        stderr(&o)
+    };
+    assert!(add("provider", Some("某某局")).contains("InvalidArgument"));
+    assert!(add("provider", None).contains("InvalidArgument"));
+    assert!(add("operator", Some("包头市公安局")).contains("InvalidArgument"));
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
 #[test]
 fn tenants_prove_their_own_entries_only() {
     let dir = data_dir("own-proofs");

@@ -127,6 +127,7 @@ fn principal(p: model::Principal) -> pb::Principal {
         registered_at: p.registered_at,
         disabled: p.disabled.unwrap_or_default(),
         has_token: p.token_sha256.is_some(),
+        provider: p.provider.unwrap_or_default(),
     }
 }
 

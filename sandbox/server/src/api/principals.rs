@@ -10,8 +10,9 @@ use crate::service::{NewPrincipal, WithToken};
 impl Principals for Api {
     async fn register(&self, request: Request<pb::RegisterPrincipalRequest>) -> Reply<pb::RegisterPrincipalResponse> {
         self.call("Principals.Register", request, |s, caller, r| async move {
-            let new =
-                NewPrincipal { name: r.name, role: Role::from_proto(r.role), display_name: r.display_name, key: r.key };
+            let provider = (!r.provider.is_empty()).then_some(r.provider);
+            let role = Role::from_proto(r.role);
+            let new = NewPrincipal { name: r.name, role, display_name: r.display_name, key: r.key, provider };
             let WithToken { principal: p, token, log_index } = s.register_principal(&caller, new).await?;
             Ok(pb::RegisterPrincipalResponse { principal: Some(principal(p)), token, log_index })
         })

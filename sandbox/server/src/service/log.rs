@@ -73,7 +73,7 @@ impl Service {
         ];
         for (field, thing) in owned {
             if let Some(id) = entry.get(field)
-                && self.core.view()?.is_party(me, thing, id)?
+                && self.core.view()?.is_party(super::scope(caller), thing, id)?
             {
                 return Ok(true);
             }

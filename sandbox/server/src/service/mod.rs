@@ -101,7 +101,13 @@ impl Service {
         // A disabled principal's token is refused as an unknown one is: nothing is logged of it.
         let principal = self.core.view()?.principal_by_token(&hash)?.filter(|p| p.disabled.is_none());
         let principal = principal.ok_or_else(ServiceError::bad_token)?;
-        Ok(Caller { name: principal.name, role: principal.role, token_sha256: hash })
+        let datasets = match &principal.provider {
+            Some(provider) => {
+                self.core.catalog.datasets.iter().filter(|d| d.provider.zh == *provider).map(|d| d.id.clone()).collect()
+            }
+            None => Vec::new(),
+        };
+        Ok(Caller { name: principal.name, role: principal.role, token_sha256: hash, datasets })
     }
 
     async fn refused(&self, op: &'static str, caller: &Caller, e: ServiceError) -> ServiceError {
@@ -239,12 +245,13 @@ impl Service {
     }
 }
 
-/// What lists a caller reads: administrators, reviewers and evaluators all of it, everyone else
-/// (operators, application units, roles to come) only what it is party to.
+/// What lists a caller reads: administrators, reviewers and evaluators all of it, operators and
+/// application units what they are party to, providers also what touches their datasets.
 fn scope(caller: &Caller) -> crate::state::Scope<'_> {
     match caller.role {
         Role::Admin | Role::Reviewer | Role::Evaluator => crate::state::Scope::All,
         Role::Operator | Role::ApplicationUnit => crate::state::Scope::Own(&caller.name),
+        Role::Provider => crate::state::Scope::Provider { name: &caller.name, datasets: &caller.datasets },
     }
 }
 

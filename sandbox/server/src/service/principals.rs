@@ -17,6 +17,8 @@ pub(crate) struct NewPrincipal {
     pub(crate) display_name: String,
     /// Its ed25519 verifier key, in note form, named as the principal.
     pub(crate) key: String,
+    /// A provider's organisation, as a dataset's catalog entry names it (in Chinese or English).
+    pub(crate) provider: Option<String>,
 }
 
 /// A principal with its new token, shown once, and the entry that set it.
@@ -40,6 +42,38 @@ impl Service {
                 "公钥名称须与主体名称一致",
             ));
         }
+        // A provider speaks for an organisation of the catalog, kept as its Chinese name; no
+        // other role speaks for one.
+        let provider = match (role, new.provider) {
+            (Role::Provider, Some(provider)) => Some(
+                self.core
+                    .catalog
+                    .datasets
+                    .iter()
+                    .map(|d| &d.provider)
+                    .find(|p| p.zh == provider || p.en == provider)
+                    .map(|p| p.zh.clone())
+                    .ok_or_else(|| {
+                        ServiceError::invalid(
+                            format!("no dataset of the catalog is provided by {provider:?}"),
+                            format!("目录中没有由“{provider}”提供的数据集"),
+                        )
+                    })?,
+            ),
+            (Role::Provider, None) => {
+                return Err(ServiceError::invalid(
+                    "a provider needs its organisation as the catalog names it (provider)",
+                    "数源部门须注明目录中的提供部门名称",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(ServiceError::invalid(
+                    "only a provider speaks for a provider",
+                    "只有数源部门可注明提供部门",
+                ));
+            }
+            (_, None) => None,
+        };
         let guard = self.lock().await;
         if self.core.view()?.principal(&new.name)?.is_some() {
             return Err(ServiceError::exists(format!("principal {} exists", new.name), "主体已存在"));
@@ -51,6 +85,7 @@ impl Service {
             key: new.key,
             token_sha256: Some(auth::token_hash(&token)),
             display_name: Some(new.display_name),
+            provider,
         };
         let log_index = self.core.commit_event(&guard, &caller.name, event).await?;
         Ok(WithToken { principal: self.principal(&new.name)?, token, log_index })

@@ -25,6 +25,12 @@ pub enum Scope<'a> {
     All,
     /// Those the principal is party to: for each list, as its query says.
     Own(&'a str),
+    /// A provider's: what it is party to and whatever touches these datasets — licences,
+    /// agreements under them, modules, runs and releases that read one.
+    Provider {
+        name: &'a str,
+        datasets: &'a [String],
+    },
 }
 
 /// Things a principal can be party to, for [`Projection::is_party`].
@@ -109,8 +115,8 @@ pub trait Projection: Send {
     /// The latest annual report filed for `year`.
     fn report(&self, year: i32) -> Result<Option<Report>, StoreError>;
 
-    /// Whether `name` is party to the thing of that kind with that id (see [`Thing`]).
-    fn is_party(&self, name: &str, thing: Thing, id: &str) -> Result<bool, StoreError>;
+    /// Whether the thing of that kind with that id is in `scope` (see [`Thing`] and [`Scope`]).
+    fn is_party(&self, scope: Scope<'_>, thing: Thing, id: &str) -> Result<bool, StoreError>;
 }
 
 /// A production run's status in the projection (`runs.status`).

@@ -20,7 +20,8 @@ const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 CREATE TABLE principals (
     name TEXT PRIMARY KEY, role TEXT NOT NULL, display_name TEXT NOT NULL, key TEXT NOT NULL,
-    token_sha256 TEXT, registered_at TEXT NOT NULL, log_index INTEGER NOT NULL, disabled TEXT) STRICT;
+    token_sha256 TEXT, registered_at TEXT NOT NULL, log_index INTEGER NOT NULL, disabled TEXT,
+    provider TEXT) STRICT;
 CREATE UNIQUE INDEX principals_token ON principals (token_sha256);
 CREATE TABLE datasets (
     id TEXT PRIMARY KEY, version TEXT NOT NULL, level TEXT NOT NULL, registered_at TEXT NOT NULL,
@@ -69,12 +70,12 @@ CREATE TABLE reports (
     log_index INTEGER PRIMARY KEY, year INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     filed_by TEXT NOT NULL, filed_at TEXT NOT NULL) STRICT;
 INSERT INTO meta VALUES ('applied', '0');
-INSERT INTO meta VALUES ('schema', '6');
+INSERT INTO meta VALUES ('schema', '7');
 ";
 
 /// The schema's version, in `meta.schema`. A database of another version is rebuilt from the
 /// log when the server starts: the projection holds nothing the log does not.
-const SCHEMA_VERSION: &str = "6";
+const SCHEMA_VERSION: &str = "7";
 
 /// The tables [`State::dump`] renders, each with the columns it orders by.
 const TABLES: &[(&str, &str)] = &[
@@ -138,11 +139,11 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
     };
     let event = Event::decode(entry).map_err(|e| StoreError(format!("entry {index}: {e}")))?;
     match event {
-        Event::PrincipalRegistered { principal, role, key, token_sha256, display_name } => {
+        Event::PrincipalRegistered { principal, role, key, token_sha256, display_name, provider } => {
             let display = display_name.as_deref().unwrap_or(&principal);
             tx.execute(
-                "INSERT INTO principals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
-                params![principal, role, display, key, token_sha256, at, index],
+                "INSERT INTO principals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
+                params![principal, role, display, key, token_sha256, at, index, provider],
             )?;
         }
         Event::KeyRotated { principal, key } => {
@@ -433,6 +434,17 @@ fn list(text: Option<String>) -> Vec<String> {
     text.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(str::to_owned).collect()
 }
 
+/// SQL that is true when the comma-separated dataset ids in `column` name one of the datasets
+/// of the JSON array `?3` (a provider's, [`State::touching`]).
+fn touches(column: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM json_each(?3) d WHERE instr(',' || {column} || ',', ',' || d.value || ',') > 0)")
+}
+
+/// [`touches`] for a column of `id@version` items (a run's datasets).
+fn touches_versioned(column: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM json_each(?3) d WHERE instr(',' || {column}, ',' || d.value || '@') > 0)")
+}
+
 fn principal_row(row: &Row<'_>) -> rusqlite::Result<Principal> {
     Ok(Principal {
         name: row.get("name")?,
@@ -442,6 +454,7 @@ fn principal_row(row: &Row<'_>) -> rusqlite::Result<Principal> {
         registered_at: row.get("registered_at")?,
         disabled: row.get("disabled")?,
         token_sha256: row.get("token_sha256")?,
+        provider: row.get("provider")?,
     })
 }
 
@@ -566,8 +579,17 @@ impl State {
     fn scoped(scope: Scope<'_>) -> (bool, &str) {
         match scope {
             Scope::All => (true, ""),
-            Scope::Own(name) => (false, name),
+            Scope::Own(name) | Scope::Provider { name, .. } => (false, name),
         }
+    }
+
+    /// A provider's datasets as a JSON array, the `?3` of [`touches`]; none for other scopes.
+    fn touching(scope: Scope<'_>) -> String {
+        let datasets = match scope {
+            Scope::Provider { datasets, .. } => datasets,
+            _ => &[],
+        };
+        serde_json::to_string(datasets).expect("strings serialize")
     }
 }
 
@@ -641,7 +663,9 @@ impl Projection for State {
 
     fn licences(&self, scope: Scope<'_>) -> Result<Vec<Licence>, StoreError> {
         let (all, name) = State::scoped(scope);
-        self.all("SELECT * FROM licences WHERE ?1 OR operator = ?2 ORDER BY id", params![all, name], licence_row)
+        let sql =
+            format!("SELECT * FROM licences l WHERE ?1 OR operator = ?2 OR {} ORDER BY id", touches("l.datasets"));
+        self.all(&sql, params![all, name, State::touching(scope)], licence_row)
     }
 
     fn contract_failures(&self, licence: &str) -> Result<u32, StoreError> {
@@ -655,8 +679,12 @@ impl Projection for State {
 
     fn agreements(&self, scope: Scope<'_>) -> Result<Vec<Agreement>, StoreError> {
         let (all, name) = State::scoped(scope);
-        let sql = "SELECT * FROM agreements WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id";
-        self.all(sql, params![all, name], agreement_row)
+        let sql = format!(
+            "SELECT a.* FROM agreements a JOIN licences l ON l.id = a.licence
+             WHERE ?1 OR a.operator = ?2 OR a.application_unit = ?2 OR {} ORDER BY a.id",
+            touches("l.datasets")
+        );
+        self.all(&sql, params![all, name, State::touching(scope)], agreement_row)
     }
 
     fn module(&self, sha256: &str) -> Result<Option<Module>, StoreError> {
@@ -665,8 +693,9 @@ impl Projection for State {
 
     fn modules(&self, scope: Scope<'_>) -> Result<Vec<Module>, StoreError> {
         let (all, name) = State::scoped(scope);
-        let sql = format!("{MODULE_SELECT} WHERE ?1 OR m.operator = ?2 ORDER BY m.log_index");
-        self.all(&sql, params![all, name], module_row)
+        let sql =
+            format!("{MODULE_SELECT} WHERE ?1 OR m.operator = ?2 OR {} ORDER BY m.log_index", touches("m.datasets"));
+        self.all(&sql, params![all, name, State::touching(scope)], module_row)
     }
 
     fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
@@ -675,7 +704,11 @@ impl Projection for State {
 
     fn runs(&self, scope: Scope<'_>) -> Result<Vec<Run>, StoreError> {
         let (all, name) = State::scoped(scope);
-        self.all("SELECT * FROM runs WHERE ?1 OR operator = ?2 ORDER BY id", params![all, name], run_row)
+        let sql = format!(
+            "SELECT * FROM runs r WHERE ?1 OR operator = ?2 OR {} ORDER BY id",
+            touches_versioned("r.datasets")
+        );
+        self.all(&sql, params![all, name, State::touching(scope)], run_row)
     }
 
     fn runs_in(&self, statuses: &[RunStatus]) -> Result<Vec<Run>, StoreError> {
@@ -709,8 +742,12 @@ impl Projection for State {
 
     fn releases(&self, scope: Scope<'_>) -> Result<Vec<Release>, StoreError> {
         let (all, name) = State::scoped(scope);
-        let sql = "SELECT * FROM releases WHERE ?1 OR operator = ?2 OR application_unit = ?2 ORDER BY id";
-        self.all(sql, params![all, name], release_row)
+        let sql = format!(
+            "SELECT e.* FROM releases e JOIN runs r ON r.id = e.run
+             WHERE ?1 OR e.operator = ?2 OR e.application_unit = ?2 OR {} ORDER BY e.id",
+            touches_versioned("r.datasets")
+        );
+        self.all(&sql, params![all, name, State::touching(scope)], release_row)
     }
 
     fn feedback(&self, scope: Scope<'_>) -> Result<Vec<Feedback>, StoreError> {
@@ -724,21 +761,33 @@ impl Projection for State {
         self.one("SELECT * FROM reports WHERE year = ?1 ORDER BY log_index DESC LIMIT 1", [year], report_row)
     }
 
-    fn is_party(&self, name: &str, thing: Thing, id: &str) -> Result<bool, StoreError> {
+    fn is_party(&self, scope: Scope<'_>, thing: Thing, id: &str) -> Result<bool, StoreError> {
+        let (all, name) = State::scoped(scope);
         let sql = match thing {
-            Thing::Run => {
+            Thing::Run => format!(
                 "SELECT count(*) > 0 FROM runs r JOIN agreements a ON a.id = r.agreement
-                 WHERE r.id = ?1 AND (r.operator = ?2 OR a.application_unit = ?2)"
-            }
-            Thing::Release => {
-                "SELECT count(*) > 0 FROM releases WHERE id = ?1 AND (operator = ?2 OR application_unit = ?2)"
-            }
-            Thing::Licence => "SELECT count(*) > 0 FROM licences WHERE id = ?1 AND operator = ?2",
-            Thing::Agreement => {
-                "SELECT count(*) > 0 FROM agreements WHERE id = ?1 AND (operator = ?2 OR application_unit = ?2)"
-            }
-            Thing::Module => "SELECT count(*) > 0 FROM modules WHERE sha256 = ?1 AND operator = ?2",
+                 WHERE r.id = ?1 AND (?4 OR r.operator = ?2 OR a.application_unit = ?2 OR {})",
+                touches_versioned("r.datasets")
+            ),
+            Thing::Release => format!(
+                "SELECT count(*) > 0 FROM releases e JOIN runs r ON r.id = e.run
+                 WHERE e.id = ?1 AND (?4 OR e.operator = ?2 OR e.application_unit = ?2 OR {})",
+                touches_versioned("r.datasets")
+            ),
+            Thing::Licence => format!(
+                "SELECT count(*) > 0 FROM licences l WHERE l.id = ?1 AND (?4 OR l.operator = ?2 OR {})",
+                touches("l.datasets")
+            ),
+            Thing::Agreement => format!(
+                "SELECT count(*) > 0 FROM agreements a JOIN licences l ON l.id = a.licence
+                 WHERE a.id = ?1 AND (?4 OR a.operator = ?2 OR a.application_unit = ?2 OR {})",
+                touches("l.datasets")
+            ),
+            Thing::Module => format!(
+                "SELECT count(*) > 0 FROM modules m WHERE m.sha256 = ?1 AND (?4 OR m.operator = ?2 OR {})",
+                touches("m.datasets")
+            ),
         };
-        Ok(self.db.query_row(sql, [id, name], |r| r.get(0))?)
+        Ok(self.db.query_row(&sql, params![id, name, State::touching(scope), all], |r| r.get(0))?)
     }
 }
