@@ -135,7 +135,14 @@ fn licence_row(l: &pb::Licence) -> Vec<String> {
         l.id.clone(),
         l.operator.clone(),
         l.datasets.join(","),
-        licence_status(l.status).into(),
+        match l.awaiting_consent.is_empty() {
+            true => licence_status(l.status).into(),
+            false => format!(
+                "{}，待数源部门同意 awaiting consent: {}",
+                licence_status(l.status),
+                l.awaiting_consent.join(",")
+            ),
+        },
         if l.in_force { "是 yes" } else { "否 no" }.into(),
         l.valid_until.clone(),
     ]
@@ -287,6 +294,14 @@ pub(crate) enum LicenceCommand {
     },
     /// 列出授权 / List licences
     List,
+    /// 数源部门同意（签名）：有条件共享的数据集，经其数源部门同意后授权方生效 / A provider's signed
+    /// consent: a licence over conditionally shared data takes effect once its provider consents
+    Consent {
+        id: String,
+        /// 本部门提供的数据集 / The provider's dataset
+        #[arg(long)]
+        dataset: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -545,6 +560,10 @@ pub(crate) async fn licence(connect: Connect, command: LicenceCommand) -> anyhow
         LicenceCommand::Suspend { id, reason } => client.suspend(pb::LicenceActionRequest { id, reason }).await?,
         LicenceCommand::Resume { id } => client.resume(pb::LicenceActionRequest { id, reason: String::new() }).await?,
         LicenceCommand::Revoke { id, reason } => client.revoke(pb::LicenceActionRequest { id, reason }).await?,
+        LicenceCommand::Consent { id, dataset } => {
+            let entry = session.signed(Event::LicenceConsented { licence: id, dataset })?;
+            client.consent(pb::SignedConsent { entry }).await?
+        }
         LicenceCommand::List => {
             let list = client.list(pb::Empty {}).await?.into_inner().licences;
             print(connect.json, &list, LICENCE_HEADER, licence_row)?;

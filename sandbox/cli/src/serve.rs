@@ -359,6 +359,8 @@ pub(crate) fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 const OPERATOR: &str = "operator-demo";
 const UNIT: &str = "unit-demo";
+/// The persons register's data provider (数源部门).
+const PROVIDER: &str = "provider-psb";
 const REVIEWERS: [&str; 2] = ["reviewer-a", "reviewer-b"];
 const LICENCE: &str = "lic-demo";
 const AGREEMENT: &str = "agr-demo";
@@ -379,7 +381,7 @@ async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
         (UNIT, "application_unit", "示例区人民政府 Demo District Government", None),
         ("evaluator-demo", "evaluator", "示例评估中心 Demo Evaluation Centre", None),
         // The persons register's 数源部门, as the generated catalog names it.
-        ("provider-psb", "provider", "包头市公安局 Baotou Public Security Bureau", Some("包头市公安局")),
+        (PROVIDER, "provider", "包头市公安局 Baotou Public Security Bureau", Some("包头市公安局")),
     ] {
         if ids.join(name).join("token").exists() {
             println!("    {name}: registered before / 已登记");
@@ -409,6 +411,17 @@ async fn flow(dir: &Path, url: &str) -> anyhow::Result<()> {
             .await?;
     }
     println!("    licence {LICENCE}: {OPERATOR} × persons, enterprises, until {until}");
+    // The persons register is shared on conditions (有条件共享): its provider consents, signed.
+    let provider = Session::open(url, &ids.join(PROVIDER), None).await?;
+    let licences = provider.licences().list(pb::Empty {}).await?.into_inner().licences;
+    if licences.iter().any(|l| l.id == LICENCE && l.awaiting_consent.iter().any(|d| d == "persons")) {
+        let entry = provider.signed(sandbox_verify::event::Event::LicenceConsented {
+            licence: LICENCE.into(),
+            dataset: "persons".into(),
+        })?;
+        provider.licences().consent(pb::SignedConsent { entry }).await?;
+    }
+    println!("    {PROVIDER} (数源部门 provider) consents to {LICENCE} over persons / 同意");
     let agreements = operator.agreements().list(pb::Empty {}).await?.into_inner().agreements;
     if !agreements.iter().any(|a| a.id == AGREEMENT) {
         operator

@@ -113,6 +113,7 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("Licences.Resume", &[A]),
     ("Licences.Revoke", &[A]),
     ("Licences.List", &[A, R, O, P]),
+    ("Licences.Consent", &[P]),
     ("Agreements.Create", &[O]),
     ("Agreements.End", &[A, O]),
     ("Agreements.List", &[A, R, O, U, P]),

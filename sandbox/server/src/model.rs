@@ -59,13 +59,19 @@ pub struct Licence {
     pub valid_from: String,
     pub valid_until: String,
     pub status: LicenceStatus,
+    /// Its conditionally shared datasets whose provider has not consented yet.
+    pub awaiting: Vec<String>,
 }
 
 impl Licence {
-    /// Whether new work may start under it at `now`: active and within its period.
+    /// Whether new work may start under it at `now`: active, within its period, and consented
+    /// to by the provider of each conditionally shared dataset.
     pub fn in_force(&self, now: Timestamp) -> bool {
         let now = now.to_string();
-        self.status == LicenceStatus::Active && self.valid_from <= now && now < self.valid_until
+        self.status == LicenceStatus::Active
+            && self.awaiting.is_empty()
+            && self.valid_from <= now
+            && now < self.valid_until
     }
 }
 

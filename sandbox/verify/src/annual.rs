@@ -39,6 +39,7 @@ enum Metric {
     LicencesGranted,
     LicencesSuspended,
     LicencesRevoked,
+    LicenceConsents,
     AgreementsSigned,
     AgreementsEnded,
     ModulesSubmitted,
@@ -66,6 +67,7 @@ impl Metric {
             Metric::LicencesGranted => "授予授权运营协议 / licences granted",
             Metric::LicencesSuspended => "暂停授权 / licences suspended",
             Metric::LicencesRevoked => "撤销授权 / licences revoked",
+            Metric::LicenceConsents => "数源部门同意（按数据集）/ providers' consents (by dataset)",
             Metric::AgreementsSigned => "签订数据服务协议 / agreements signed",
             Metric::AgreementsEnded => "终止数据服务协议 / agreements ended",
             Metric::ModulesSubmitted => "提交模块 / modules submitted",
@@ -263,6 +265,9 @@ impl Annual {
             }
             Event::LicenceRevoked { licence, .. } => {
                 (of(&owners.licences, licence), None, None, Metric::LicencesRevoked, "")
+            }
+            Event::LicenceConsented { licence, dataset } => {
+                (of(&owners.licences, licence), None, None, Metric::LicenceConsents, dataset.as_str())
             }
             Event::AgreementSigned { application_unit, .. } => {
                 (actor, Some(application_unit.clone()), None, Metric::AgreementsSigned, "")

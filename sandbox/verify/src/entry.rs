@@ -57,6 +57,10 @@ pub mod kind {
     pub const LICENCE_RESUMED: &str = "licence.resumed";
     /// A licence ended for good.
     pub const LICENCE_REVOKED: &str = "licence.revoked";
+    /// Signed by a data provider (the actor, role `provider`): its consent to a licence over its
+    /// conditionally shared (有条件共享) dataset; fields `licence`, `dataset`. A licence that
+    /// names such datasets (its `consent` field) takes effect once each has its consent.
+    pub const LICENCE_CONSENTED: &str = "licence.consented";
     /// A service agreement (数据服务协议) between an operator (the actor) and an application unit.
     pub const AGREEMENT_SIGNED: &str = "agreement.signed";
     /// A service agreement ended before its term.
@@ -120,6 +124,7 @@ pub mod kind {
         LICENCE_SUSPENDED,
         LICENCE_RESUMED,
         LICENCE_REVOKED,
+        LICENCE_CONSENTED,
         AGREEMENT_SIGNED,
         AGREEMENT_ENDED,
         MODULE_SUBMITTED,
@@ -149,6 +154,7 @@ pub fn actor_role(kind: &str) -> Option<&'static str> {
         kind::MODULE_APPROVED | kind::MODULE_REJECTED | kind::OUTPUT_APPROVED | kind::OUTPUT_REJECTED => {
             Some("reviewer")
         }
+        kind::LICENCE_CONSENTED => Some("provider"),
         _ => None,
     }
 }
@@ -172,7 +178,8 @@ impl SignedBy {
             | kind::MODULE_APPROVED
             | kind::MODULE_REJECTED
             | kind::OUTPUT_APPROVED
-            | kind::OUTPUT_REJECTED => SignedBy::Actor,
+            | kind::OUTPUT_REJECTED
+            | kind::LICENCE_CONSENTED => SignedBy::Actor,
             kind::RELEASE => SignedBy::ReleaseKey,
             _ => SignedBy::LogKey,
         }
@@ -189,6 +196,7 @@ fn required_fields(kind: &str) -> &'static [&'static str] {
         kind::TOKEN_ROTATED => &["principal", "token_sha256"],
         kind::MODULE_SUBMITTED => &["module", "manifest"],
         kind::MODULE_APPROVED | kind::MODULE_REJECTED => &["module"],
+        kind::LICENCE_CONSENTED => &["licence", "dataset"],
         kind::OUTPUT_APPROVED | kind::OUTPUT_REJECTED => &["run", "report", "table"],
         kind::RUN_DEVELOPED => &["module", "licence", "parameters", "outcome"],
         kind::REPORT => &["year", "size", "sha256"],

@@ -159,8 +159,10 @@ events! {
     TokenRevoked = TOKEN_REVOKED { principal: String, reason: String }
     LicenceGranted = LICENCE_GRANTED {
         licence: String, operator: String, datasets: Vec<String>, purpose: String, valid_from: String,
-        valid_until: String,
+        valid_until: String, consent: Option<Vec<String>>,
     }
+    /// Signed by the dataset's provider.
+    LicenceConsented = LICENCE_CONSENTED { licence: String, dataset: String }
     LicenceSuspended = LICENCE_SUSPENDED { licence: String, reason: Option<String> }
     LicenceResumed = LICENCE_RESUMED { licence: String, reason: Option<String> }
     LicenceRevoked = LICENCE_REVOKED { licence: String, reason: Option<String> }

@@ -168,6 +168,8 @@ fn populate(s: &Served) {
             &until,
         ],
     );
+    // The persons register is shared on conditions: in effect once its provider consents.
+    s.ok("prov", &["licence", "consent", "lic", "--dataset", "persons"]);
     s.ok(
         "op",
         &[
@@ -468,6 +470,7 @@ async fn call(c: &mut Clients, rpc: &str) -> Code {
         "Licences.Resume" => code(c.licences.resume(pb::LicenceActionRequest::default()).await),
         "Licences.Revoke" => code(c.licences.revoke(pb::LicenceActionRequest::default()).await),
         "Licences.List" => code(c.licences.list(pb::Empty {}).await),
+        "Licences.Consent" => code(c.licences.consent(pb::SignedConsent::default()).await),
         "Agreements.Create" => code(c.agreements.create(pb::CreateAgreementRequest::default()).await),
         "Agreements.End" => code(c.agreements.end(pb::AgreementActionRequest::default()).await),
         "Agreements.List" => code(c.agreements.list(pb::Empty {}).await),
@@ -775,6 +778,10 @@ fn a_revoked_module_delivers_nothing_more() {
 #[test]
 fn providers_see_what_touches_their_datasets() {
     let dir = data_dir("providers");
+    // The utility usage records may not be shared (不予共享) in this city.
+    let utility = dir.join("catalog/utility_usage.toml");
+    let text = std::fs::read_to_string(&utility).unwrap();
+    std::fs::write(&utility, text.replace("sharing = \"conditional\"", "sharing = \"none\"")).unwrap();
     let s = Served::start(&dir, &[]);
     populate(&s);
     let until = in_days(30);
@@ -806,6 +813,42 @@ fn providers_see_what_touches_their_datasets() {
     for thing in ["lic ", "agr ", &population[..16], run.as_str(), release.as_str()] {
         assert!(!theirs.contains(thing), "the enterprise register's provider does not see {thing:?}: {theirs}");
     }
+    // A licence over the persons register (有条件共享) is not in force until its provider's
+    // signed consent; nobody else consents for it; the enterprise register (无条件共享) needs
+    // none; data that may not be shared is never licensed.
+    let grant = ["licence", "grant", "lic3", "--operator", "op", "--datasets", "persons,enterprises", "--purpose", "p"];
+    let out = s.ok("admin", &[&grant[..], &["--until", &until]].concat());
+    assert!(out.contains("awaiting consent: persons") && out.contains("否 no"), "{out}");
+    let consent = |who: &str, dataset: &str| s.cli(who, &["licence", "consent", "lic3", "--dataset", dataset]);
+    assert!(stderr(&consent("prov2", "persons")).contains("PermissionDenied"), "not its dataset");
+    assert!(stderr(&consent("prov2", "enterprises")).contains("FailedPrecondition"), "no consent awaited");
+    assert!(stderr(&consent("op", "persons")).contains("PermissionDenied"), "an operator consents to nothing");
+    let other = s.cli("prov", &["licence", "consent", "lic2", "--dataset", "persons"]);
+    assert!(stderr(&other).contains("NotFound"), "lic2 is not over its data: {}", stderr(&other));
+    let before = log_kinds(&s).len();
+    let out = stdout(&consent("prov", "persons"));
+    assert!(out.contains("是 yes") && !out.contains("awaiting"), "{out}");
+    assert_eq!(log_kinds(&s)[before..], ["licence.consented"]);
+    assert!(stderr(&consent("prov", "persons")).contains("FailedPrecondition"), "consented once");
+    let consented = log_entries(&s).into_iter().rfind(|e| e.kind() == "licence.consented").unwrap();
+    assert_eq!(
+        (consented.actor(), consented.get("licence"), consented.get("dataset")),
+        ("prov", Some("lic3"), Some("persons"))
+    );
+
+    let never = ["licence", "grant", "lic4", "--operator", "op", "--datasets", "utility_usage", "--purpose", "p"];
+    let o = s.cli("admin", &[&never[..], &["--until", &until]].concat());
+    assert!(stderr(&o).contains("FailedPrecondition") && stderr(&o).contains("不予共享"), "{}", stderr(&o));
+
+    // The annual report counts each consent, by dataset, for the licence's operator.
+    let year = sandbox_verify::annual::year_of(Timestamp::now()).to_string();
+    s.ok("admin", &["report", "file", "--year", &year]);
+    let annual = dir.join("annual.txt");
+    s.ok("eval", &["report", "get", "--year", &year, "--out", annual.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&annual).unwrap();
+    let line = text.lines().find(|l| l.contains("数源部门同意")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.ends_with("(persons): 2"), "lic and lic3: {line}");
+
     let whoami = s.ok("prov", &["principal", "whoami"]);
     assert!(whoami.contains("provider") && whoami.contains("包头市公安局"), "{whoami}");
 

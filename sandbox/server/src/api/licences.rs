@@ -54,4 +54,11 @@ impl Licences for Api {
         })
         .await
     }
+
+    async fn consent(&self, request: Request<pb::SignedConsent>) -> Reply<pb::Licence> {
+        self.call("Licences.Consent", request, |s, caller, r| async move {
+            s.consent_licence(&caller, r.entry).await.map(licence)
+        })
+        .await
+    }
 }

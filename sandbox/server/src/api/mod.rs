@@ -133,6 +133,7 @@ fn principal(p: model::Principal) -> pb::Principal {
 
 fn licence(l: model::Licence) -> pb::Licence {
     let in_force = l.in_force(sandbox_verify::time::Timestamp::now());
+    let awaiting_consent = l.awaiting.clone();
     pb::Licence {
         id: l.id,
         operator: l.operator,
@@ -146,6 +147,7 @@ fn licence(l: model::Licence) -> pb::Licence {
             model::LicenceStatus::Suspended => pb::LicenceStatus::Suspended,
             model::LicenceStatus::Revoked => pb::LicenceStatus::Revoked,
         } as i32,
+        awaiting_consent,
     }
 }
 

@@ -1,8 +1,10 @@
 //! Operating licences (授权运营协议) and data-service agreements (数据服务协议).
 
+use sandbox_catalog::Sharing;
+use sandbox_verify::entry::kind;
 use sandbox_verify::event::Event;
 
-use super::{Result, Service, check_id, check_text, check_time, now};
+use super::{Result, Service, check_id, check_text, check_time, field, now};
 use crate::auth::{Caller, Role};
 use crate::error::ServiceError;
 use crate::model::{Agreement, Licence, LicenceStatus};
@@ -75,6 +77,16 @@ impl Service {
         if let Some(d) = datasets.iter().find(|d| self.core.catalog.dataset(d).is_err()) {
             return Err(ServiceError::not_found("dataset", "数据集", d));
         }
+        let sharing = |d: &String| self.core.catalog.dataset(d).map(|d| d.sharing).ok();
+        // 不予共享: never licensed. 有条件共享: in effect once its provider consents.
+        if let Some(d) = datasets.iter().find(|d| sharing(d) == Some(Sharing::None)) {
+            return Err(ServiceError::precondition(
+                format!("dataset {d} may not be shared (sharing = none): it is never licensed"),
+                format!("数据集 {d} 属于不予共享类，不能授权运营"),
+            ));
+        }
+        let consent: Vec<String> =
+            datasets.iter().filter(|d| sharing(d) == Some(Sharing::Conditional)).cloned().collect();
         let guard = self.lock().await;
         self.principal_acting_as(&g.operator, Role::Operator)?;
         if self.core.view()?.licence(&g.id)?.is_some() {
@@ -87,9 +99,35 @@ impl Service {
             purpose: g.purpose,
             valid_from: g.valid_from,
             valid_until: g.valid_until,
+            consent: (!consent.is_empty()).then_some(consent),
         };
         self.core.commit_event(&guard, &caller.name, event).await?;
         self.licence(&g.id)
+    }
+
+    /// A data provider's signed consent to a licence over its conditionally shared dataset.
+    pub(crate) async fn consent_licence(&self, caller: &Caller, signed: Vec<u8>) -> Result<Licence> {
+        let entry = self.signed_entry(caller, &signed, kind::LICENCE_CONSENTED)?;
+        let (id, dataset) = (field(&entry, "licence")?, field(&entry, "dataset")?);
+        check_id("licence", id)?;
+        if !caller.datasets.iter().any(|d| d == dataset) {
+            return Err(ServiceError::denied(
+                format!("{} does not provide dataset {dataset}", caller.name),
+                format!("数据集 {dataset} 不由本部门提供"),
+            ));
+        }
+        let guard = self.lock().await;
+        // A licence over none of its datasets is answered as a missing one.
+        let licence = self.licence(id).ok().filter(|l| l.datasets.iter().any(|d| caller.datasets.contains(d)));
+        let licence = licence.ok_or_else(|| ServiceError::not_found("licence", "授权运营协议", id))?;
+        if licence.status == LicenceStatus::Revoked || !licence.awaiting.iter().any(|d| d == dataset) {
+            return Err(ServiceError::precondition(
+                format!("licence {id} awaits no consent for {dataset}"),
+                format!("授权运营协议 {id} 无须就数据集 {dataset} 征得同意"),
+            ));
+        }
+        self.core.commit(&guard, signed).await?;
+        self.licence(id)
     }
 
     /// Suspends, resumes or revokes a licence; runs held for review under a revoked one end.

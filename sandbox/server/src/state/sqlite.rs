@@ -29,7 +29,7 @@ CREATE TABLE datasets (
 CREATE TABLE licences (
     id TEXT PRIMARY KEY, operator TEXT NOT NULL, datasets TEXT NOT NULL, purpose TEXT NOT NULL,
     valid_from TEXT NOT NULL, valid_until TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
-    log_index INTEGER NOT NULL) STRICT;
+    log_index INTEGER NOT NULL, awaiting TEXT NOT NULL) STRICT;
 CREATE TABLE agreements (
     id TEXT PRIMARY KEY, licence TEXT NOT NULL, operator TEXT NOT NULL,
     application_unit TEXT NOT NULL, scenario TEXT NOT NULL, valid_until TEXT NOT NULL,
@@ -70,12 +70,12 @@ CREATE TABLE reports (
     log_index INTEGER PRIMARY KEY, year INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     filed_by TEXT NOT NULL, filed_at TEXT NOT NULL) STRICT;
 INSERT INTO meta VALUES ('applied', '0');
-INSERT INTO meta VALUES ('schema', '7');
+INSERT INTO meta VALUES ('schema', '8');
 ";
 
 /// The schema's version, in `meta.schema`. A database of another version is rebuilt from the
 /// log when the server starts: the projection holds nothing the log does not.
-const SCHEMA_VERSION: &str = "7";
+const SCHEMA_VERSION: &str = "8";
 
 /// The tables [`State::dump`] renders, each with the columns it orders by.
 const TABLES: &[(&str, &str)] = &[
@@ -181,11 +181,18 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
                 params![dataset, version, level, at, index],
             )?;
         }
-        Event::LicenceGranted { licence, operator, datasets, purpose, valid_from, valid_until } => {
+        Event::LicenceGranted { licence, operator, datasets, purpose, valid_from, valid_until, consent } => {
+            let awaiting = consent.unwrap_or_default().join(",");
             tx.execute(
-                "INSERT INTO licences VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', NULL, ?7)",
-                params![licence, operator, datasets.join(","), purpose, valid_from, valid_until, index],
+                "INSERT INTO licences VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', NULL, ?7, ?8)",
+                params![licence, operator, datasets.join(","), purpose, valid_from, valid_until, index, awaiting],
             )?;
+        }
+        Event::LicenceConsented { licence, dataset } => {
+            let awaiting: String =
+                tx.query_row("SELECT awaiting FROM licences WHERE id = ?1", [&licence], |r| r.get(0))?;
+            let left: Vec<&str> = awaiting.split(',').filter(|d| !d.is_empty() && *d != dataset).collect();
+            tx.execute("UPDATE licences SET awaiting = ?2 WHERE id = ?1", params![licence, left.join(",")])?;
         }
         Event::LicenceSuspended { licence, reason } => {
             changed(licence_status(tx, &licence, LicenceStatus::Suspended, reason)?, "licence")?;
@@ -467,6 +474,7 @@ fn licence_row(row: &Row<'_>) -> rusqlite::Result<Licence> {
         valid_from: row.get("valid_from")?,
         valid_until: row.get("valid_until")?,
         status: parsed(row, "status", LicenceStatus::parse)?,
+        awaiting: list(row.get("awaiting")?),
     })
 }
 

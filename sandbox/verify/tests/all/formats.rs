@@ -2,7 +2,7 @@
 //! entry bundles: the spec examples, round trips, and each way to get them wrong.
 
 use sandbox_verify::checkpoint::{self, Checkpoint};
-use sandbox_verify::entry::{self, Entry, MAX_ENTRY_SIZE, SignedBy, kind};
+use sandbox_verify::entry::{self, Entry, MAX_ENTRY_SIZE, SignedBy, actor_role, kind};
 use sandbox_verify::merkle::{Tree, inclusion_proof, leaf_hash};
 use sandbox_verify::note::Note;
 use sandbox_verify::proof::{TlogProof, format_hash_list, parse_hash_list};
@@ -159,7 +159,9 @@ fn entries_round_trip_in_the_writer_s_order() {
     assert_eq!(SignedBy::of("model.retired"), SignedBy::LogKey);
     assert_eq!(SignedBy::of(kind::MODULE_APPROVED), SignedBy::Actor);
     assert_eq!(SignedBy::of(kind::RELEASE), SignedBy::ReleaseKey);
-    assert_eq!(kind::ALL.len(), 30);
+    assert_eq!(SignedBy::of(kind::LICENCE_CONSENTED), SignedBy::Actor);
+    assert_eq!(actor_role(kind::LICENCE_CONSENTED), Some("provider"));
+    assert_eq!(kind::ALL.len(), 31);
     let release = release_entry();
     assert_eq!(release.results(), [("table.csv", Hash::sha256(b"x").to_hex().as_str())]);
 }
