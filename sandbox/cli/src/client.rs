@@ -397,6 +397,18 @@ pub(crate) enum FeedbackCommand {
     },
     /// 列出反馈 / List feedback
     List,
+    /// 评价使用本部门数据的运营单位（数源部门，每年一次）/ Rate an operator that uses your data (a
+    /// provider, once a year)
+    Rate {
+        operator: String,
+        /// 1–5
+        #[arg(long)]
+        score: u32,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// 列出数源部门对运营单位的评价 / List providers' ratings of operators
+    Ratings,
 }
 
 #[derive(clap::Subcommand)]
@@ -888,6 +900,20 @@ pub(crate) async fn feedback(connect: Connect, command: FeedbackCommand) -> anyh
                     ]
                 },
             )?;
+        }
+        FeedbackCommand::Rate { operator, score, comment } => {
+            let rating = pb::OperatorRating { operator, score, comment };
+            let receipt = session.feedback().rate_operator(rating).await?.into_inner();
+            println!("已记录 / logged {} at index {}", receipt.id, receipt.log_index);
+        }
+        FeedbackCommand::Ratings => {
+            let list = session.feedback().list_ratings(pb::Empty {}).await?.into_inner().items;
+            let header =
+                ["评价 id", "数源部门 provider", "运营单位 operator", "年度 year", "评分 score", "意见 comment"];
+            print(connect.json, &list, &header, |r| {
+                let year = r.year.to_string();
+                vec![r.id.clone(), r.provider.clone(), r.operator.clone(), year, r.score.to_string(), r.comment.clone()]
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)

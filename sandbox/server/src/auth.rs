@@ -142,6 +142,8 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("Log.GetReport", &[A, R, E]),
     ("Feedback.Submit", &[U]),
     ("Feedback.List", &[A, R, O, E]),
+    ("Feedback.RateOperator", &[P]),
+    ("Feedback.ListRatings", &[A, R, O, E, P]),
 ];
 
 /// Whether `role` may call `rpc` at all.

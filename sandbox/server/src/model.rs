@@ -191,6 +191,18 @@ pub struct Feedback {
     pub at: String,
 }
 
+/// A data provider's rating of an operator for a year (Beijing time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rating {
+    pub id: String,
+    pub provider: String,
+    pub operator: String,
+    pub year: i32,
+    pub score: u32,
+    pub comment: String,
+    pub at: String,
+}
+
 /// An annual report as filed (its text is a file named by its SHA-256).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {

@@ -57,6 +57,7 @@ enum Metric {
     Deliveries,
     Feedback,
     RatingSum,
+    ProviderRatings,
     Refused,
     Disabled,
 }
@@ -85,6 +86,7 @@ impl Metric {
             Metric::Deliveries => "交付（下载）/ deliveries (downloads)",
             Metric::Feedback => "评价 / feedback",
             Metric::RatingSum => "平均评分 / mean rating",
+            Metric::ProviderRatings => "数源部门评价（按分值）/ providers' ratings (by score)",
             Metric::Refused => "被拒绝的请求 / refused requests",
             Metric::Disabled => "被停用 / times disabled",
         }
@@ -321,6 +323,10 @@ impl Annual {
                 add(&mut self.operators, &operator, Metric::RatingSum, "", u64::from(*rating));
                 add(&mut self.units, &actor, Metric::RatingSum, "", u64::from(*rating));
                 (operator, Some(actor), None, Metric::Feedback, "")
+            }
+            Event::OperatorRated { operator, score, .. } => {
+                let score = ["0", "1", "2", "3", "4", "5"].get(*score as usize).copied().unwrap_or("?");
+                (operator.clone(), None, None, Metric::ProviderRatings, score)
             }
             Event::PrincipalDisabled { principal, .. } => {
                 let who = match owners.roles.get(principal).map(String::as_str) {

@@ -105,6 +105,9 @@ pub mod kind {
     pub const DELIVERY: &str = "delivery";
     /// An application unit's feedback on a product.
     pub const FEEDBACK: &str = "feedback";
+    /// A data provider (the actor) rates an operator that used its data, for the year's
+    /// evaluation: fields `rating` (its id), `operator`, `year`, `score` (1 to 5), `comment`.
+    pub const OPERATOR_RATED: &str = "operator.rated";
     /// An annual operation report (年度运营报告, see [`crate::annual`]) filed by the bureau (the
     /// actor): fields `year`, `size` (the log entries it covers), `sha256` (of its text).
     pub const REPORT: &str = "report";
@@ -142,6 +145,7 @@ pub mod kind {
         RELEASE,
         DELIVERY,
         FEEDBACK,
+        OPERATOR_RATED,
         REPORT,
         REQUEST_REFUSED,
     ];

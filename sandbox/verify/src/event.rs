@@ -203,6 +203,7 @@ events! {
     }
     Delivery = DELIVERY { release: String }
     Feedback = FEEDBACK { feedback: String, release: String, rating: u32, comment: Option<String> }
+    OperatorRated = OPERATOR_RATED { rating: String, operator: String, year: i32, score: u32, comment: Option<String> }
     Report = REPORT { year: i32, size: u64, sha256: String }
     RequestRefused = REQUEST_REFUSED { rpc: String, code: String, reason: String, unlogged: Option<u64> }
 }

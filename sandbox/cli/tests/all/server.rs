@@ -471,6 +471,8 @@ async fn call(c: &mut Clients, rpc: &str) -> Code {
         "Licences.Revoke" => code(c.licences.revoke(pb::LicenceActionRequest::default()).await),
         "Licences.List" => code(c.licences.list(pb::Empty {}).await),
         "Licences.Consent" => code(c.licences.consent(pb::SignedConsent::default()).await),
+        "Feedback.RateOperator" => code(c.feedback.rate_operator(pb::OperatorRating::default()).await),
+        "Feedback.ListRatings" => code(c.feedback.list_ratings(pb::Empty {}).await),
         "Agreements.Create" => code(c.agreements.create(pb::CreateAgreementRequest::default()).await),
         "Agreements.End" => code(c.agreements.end(pb::AgreementActionRequest::default()).await),
         "Agreements.List" => code(c.agreements.list(pb::Empty {}).await),
@@ -840,6 +842,21 @@ fn providers_see_what_touches_their_datasets() {
     let o = s.cli("admin", &[&never[..], &["--until", &until]].concat());
     assert!(stderr(&o).contains("FailedPrecondition") && stderr(&o).contains("不予共享"), "{}", stderr(&o));
 
+    // Providers rate the operators that use their data, once a year; the bureau, evaluators and
+    // the operator read the ratings, another provider does not.
+    let rate = |who: &str, operator: &str, score: &str| s.cli(who, &["feedback", "rate", operator, "--score", score]);
+    assert!(stdout(&rate("prov", "op", "4")).contains("rating-"));
+    assert!(stderr(&rate("prov", "op", "5")).contains("AlreadyExists"), "once a year");
+    assert!(stderr(&rate("prov", "op2", "3")).contains("NotFound"), "op2 holds no licence over persons");
+    assert!(stderr(&rate("prov", "nobody", "3")).contains("NotFound"), "answered as op2 is");
+    assert!(stderr(&rate("prov2", "op", "9")).contains("InvalidArgument"));
+    assert!(stderr(&rate("unit", "op", "3")).contains("PermissionDenied"));
+    for who in ["eval", "admin", "op", "prov"] {
+        let out = s.ok(who, &["feedback", "ratings"]);
+        assert!(out.contains("prov ") && out.contains(" 4 "), "{who}: {out}");
+    }
+    assert!(!s.ok("prov2", &["feedback", "ratings"]).contains("op "), "not another provider's ratings");
+
     // The annual report counts each consent, by dataset, for the licence's operator.
     let year = sandbox_verify::annual::year_of(Timestamp::now()).to_string();
     s.ok("admin", &["report", "file", "--year", &year]);
@@ -848,6 +865,8 @@ fn providers_see_what_touches_their_datasets() {
     let text = std::fs::read_to_string(&annual).unwrap();
     let line = text.lines().find(|l| l.contains("数源部门同意")).unwrap_or_else(|| panic!("{text}"));
     assert!(line.ends_with("(persons): 2"), "lic and lic3: {line}");
+    let line = text.lines().find(|l| l.contains("数源部门评价")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.ends_with("(4): 1"), "{line}");
 
     let whoami = s.ok("prov", &["principal", "whoami"]);
     assert!(whoami.contains("provider") && whoami.contains("包头市公安局"), "{whoami}");

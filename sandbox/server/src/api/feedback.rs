@@ -29,4 +29,28 @@ impl Feedback for Api {
         })
         .await
     }
+
+    async fn rate_operator(&self, request: Request<pb::OperatorRating>) -> Reply<pb::FeedbackReceipt> {
+        self.call("Feedback.RateOperator", request, |s, caller, r| async move {
+            let receipt = s.rate_operator(&caller, &r.operator, r.score, &r.comment).await?;
+            Ok(pb::FeedbackReceipt { id: receipt.id, log_index: receipt.log_index })
+        })
+        .await
+    }
+
+    async fn list_ratings(&self, request: Request<pb::Empty>) -> Reply<pb::RatingList> {
+        self.call("Feedback.ListRatings", request, |s, caller, _| async move {
+            let items = s.ratings(&caller)?.into_iter().map(|r| pb::RatingItem {
+                id: r.id,
+                provider: r.provider,
+                operator: r.operator,
+                year: r.year,
+                score: r.score,
+                comment: r.comment,
+                at: r.at,
+            });
+            Ok(pb::RatingList { items: items.collect() })
+        })
+        .await
+    }
 }

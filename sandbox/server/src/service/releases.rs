@@ -3,10 +3,10 @@
 use sandbox_verify::event::Event;
 use sandbox_verify::release::{RESULTS, STATEMENT, STATEMENT_PROOF};
 
-use super::{Result, Service, check_text, now};
+use super::{Result, Service, check_id, check_text, now};
 use crate::auth::{Caller, Role};
 use crate::error::ServiceError;
-use crate::model::{Feedback, ModuleStatus, Release};
+use crate::model::{Feedback, ModuleStatus, Rating, Release};
 
 /// A release's bundle: its files, relative to the bundle, sorted.
 #[derive(Debug)]
@@ -96,6 +96,55 @@ impl Service {
     pub(crate) fn feedback(&self, caller: &Caller) -> Result<Vec<Feedback>> {
         let scope = super::scope(caller);
         Ok(self.core.view()?.feedback(scope)?)
+    }
+
+    /// A data provider's rating of an operator holding a licence over its data, once a year
+    /// (Beijing time), for the annual evaluation.
+    pub(crate) async fn rate_operator(
+        &self,
+        caller: &Caller,
+        operator: &str,
+        score: u32,
+        comment: &str,
+    ) -> Result<FeedbackReceipt> {
+        check_id("operator", operator)?;
+        if !(1..=5).contains(&score) {
+            return Err(ServiceError::invalid("score must be 1 to 5", "评分须为 1 到 5"));
+        }
+        check_text("comment", comment, false)?;
+        let year = sandbox_verify::annual::year_of(now());
+        let guard = self.lock().await;
+        // Only an operator that used its data; any other is answered as an unknown one.
+        let licensed = self.core.view()?.licences(super::scope(caller))?.into_iter().any(|l| l.operator == operator);
+        if !licensed {
+            return Err(ServiceError::not_found(
+                "operator licensed on your data",
+                "使用本部门数据的运营单位",
+                operator,
+            ));
+        }
+        let rated = self.core.view()?.ratings(super::scope(caller))?;
+        if rated.iter().any(|r| r.provider == caller.name && r.operator == operator && r.year == year) {
+            return Err(ServiceError::exists(
+                format!("{} has rated {operator} for {year} already", caller.name),
+                format!("本年度（{year}）已评价过该运营单位"),
+            ));
+        }
+        let id = self.core.next_id("rating");
+        let event = Event::OperatorRated {
+            rating: id.clone(),
+            operator: operator.to_owned(),
+            year,
+            score,
+            comment: (!comment.is_empty()).then(|| comment.to_owned()),
+        };
+        let log_index = self.core.commit_event(&guard, &caller.name, event).await?;
+        Ok(FeedbackReceipt { id, log_index })
+    }
+
+    /// The bureau and evaluators see every rating; a provider its own, an operator those of it.
+    pub(crate) fn ratings(&self, caller: &Caller) -> Result<Vec<Rating>> {
+        Ok(self.core.view()?.ratings(super::scope(caller))?)
     }
 }
 

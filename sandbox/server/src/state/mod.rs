@@ -11,7 +11,7 @@ mod sqlite;
 
 use sandbox_audit::review::Approval;
 
-use crate::model::{Agreement, Feedback, Licence, Module, Principal, Release, Report, Review, Run};
+use crate::model::{Agreement, Feedback, Licence, Module, Principal, Rating, Release, Report, Review, Run};
 pub use sqlite::State;
 
 /// Why the store failed: it holds something this server cannot project, or its database failed.
@@ -111,6 +111,9 @@ pub trait Projection: Send {
 
     /// `Own`: feedback on the operator's releases.
     fn feedback(&self, scope: Scope<'_>) -> Result<Vec<Feedback>, StoreError>;
+
+    /// Providers' ratings of operators; `Own` and `Provider`: those by or of the principal.
+    fn ratings(&self, scope: Scope<'_>) -> Result<Vec<Rating>, StoreError>;
 
     /// The latest annual report filed for `year`.
     fn report(&self, year: i32) -> Result<Option<Report>, StoreError>;

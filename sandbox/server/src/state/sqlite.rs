@@ -13,7 +13,7 @@ use sandbox_verify::event::Event;
 use super::{Projection, RunStatus, Scope, StoreError, Thing};
 use crate::auth::Role;
 use crate::model::{
-    Agreement, Feedback, Licence, LicenceStatus, Module, ModuleStatus, Principal, Release, Report, Review, Run,
+    Agreement, Feedback, Licence, LicenceStatus, Module, ModuleStatus, Principal, Rating, Release, Report, Review, Run,
 };
 
 const SCHEMA: &str = "
@@ -63,6 +63,9 @@ CREATE TABLE feedback (
     id TEXT PRIMARY KEY, release TEXT NOT NULL, application_unit TEXT NOT NULL,
     rating INTEGER NOT NULL, comment TEXT NOT NULL, at TEXT NOT NULL,
     log_index INTEGER NOT NULL) STRICT;
+CREATE TABLE ratings (
+    id TEXT PRIMARY KEY, provider TEXT NOT NULL, operator TEXT NOT NULL, year INTEGER NOT NULL,
+    score INTEGER NOT NULL, comment TEXT NOT NULL, at TEXT NOT NULL, log_index INTEGER NOT NULL) STRICT;
 CREATE TABLE refusals (
     log_index INTEGER PRIMARY KEY, actor TEXT NOT NULL, rpc TEXT NOT NULL, code TEXT NOT NULL,
     reason TEXT NOT NULL, at TEXT NOT NULL) STRICT;
@@ -70,12 +73,12 @@ CREATE TABLE reports (
     log_index INTEGER PRIMARY KEY, year INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     filed_by TEXT NOT NULL, filed_at TEXT NOT NULL) STRICT;
 INSERT INTO meta VALUES ('applied', '0');
-INSERT INTO meta VALUES ('schema', '8');
+INSERT INTO meta VALUES ('schema', '9');
 ";
 
 /// The schema's version, in `meta.schema`. A database of another version is rebuilt from the
 /// log when the server starts: the projection holds nothing the log does not.
-const SCHEMA_VERSION: &str = "8";
+const SCHEMA_VERSION: &str = "9";
 
 /// The tables [`State::dump`] renders, each with the columns it orders by.
 const TABLES: &[(&str, &str)] = &[
@@ -90,6 +93,7 @@ const TABLES: &[(&str, &str)] = &[
     ("releases", "id"),
     ("deliveries", "log_index"),
     ("feedback", "id"),
+    ("ratings", "id"),
     ("refusals", "log_index"),
     ("reports", "log_index"),
     ("meta", "key"),
@@ -332,6 +336,12 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
                 params![feedback, release, actor, rating, comment.unwrap_or_default(), at, index],
             )?;
         }
+        Event::OperatorRated { rating, operator, year, score, comment } => {
+            tx.execute(
+                "INSERT INTO ratings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![rating, actor, operator, year, score, comment.unwrap_or_default(), at, index],
+            )?;
+        }
         Event::RequestRefused { rpc, code, reason, .. } => {
             tx.execute(
                 "INSERT INTO refusals VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -553,6 +563,18 @@ fn feedback_row(row: &Row<'_>) -> rusqlite::Result<Feedback> {
     })
 }
 
+fn rating_row(row: &Row<'_>) -> rusqlite::Result<Rating> {
+    Ok(Rating {
+        id: row.get("id")?,
+        provider: row.get("provider")?,
+        operator: row.get("operator")?,
+        year: row.get("year")?,
+        score: row.get("score")?,
+        comment: row.get("comment")?,
+        at: row.get("at")?,
+    })
+}
+
 fn report_row(row: &Row<'_>) -> rusqlite::Result<Report> {
     Ok(Report {
         year: row.get("year")?,
@@ -763,6 +785,12 @@ impl Projection for State {
         let sql = "SELECT f.* FROM feedback f JOIN releases r ON r.id = f.release WHERE ?1 OR r.operator = ?2
                    ORDER BY f.id";
         self.all(sql, params![all, name], feedback_row)
+    }
+
+    fn ratings(&self, scope: Scope<'_>) -> Result<Vec<Rating>, StoreError> {
+        let (all, name) = State::scoped(scope);
+        let sql = "SELECT * FROM ratings WHERE ?1 OR provider = ?2 OR operator = ?2 ORDER BY id";
+        self.all(sql, params![all, name], rating_row)
     }
 
     fn report(&self, year: i32) -> Result<Option<Report>, StoreError> {
