@@ -359,6 +359,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             bootstrap(&core, &guard).await?;
         }
         register_datasets(&core, &guard).await?;
+        require_consents(&core, &guard).await?;
         runs::fail_interrupted(&core, &guard).await?;
         tokio::task::block_in_place(|| runs::recover_releases(&core))?;
     }
@@ -429,6 +430,29 @@ async fn register_dataset(
 
 /// Registers a new version of each of `datasets` whose files changed since their version was
 /// hashed (a file replaced under a running server); whether any version is new.
+/// At start: a licence over datasets the catalog shares on conditions whose provider has not
+/// consented — granted before consents existed, or reclassified since — waits for their
+/// consent from now on (`licence.consent_required`): the catalog, read at start, is what the
+/// licence is held to, not what it said at the grant (red team of issue 20).
+async fn require_consents(core: &Core, guard: &WriteGuard<'_>) -> anyhow::Result<()> {
+    let licences = core.view()?.licences(state::Scope::All)?;
+    for licence in licences.into_iter().filter(|l| l.status != model::LicenceStatus::Revoked) {
+        let conditional =
+            |d: &String| core.catalog.dataset(d).is_ok_and(|d| d.sharing == sandbox_catalog::Sharing::Conditional);
+        let missing: Vec<String> = licence
+            .datasets
+            .iter()
+            .filter(|d| conditional(d) && !licence.awaiting.contains(d) && !licence.consented.contains(d))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            tracing::warn!(licence = %licence.id, ?missing, "the licence waits for its providers' consent");
+            core.commit_own(guard, Event::LicenceConsentRequired { licence: licence.id, datasets: missing }).await?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn reversion(core: &Core, guard: &WriteGuard<'_>, datasets: &[String]) -> Result<bool, ServiceError> {
     let mut new = false;
     for id in datasets {

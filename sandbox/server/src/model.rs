@@ -61,6 +61,8 @@ pub struct Licence {
     pub status: LicenceStatus,
     /// Its conditionally shared datasets whose provider has not consented yet.
     pub awaiting: Vec<String>,
+    /// Its datasets whose provider has consented.
+    pub consented: Vec<String>,
 }
 
 impl Licence {

@@ -61,6 +61,10 @@ pub mod kind {
     /// conditionally shared (有条件共享) dataset; fields `licence`, `dataset`. A licence that
     /// names such datasets (its `consent` field) takes effect once each has its consent.
     pub const LICENCE_CONSENTED: &str = "licence.consented";
+    /// The server (the actor) found, at start, a licence over datasets the catalog now shares
+    /// on conditions whose providers have not consented (granted before, or reclassified since):
+    /// fields `licence`, `datasets`; the licence is not in force until they consent.
+    pub const LICENCE_CONSENT_REQUIRED: &str = "licence.consent_required";
     /// A service agreement (数据服务协议) between an operator (the actor) and an application unit.
     pub const AGREEMENT_SIGNED: &str = "agreement.signed";
     /// A service agreement ended before its term.
@@ -128,6 +132,7 @@ pub mod kind {
         LICENCE_RESUMED,
         LICENCE_REVOKED,
         LICENCE_CONSENTED,
+        LICENCE_CONSENT_REQUIRED,
         AGREEMENT_SIGNED,
         AGREEMENT_ENDED,
         MODULE_SUBMITTED,

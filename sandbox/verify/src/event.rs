@@ -163,6 +163,7 @@ events! {
     }
     /// Signed by the dataset's provider.
     LicenceConsented = LICENCE_CONSENTED { licence: String, dataset: String }
+    LicenceConsentRequired = LICENCE_CONSENT_REQUIRED { licence: String, datasets: Vec<String> }
     LicenceSuspended = LICENCE_SUSPENDED { licence: String, reason: Option<String> }
     LicenceResumed = LICENCE_RESUMED { licence: String, reason: Option<String> }
     LicenceRevoked = LICENCE_REVOKED { licence: String, reason: Option<String> }

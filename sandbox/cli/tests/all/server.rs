@@ -838,6 +838,26 @@ fn providers_see_what_touches_their_datasets() {
         ("prov", Some("lic3"), Some("persons"))
     );
 
+    // Red team: under lic3, over both registers, a module and its run on the enterprise register
+    // only are not the persons register provider's, in its lists or in the log.
+    let agreement = ["agreement", "create", "agr3", "--licence", "lic3", "--unit", "unit", "--scenario", "s"];
+    s.ok("op", &[&agreement[..], &["--until", &until]].concat());
+    let (wasm, toml, capital) = example_files(&s.dir, "capital");
+    s.ok("op", &["module", "submit", "--module", &wasm, "--manifest", &toml, "--licence", "lic3"]);
+    for reviewer in ["reviewer-a", "reviewer-b"] {
+        let _ = s.cli(reviewer, &["module", "approve", &capital]);
+    }
+    let out = s.ok("op", &["run", "--module", &capital, "--agreement", "agr3"]);
+    assert!(out.contains("released"), "{out}");
+    let kinds = log_kinds(&s);
+    let (mine, theirs) = (log_bytes(&s, "prov"), log_bytes(&s, "prov2"));
+    for kind in ["module.submitted", "run.queued", "release"] {
+        let index = kinds.iter().rposition(|k| k == kind).unwrap();
+        assert!(mine[index].is_empty() && !theirs[index].is_empty(), "{kind} over the enterprise register only");
+    }
+    assert!(!s.ok("prov", &["module", "list"]).contains(&capital[..16]));
+    assert!(s.ok("prov2", &["module", "list"]).contains(&capital[..16]));
+
     let never = ["licence", "grant", "lic4", "--operator", "op", "--datasets", "utility_usage", "--purpose", "p"];
     let o = s.cli("admin", &[&never[..], &["--until", &until]].concat());
     assert!(stderr(&o).contains("FailedPrecondition") && stderr(&o).contains("不予共享"), "{}", stderr(&o));
@@ -896,6 +916,30 @@ fn providers_see_what_touches_their_datasets() {
     assert!(add("provider", Some("某某局")).contains("InvalidArgument"));
     assert!(add("provider", None).contains("InvalidArgument"));
     assert!(add("operator", Some("包头市公安局")).contains("InvalidArgument"));
+    assert!(add("provider", Some("包头市公安局")).contains("AlreadyExists"), "one principal speaks for it");
+    s.stop();
+
+    // Red team: the enterprise register, reclassified as shared on conditions, holds lic2 (granted
+    // when it needed no consent) out of force from the next start until its provider consents.
+    let enterprises = dir.join("catalog/enterprises.toml");
+    let text = std::fs::read_to_string(&enterprises).unwrap();
+    std::fs::write(&enterprises, text.replace("sharing = \"unconditional\"", "sharing = \"conditional\"")).unwrap();
+    let s = Served::start(&dir, &[]);
+    let out = s.ok("admin", &["licence", "list"]);
+    let lic2 = out.lines().find(|l| l.contains("lic2")).unwrap();
+    assert!(lic2.contains("awaiting consent: enterprises") && lic2.contains("否 no"), "{lic2}");
+    let required = |s: &Served| log_kinds(s).iter().filter(|k| *k == "licence.consent_required").count();
+    assert_eq!(required(&s), 2, "lic2 and lic3, over both registers");
+    let o = s.cli(
+        "op2",
+        &["agreement", "create", "agr5", "--licence", "lic2", "--unit", "unit2", "--scenario", "s", "--until", &until],
+    );
+    assert!(stderr(&o).contains("FailedPrecondition"), "no new agreement under it: {}", stderr(&o));
+    let out = s.ok("prov2", &["licence", "consent", "lic2", "--dataset", "enterprises"]);
+    assert!(out.contains("是 yes"), "{out}");
+    s.stop();
+    let s = Served::start(&dir, &[]);
+    assert_eq!(required(&s), 2, "nothing more is required at the next start");
     s.stop();
     rebuild_equals_live(&dir);
 }

@@ -109,6 +109,14 @@ impl Service {
     pub(crate) async fn consent_licence(&self, caller: &Caller, signed: Vec<u8>) -> Result<Licence> {
         let entry = self.signed_entry(caller, &signed, kind::LICENCE_CONSENTED)?;
         let (id, dataset) = (field(&entry, "licence")?, field(&entry, "dataset")?);
+        // Nothing else: another field (an `operator`, a `recipient`) would show the entry to
+        // other tenants, and the log keeps whatever it is given.
+        if entry.fields().len() != 2 {
+            return Err(ServiceError::invalid(
+                "a consent has the fields licence and dataset, nothing else",
+                "同意条目只能包含 licence 与 dataset 两个字段",
+            ));
+        }
         check_id("licence", id)?;
         if !caller.datasets.iter().any(|d| d == dataset) {
             return Err(ServiceError::denied(

@@ -71,9 +71,26 @@ impl Service {
             ("agreement", Thing::Agreement),
             ("module", Thing::Module),
         ];
+        let scope = super::scope(caller);
+        if let crate::state::Scope::Provider { .. } = scope {
+            // A provider's by the most specific thing the entry is about: a run, release or
+            // module over another provider's data is not its own because the licence or
+            // agreement it ran under also names its data (red team of issue 20).
+            let specific = [
+                ("run", Thing::Run),
+                ("release", Thing::Release),
+                ("module", Thing::Module),
+                ("agreement", Thing::Agreement),
+                ("licence", Thing::Licence),
+            ];
+            let Some((field, thing)) = specific.into_iter().find(|(field, _)| entry.get(field).is_some()) else {
+                return Ok(false);
+            };
+            return Ok(self.core.view()?.is_party(scope, thing, entry.get(field).expect("found"))?);
+        }
         for (field, thing) in owned {
             if let Some(id) = entry.get(field)
-                && self.core.view()?.is_party(super::scope(caller), thing, id)?
+                && self.core.view()?.is_party(scope, thing, id)?
             {
                 return Ok(true);
             }

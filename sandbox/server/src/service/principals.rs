@@ -78,6 +78,17 @@ impl Service {
         if self.core.view()?.principal(&new.name)?.is_some() {
             return Err(ServiceError::exists(format!("principal {} exists", new.name), "主体已存在"));
         }
+        // One principal speaks for an organisation: a second, registered later by whoever
+        // grants licences, could consent in its place (red team of issue 20).
+        if let Some(provider) = &provider {
+            let all = self.core.view()?.principals(Scope::All)?;
+            if let Some(other) = all.iter().find(|p| p.provider.as_ref() == Some(provider)) {
+                return Err(ServiceError::exists(
+                    format!("{} speaks for {provider} already", other.name),
+                    format!("{provider} 已由主体 {} 代表", other.name),
+                ));
+            }
+        }
         let token = auth::new_token();
         let event = Event::PrincipalRegistered {
             principal: new.name.clone(),

@@ -29,7 +29,7 @@ CREATE TABLE datasets (
 CREATE TABLE licences (
     id TEXT PRIMARY KEY, operator TEXT NOT NULL, datasets TEXT NOT NULL, purpose TEXT NOT NULL,
     valid_from TEXT NOT NULL, valid_until TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
-    log_index INTEGER NOT NULL, awaiting TEXT NOT NULL) STRICT;
+    log_index INTEGER NOT NULL, awaiting TEXT NOT NULL, consented TEXT NOT NULL) STRICT;
 CREATE TABLE agreements (
     id TEXT PRIMARY KEY, licence TEXT NOT NULL, operator TEXT NOT NULL,
     application_unit TEXT NOT NULL, scenario TEXT NOT NULL, valid_until TEXT NOT NULL,
@@ -73,12 +73,12 @@ CREATE TABLE reports (
     log_index INTEGER PRIMARY KEY, year INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     filed_by TEXT NOT NULL, filed_at TEXT NOT NULL) STRICT;
 INSERT INTO meta VALUES ('applied', '0');
-INSERT INTO meta VALUES ('schema', '9');
+INSERT INTO meta VALUES ('schema', '10');
 ";
 
 /// The schema's version, in `meta.schema`. A database of another version is rebuilt from the
 /// log when the server starts: the projection holds nothing the log does not.
-const SCHEMA_VERSION: &str = "9";
+const SCHEMA_VERSION: &str = "10";
 
 /// The tables [`State::dump`] renders, each with the columns it orders by.
 const TABLES: &[(&str, &str)] = &[
@@ -188,15 +188,33 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
         Event::LicenceGranted { licence, operator, datasets, purpose, valid_from, valid_until, consent } => {
             let awaiting = consent.unwrap_or_default().join(",");
             tx.execute(
-                "INSERT INTO licences VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', NULL, ?7, ?8)",
+                "INSERT INTO licences VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', NULL, ?7, ?8, '')",
                 params![licence, operator, datasets.join(","), purpose, valid_from, valid_until, index, awaiting],
             )?;
         }
         Event::LicenceConsented { licence, dataset } => {
+            let (awaiting, consented): (String, String) =
+                tx.query_row("SELECT awaiting, consented FROM licences WHERE id = ?1", [&licence], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let left: Vec<&str> = awaiting.split(',').filter(|d| !d.is_empty() && *d != dataset).collect();
+            let mut consented: Vec<&str> = consented.split(',').filter(|d| !d.is_empty()).collect();
+            consented.push(&dataset);
+            tx.execute(
+                "UPDATE licences SET awaiting = ?2, consented = ?3 WHERE id = ?1",
+                params![licence, left.join(","), consented.join(",")],
+            )?;
+        }
+        Event::LicenceConsentRequired { licence, datasets } => {
             let awaiting: String =
                 tx.query_row("SELECT awaiting FROM licences WHERE id = ?1", [&licence], |r| r.get(0))?;
-            let left: Vec<&str> = awaiting.split(',').filter(|d| !d.is_empty() && *d != dataset).collect();
-            tx.execute("UPDATE licences SET awaiting = ?2 WHERE id = ?1", params![licence, left.join(",")])?;
+            let mut awaiting: Vec<&str> = awaiting.split(',').filter(|d| !d.is_empty()).collect();
+            for dataset in &datasets {
+                if !awaiting.contains(&dataset.as_str()) {
+                    awaiting.push(dataset);
+                }
+            }
+            tx.execute("UPDATE licences SET awaiting = ?2 WHERE id = ?1", params![licence, awaiting.join(",")])?;
         }
         Event::LicenceSuspended { licence, reason } => {
             changed(licence_status(tx, &licence, LicenceStatus::Suspended, reason)?, "licence")?;
@@ -485,6 +503,7 @@ fn licence_row(row: &Row<'_>) -> rusqlite::Result<Licence> {
         valid_until: row.get("valid_until")?,
         status: parsed(row, "status", LicenceStatus::parse)?,
         awaiting: list(row.get("awaiting")?),
+        consented: list(row.get("consented")?),
     })
 }
 
