@@ -412,6 +412,42 @@ pub(crate) enum FeedbackCommand {
 }
 
 #[derive(clap::Subcommand)]
+pub(crate) enum IncidentCommand {
+    /// 报告安全事件（运营单位、应用单位）：该授权下的新运行暂停，直至结案或允许运行 / Report a
+    /// security incident (operator, application unit): new runs under the licence wait until it is
+    /// closed or runs are allowed
+    Report {
+        #[arg(long)]
+        licence: String,
+        /// leak（泄露）| loss（丢失）| misuse（滥用）| other（其他）
+        #[arg(long)]
+        category: String,
+        #[arg(long)]
+        description: String,
+    },
+    /// 记录处置措施（管理员）：contain | suspend（暂停授权）| terminate（终止授权）| allow_runs（允许运行）
+    /// / Record a measure (admin)
+    Measure {
+        incident: String,
+        #[arg(long)]
+        measure: String,
+        #[arg(long)]
+        note: String,
+    },
+    /// 结案（管理员），注明向有关部门报告的文号 / Close an incident (admin), with its report to the
+    /// authorities by reference
+    Close {
+        incident: String,
+        #[arg(long, default_value = "")]
+        reported_to: String,
+        #[arg(long)]
+        note: String,
+    },
+    /// 列出安全事件 / List incidents
+    List,
+}
+
+#[derive(clap::Subcommand)]
 pub(crate) enum ReportCommand {
     /// 从日志计算并备案年度运营报告（管理员）/ Compute the annual operation report from the log and
     /// file it (admin)
@@ -916,6 +952,51 @@ pub(crate) async fn feedback(connect: Connect, command: FeedbackCommand) -> anyh
             })?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn incident(connect: Connect, command: IncidentCommand) -> anyhow::Result<ExitCode> {
+    let session = connect.session().await?;
+    let mut client = session.licences();
+    let incidents = match command {
+        IncidentCommand::Report { licence, category, description } => {
+            vec![client.report_incident(pb::IncidentReport { licence, category, description }).await?.into_inner()]
+        }
+        IncidentCommand::Measure { incident, measure, note } => {
+            let request = pb::IncidentMeasureRequest { incident, measure, note };
+            vec![client.incident_measure(request).await?.into_inner()]
+        }
+        IncidentCommand::Close { incident, reported_to, note } => {
+            let request = pb::CloseIncidentRequest { incident, reported_to, note };
+            vec![client.close_incident(request).await?.into_inner()]
+        }
+        IncidentCommand::List => client.list_incidents(pb::Empty {}).await?.into_inner().incidents,
+    };
+    let header = [
+        "事件 incident",
+        "授权 licence",
+        "报告人 reporter",
+        "类别 category",
+        "状态 status",
+        "措施 measures",
+        "报告 reported to",
+    ];
+    print(connect.json, &incidents, &header, |i| {
+        let status = match (i.status.as_str(), i.runs_allowed) {
+            ("closed", _) => "已结案 closed".to_owned(),
+            (_, true) => "处置中（允许运行）open, runs allowed".to_owned(),
+            _ => "处置中 open".to_owned(),
+        };
+        vec![
+            i.id.clone(),
+            i.licence.clone(),
+            i.reporter.clone(),
+            i.category.clone(),
+            status,
+            i.measures.join(","),
+            i.reported_to.clone(),
+        ]
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -75,6 +75,8 @@ enum Command {
     Release(client::Client<client::ReleaseCommand>),
     /// 应用单位反馈 / Application units' feedback
     Feedback(client::Client<client::FeedbackCommand>),
+    /// 安全事件：报告、处置、结案 / Security incidents: report, measures, closure
+    Incident(client::Client<client::IncidentCommand>),
     /// 年度运营报告：备案与取得 / Annual operation reports: file and get
     Report(client::Client<client::ReportCommand>),
 }
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
         Command::Output(c) => client::block_on(client::output(c.connect, c.command)),
         Command::Release(c) => client::block_on(client::release(c.connect, c.command)),
         Command::Feedback(c) => client::block_on(client::feedback(c.connect, c.command)),
+        Command::Incident(c) => client::block_on(client::incident(c.connect, c.command)),
         Command::Report(c) => client::block_on(client::report(c.connect, c.command)),
     };
     match result {

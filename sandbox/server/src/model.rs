@@ -193,6 +193,22 @@ pub struct Feedback {
     pub at: String,
 }
 
+/// A security incident (安全事件) under a licence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub id: String,
+    pub licence: String,
+    pub reporter: String,
+    pub category: String,
+    pub description: String,
+    pub closed: bool,
+    pub measures: Vec<String>,
+    pub runs_allowed: bool,
+    pub reported_to: Option<String>,
+    pub opened_at: String,
+    pub closed_at: Option<String>,
+}
+
 /// A data provider's rating of an operator for a year (Beijing time).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rating {

@@ -40,6 +40,9 @@ enum Metric {
     LicencesSuspended,
     LicencesRevoked,
     LicenceConsents,
+    Incidents,
+    IncidentMeasures,
+    IncidentsClosed,
     AgreementsSigned,
     AgreementsEnded,
     ModulesSubmitted,
@@ -69,6 +72,9 @@ impl Metric {
             Metric::LicencesSuspended => "暂停授权 / licences suspended",
             Metric::LicencesRevoked => "撤销授权 / licences revoked",
             Metric::LicenceConsents => "数源部门同意（按数据集）/ providers' consents (by dataset)",
+            Metric::Incidents => "报告的安全事件（按类别）/ incidents reported (by category)",
+            Metric::IncidentMeasures => "处置措施（按措施）/ incident measures (by measure)",
+            Metric::IncidentsClosed => "已结案的安全事件 / incidents closed",
             Metric::AgreementsSigned => "签订数据服务协议 / agreements signed",
             Metric::AgreementsEnded => "终止数据服务协议 / agreements ended",
             Metric::ModulesSubmitted => "提交模块 / modules submitted",
@@ -101,6 +107,8 @@ type Counts = BTreeMap<(Metric, String), u64>;
 struct Owners {
     roles: HashMap<String, String>,
     licences: HashMap<String, String>,
+    /// Incident → the operator of its licence.
+    incidents: HashMap<String, String>,
     /// Agreement → (operator, application unit).
     agreements: HashMap<String, (String, String)>,
     modules: HashMap<String, String>,
@@ -224,6 +232,10 @@ impl Annual {
             Event::PrincipalRegistered { principal, role, .. } => {
                 owners.roles.insert(principal.clone(), role.clone());
             }
+            Event::IncidentReported { incident, licence, .. } => {
+                let operator = owners.licences.get(licence).cloned().unwrap_or_default();
+                owners.incidents.insert(incident.clone(), operator);
+            }
             Event::LicenceGranted { licence, operator, .. } => {
                 owners.licences.insert(licence.clone(), operator.clone());
             }
@@ -267,6 +279,15 @@ impl Annual {
             }
             Event::LicenceRevoked { licence, .. } => {
                 (of(&owners.licences, licence), None, None, Metric::LicencesRevoked, "")
+            }
+            Event::IncidentReported { licence, category, .. } => {
+                (of(&owners.licences, licence), None, None, Metric::Incidents, category.as_str())
+            }
+            Event::IncidentMeasure { incident, measure, .. } => {
+                (of(&owners.incidents, incident), None, None, Metric::IncidentMeasures, measure.as_str())
+            }
+            Event::IncidentClosed { incident, .. } => {
+                (of(&owners.incidents, incident), None, None, Metric::IncidentsClosed, "")
             }
             Event::LicenceConsented { licence, dataset } => {
                 (of(&owners.licences, licence), None, None, Metric::LicenceConsents, dataset.as_str())

@@ -65,6 +65,16 @@ pub mod kind {
     /// on conditions whose providers have not consented (granted before, or reclassified since):
     /// fields `licence`, `datasets`; the licence is not in force until they consent.
     pub const LICENCE_CONSENT_REQUIRED: &str = "licence.consent_required";
+    /// An operator or application unit (the actor) reports a security incident (安全事件) under a
+    /// licence: fields `incident`, `licence`, `category` (`leak`, `loss`, `misuse`, `other`),
+    /// `description`. New runs under the licence wait until it is closed or runs are allowed.
+    pub const INCIDENT_REPORTED: &str = "incident.reported";
+    /// The bureau (the actor) records a measure on an incident: fields `incident`, `measure`
+    /// (`contain`, `suspend`, `terminate`, `allow_runs`), `note`.
+    pub const INCIDENT_MEASURE: &str = "incident.measure";
+    /// The bureau (the actor) closes an incident: fields `incident`, `reported_to` (its report to
+    /// the authorities, by reference, or `-`), `note`.
+    pub const INCIDENT_CLOSED: &str = "incident.closed";
     /// A service agreement (数据服务协议) between an operator (the actor) and an application unit.
     pub const AGREEMENT_SIGNED: &str = "agreement.signed";
     /// A service agreement ended before its term.
@@ -133,6 +143,9 @@ pub mod kind {
         LICENCE_REVOKED,
         LICENCE_CONSENTED,
         LICENCE_CONSENT_REQUIRED,
+        INCIDENT_REPORTED,
+        INCIDENT_MEASURE,
+        INCIDENT_CLOSED,
         AGREEMENT_SIGNED,
         AGREEMENT_ENDED,
         MODULE_SUBMITTED,

@@ -471,6 +471,10 @@ async fn call(c: &mut Clients, rpc: &str) -> Code {
         "Licences.Revoke" => code(c.licences.revoke(pb::LicenceActionRequest::default()).await),
         "Licences.List" => code(c.licences.list(pb::Empty {}).await),
         "Licences.Consent" => code(c.licences.consent(pb::SignedConsent::default()).await),
+        "Licences.ReportIncident" => code(c.licences.report_incident(pb::IncidentReport::default()).await),
+        "Licences.IncidentMeasure" => code(c.licences.incident_measure(pb::IncidentMeasureRequest::default()).await),
+        "Licences.CloseIncident" => code(c.licences.close_incident(pb::CloseIncidentRequest::default()).await),
+        "Licences.ListIncidents" => code(c.licences.list_incidents(pb::Empty {}).await),
         "Feedback.RateOperator" => code(c.feedback.rate_operator(pb::OperatorRating::default()).await),
         "Feedback.ListRatings" => code(c.feedback.list_ratings(pb::Empty {}).await),
         "Agreements.Create" => code(c.agreements.create(pb::CreateAgreementRequest::default()).await),
@@ -940,6 +944,77 @@ fn providers_see_what_touches_their_datasets() {
     s.stop();
     let s = Served::start(&dir, &[]);
     assert_eq!(required(&s), 2, "nothing more is required at the next start");
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
+/// Security incidents (包头试点 第三十三~三十四条): an operator or application unit of a licence
+/// reports one; from then no new run starts and no held output is approved under the licence
+/// until the bureau closes it or allows runs; the bureau's measures suspend or end the licence;
+/// the closure names the report to the authorities; the annual report counts them.
+#[test]
+fn incidents_stop_new_runs_until_closed_or_allowed() {
+    let dir = data_dir("incidents");
+    let s = Served::start(&dir, &[]);
+    populate(&s);
+    let population = approved(&s, "population");
+    let run = ["run", "--module", population.as_str(), "--agreement", "agr", "--param", "reference_date=2024-12-31"];
+    let report = |who: &str, licence: &str, category: &str| {
+        s.cli(
+            who,
+            &[
+                "incident",
+                "report",
+                "--licence",
+                licence,
+                "--category",
+                category,
+                "--description",
+                "样本外泄 sample leaked",
+            ],
+        )
+    };
+    let out = stdout(&report("unit", "lic", "leak"));
+    assert!(out.contains("inc-") && out.contains("处置中 open"), "{out}");
+    let incident = nth_named(&s, "incident.reported", "incident", 1);
+    for (who, code) in
+        [("unit2", "NotFound"), ("op2", "NotFound"), ("reviewer-a", "PermissionDenied"), ("prov", "PermissionDenied")]
+    {
+        assert!(stderr(&report(who, "lic", "leak")).contains(code), "{who}");
+    }
+    assert!(stderr(&report("op", "lic", "gossip")).contains("InvalidArgument"));
+    let o = s.cli("op", &run);
+    assert!(stderr(&o).contains("FailedPrecondition") && stderr(&o).contains("安全事件"), "{}", stderr(&o));
+
+    let measure =
+        |what: &str| s.cli("admin", &["incident", "measure", &incident, "--measure", what, "--note", "处置 handled"]);
+    assert!(stdout(&measure("allow_runs")).contains("allow"));
+    assert!(s.ok("op", &run).contains("released"), "runs allowed while it is handled");
+    assert!(stdout(&measure("suspend")).contains("suspend"));
+    assert!(s.ok("admin", &["licence", "list"]).contains("暂停"), "the licence is suspended");
+    assert!(stderr(&s.cli("op", &run)).contains("FailedPrecondition"));
+    s.ok("admin", &["licence", "resume", "lic"]);
+    let closed = s.ok(
+        "admin",
+        &["incident", "close", &incident, "--reported-to", "包公网安〔2026〕1号", "--note", "结案 closed"],
+    );
+    assert!(closed.contains("已结案 closed") && closed.contains("包公网安"), "{closed}");
+    assert!(stderr(&measure("contain")).contains("FailedPrecondition"), "closed");
+    assert!(s.ok("op", &run).contains("released"));
+
+    assert!(s.ok("op", &["incident", "list"]).contains(&incident), "the licence's operator sees it");
+    assert!(s.ok("eval", &["incident", "list"]).contains(&incident));
+    assert!(!s.ok("unit2", &["incident", "list"]).contains(&incident));
+
+    let year = sandbox_verify::annual::year_of(Timestamp::now()).to_string();
+    s.ok("admin", &["report", "file", "--year", &year]);
+    let annual = dir.join("annual.txt");
+    s.ok("eval", &["report", "get", "--year", &year, "--out", annual.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&annual).unwrap();
+    for (label, count) in [("报告的安全事件", "(leak): 1"), ("处置措施", "(suspend): 1"), ("已结案的安全事件", ": 1")]
+    {
+        assert!(text.lines().any(|l| l.contains(label) && l.ends_with(count)), "{label} {count}: {text}");
+    }
     s.stop();
     rebuild_equals_live(&dir);
 }

@@ -55,10 +55,54 @@ impl Licences for Api {
         .await
     }
 
+    async fn report_incident(&self, request: Request<pb::IncidentReport>) -> Reply<pb::Incident> {
+        self.call("Licences.ReportIncident", request, |s, caller, r| async move {
+            s.report_incident(&caller, &r.licence, &r.category, &r.description).await.map(incident)
+        })
+        .await
+    }
+
+    async fn incident_measure(&self, request: Request<pb::IncidentMeasureRequest>) -> Reply<pb::Incident> {
+        self.call("Licences.IncidentMeasure", request, |s, caller, r| async move {
+            s.incident_measure(&caller, &r.incident, &r.measure, &r.note).await.map(incident)
+        })
+        .await
+    }
+
+    async fn close_incident(&self, request: Request<pb::CloseIncidentRequest>) -> Reply<pb::Incident> {
+        self.call("Licences.CloseIncident", request, |s, caller, r| async move {
+            s.close_incident(&caller, &r.incident, &r.reported_to, &r.note).await.map(incident)
+        })
+        .await
+    }
+
+    async fn list_incidents(&self, request: Request<pb::Empty>) -> Reply<pb::IncidentList> {
+        self.call("Licences.ListIncidents", request, |s, caller, _| async move {
+            Ok(pb::IncidentList { incidents: s.incidents(&caller)?.into_iter().map(incident).collect() })
+        })
+        .await
+    }
+
     async fn consent(&self, request: Request<pb::SignedConsent>) -> Reply<pb::Licence> {
         self.call("Licences.Consent", request, |s, caller, r| async move {
             s.consent_licence(&caller, r.entry).await.map(licence)
         })
         .await
+    }
+}
+
+fn incident(i: crate::model::Incident) -> pb::Incident {
+    pb::Incident {
+        id: i.id,
+        licence: i.licence,
+        reporter: i.reporter,
+        category: i.category,
+        description: i.description,
+        status: if i.closed { "closed" } else { "open" }.to_owned(),
+        measures: i.measures,
+        runs_allowed: i.runs_allowed,
+        reported_to: i.reported_to.unwrap_or_default(),
+        opened_at: i.opened_at,
+        closed_at: i.closed_at.unwrap_or_default(),
     }
 }

@@ -7,7 +7,7 @@ use sandbox_verify::event::Event;
 use super::{Result, Service, check_id, check_text, check_time, field, now};
 use crate::auth::{Caller, Role};
 use crate::error::ServiceError;
-use crate::model::{Agreement, Licence, LicenceStatus};
+use crate::model::{Agreement, Incident, Licence, LicenceStatus};
 use crate::runs;
 use crate::state::Scope;
 
@@ -103,6 +103,112 @@ impl Service {
         };
         self.core.commit_event(&guard, &caller.name, event).await?;
         self.licence(&g.id)
+    }
+
+    /// A security incident under `licence`, reported by its operator or by an application unit
+    /// with an agreement under it; any other licence is answered as a missing one.
+    pub(crate) async fn report_incident(
+        &self,
+        caller: &Caller,
+        licence: &str,
+        category: &str,
+        description: &str,
+    ) -> Result<Incident> {
+        check_id("licence", licence)?;
+        if !["leak", "loss", "misuse", "other"].contains(&category) {
+            return Err(ServiceError::invalid(
+                "category must be leak, loss, misuse or other",
+                "类别须为 leak（泄露）、loss（丢失）、misuse（滥用）或 other（其他）",
+            ));
+        }
+        check_text("description", description, true)?;
+        let guard = self.lock().await;
+        let party = self.core.view()?.is_party(super::scope(caller), crate::state::Thing::Licence, licence)?
+            || self.core.view()?.agreements(super::scope(caller))?.iter().any(|a| a.licence == licence);
+        if !party {
+            return Err(ServiceError::not_found("licence", "授权运营协议", licence));
+        }
+        let id = self.core.next_id("inc");
+        let event = Event::IncidentReported {
+            incident: id.clone(),
+            licence: licence.to_owned(),
+            category: category.to_owned(),
+            description: description.to_owned(),
+        };
+        self.core.commit_event(&guard, &caller.name, event).await?;
+        self.incident(&id)
+    }
+
+    /// The bureau's measure on an open incident; `suspend` and `terminate` act on its licence
+    /// (its suspension or revocation is logged after the measure).
+    pub(crate) async fn incident_measure(
+        &self,
+        caller: &Caller,
+        id: &str,
+        measure: &str,
+        note: &str,
+    ) -> Result<Incident> {
+        check_id("incident", id)?;
+        if !["contain", "suspend", "terminate", "allow_runs"].contains(&measure) {
+            return Err(ServiceError::invalid(
+                "measure must be contain, suspend, terminate or allow_runs",
+                "措施须为 contain（控制）、suspend（暂停授权）、terminate（终止授权）或 allow_runs（允许运行）",
+            ));
+        }
+        check_text("note", note, true)?;
+        let guard = self.lock().await;
+        let incident = self.incident(id)?;
+        if incident.closed {
+            return Err(ServiceError::precondition(format!("incident {id} is closed"), "该安全事件已结案"));
+        }
+        let event =
+            Event::IncidentMeasure { incident: id.to_owned(), measure: measure.to_owned(), note: note.to_owned() };
+        self.core.commit_event(&guard, &caller.name, event).await?;
+        let status = self.licence(&incident.licence)?.status;
+        let action = match measure {
+            "suspend" if status == LicenceStatus::Active => Some(LicenceAction::Suspend),
+            "terminate" if status != LicenceStatus::Revoked => Some(LicenceAction::Revoke),
+            _ => None,
+        };
+        if let Some(action) = action {
+            let reason = format!("incident {id}: {note}");
+            let reason: String = reason.chars().take(super::MAX_TEXT).collect();
+            self.core.commit_event(&guard, &caller.name, action.event(&incident.licence, &reason)).await?;
+            runs::end_held(&self.core, &guard).await?;
+        }
+        self.incident(id)
+    }
+
+    pub(crate) async fn close_incident(
+        &self,
+        caller: &Caller,
+        id: &str,
+        reported_to: &str,
+        note: &str,
+    ) -> Result<Incident> {
+        check_id("incident", id)?;
+        check_text("reported_to", reported_to, false)?;
+        check_text("note", note, true)?;
+        let guard = self.lock().await;
+        if self.incident(id)?.closed {
+            return Err(ServiceError::precondition(format!("incident {id} is closed"), "该安全事件已结案"));
+        }
+        let reported_to = if reported_to.is_empty() { "-" } else { reported_to };
+        let event = Event::IncidentClosed {
+            incident: id.to_owned(),
+            reported_to: reported_to.to_owned(),
+            note: note.to_owned(),
+        };
+        self.core.commit_event(&guard, &caller.name, event).await?;
+        self.incident(id)
+    }
+
+    pub(crate) fn incidents(&self, caller: &Caller) -> Result<Vec<Incident>> {
+        Ok(self.core.view()?.incidents(super::scope(caller))?)
+    }
+
+    fn incident(&self, id: &str) -> Result<Incident> {
+        self.core.view()?.incident(id)?.ok_or_else(|| ServiceError::not_found("incident", "安全事件", id))
     }
 
     /// A data provider's signed consent to a licence over its conditionally shared dataset.

@@ -37,7 +37,7 @@ use crate::{Core, WriteGuard};
 /// The largest module a submission may carry.
 pub(crate) const MAX_MODULE_BYTES: usize = 32 << 20;
 /// The largest free text (purposes, scenarios, reasons, comments) a call may carry.
-const MAX_TEXT: usize = 1000;
+pub(crate) const MAX_TEXT: usize = 1000;
 /// How far a signed entry's time may be from the server's clock.
 const MAX_SKEW_SECONDS: i64 = 600;
 
@@ -164,9 +164,19 @@ impl Service {
         self.core.view()?.licence(id)?.ok_or_else(|| ServiceError::not_found("licence", "授权运营协议", id))
     }
 
-    /// The licence `id`, if new runs may start under it now.
+    /// The licence `id`, if new runs may start under it now: in force, and no incident under it
+    /// open that the bureau has not allowed runs beside.
     fn licence_in_force(&self, id: &str) -> Result<Licence> {
         let licence = self.licence(id)?;
+        let incidents = self.core.view()?.incidents(crate::state::Scope::All)?;
+        if incidents.iter().any(|i| i.licence == id && !i.closed && !i.runs_allowed) {
+            return Err(ServiceError::precondition(
+                format!(
+                    "an incident under licence {id} is open: no new run starts until the bureau closes it or allows runs"
+                ),
+                "该授权下有未结案的安全事件：数据主管部门结案或允许运行前，不能开始新的运行",
+            ));
+        }
         if !licence.in_force(now()) {
             return Err(ServiceError::precondition(
                 format!("licence {id} is suspended, revoked or outside its period: no new run starts"),

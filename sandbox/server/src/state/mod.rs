@@ -11,7 +11,7 @@ mod sqlite;
 
 use sandbox_audit::review::Approval;
 
-use crate::model::{Agreement, Feedback, Licence, Module, Principal, Rating, Release, Report, Review, Run};
+use crate::model::{Agreement, Feedback, Incident, Licence, Module, Principal, Rating, Release, Report, Review, Run};
 pub use sqlite::State;
 
 /// Why the store failed: it holds something this server cannot project, or its database failed.
@@ -114,6 +114,10 @@ pub trait Projection: Send {
 
     /// Providers' ratings of operators; `Own` and `Provider`: those by or of the principal.
     fn ratings(&self, scope: Scope<'_>) -> Result<Vec<Rating>, StoreError>;
+
+    fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError>;
+    /// `Own`: those the principal reported or of its licences.
+    fn incidents(&self, scope: Scope<'_>) -> Result<Vec<Incident>, StoreError>;
 
     /// The latest annual report filed for `year`.
     fn report(&self, year: i32) -> Result<Option<Report>, StoreError>;

@@ -13,7 +13,8 @@ use sandbox_verify::event::Event;
 use super::{Projection, RunStatus, Scope, StoreError, Thing};
 use crate::auth::Role;
 use crate::model::{
-    Agreement, Feedback, Licence, LicenceStatus, Module, ModuleStatus, Principal, Rating, Release, Report, Review, Run,
+    Agreement, Feedback, Incident, Licence, LicenceStatus, Module, ModuleStatus, Principal, Rating, Release, Report,
+    Review, Run,
 };
 
 const SCHEMA: &str = "
@@ -63,6 +64,11 @@ CREATE TABLE feedback (
     id TEXT PRIMARY KEY, release TEXT NOT NULL, application_unit TEXT NOT NULL,
     rating INTEGER NOT NULL, comment TEXT NOT NULL, at TEXT NOT NULL,
     log_index INTEGER NOT NULL) STRICT;
+CREATE TABLE incidents (
+    id TEXT PRIMARY KEY, licence TEXT NOT NULL, reporter TEXT NOT NULL, category TEXT NOT NULL,
+    description TEXT NOT NULL, closed INTEGER NOT NULL, measures TEXT NOT NULL,
+    runs_allowed INTEGER NOT NULL, reported_to TEXT, opened_at TEXT NOT NULL, closed_at TEXT,
+    log_index INTEGER NOT NULL) STRICT;
 CREATE TABLE ratings (
     id TEXT PRIMARY KEY, provider TEXT NOT NULL, operator TEXT NOT NULL, year INTEGER NOT NULL,
     score INTEGER NOT NULL, comment TEXT NOT NULL, at TEXT NOT NULL, log_index INTEGER NOT NULL) STRICT;
@@ -73,12 +79,12 @@ CREATE TABLE reports (
     log_index INTEGER PRIMARY KEY, year INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     filed_by TEXT NOT NULL, filed_at TEXT NOT NULL) STRICT;
 INSERT INTO meta VALUES ('applied', '0');
-INSERT INTO meta VALUES ('schema', '10');
+INSERT INTO meta VALUES ('schema', '11');
 ";
 
 /// The schema's version, in `meta.schema`. A database of another version is rebuilt from the
 /// log when the server starts: the projection holds nothing the log does not.
-const SCHEMA_VERSION: &str = "10";
+const SCHEMA_VERSION: &str = "11";
 
 /// The tables [`State::dump`] renders, each with the columns it orders by.
 const TABLES: &[(&str, &str)] = &[
@@ -94,6 +100,7 @@ const TABLES: &[(&str, &str)] = &[
     ("deliveries", "log_index"),
     ("feedback", "id"),
     ("ratings", "id"),
+    ("incidents", "id"),
     ("refusals", "log_index"),
     ("reports", "log_index"),
     ("meta", "key"),
@@ -354,6 +361,27 @@ fn project(tx: &Transaction<'_>, index: i64, entry: &Entry) -> Result<(), StoreE
                 params![feedback, release, actor, rating, comment.unwrap_or_default(), at, index],
             )?;
         }
+        Event::IncidentReported { incident, licence, category, description } => {
+            tx.execute(
+                "INSERT INTO incidents VALUES (?1, ?2, ?3, ?4, ?5, 0, '', 0, NULL, ?6, NULL, ?7)",
+                params![incident, licence, actor, category, description, at, index],
+            )?;
+        }
+        Event::IncidentMeasure { incident, measure, .. } => {
+            let n = tx.execute(
+                "UPDATE incidents SET measures = ltrim(measures || ',' || ?2, ','),
+                 runs_allowed = runs_allowed OR ?2 = 'allow_runs' WHERE id = ?1",
+                params![incident, measure],
+            )?;
+            changed(n, "incident")?;
+        }
+        Event::IncidentClosed { incident, reported_to, .. } => {
+            let n = tx.execute(
+                "UPDATE incidents SET closed = 1, reported_to = ?2, closed_at = ?3 WHERE id = ?1",
+                params![incident, reported_to, at],
+            )?;
+            changed(n, "incident")?;
+        }
         Event::OperatorRated { rating, operator, year, score, comment } => {
             tx.execute(
                 "INSERT INTO ratings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -582,6 +610,22 @@ fn feedback_row(row: &Row<'_>) -> rusqlite::Result<Feedback> {
     })
 }
 
+fn incident_row(row: &Row<'_>) -> rusqlite::Result<Incident> {
+    Ok(Incident {
+        id: row.get("id")?,
+        licence: row.get("licence")?,
+        reporter: row.get("reporter")?,
+        category: row.get("category")?,
+        description: row.get("description")?,
+        closed: row.get("closed")?,
+        measures: list(row.get("measures")?),
+        runs_allowed: row.get("runs_allowed")?,
+        reported_to: row.get("reported_to")?,
+        opened_at: row.get("opened_at")?,
+        closed_at: row.get("closed_at")?,
+    })
+}
+
 fn rating_row(row: &Row<'_>) -> rusqlite::Result<Rating> {
     Ok(Rating {
         id: row.get("id")?,
@@ -804,6 +848,17 @@ impl Projection for State {
         let sql = "SELECT f.* FROM feedback f JOIN releases r ON r.id = f.release WHERE ?1 OR r.operator = ?2
                    ORDER BY f.id";
         self.all(sql, params![all, name], feedback_row)
+    }
+
+    fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        self.one("SELECT * FROM incidents WHERE id = ?1", [id], incident_row)
+    }
+
+    fn incidents(&self, scope: Scope<'_>) -> Result<Vec<Incident>, StoreError> {
+        let (all, name) = State::scoped(scope);
+        let sql = "SELECT i.* FROM incidents i JOIN licences l ON l.id = i.licence
+                   WHERE ?1 OR i.reporter = ?2 OR l.operator = ?2 ORDER BY i.id";
+        self.all(sql, params![all, name], incident_row)
     }
 
     fn ratings(&self, scope: Scope<'_>) -> Result<Vec<Rating>, StoreError> {

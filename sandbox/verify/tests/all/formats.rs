@@ -161,7 +161,7 @@ fn entries_round_trip_in_the_writer_s_order() {
     assert_eq!(SignedBy::of(kind::RELEASE), SignedBy::ReleaseKey);
     assert_eq!(SignedBy::of(kind::LICENCE_CONSENTED), SignedBy::Actor);
     assert_eq!(actor_role(kind::LICENCE_CONSENTED), Some("provider"));
-    assert_eq!(kind::ALL.len(), 33);
+    assert_eq!(kind::ALL.len(), 36);
     let release = release_entry();
     assert_eq!(release.results(), [("table.csv", Hash::sha256(b"x").to_hex().as_str())]);
 }
