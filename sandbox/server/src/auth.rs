@@ -117,7 +117,7 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("Licences.ReportIncident", &[O, U]),
     ("Licences.IncidentMeasure", &[A]),
     ("Licences.CloseIncident", &[A]),
-    ("Licences.ListIncidents", &[A, R, O, U, E]),
+    ("Licences.ListIncidents", &[A, R, O, U, E, P]),
     ("Agreements.Create", &[O]),
     ("Agreements.End", &[A, O]),
     ("Agreements.List", &[A, R, O, U, P]),

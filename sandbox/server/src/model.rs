@@ -256,6 +256,8 @@ pub enum Stop {
     Principal,
     /// Its data changed since it was queued.
     Dataset,
+    /// An incident under its licence is open, and the bureau has not allowed runs.
+    Incident,
 }
 
 impl Stop {
@@ -267,6 +269,7 @@ impl Stop {
             Stop::Agreement => "agreement",
             Stop::Principal => "principal",
             Stop::Dataset => "dataset",
+            Stop::Incident => "incident",
         }
     }
 }

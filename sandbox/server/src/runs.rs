@@ -246,6 +246,8 @@ pub(crate) fn stopped(core: &Core, run: &str) -> Result<Option<Stop>, ServiceErr
     let disabled = |name: &str| view.principal(name).map(|p| p.is_some_and(|p| p.disabled.is_some()));
     Ok(if !licence.in_force(now) {
         Some(Stop::Licence)
+    } else if view.incident_blocks(&licence.id)? {
+        Some(Stop::Incident)
     } else if module.status != crate::model::ModuleStatus::Approved {
         Some(Stop::Module)
     } else if !agreement.in_force(now) {

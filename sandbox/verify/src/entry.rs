@@ -69,11 +69,11 @@ pub mod kind {
     /// licence: fields `incident`, `licence`, `category` (`leak`, `loss`, `misuse`, `other`),
     /// `description`. New runs under the licence wait until it is closed or runs are allowed.
     pub const INCIDENT_REPORTED: &str = "incident.reported";
-    /// The bureau (the actor) records a measure on an incident: fields `incident`, `measure`
-    /// (`contain`, `suspend`, `terminate`, `allow_runs`), `note`.
+    /// The bureau (the actor) records a measure on an incident: fields `incident`, `licence`,
+    /// `measure` (`contain`, `suspend`, `terminate`, `allow_runs`), `note`.
     pub const INCIDENT_MEASURE: &str = "incident.measure";
-    /// The bureau (the actor) closes an incident: fields `incident`, `reported_to` (its report to
-    /// the authorities, by reference, or `-`), `note`.
+    /// The bureau (the actor) closes an incident: fields `incident`, `licence`, `reported_to` (its
+    /// report to the authorities, by reference, or `-`), `note`.
     pub const INCIDENT_CLOSED: &str = "incident.closed";
     /// A service agreement (数据服务协议) between an operator (the actor) and an application unit.
     pub const AGREEMENT_SIGNED: &str = "agreement.signed";

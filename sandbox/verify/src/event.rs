@@ -165,8 +165,8 @@ events! {
     LicenceConsented = LICENCE_CONSENTED { licence: String, dataset: String }
     LicenceConsentRequired = LICENCE_CONSENT_REQUIRED { licence: String, datasets: Vec<String> }
     IncidentReported = INCIDENT_REPORTED { incident: String, licence: String, category: String, description: String }
-    IncidentMeasure = INCIDENT_MEASURE { incident: String, measure: String, note: String }
-    IncidentClosed = INCIDENT_CLOSED { incident: String, reported_to: String, note: String }
+    IncidentMeasure = INCIDENT_MEASURE { incident: String, licence: String, measure: String, note: String }
+    IncidentClosed = INCIDENT_CLOSED { incident: String, licence: String, reported_to: String, note: String }
     LicenceSuspended = LICENCE_SUSPENDED { licence: String, reason: Option<String> }
     LicenceResumed = LICENCE_RESUMED { licence: String, reason: Option<String> }
     LicenceRevoked = LICENCE_REVOKED { licence: String, reason: Option<String> }

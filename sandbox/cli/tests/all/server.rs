@@ -666,6 +666,26 @@ fn queue_behind_a_loop(s: &Served) -> String {
     honest
 }
 
+/// A run queued before an incident is reported does not start while the incident blocks the
+/// licence (red team: only new `run` calls were refused, and a queued run was released).
+#[test]
+fn an_incident_stops_runs_already_queued() {
+    let dir = data_dir("incident-queued");
+    let s = Served::start(&dir, &["--run-timeout", "3", "--max-runs", "1"]);
+    queue_behind_a_loop(&s);
+    let args = ["incident", "report", "--licence", "lic", "--category", "misuse", "--description", "异常调用 misuse"];
+    s.ok("unit", &args);
+    wait_for(&s, run_id(&s, 2).as_str(), "withheld");
+    let entries = log_entries(&s);
+    let ended = (entries.iter())
+        .find(|e| e.kind() == "run.finished" && e.get("run") == Some(run_id(&s, 2).as_str()))
+        .expect("the end of the queued run is logged");
+    assert_eq!((ended.get("status"), ended.get("stopped")), (Some("withheld"), Some("incident")));
+    assert!(!entries.iter().any(|e| e.kind() == "release"), "nothing is released");
+    s.stop();
+    rebuild_equals_live(&dir);
+}
+
 /// Replaces the real persons file of `dir`'s catalog with another city's (another seed).
 fn replace_persons(dir: &Path) {
     let other = dir.join("other-city");
@@ -974,9 +994,18 @@ fn incidents_stop_new_runs_until_closed_or_allowed() {
             ],
         )
     };
+    s.ok("op", &run);
+    let release = release_id(&s, 1);
     let out = stdout(&report("unit", "lic", "leak"));
     assert!(out.contains("inc-") && out.contains("处置中 open"), "{out}");
     let incident = nth_named(&s, "incident.reported", "incident", 1);
+    assert!(stderr(&report("unit", "lic", "loss")).contains("FailedPrecondition"), "one open report at a time");
+    // Nothing more is delivered while it is open: a leak may be under way.
+    let got = dir.join("got");
+    let o = s.cli("unit", &["release", "get", &release, "--out", got.to_str().unwrap()]);
+    assert!(stderr(&o).contains("FailedPrecondition"), "{}", stderr(&o));
+    // The persons register's provider sees the incident on its data.
+    assert!(s.ok("prov", &["incident", "list"]).contains(&incident));
     for (who, code) in
         [("unit2", "NotFound"), ("op2", "NotFound"), ("reviewer-a", "PermissionDenied"), ("prov", "PermissionDenied")]
     {
@@ -1003,6 +1032,18 @@ fn incidents_stop_new_runs_until_closed_or_allowed() {
     assert!(s.ok("op", &run).contains("released"));
 
     assert!(s.ok("op", &["incident", "list"]).contains(&incident), "the licence's operator sees it");
+    // …and proves the bureau's entries about it; the suspension's reason is not the note.
+    let kinds = log_kinds(&s);
+    let theirs = log_bytes(&s, "op");
+    for kind in ["incident.measure", "incident.closed"] {
+        let index = kinds.iter().position(|k| k == kind).unwrap();
+        assert!(!theirs[index].is_empty(), "{kind}");
+    }
+    let suspended = log_entries(&s).into_iter().find(|e| e.kind() == "licence.suspended").unwrap();
+    assert_eq!(suspended.get("reason"), Some(format!("incident {incident} / 安全事件 {incident}").as_str()));
+    // A unit whose agreement has ended reports nothing more under the licence.
+    s.ok("op", &["agreement", "end", "agr", "--reason", "到期 ended"]);
+    assert!(stderr(&report("unit", "lic", "other")).contains("NotFound"));
     assert!(s.ok("eval", &["incident", "list"]).contains(&incident));
     assert!(!s.ok("unit2", &["incident", "list"]).contains(&incident));
 

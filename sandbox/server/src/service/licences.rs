@@ -123,10 +123,25 @@ impl Service {
         }
         check_text("description", description, true)?;
         let guard = self.lock().await;
+        // Its operator, or a unit with an agreement under it still in force (red team: an
+        // ended agreement let a unit hold the operator's runs for ever).
         let party = self.core.view()?.is_party(super::scope(caller), crate::state::Thing::Licence, licence)?
-            || self.core.view()?.agreements(super::scope(caller))?.iter().any(|a| a.licence == licence);
+            || self
+                .core
+                .view()?
+                .agreements(super::scope(caller))?
+                .iter()
+                .any(|a| a.licence == licence && a.in_force(now()));
         if !party {
             return Err(ServiceError::not_found("licence", "授权运营协议", licence));
+        }
+        // One open report a reporter a licence: more would only be more to close.
+        let open = self.core.view()?.incidents(super::scope(caller))?;
+        if open.iter().any(|i| i.licence == licence && i.reporter == caller.name && !i.closed) {
+            return Err(ServiceError::precondition(
+                format!("{} has an open incident under licence {licence} already", caller.name),
+                "已报告的该授权下安全事件尚未结案",
+            ));
         }
         let id = self.core.next_id("inc");
         let event = Event::IncidentReported {
@@ -161,8 +176,12 @@ impl Service {
         if incident.closed {
             return Err(ServiceError::precondition(format!("incident {id} is closed"), "该安全事件已结案"));
         }
-        let event =
-            Event::IncidentMeasure { incident: id.to_owned(), measure: measure.to_owned(), note: note.to_owned() };
+        let event = Event::IncidentMeasure {
+            incident: id.to_owned(),
+            licence: incident.licence.clone(),
+            measure: measure.to_owned(),
+            note: note.to_owned(),
+        };
         self.core.commit_event(&guard, &caller.name, event).await?;
         let status = self.licence(&incident.licence)?.status;
         let action = match measure {
@@ -171,8 +190,9 @@ impl Service {
             _ => None,
         };
         if let Some(action) = action {
-            let reason = format!("incident {id}: {note}");
-            let reason: String = reason.chars().take(super::MAX_TEXT).collect();
+            // A fixed reason: the bureau's note stays with the incident, not with the licence,
+            // which its providers read too.
+            let reason = format!("incident {id} / 安全事件 {id}");
             self.core.commit_event(&guard, &caller.name, action.event(&incident.licence, &reason)).await?;
             runs::end_held(&self.core, &guard).await?;
         }
@@ -190,12 +210,14 @@ impl Service {
         check_text("reported_to", reported_to, false)?;
         check_text("note", note, true)?;
         let guard = self.lock().await;
-        if self.incident(id)?.closed {
+        let incident = self.incident(id)?;
+        if incident.closed {
             return Err(ServiceError::precondition(format!("incident {id} is closed"), "该安全事件已结案"));
         }
-        let reported_to = if reported_to.is_empty() { "-" } else { reported_to };
+        let reported_to = if reported_to.trim().is_empty() { "-" } else { reported_to.trim() };
         let event = Event::IncidentClosed {
             incident: id.to_owned(),
+            licence: incident.licence,
             reported_to: reported_to.to_owned(),
             note: note.to_owned(),
         };

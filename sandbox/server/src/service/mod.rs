@@ -37,7 +37,7 @@ use crate::{Core, WriteGuard};
 /// The largest module a submission may carry.
 pub(crate) const MAX_MODULE_BYTES: usize = 32 << 20;
 /// The largest free text (purposes, scenarios, reasons, comments) a call may carry.
-pub(crate) const MAX_TEXT: usize = 1000;
+const MAX_TEXT: usize = 1000;
 /// How far a signed entry's time may be from the server's clock.
 const MAX_SKEW_SECONDS: i64 = 600;
 
@@ -168,8 +168,7 @@ impl Service {
     /// open that the bureau has not allowed runs beside.
     fn licence_in_force(&self, id: &str) -> Result<Licence> {
         let licence = self.licence(id)?;
-        let incidents = self.core.view()?.incidents(crate::state::Scope::All)?;
-        if incidents.iter().any(|i| i.licence == id && !i.closed && !i.runs_allowed) {
+        if self.core.view()?.incident_blocks(id)? {
             return Err(ServiceError::precondition(
                 format!(
                     "an incident under licence {id} is open: no new run starts until the bureau closes it or allows runs"

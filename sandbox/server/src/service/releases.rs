@@ -61,6 +61,14 @@ impl Service {
                 "授权运营协议已暂停、撤销或不在有效期内，不再交付",
             ));
         }
+        // Nothing more leaves under a licence while an incident under it is open (a leak may be
+        // under way), unless the bureau allows it.
+        if self.core.view()?.incident_blocks(&agreement.licence)? {
+            return Err(ServiceError::precondition(
+                format!("an incident under licence {} is open: nothing is delivered under it", agreement.licence),
+                "该授权下有未结案的安全事件，暂停交付",
+            ));
+        }
         let files = self.bundle(&release)?;
         self.core.commit_event(&guard, &caller.name, Event::Delivery { release: id.to_owned() }).await?;
         Ok(Bundle { release, files })

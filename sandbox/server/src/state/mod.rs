@@ -116,7 +116,10 @@ pub trait Projection: Send {
     fn ratings(&self, scope: Scope<'_>) -> Result<Vec<Rating>, StoreError>;
 
     fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError>;
-    /// `Own`: those the principal reported or of its licences.
+    /// Whether an incident under `licence` is open and the bureau has not allowed runs beside it.
+    fn incident_blocks(&self, licence: &str) -> Result<bool, StoreError>;
+    /// `Own`: those the principal reported or of its licences; `Provider`: also those under
+    /// licences over its datasets.
     fn incidents(&self, scope: Scope<'_>) -> Result<Vec<Incident>, StoreError>;
 
     /// The latest annual report filed for `year`.

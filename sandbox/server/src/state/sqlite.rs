@@ -854,11 +854,19 @@ impl Projection for State {
         self.one("SELECT * FROM incidents WHERE id = ?1", [id], incident_row)
     }
 
+    fn incident_blocks(&self, licence: &str) -> Result<bool, StoreError> {
+        let sql = "SELECT count(*) > 0 FROM incidents WHERE licence = ?1 AND closed = 0 AND runs_allowed = 0";
+        Ok(self.db.query_row(sql, [licence], |r| r.get(0))?)
+    }
+
     fn incidents(&self, scope: Scope<'_>) -> Result<Vec<Incident>, StoreError> {
         let (all, name) = State::scoped(scope);
-        let sql = "SELECT i.* FROM incidents i JOIN licences l ON l.id = i.licence
-                   WHERE ?1 OR i.reporter = ?2 OR l.operator = ?2 ORDER BY i.id";
-        self.all(sql, params![all, name], incident_row)
+        let sql = format!(
+            "SELECT i.* FROM incidents i JOIN licences l ON l.id = i.licence
+             WHERE ?1 OR i.reporter = ?2 OR l.operator = ?2 OR {} ORDER BY i.id",
+            touches("l.datasets")
+        );
+        self.all(&sql, params![all, name, State::touching(scope)], incident_row)
     }
 
     fn ratings(&self, scope: Scope<'_>) -> Result<Vec<Rating>, StoreError> {
