@@ -115,6 +115,26 @@ struct Owners {
     /// Run → (operator, application unit).
     runs: HashMap<String, (String, String)>,
     releases: HashMap<String, (String, String)>,
+    /// Release → the datasets it was computed from.
+    release_datasets: HashMap<String, Vec<String>>,
+}
+
+/// What one dataset's data took part in during the year (数据贡献评价, 包头 第二十五条).
+#[derive(Debug, Default)]
+struct Contribution {
+    runs: u64,
+    releases: u64,
+    deliveries: u64,
+    units: std::collections::BTreeSet<String>,
+}
+
+/// `id@version,…` (or ids alone): the ids.
+fn dataset_ids<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let ids = items.into_iter().filter(|d| !d.is_empty()).map(|d| d.split('@').next().unwrap_or(d).to_owned());
+    let mut ids: Vec<String> = ids.collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// An annual report being computed: feed it the log's entries in order with [`Annual::add`],
@@ -136,6 +156,7 @@ pub struct Annual {
     /// (role, RPC, status code) → refusals.
     refusals: BTreeMap<(String, String, String), u64>,
     history: History,
+    contributions: BTreeMap<String, Contribution>,
 }
 
 /// The release history later audits compare with, as release entries state it.
@@ -188,6 +209,7 @@ impl Annual {
             reviewers: BTreeMap::new(),
             refusals: BTreeMap::new(),
             history: History::default(),
+            contributions: BTreeMap::new(),
         })
     }
 
@@ -249,9 +271,10 @@ impl Annual {
                 let unit = owners.agreements.get(agreement).map(|(_, unit)| unit.clone()).unwrap_or_default();
                 owners.runs.insert(run.clone(), (actor, unit));
             }
-            Event::Release { run, release, history_cells, history_tables, .. } => {
+            Event::Release { run, release, datasets, history_cells, history_tables, .. } => {
                 let owner = owners.runs.get(run).cloned().unwrap_or_default();
                 owners.releases.insert(release.clone(), owner);
+                owners.release_datasets.insert(release.clone(), dataset_ids(datasets.split(',')));
                 if let (Some(cells), Some(tables), true) = (history_cells, history_tables, entry.time() < self.end) {
                     let history = &mut self.history;
                     history.since.get_or_insert(entry.time());
@@ -315,7 +338,10 @@ impl Annual {
                 }
                 (actor, None, None, Metric::DevelopmentRuns, "")
             }
-            Event::RunQueued { run: id, .. } => {
+            Event::RunQueued { run: id, datasets, .. } => {
+                for dataset in dataset_ids(datasets.iter().map(String::as_str)) {
+                    self.contributions.entry(dataset).or_default().runs += 1;
+                }
                 let (operator, unit) = run(id);
                 (operator, Some(unit), None, Metric::ProductionRuns, "")
             }
@@ -336,9 +362,19 @@ impl Annual {
             Event::OutputRejected { run: id, .. } => (run(id).0, None, Some(actor), Metric::OutputsRejected, ""),
             Event::Release { release: id, .. } => {
                 let (operator, unit) = release(id);
+                for dataset in owners.release_datasets.get(id).into_iter().flatten() {
+                    let contribution = self.contributions.entry(dataset.clone()).or_default();
+                    contribution.releases += 1;
+                    contribution.units.insert(unit.clone());
+                }
                 (operator, Some(unit), None, Metric::Releases, "")
             }
-            Event::Delivery { release: id } => (release(id).0, Some(actor), None, Metric::Deliveries, ""),
+            Event::Delivery { release: id } => {
+                for dataset in owners.release_datasets.get(id).into_iter().flatten() {
+                    self.contributions.entry(dataset.clone()).or_default().deliveries += 1;
+                }
+                (release(id).0, Some(actor), None, Metric::Deliveries, "")
+            }
             Event::Feedback { release: id, rating, .. } => {
                 let operator = release(id).0;
                 add(&mut self.operators, &operator, Metric::RatingSum, "", u64::from(*rating));
@@ -426,6 +462,20 @@ impl Annual {
             ]
         });
         section(&mut out, lines.into_iter().flatten());
+        out.push_str("\n七、数据贡献（按数据集）/ Data contribution (per dataset)\n");
+        section(
+            &mut out,
+            self.contributions.iter().map(|(dataset, c)| {
+                format!(
+                    "{dataset}: 生产运行 / production runs {}, 发布 / releases {}, 服务应用单位 / units served {}, \
+                     交付 / deliveries {}",
+                    c.runs,
+                    c.releases,
+                    c.units.len(),
+                    c.deliveries
+                )
+            }),
+        );
         out
     }
 }

@@ -177,7 +177,16 @@ fn a_year_is_counted_per_operator_unit_and_reviewer_in_beijing_time() {
     assert!(next.contains("kept since: 2026-04-01T00:03:00Z"), "{next}");
     let empty = report(&log, 2025, log.tree.size());
     assert!(empty.contains("一、条目 / Entries\n  无 / none\n"), "{empty}");
-    assert!(empty.ends_with("/ Release history (what later audits compare with)\n  无 / none\n"), "{empty}");
+    assert!(
+        empty.ends_with(
+            "/ Release history (what later audits compare with)\n  无 / none\n\n\
+             七、数据贡献（按数据集）/ Data contribution (per dataset)\n  无 / none\n"
+        ),
+        "{empty}"
+    );
+    let contribution = report(&log, 2026, log.tree.size());
+    let line = contribution.lines().find(|l| l.trim_start().starts_with("persons: 生产运行")).expect("persons' line");
+    assert!(line.contains("发布 / releases") && line.contains("服务应用单位 / units served 1"), "{line}");
     assert!(Annual::new(1999, ORIGIN, 1).is_err() && Annual::new(2026, "a b", 1).is_err());
     assert_eq!(sandbox_verify::annual::year_of(time("2025-12-31T16:00:00Z")), 2026);
     assert_eq!(sandbox_verify::annual::year_of(time("2025-12-31T15:59:59Z")), 2025);
