@@ -215,6 +215,11 @@ pub(crate) enum PrincipalCommand {
         /// catalog names it (e.g. 包头市公安局)
         #[arg(long)]
         provider: Option<String>,
+        /// 主体自己的公钥文件（其用 keys generate 生成的 <文件>.pub）：私钥不经管理员之手，--out 只存令牌 /
+        /// The principal's own verifier key (the <file>.pub of its `keys generate`): its private key
+        /// never passes through the administrator; --out then holds the token only
+        #[arg(long)]
+        key: Option<PathBuf>,
         /// 新身份目录 / The new identity folder
         #[arg(long)]
         out: PathBuf,
@@ -474,10 +479,18 @@ pub(crate) fn block_on<F: Future<Output = anyhow::Result<ExitCode>>>(f: F) -> an
 pub(crate) async fn principal(connect: Connect, command: PrincipalCommand) -> anyhow::Result<ExitCode> {
     let session = connect.session().await?;
     match command {
-        PrincipalCommand::Add { name, role, display_name, provider, out } => {
+        PrincipalCommand::Add { name, role, display_name, provider, key, out } => {
             let new =
                 NewPrincipal { name: &name, role: &role, display_name: &display_name, provider: provider.as_deref() };
-            let registered = register(&session, &new, &out).await?;
+            let registered = match key {
+                Some(key) => {
+                    let verifier =
+                        std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
+                    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+                    registered(&session, &new, verifier.trim(), &out).await?
+                }
+                None => register(&session, &new, &out).await?,
+            };
             if connect.json {
                 println!("{}", serde_json::to_string_pretty(&registered)?);
             } else {
@@ -569,8 +582,13 @@ pub(crate) struct NewPrincipal<'a> {
 
 /// Makes a key in `out`, registers the principal with it, and saves the token beside it.
 pub(crate) async fn register(session: &Session, new: &NewPrincipal<'_>, out: &Path) -> anyhow::Result<pb::Principal> {
-    let NewPrincipal { name, role, display_name, provider } = *new;
-    let role = match role {
+    role_of(new.role)?;
+    let key = Identity::create_key(out, new.name)?;
+    registered(session, new, &key.verifier().to_string(), out).await
+}
+
+fn role_of(role: &str) -> anyhow::Result<pb::Role> {
+    Ok(match role {
         "admin" => pb::Role::Admin,
         "reviewer" => pb::Role::Reviewer,
         "operator" => pb::Role::Operator,
@@ -578,15 +596,25 @@ pub(crate) async fn register(session: &Session, new: &NewPrincipal<'_>, out: &Pa
         "evaluator" => pb::Role::Evaluator,
         "provider" => pb::Role::Provider,
         other => bail!("unknown role {other:?} / 未知角色"),
-    };
-    let key = Identity::create_key(out, name)?;
+    })
+}
+
+/// Registers the principal with `verifier` (its key in note form) and saves the token in `out`.
+async fn registered(
+    session: &Session,
+    new: &NewPrincipal<'_>,
+    verifier: &str,
+    out: &Path,
+) -> anyhow::Result<pb::Principal> {
+    let NewPrincipal { name, role, display_name, provider } = *new;
+    let role = role_of(role)?;
     let answer = session
         .principals()
         .register(pb::RegisterPrincipalRequest {
             name: name.to_owned(),
             role: role as i32,
             display_name: display_name.to_owned(),
-            key: key.verifier().to_string(),
+            key: verifier.to_owned(),
             provider: provider.unwrap_or_default().to_owned(),
         })
         .await?

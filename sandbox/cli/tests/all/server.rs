@@ -941,6 +941,23 @@ fn providers_see_what_touches_their_datasets() {
     assert!(add("provider", None).contains("InvalidArgument"));
     assert!(add("operator", Some("包头市公安局")).contains("InvalidArgument"));
     assert!(add("provider", Some("包头市公安局")).contains("AlreadyExists"), "one principal speaks for it");
+
+    // A provider brings its own key: generated on its side, only the verifier key registered;
+    // the identity folder the administrator made holds the token and no private key.
+    let own = dir.join("hr.key");
+    assert!(sandbox(&["keys", "generate", "--name", "hr", "--out", own.to_str().unwrap()]).status.success());
+    let ids = dir.join("identities/hr");
+    let verifier = format!("{}.pub", own.display());
+    let args = ["principal", "add", "hr", "--role", "provider", "--display-name", "人社局", "--key", &verifier];
+    let args = [&args[..], &["--provider", "包头市人力资源和社会保障局", "--out", ids.to_str().unwrap()]].concat();
+    s.ok("admin", &args);
+    assert!(ids.join("token").exists() && !ids.join("key").exists());
+    std::fs::copy(&own, ids.join("key")).unwrap();
+    assert!(s.ok("hr", &["principal", "whoami"]).contains("包头市人力资源和社会保障局"));
+    let grant = ["licence", "grant", "lic6", "--operator", "op", "--datasets", "social_insurance", "--purpose", "p"];
+    s.ok("admin", &[&grant[..], &["--until", &until]].concat());
+    let out = s.ok("hr", &["licence", "consent", "lic6", "--dataset", "social_insurance"]);
+    assert!(out.contains("是 yes"), "signed with the key only the provider held: {out}");
     s.stop();
 
     // Red team: the enterprise register, reclassified as shared on conditions, holds lic2 (granted
