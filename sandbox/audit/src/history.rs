@@ -104,12 +104,12 @@ struct Tail {
 }
 
 impl Follower {
-    /// Opens the history as [`open`] does (a line a crash cut short is cut off).
+    /// Opens the history and its key (created with a new history). A line a crash cut short
+    /// is read once whole, and cut by the next [`append`].
     pub fn open(path: &Path) -> io::Result<Follower> {
-        let (hasher, _) = open(path)?;
         let mut follower = Follower {
             path: path.to_owned(),
-            hasher,
+            hasher: hasher(path)?,
             cells: Tail::default(),
             tables: Tail::default(),
             history: std::sync::Arc::new(History::default()),
@@ -252,17 +252,20 @@ mod tests {
     use super::*;
     use crate::{ReleasedCell, Sketch};
 
-    #[test]
-    fn a_follower_reads_what_was_appended_and_a_replaced_history_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("history.jsonl");
-        let cell = |label: &str| ReleasedCell {
+    fn cell(label: &str) -> ReleasedCell {
+        ReleasedCell {
             dataset: "shops".to_owned(),
             label: label.to_owned(),
             sketch: Sketch::default(),
             contributions: Vec::new(),
             magnitudes: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_follower_reads_what_was_appended_and_a_replaced_history_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
         let mut follower = Follower::open(&path).unwrap();
         assert!(follower.current().unwrap().is_empty());
         append(&path, &History { cells: vec![cell("a"), cell("b")], tables: Vec::new() }).unwrap();
@@ -295,13 +298,6 @@ mod tests {
     fn a_follower_survives_torn_tails_failed_looks_and_new_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("history.jsonl");
-        let cell = |label: &str| ReleasedCell {
-            dataset: "shops".to_owned(),
-            label: label.to_owned(),
-            sketch: Sketch::default(),
-            contributions: Vec::new(),
-            magnitudes: Vec::new(),
-        };
         let mut follower = Follower::open(&path).unwrap();
         append(&path, &History { cells: vec![cell("a")], tables: Vec::new() }).unwrap();
         let torn = serde_json::to_string(&cell("b")).unwrap();
@@ -335,13 +331,6 @@ mod tests {
     fn an_append_a_crash_cut_short_is_cut_off_and_the_history_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("history.jsonl");
-        let cell = |label: &str| ReleasedCell {
-            dataset: "shops".to_owned(),
-            label: label.to_owned(),
-            sketch: Sketch::default(),
-            contributions: Vec::new(),
-            magnitudes: Vec::new(),
-        };
         let (_, empty) = open(&path).unwrap();
         assert!(empty.is_empty());
         append(&path, &History { cells: vec![cell("a")], tables: Vec::new() }).unwrap();

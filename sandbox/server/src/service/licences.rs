@@ -172,10 +172,7 @@ impl Service {
         }
         check_text("note", note, true)?;
         let guard = self.lock().await;
-        let incident = self.incident(id)?;
-        if incident.closed {
-            return Err(ServiceError::precondition(format!("incident {id} is closed"), "该安全事件已结案"));
-        }
+        let incident = self.open_incident(id)?;
         let event = Event::IncidentMeasure {
             incident: id.to_owned(),
             licence: incident.licence.clone(),
@@ -210,10 +207,7 @@ impl Service {
         check_text("reported_to", reported_to, false)?;
         check_text("note", note, true)?;
         let guard = self.lock().await;
-        let incident = self.incident(id)?;
-        if incident.closed {
-            return Err(ServiceError::precondition(format!("incident {id} is closed"), "该安全事件已结案"));
-        }
+        let incident = self.open_incident(id)?;
         let reported_to = if reported_to.trim().is_empty() { "-" } else { reported_to.trim() };
         let event = Event::IncidentClosed {
             incident: id.to_owned(),
@@ -231,6 +225,15 @@ impl Service {
 
     fn incident(&self, id: &str) -> Result<Incident> {
         self.core.view()?.incident(id)?.ok_or_else(|| ServiceError::not_found("incident", "安全事件", id))
+    }
+
+    /// The incident `id`, if it is not closed.
+    fn open_incident(&self, id: &str) -> Result<Incident> {
+        let incident = self.incident(id)?;
+        if incident.closed {
+            return Err(ServiceError::precondition(format!("incident {id} is closed"), "该安全事件已结案"));
+        }
+        Ok(incident)
     }
 
     /// A data provider's signed consent to a licence over its conditionally shared dataset.

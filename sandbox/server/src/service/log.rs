@@ -64,29 +64,24 @@ impl Service {
         {
             return Ok(true);
         }
+        // The things an entry may be about, the most specific first.
         let owned = [
             ("run", Thing::Run),
             ("release", Thing::Release),
-            ("licence", Thing::Licence),
-            ("agreement", Thing::Agreement),
             ("module", Thing::Module),
+            ("agreement", Thing::Agreement),
+            ("licence", Thing::Licence),
         ];
         let scope = super::scope(caller);
         if let crate::state::Scope::Provider { .. } = scope {
             // A provider's by the most specific thing the entry is about: a run, release or
             // module over another provider's data is not its own because the licence or
             // agreement it ran under also names its data (red team of issue 20).
-            let specific = [
-                ("run", Thing::Run),
-                ("release", Thing::Release),
-                ("module", Thing::Module),
-                ("agreement", Thing::Agreement),
-                ("licence", Thing::Licence),
-            ];
-            let Some((field, thing)) = specific.into_iter().find(|(field, _)| entry.get(field).is_some()) else {
+            let Some((id, thing)) = owned.into_iter().find_map(|(field, thing)| Some((entry.get(field)?, thing)))
+            else {
                 return Ok(false);
             };
-            return Ok(self.core.view()?.is_party(scope, thing, entry.get(field).expect("found"))?);
+            return Ok(self.core.view()?.is_party(scope, thing, id)?);
         }
         for (field, thing) in owned {
             if let Some(id) = entry.get(field)
